@@ -1,0 +1,355 @@
+//! The shared-memory file: one `#[repr(C)]` struct mapped by rt-core and by its client.
+//!
+//! Who writes what (one writer per region, always):
+//!
+//! | region | writer | readers |
+//! |---|---|---|
+//! | `header` identity fields | rt-core at creation | everyone |
+//! | `header.heartbeat/state/program_gen/period_ns/...` | rt-core scan thread | everyone |
+//! | `header.client_pid` | the client holding the lease | everyone |
+//! | `control`, `stats`, `histogram`, `program`, `outputs`, `debug`, `events` | rt-core scan thread | everyone (`events`: the client) |
+//! | `load_result`, `logs` | rt-core control thread | the client |
+//! | `inputs`, `watch`, `commands`, `writes` | the client (lease holder) | rt-core |
+//!
+//! "The client" is the companion, or the control tool while no companion runs. The client
+//! lease (an exclusive `flock` on `<file>.client`, see `shm`) makes sure there is only one
+//! at a time, so the single-producer and single-writer rules of the rings, buffers and
+//! seqlocks hold across processes. rt-core holds an exclusive `flock` on the file itself
+//! for its whole life, which is how everyone tells whether it is alive.
+
+use crate::debug::{DebugValues, LoadResult, ProgramInfo, WatchList};
+use crate::image::{InputImage, OutputImage};
+use crate::pad::CachePadded;
+use crate::ring::Ring;
+use crate::seqlock::SeqLock;
+use crate::stats::{Histogram, Stats};
+use crate::triple::TripleBuffer;
+use bytemuck::{Pod, Zeroable};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+/// "OPLC-SHM" little-endian; written last by the creator, so a reader that sees it sees an
+/// initialised layout.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
+
+/// Bumped on any change of the layout below; attachers refuse any other version.
+pub const ABI_VERSION: u32 = 1;
+
+/// Command results kept, indexed by `seq % RESULT_SLOTS`.
+pub const RESULT_SLOTS: usize = 64;
+
+pub type CommandRing = Ring<64, 320>;
+pub type WriteRing = Ring<4096, 28>;
+pub type EventRing = Ring<256, 60>;
+pub type LogRing = Ring<256, 508>;
+
+/// PLC states, as the OpenPLC API names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PlcState {
+    Empty = 0,
+    Stopped = 1,
+    Running = 2,
+    Error = 3,
+}
+
+impl PlcState {
+    pub const fn from_u32(v: u32) -> Self {
+        match v {
+            1 => PlcState::Stopped,
+            2 => PlcState::Running,
+            3 => PlcState::Error,
+            _ => PlcState::Empty,
+        }
+    }
+
+    /// `EMPTY`, `STOPPED`, `RUNNING`, `ERROR`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PlcState::Empty => "EMPTY",
+            PlcState::Stopped => "STOPPED",
+            PlcState::Running => "RUNNING",
+            PlcState::Error => "ERROR",
+        }
+    }
+}
+
+#[repr(C, align(64))]
+pub struct Header {
+    pub magic: AtomicU64,
+    pub abi_version: u32,
+    pub header_size: u32,
+    pub total_size: u64,
+    /// The rt-core process that owns the file (informational; liveness is its flock).
+    pub rt_pid: AtomicU32,
+    /// The client holding the lease, 0 when none (informational; the lease is a flock).
+    pub client_pid: AtomicU32,
+    /// CLOCK_MONOTONIC ns at rt-core's start; changes on every rt-core start.
+    pub rt_boot_ns: AtomicU64,
+    /// Loop iterations: the liveness counter.
+    pub heartbeat: AtomicU64,
+    /// CLOCK_MONOTONIC ns at the end of the last loop iteration.
+    pub last_cycle_ns: AtomicU64,
+    /// `PlcState` as u32.
+    pub state: AtomicU32,
+    /// Generation of the program swapped in, 0 for none.
+    pub program_gen: AtomicU32,
+    /// The scan period in force, ns.
+    pub period_ns: AtomicU64,
+    /// CLOCK_MONOTONIC ns when the program body was entered, 0 outside it (watchdog).
+    pub in_program_since_ns: AtomicU64,
+    /// Kernel thread id of the scan thread.
+    pub scan_tid: AtomicU32,
+    /// CPU the scan thread is pinned to, -1 when not pinned.
+    pub scan_cpu: AtomicI32,
+    /// SCHED_FIFO priority of the scan thread, 0 when it could not get one.
+    pub scan_priority: AtomicI32,
+    /// `RT_*` bits: what of the real-time set-up succeeded.
+    pub rt_flags: AtomicU32,
+}
+
+/// `Header::rt_flags`: memory locked with mlockall.
+pub const RT_MLOCKED: u32 = 1;
+/// `Header::rt_flags`: the scan thread runs SCHED_FIFO.
+pub const RT_FIFO: u32 = 2;
+/// `Header::rt_flags`: the scan thread is pinned to one CPU.
+pub const RT_PINNED: u32 = 4;
+/// `Header::rt_flags`: `/dev/cpu_dma_latency` is held at 0.
+pub const RT_DMA_LATENCY: u32 = 8;
+/// `Header::rt_flags`: the pinned CPU is isolated (isolcpus / cpuset).
+pub const RT_ISOLATED_CPU: u32 = 16;
+
+/// Replies to commands, written by the scan thread.
+#[repr(C, align(64))]
+pub struct Control {
+    /// Sequence number of the last command processed.
+    pub acked_seq: AtomicU32,
+    /// Forced debug variables right now.
+    pub forced_count: AtomicU32,
+    /// `(seq << 32) | CommandStatus`, at `seq % RESULT_SLOTS`.
+    pub results: [AtomicU64; RESULT_SLOTS],
+}
+
+impl Control {
+    /// The status of command `seq`, once processed and while its slot was not reused.
+    pub fn result_of(&self, seq: u32) -> Option<u32> {
+        let v = self.results[seq as usize % RESULT_SLOTS].load(Ordering::Acquire);
+        ((v >> 32) as u32 == seq && v as u32 != 0).then_some(v as u32)
+    }
+
+    /// Records the status of command `seq` (scan thread only).
+    pub fn record(&self, seq: u32, status: u32) {
+        self.results[seq as usize % RESULT_SLOTS].store(((seq as u64) << 32) | status as u64, Ordering::Release);
+        self.acked_seq.store(seq, Ordering::Release);
+    }
+}
+
+/// What rt-core publishes at the end of each cycle: outputs and memory, with their stamp.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct OutputSnapshot {
+    /// Loop counter when published.
+    pub cycle: u64,
+    /// Program scans when published.
+    pub tick: u64,
+    pub program_gen: u32,
+    /// `PlcState` as u32.
+    pub state: u32,
+    pub image: OutputImage,
+}
+
+/// The whole shared-memory file.
+#[repr(C)]
+pub struct SharedMemory {
+    pub header: Header,
+    pub control: Control,
+    pub stats: SeqLock<Stats>,
+    pub histogram: Histogram,
+    pub program: SeqLock<ProgramInfo>,
+    pub load_result: SeqLock<LoadResult>,
+    pub inputs: TripleBuffer<InputImage>,
+    pub outputs: SeqLock<OutputSnapshot>,
+    pub watch: SeqLock<WatchList>,
+    pub debug: SeqLock<DebugValues>,
+    pub commands: CommandRing,
+    pub writes: WriteRing,
+    pub events: EventRing,
+    pub logs: LogRing,
+    /// Read/written only through atomics; keeps the two ends of the file apart.
+    pub tail_guard: CachePadded<AtomicU64>,
+}
+
+/// Size of the file. Changing the layout changes this number: bump `ABI_VERSION` too.
+pub const LAYOUT_SIZE: usize = core::mem::size_of::<SharedMemory>();
+
+/// A fingerprint of the layout (size and region offsets), stored beside the version so
+/// that two builds which forgot to bump the version still refuse each other.
+pub const LAYOUT_FINGERPRINT: u64 = {
+    use core::mem::offset_of;
+    let parts = [
+        LAYOUT_SIZE as u64,
+        offset_of!(SharedMemory, control) as u64,
+        offset_of!(SharedMemory, stats) as u64,
+        offset_of!(SharedMemory, histogram) as u64,
+        offset_of!(SharedMemory, program) as u64,
+        offset_of!(SharedMemory, load_result) as u64,
+        offset_of!(SharedMemory, inputs) as u64,
+        offset_of!(SharedMemory, outputs) as u64,
+        offset_of!(SharedMemory, watch) as u64,
+        offset_of!(SharedMemory, debug) as u64,
+        offset_of!(SharedMemory, commands) as u64,
+        offset_of!(SharedMemory, writes) as u64,
+        offset_of!(SharedMemory, events) as u64,
+        offset_of!(SharedMemory, logs) as u64,
+    ];
+    // FNV-1a over the little-endian bytes.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < parts.len() {
+        let bytes = parts[i].to_le_bytes();
+        let mut j = 0;
+        while j < 8 {
+            hash ^= bytes[j] as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            j += 1;
+        }
+        i += 1;
+    }
+    hash
+};
+
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Header>() == 128);
+    assert!(offset_of!(SharedMemory, header) == 0);
+    assert!(offset_of!(SharedMemory, control) % 64 == 0);
+    assert!(offset_of!(SharedMemory, inputs) % 64 == 0);
+    assert!(offset_of!(SharedMemory, outputs) % 64 == 0);
+    assert!(offset_of!(SharedMemory, commands) % 64 == 0);
+    assert!(align_of::<SharedMemory>() == 64);
+    // The file stays well under a few MiB so it is cheap to map and lock.
+    assert!(LAYOUT_SIZE < 2 * 1024 * 1024);
+};
+
+/// Why a mapping cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachError {
+    /// Smaller than a header, or not the size this build expects.
+    WrongSize { found: u64, expected: u64 },
+    /// No magic yet: not initialised (or not ours).
+    NotInitialised,
+    /// Made by another version of the runtime.
+    WrongVersion { found: u32, expected: u32 },
+    /// Same version number, different layout (a build that forgot to bump the version).
+    WrongLayout,
+    /// A ring or buffer is in an impossible state.
+    Corrupt,
+}
+
+impl core::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AttachError::WrongSize { found, expected } => {
+                write!(f, "shared memory is {found} bytes, this build expects {expected}")
+            }
+            AttachError::NotInitialised => write!(f, "shared memory is not initialised by rt-core (yet)"),
+            AttachError::WrongVersion { found, expected } => write!(
+                f,
+                "shared memory has ABI version {found}, this build speaks version {expected}: run matching rt-core and companion binaries"
+            ),
+            AttachError::WrongLayout => {
+                write!(f, "shared memory layout differs from this build's although the version matches")
+            }
+            AttachError::Corrupt => write!(f, "shared memory rings or buffers are in an impossible state"),
+        }
+    }
+}
+
+impl SharedMemory {
+    /// Initialises a zero-filled mapping in place and publishes the magic last.
+    ///
+    /// # Safety
+    /// `ptr` must point at `LAYOUT_SIZE` writable, zero-filled, 64-aligned bytes that no
+    /// other thread or process is using yet.
+    pub unsafe fn init_in_place<'a>(ptr: *mut SharedMemory, rt_pid: u32, boot_ns: u64) -> &'a SharedMemory {
+        // SAFETY: the caller guarantees exclusive access to valid, aligned memory; every
+        // field type is valid when zero-filled (atomics, integers, arrays of them).
+        let shm = unsafe { &mut *ptr };
+        shm.header.abi_version = ABI_VERSION;
+        shm.header.header_size = core::mem::size_of::<Header>() as u32;
+        shm.header.total_size = LAYOUT_SIZE as u64;
+        *shm.header.rt_pid.get_mut() = rt_pid;
+        *shm.header.rt_boot_ns.get_mut() = boot_ns;
+        *shm.header.scan_cpu.get_mut() = -1;
+        *shm.header.state.get_mut() = PlcState::Empty as u32;
+        *shm.tail_guard.0.get_mut() = LAYOUT_FINGERPRINT;
+        shm.stats.init();
+        shm.program.init();
+        shm.load_result.init();
+        shm.inputs.init();
+        shm.outputs.init();
+        shm.watch.init();
+        shm.debug.init();
+        shm.commands.init();
+        shm.writes.init();
+        shm.events.init();
+        shm.logs.init();
+        shm.header.magic.store(MAGIC, Ordering::Release);
+        shm
+    }
+
+    /// Checks that `len` bytes at `ptr` hold a layout this build can use.
+    ///
+    /// # Safety
+    /// `ptr` must point at `len` readable and writable bytes, 64-aligned, that stay mapped
+    /// for `'a`.
+    pub unsafe fn from_mapping<'a>(ptr: *const u8, len: usize) -> Result<&'a SharedMemory, AttachError> {
+        if len < core::mem::size_of::<Header>() {
+            return Err(AttachError::WrongSize { found: len as u64, expected: LAYOUT_SIZE as u64 });
+        }
+        // SAFETY: at least a header's worth of bytes is mapped and aligned (caller).
+        let header = unsafe { &*(ptr as *const Header) };
+        if header.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(AttachError::NotInitialised);
+        }
+        if header.abi_version != ABI_VERSION {
+            return Err(AttachError::WrongVersion { found: header.abi_version, expected: ABI_VERSION });
+        }
+        if header.total_size != LAYOUT_SIZE as u64 || len != LAYOUT_SIZE {
+            return Err(AttachError::WrongSize { found: header.total_size, expected: LAYOUT_SIZE as u64 });
+        }
+        // SAFETY: the size matches and the magic was published after initialisation.
+        let shm = unsafe { &*(ptr as *const SharedMemory) };
+        if shm.tail_guard.0.load(Ordering::Acquire) != LAYOUT_FINGERPRINT {
+            return Err(AttachError::WrongLayout);
+        }
+        let consistent = shm.inputs.is_consistent()
+            && shm.commands.is_consistent()
+            && shm.writes.is_consistent()
+            && shm.events.is_consistent()
+            && shm.logs.is_consistent();
+        if !consistent {
+            return Err(AttachError::Corrupt);
+        }
+        Ok(shm)
+    }
+
+    pub fn state(&self) -> PlcState {
+        PlcState::from_u32(self.header.state.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_results_match_their_sequence_number() {
+        // SAFETY: `Control` is atomics only, for which all-zero is a valid value.
+        let control: Control = unsafe { core::mem::zeroed() };
+        assert_eq!(control.result_of(5), None);
+        control.record(5, 1);
+        assert_eq!(control.result_of(5), Some(1));
+        control.record(5 + RESULT_SLOTS as u32, 3);
+        assert_eq!(control.result_of(5), None, "a reused slot no longer answers for the old seq");
+    }
+}

@@ -1,0 +1,29 @@
+//! The fixed shared-memory layout between rt-core and the companion, and the program ABI.
+//!
+//! Everything here is `#[repr(C)]`, sized at compile time and free of pointers, so two
+//! processes built from the same sources agree on it byte for byte:
+//!
+//! - [`image`]: the OpenPLC process image (1024 entries per area).
+//! - [`seqlock`], [`triple`], [`ring`]: the lock-free building blocks, one writer each.
+//! - [`msg`]: commands, image writes, events and log lines (postcard in fixed slots).
+//! - [`stats`]: scan statistics and the 1 µs latency histogram.
+//! - [`debug`]: the watch list, watched values and program information.
+//! - [`layout`]: the file itself, its header, and who writes which region.
+//! - [`program`]: the C ABI every program library exports (see `include/openplc_abi.h`).
+//! - [`shm`] (feature `std`): opening the file as rt-core, as the client, or as an observer.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod debug;
+pub mod image;
+pub mod layout;
+pub mod msg;
+mod pad;
+pub mod program;
+pub mod ring;
+pub mod seqlock;
+#[cfg(feature = "std")]
+pub mod shm;
+pub mod stats;
+pub mod triple;
+
+pub use pad::CachePadded;

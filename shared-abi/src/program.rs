@@ -1,0 +1,113 @@
+//! The one program ABI rt-core knows: a versioned C struct of function pointers that every
+//! program library exports through `oplc_program_entry`. Adapters (C for MatIEC bundles,
+//! C++ for STruC++ bundles) are compiled together with the generated code and fill it in,
+//! so rt-core never learns which compiler made a program.
+//!
+//! The C declaration is `include/openplc_abi.h`; `tests/c_header.rs` keeps the two in step.
+
+use crate::image::Image;
+use core::ffi::{c_char, c_void};
+
+/// Bumped on any incompatible change of `ProgramAbi` or `LocatedInfo`.
+pub const PROGRAM_ABI_VERSION: u32 = 1;
+
+/// The symbol rt-core resolves in a program library.
+pub const PROGRAM_ENTRY_SYMBOL: &str = "oplc_program_entry";
+
+/// `const oplc_program_abi_t *oplc_program_entry(void)`.
+pub type ProgramEntry = unsafe extern "C" fn() -> *const ProgramAbi;
+
+/// How a debug variable's bytes are laid out, so the debugger can put them on the wire
+/// the way each Editor generation decodes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum VarKind {
+    /// A little-endian scalar of `var_size` bytes (BOOL … LREAL); byte-swapped when a big-
+    /// endian forced value arrives.
+    Scalar = 0,
+    /// MatIEC's 16-byte `{long tv_sec; long tv_nsec;}` (TIME, DATE, TOD, DT).
+    Timespec = 1,
+    /// A length-prefixed string (never byte-swapped).
+    String = 2,
+    /// Anything else, copied as is.
+    Opaque = 3,
+}
+
+impl VarKind {
+    pub const fn from_u32(v: u32) -> Self {
+        match v {
+            0 => VarKind::Scalar,
+            1 => VarKind::Timespec,
+            2 => VarKind::String,
+            _ => VarKind::Opaque,
+        }
+    }
+}
+
+/// A located variable of the program, for diagnostics (`oplc_located_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocatedInfo {
+    /// `image::Area` as u8.
+    pub area: u8,
+    /// `image::Width` as u8.
+    pub width: u8,
+    pub index: u16,
+    pub bit: u8,
+    /// 1 when the variable lives in the image itself; 0 when the adapter keeps it in the
+    /// program's storage and copies it (a type whose size differs from the location's).
+    pub in_image: u8,
+    /// `sizeof` the IEC type the program declared.
+    pub size: u16,
+}
+
+/// `oplc_program_abi_t`. Every function pointer may be null only where noted.
+#[repr(C)]
+pub struct ProgramAbi {
+    /// `PROGRAM_ABI_VERSION` of the adapter.
+    pub abi_version: u32,
+    /// `sizeof(oplc_program_abi_t)` as the adapter saw it.
+    pub struct_size: u32,
+    /// NUL-terminated: "matiec", "strucpp", …
+    pub generator: *const c_char,
+    /// Puts the program's located variables into `image`. Called once, before `init`.
+    /// Returns 0 or a negative error.
+    pub bind_image: Option<unsafe extern "C" fn(image: *mut Image) -> i32>,
+    /// Cold-start initialisation of every variable. Returns 0 or a negative error.
+    pub init: Option<unsafe extern "C" fn() -> i32>,
+    /// Runs one scan (tasks due at `tick`) and advances the program's clock by one period.
+    pub run_tick: Option<unsafe extern "C" fn(tick: u64)>,
+    /// The program's base tick, ns.
+    pub tick_period_ns: Option<unsafe extern "C" fn() -> u64>,
+    /// NUL-terminated hex MD5 of the program source, or null.
+    pub program_md5: Option<unsafe extern "C" fn() -> *const c_char>,
+    pub var_count: Option<unsafe extern "C" fn() -> u32>,
+    /// Size of a debug variable in bytes, 0 when out of range.
+    pub var_size: Option<unsafe extern "C" fn(index: u32) -> u32>,
+    /// `VarKind` of a debug variable.
+    pub var_kind: Option<unsafe extern "C" fn(index: u32) -> u32>,
+    /// Address of a debug variable's current value (the forced value while forced), or
+    /// null when out of range.
+    pub var_addr: Option<unsafe extern "C" fn(index: u32) -> *mut c_void>,
+    /// Forces a variable to `len` native-order bytes. Returns 0 or a negative error.
+    pub var_force: Option<unsafe extern "C" fn(index: u32, value: *const c_void, len: u32) -> i32>,
+    /// Releases a forced variable. Returns 0 or a negative error.
+    pub var_unforce: Option<unsafe extern "C" fn(index: u32) -> i32>,
+    /// May be null: one group holding every variable.
+    pub group_count: Option<unsafe extern "C" fn() -> u32>,
+    /// May be null when `group_count` is.
+    pub group_len: Option<unsafe extern "C" fn(group: u32) -> u32>,
+    /// May be null: no located-variable listing.
+    pub located_count: Option<unsafe extern "C" fn() -> u32>,
+    /// Fills `out` for located variable `i`; returns 0, or -1 when out of range.
+    pub located_at: Option<unsafe extern "C" fn(i: u32, out: *mut LocatedInfo) -> i32>,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<LocatedInfo>() == 8);
+    assert!(offset_of!(ProgramAbi, generator) == 8);
+    assert!(offset_of!(ProgramAbi, bind_image) == 16);
+    assert!(offset_of!(ProgramAbi, located_at) == 16 + 14 * 8);
+    assert!(size_of::<ProgramAbi>() == 16 + 15 * 8);
+};

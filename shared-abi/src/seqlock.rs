@@ -1,0 +1,116 @@
+//! A sequence lock for plain-old-data snapshots with one writer and any number of readers.
+//!
+//! The writer never waits: it bumps the sequence to odd, writes, and bumps it to even.
+//! Readers copy the data and keep it only if the sequence was even and unchanged around
+//! the copy. `try_read` makes exactly one attempt, so a real-time reader can fall back to
+//! its previous copy instead of spinning on a writer that was preempted or killed.
+
+use bytemuck::Pod;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering, fence};
+
+/// A read overlapped a write; the copy was discarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Torn;
+
+/// One writer, many readers, never a lock. `T` must be valid for every bit pattern (`Pod`),
+/// because a reader may copy a half-written value before it notices and discards it.
+#[repr(C, align(64))]
+pub struct SeqLock<T> {
+    seq: AtomicU64,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: all shared access goes through the sequence protocol below: the single writer is
+// the only one creating a `&mut T` (the `unsafe fn write` contract), readers only perform
+// volatile word copies of `Pod` data that they discard when torn.
+unsafe impl<T: Pod + Send> Sync for SeqLock<T> {}
+
+impl<T: Pod> SeqLock<T> {
+    /// Resets to version 0 with zeroed data. Only for the creator of the shared memory,
+    /// before anyone else can see it.
+    pub fn init(&mut self) {
+        *self.seq.get_mut() = 0;
+        *self.data.get_mut() = T::zeroed();
+    }
+
+    /// The current version: even and stable when no write is under way.
+    pub fn version(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the data inside a write section.
+    ///
+    /// # Safety
+    /// The caller must be the only writer of this lock, in every process, for the whole
+    /// call (the shared-memory roles in `layout` say who that is for each region).
+    pub unsafe fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let s = self.seq.load(Ordering::Relaxed);
+        // Leave an odd sequence behind from a writer that died mid-write: the next write
+        // starts from the next even value.
+        let start = s | 1;
+        self.seq.store(start, Ordering::Relaxed);
+        // Orders the odd store before the data stores below.
+        fence(Ordering::Release);
+        // SAFETY: the caller is the single writer, so no other `&mut T` exists; readers only
+        // make volatile copies that they discard because the sequence is odd.
+        let result = f(unsafe { &mut *self.data.get() });
+        self.seq.store(start.wrapping_add(1), Ordering::Release);
+        result
+    }
+
+    /// One attempt to copy a consistent snapshot into `out`. Never waits.
+    pub fn try_read(&self, out: &mut T) -> Result<u64, Torn> {
+        let before = self.seq.load(Ordering::Acquire);
+        if before & 1 == 1 {
+            return Err(Torn);
+        }
+        // SAFETY: `data` points at a live `T` inside `self`; `out` is a distinct `&mut T`.
+        // The copy may race with the writer, which is why it is volatile and checked below.
+        unsafe { volatile_copy(self.data.get(), out) };
+        // Orders the data loads above before the re-check of the sequence.
+        fence(Ordering::Acquire);
+        let after = self.seq.load(Ordering::Relaxed);
+        if before == after { Ok(before) } else { Err(Torn) }
+    }
+
+    /// Copies a consistent snapshot, retrying up to `attempts` times. For readers that are
+    /// allowed to wait a little (the companion), never for rt-core.
+    pub fn read(&self, out: &mut T, attempts: u32) -> Result<u64, Torn> {
+        for _ in 0..attempts.max(1) {
+            match self.try_read(out) {
+                Ok(version) => return Ok(version),
+                Err(Torn) => core::hint::spin_loop(),
+            }
+        }
+        Err(Torn)
+    }
+}
+
+/// Copies `*src` into `*dst` with volatile loads, one machine word at a time, so the
+/// compiler neither elides nor reorders the loads around the sequence checks.
+///
+/// # Safety
+/// `src` must point at a readable `T`; `dst` must not overlap it.
+unsafe fn volatile_copy<T: Pod>(src: *const T, dst: &mut T) {
+    let len = core::mem::size_of::<T>();
+    let dst_bytes = bytemuck::bytes_of_mut(dst);
+    let src_bytes = src as *const u8;
+    let words = len / 8;
+    let aligned = (src_bytes as usize).is_multiple_of(8);
+    let mut i = 0;
+    if aligned {
+        while i < words {
+            // SAFETY: in bounds (`i < len / 8`) and 8-aligned because `src` is.
+            let w = unsafe { core::ptr::read_volatile((src_bytes as *const u64).add(i)) };
+            dst_bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+            i += 1;
+        }
+        i *= 8;
+    }
+    while i < len {
+        // SAFETY: in bounds (`i < len`).
+        dst_bytes[i] = unsafe { core::ptr::read_volatile(src_bytes.add(i)) };
+        i += 1;
+    }
+}

@@ -1,0 +1,98 @@
+//! Keeps `include/openplc_abi.h` in step with the Rust declarations: a C program compiled
+//! with the system compiler prints every size and offset the header defines, and each one
+//! must equal what Rust computes for the same field.
+
+use shared_abi::image::{Image, InputImage, OutputImage};
+use shared_abi::program::{LocatedInfo, PROGRAM_ABI_VERSION, ProgramAbi};
+use std::collections::BTreeMap;
+use std::mem::{offset_of, size_of};
+use std::path::Path;
+use std::process::Command;
+
+const PROBE: &str = r#"
+#include <stdio.h>
+#include "openplc_abi.h"
+#define SIZE(t) printf("size %s %zu\n", #t, sizeof(t))
+#define OFF(t, f) printf("off %s.%s %zu\n", #t, #f, offsetof(t, f))
+int main(void) {
+    printf("version %u\n", OPLC_PROGRAM_ABI_VERSION);
+    SIZE(oplc_inputs_t); SIZE(oplc_outputs_t); SIZE(oplc_image_t); SIZE(oplc_located_t); SIZE(oplc_program_abi_t);
+    OFF(oplc_inputs_t, lint_input); OFF(oplc_inputs_t, dint_input); OFF(oplc_inputs_t, int_input);
+    OFF(oplc_inputs_t, byte_input); OFF(oplc_inputs_t, bool_input);
+    OFF(oplc_outputs_t, lint_output); OFF(oplc_outputs_t, lint_memory); OFF(oplc_outputs_t, dint_output);
+    OFF(oplc_outputs_t, dint_memory); OFF(oplc_outputs_t, int_output); OFF(oplc_outputs_t, int_memory);
+    OFF(oplc_outputs_t, byte_output); OFF(oplc_outputs_t, bool_output); OFF(oplc_outputs_t, bool_memory);
+    OFF(oplc_image_t, in); OFF(oplc_image_t, out);
+    OFF(oplc_located_t, area); OFF(oplc_located_t, width); OFF(oplc_located_t, index);
+    OFF(oplc_located_t, bit); OFF(oplc_located_t, in_image); OFF(oplc_located_t, size);
+    OFF(oplc_program_abi_t, abi_version); OFF(oplc_program_abi_t, struct_size); OFF(oplc_program_abi_t, generator);
+    OFF(oplc_program_abi_t, bind_image); OFF(oplc_program_abi_t, init); OFF(oplc_program_abi_t, run_tick);
+    OFF(oplc_program_abi_t, tick_period_ns); OFF(oplc_program_abi_t, program_md5); OFF(oplc_program_abi_t, var_count);
+    OFF(oplc_program_abi_t, var_size); OFF(oplc_program_abi_t, var_kind); OFF(oplc_program_abi_t, var_addr);
+    OFF(oplc_program_abi_t, var_force); OFF(oplc_program_abi_t, var_unforce); OFF(oplc_program_abi_t, group_count);
+    OFF(oplc_program_abi_t, group_len); OFF(oplc_program_abi_t, located_count); OFF(oplc_program_abi_t, located_at);
+    return 0;
+}
+"#;
+
+fn rust_layout() -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: usize| {
+        m.insert(k.to_string(), v);
+    };
+    put("version", PROGRAM_ABI_VERSION as usize);
+    put("size oplc_inputs_t", size_of::<InputImage>());
+    put("size oplc_outputs_t", size_of::<OutputImage>());
+    put("size oplc_image_t", size_of::<Image>());
+    put("size oplc_located_t", size_of::<LocatedInfo>());
+    put("size oplc_program_abi_t", size_of::<ProgramAbi>());
+    macro_rules! off {
+        ($c:literal, $t:ty, $($f:ident => $cf:literal),*) => {$(
+            put(concat!("off ", $c, ".", $cf), offset_of!($t, $f));
+        )*};
+    }
+    off!("oplc_inputs_t", InputImage, lint_input => "lint_input", dint_input => "dint_input", int_input => "int_input", byte_input => "byte_input", bool_input => "bool_input");
+    off!("oplc_outputs_t", OutputImage, lint_output => "lint_output", lint_memory => "lint_memory", dint_output => "dint_output", dint_memory => "dint_memory", int_output => "int_output", int_memory => "int_memory", byte_output => "byte_output", bool_output => "bool_output", bool_memory => "bool_memory");
+    off!("oplc_image_t", Image, inputs => "in", outputs => "out");
+    off!("oplc_located_t", LocatedInfo, area => "area", width => "width", index => "index", bit => "bit", in_image => "in_image", size => "size");
+    off!("oplc_program_abi_t", ProgramAbi, abi_version => "abi_version", struct_size => "struct_size", generator => "generator", bind_image => "bind_image", init => "init", run_tick => "run_tick", tick_period_ns => "tick_period_ns", program_md5 => "program_md5", var_count => "var_count", var_size => "var_size", var_kind => "var_kind", var_addr => "var_addr", var_force => "var_force", var_unforce => "var_unforce", group_count => "group_count", group_len => "group_len", located_count => "located_count", located_at => "located_at");
+    m
+}
+
+fn c_layout(compiler: &str, source_name: &str) -> BTreeMap<String, usize> {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(source_name);
+    let exe = dir.path().join("probe");
+    std::fs::write(&src, PROBE).unwrap();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let out = Command::new(compiler)
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg("-I")
+        .arg(&include)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("{compiler} must be installed: {e}"));
+    assert!(out.status.success(), "{compiler} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).output().unwrap();
+    assert!(run.status.success());
+    String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn c_header_matches_rust_layout() {
+    assert_eq!(c_layout("cc", "probe.c"), rust_layout());
+}
+
+#[test]
+fn c_header_is_valid_cplusplus_too() {
+    // STruC++ adapters include the header from C++.
+    assert_eq!(c_layout("c++", "probe.cpp"), rust_layout());
+}

@@ -1,0 +1,242 @@
+//! Hammers the lock-free paths from two threads, each through its own mapping of a real
+//! shared-memory file (the way rt-core and the companion see it), and checks that nothing
+//! is lost, torn, duplicated or reordered.
+
+use shared_abi::image::IecAddress;
+use shared_abi::layout::OutputSnapshot;
+use shared_abi::msg::ImageWrite;
+use shared_abi::ring::PushError;
+use shared_abi::shm::{ClientMapping, RtMapping};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+
+fn pair() -> (tempfile::TempDir, RtMapping, ClientMapping) {
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("shm").to_str().unwrap().to_string();
+    let rt = RtMapping::open(&name).unwrap();
+    let client = ClientMapping::open(&name).unwrap();
+    (dir, rt, client)
+}
+
+/// A message whose fields must agree with each other: a torn slot would break the pattern.
+fn message(seq: u64) -> ImageWrite {
+    let index = (seq % 1024) as u16;
+    ImageWrite {
+        addr: IecAddress::new(shared_abi::image::Area::Memory, shared_abi::image::Width::LWord, index, 0).unwrap(),
+        value: seq,
+    }
+}
+
+#[test]
+fn ring_delivers_millions_in_order_across_mappings() {
+    const N: u64 = 3_000_000;
+    let (_dir, rt, client) = pair();
+    let producer = thread::spawn(move || {
+        // SAFETY: this thread is the only producer of the write ring.
+        let mut tx = unsafe { client.shm().writes.producer() };
+        let mut full = 0u64;
+        for seq in 0..N {
+            loop {
+                match tx.push(&message(seq)) {
+                    Ok(()) => break,
+                    Err(PushError::Full) => {
+                        full += 1;
+                        std::hint::spin_loop();
+                    }
+                    Err(PushError::TooLarge) => panic!("message must fit a slot"),
+                }
+            }
+        }
+        (full, client)
+    });
+    // SAFETY: this thread is the only consumer of the write ring.
+    let mut rx = unsafe { rt.shm().writes.consumer() };
+    let mut expected = 0u64;
+    while expected < N {
+        match rx.pop::<ImageWrite>() {
+            Some(Ok(m)) => {
+                assert_eq!(m, message(expected), "message {expected} lost, duplicated, torn or reordered");
+                expected += 1;
+            }
+            Some(Err(e)) => panic!("undecodable slot at {expected}: {e:?}"),
+            None => std::hint::spin_loop(),
+        }
+    }
+    let (full, client) = producer.join().unwrap();
+    assert!(rx.pop::<ImageWrite>().is_none(), "nothing extra arrives");
+    assert_eq!(client.shm().writes.dropped(), full, "every refused push is counted");
+}
+
+#[test]
+fn a_full_ring_refuses_and_counts_instead_of_blocking() {
+    let (_dir, rt, client) = pair();
+    // SAFETY: single producer and single consumer in this test.
+    let mut tx = unsafe { client.shm().events.producer() };
+    let capacity = client.shm().events.capacity();
+    for seq in 0..capacity as u64 {
+        tx.push(&message(seq)).unwrap();
+    }
+    for _ in 0..5 {
+        assert_eq!(tx.push(&message(999)), Err(PushError::Full));
+    }
+    assert_eq!(rt.shm().events.dropped(), 5);
+    // SAFETY: as above.
+    let mut rx = unsafe { rt.shm().events.consumer() };
+    assert_eq!(rx.pop::<ImageWrite>(), Some(Ok(message(0))));
+    tx.push(&message(capacity as u64)).expect("a freed slot is reused");
+    assert_eq!(rx.len(), capacity);
+}
+
+#[test]
+fn oversized_messages_are_refused_not_truncated() {
+    let (_dir, _rt, client) = pair();
+    // SAFETY: single producer in this test.
+    let mut tx = unsafe { client.shm().writes.producer() };
+    assert_eq!(tx.push_bytes(&[0u8; 64]), Err(PushError::TooLarge));
+    assert_eq!(tx.push(&[u64::MAX; 8]), Err(PushError::TooLarge), "80 bytes of varints");
+    assert!(client.shm().writes.is_empty());
+}
+
+fn fill(snapshot: &mut OutputSnapshot, value: u64) {
+    snapshot.cycle = value;
+    snapshot.tick = value;
+    snapshot.image.lint_output.fill(value);
+    snapshot.image.lint_memory.fill(value);
+    snapshot.image.int_memory.fill(value as u16);
+}
+
+fn consistent(snapshot: &OutputSnapshot) -> bool {
+    let v = snapshot.cycle;
+    snapshot.tick == v
+        && snapshot.image.lint_output.iter().all(|&x| x == v)
+        && snapshot.image.lint_memory.iter().all(|&x| x == v)
+        && snapshot.image.int_memory.iter().all(|&x| x == v as u16)
+}
+
+#[test]
+fn seqlock_readers_never_accept_a_torn_snapshot() {
+    const WRITES: u64 = 100_000;
+    const READERS: usize = 2;
+    let (_dir, rt, client) = pair();
+    let done = AtomicBool::new(false);
+    let successes: [AtomicU64; READERS] = [AtomicU64::new(0), AtomicU64::new(0)];
+    thread::scope(|s| {
+        s.spawn(|| {
+            for v in 1..=WRITES {
+                // SAFETY: this thread is the only writer of the outputs seqlock.
+                unsafe { rt.shm().outputs.write(|snap| fill(snap, v)) };
+                // Like rt-core, which writes once per cycle, leave readers room: every 500
+                // writes, wait until each reader has completed another read.
+                if v % 500 == 0 {
+                    let seen: Vec<u64> = successes.iter().map(|c| c.load(Ordering::Acquire)).collect();
+                    while successes.iter().zip(&seen).any(|(c, &n)| c.load(Ordering::Acquire) == n) {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            done.store(true, Ordering::Release);
+        });
+        let readers: Vec<_> = successes
+            .iter()
+            .map(|count| {
+                let (client, done) = (&client, &done);
+                s.spawn(move || {
+                    let mut snap: OutputSnapshot = bytemuck::Zeroable::zeroed();
+                    let (mut torn, mut last) = (0u64, 0u64);
+                    while !done.load(Ordering::Acquire) {
+                        match client.shm().outputs.try_read(&mut snap) {
+                            Ok(_) => {
+                                assert!(consistent(&snap), "accepted a torn snapshot at {}", snap.cycle);
+                                assert!(snap.cycle >= last, "versions went backwards");
+                                last = snap.cycle;
+                                count.fetch_add(1, Ordering::AcqRel);
+                            }
+                            Err(_) => torn += 1,
+                        }
+                    }
+                    torn
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+    for c in &successes {
+        assert!(c.load(Ordering::Acquire) >= WRITES / 500, "each reader got through at every handshake");
+    }
+    let mut snap: OutputSnapshot = bytemuck::Zeroable::zeroed();
+    client.shm().outputs.read(&mut snap, 10).unwrap();
+    assert_eq!(snap.cycle, WRITES, "the last write is what a quiet reader sees");
+}
+
+#[test]
+fn triple_buffer_hands_over_whole_snapshots_newest_first() {
+    const PUBLISHES: u64 = 300_000;
+    let (_dir, rt, client) = pair();
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            for v in 1..=PUBLISHES {
+                // SAFETY: this thread is the only writer of the input buffer.
+                let back = unsafe { client.shm().inputs.back_buffer() };
+                back.lint_input.fill(v);
+                back.int_input.fill(v as u16);
+                back.bool_input[1023][7] = (v % 2) as u8;
+                // SAFETY: as above.
+                unsafe { client.shm().inputs.publish() };
+            }
+            done.store(true, Ordering::Release);
+        });
+        let mut last = 0u64;
+        let mut fresh_count = 0u64;
+        loop {
+            let finished = done.load(Ordering::Acquire);
+            // SAFETY: this thread is the only reader of the input buffer.
+            let (image, fresh) = unsafe { rt.shm().inputs.read_latest() };
+            let v = image.lint_input[0];
+            assert!(image.lint_input.iter().all(|&x| x == v), "torn input snapshot");
+            assert!(image.int_input.iter().all(|&x| x == v as u16), "torn input snapshot");
+            assert_eq!(image.bool_input[1023][7], (v % 2) as u8);
+            if fresh {
+                assert!(v > last, "a snapshot came back older or twice: {v} after {last}");
+                fresh_count += 1;
+            } else {
+                assert_eq!(v, last, "a buffer changed while the reader held it");
+            }
+            last = v;
+            if finished && !fresh {
+                break;
+            }
+        }
+        assert_eq!(last, PUBLISHES, "the reader ends on the newest snapshot");
+        assert!(fresh_count > 0);
+    });
+    assert_eq!(client.shm().inputs.published(), PUBLISHES);
+}
+
+#[test]
+fn a_new_writer_starts_from_what_the_reader_sees() {
+    let (_dir, rt, client) = pair();
+    for v in [5u64, 6, 7] {
+        // SAFETY: single writer in this test.
+        unsafe {
+            client.shm().inputs.back_buffer().lint_input[3] = v;
+            client.shm().inputs.publish();
+        }
+        if v == 6 {
+            // SAFETY: single reader in this test.
+            let (img, _) = unsafe { rt.shm().inputs.read_latest() };
+            assert_eq!(img.lint_input[3], 6);
+        }
+    }
+    let mut copy: shared_abi::image::InputImage = bytemuck::Zeroable::zeroed();
+    // SAFETY: the test's writer is not writing.
+    assert!(unsafe { client.shm().inputs.copy_latest(&mut copy) });
+    assert_eq!(copy.lint_input[3], 7, "unread newest snapshot");
+    // SAFETY: single reader.
+    let _ = unsafe { rt.shm().inputs.read_latest() };
+    // SAFETY: as above.
+    assert!(unsafe { client.shm().inputs.copy_latest(&mut copy) });
+    assert_eq!(copy.lint_input[3], 7, "snapshot the reader already holds");
+}
