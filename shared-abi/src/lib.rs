@@ -11,8 +11,11 @@
 //! - [`layout`]: the file itself, its header, and who writes which region.
 //! - [`program`]: the C ABI every program library exports (see `include/openplc_abi.h`).
 //! - [`shm`] (feature `std`): opening the file as rt-core, as the client, or as an observer.
+//! - [`client`] (feature `std`): the typed API the companion and the control tool drive rt-core with.
 #![cfg_attr(not(feature = "std"), no_std)]
 
+#[cfg(feature = "std")]
+pub mod client;
 pub mod debug;
 pub mod image;
 pub mod layout;
