@@ -28,7 +28,10 @@ pub enum ClientError {
     /// The command did not fit a slot (a path longer than `MAX_PATH`, say).
     TooLarge,
     /// No answer in time.
-    Timeout { what: &'static str, after: Duration },
+    Timeout {
+        what: &'static str,
+        after: Duration,
+    },
     /// rt-core is not running.
     RtGone,
     /// rt-core answered with a status other than the one the call needs.

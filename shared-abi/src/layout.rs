@@ -151,6 +151,9 @@ pub struct OutputSnapshot {
     pub cycle: u64,
     /// Program scans when published.
     pub tick: u64,
+    /// Loop counter when the inputs now in the image were taken (their age in cycles is
+    /// `cycle - inputs_cycle`).
+    pub inputs_cycle: u64,
     pub program_gen: u32,
     /// `PlcState` as u32.
     pub state: u32,

@@ -1,0 +1,73 @@
+//! The watchdog thread: aborts a program that stays inside one scan for too long.
+//!
+//! The scan thread stamps `in_program_since_ns` around the program body. When a stamp is
+//! older than the limit, the watchdog sends SIGUSR2 to the scan thread; the crash guard
+//! turns it into a jump out of the program, and the engine puts the PLC in ERROR with its
+//! outputs in the safe state. If even that does not end the scan (the program blocked the
+//! signal, or rt-core itself is stuck), the process exits with code 42 so the companion's
+//! supervisor restarts it.
+
+use crate::sys;
+use shared_abi::layout::SharedMemory;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const POLL: Duration = Duration::from_millis(20);
+/// The automatic limit: this many scan periods…
+const AUTO_PERIODS: u64 = 10;
+/// …but never below this (host stalls of tens of ms are normal on VMs).
+const AUTO_FLOOR_NS: u64 = 500_000_000;
+
+/// The limit in force for a given period.
+pub fn limit_ns(watchdog_ms: u64, period_ns: u64) -> u64 {
+    if watchdog_ms > 0 { watchdog_ms * 1_000_000 } else { (period_ns * AUTO_PERIODS).max(AUTO_FLOOR_NS) }
+}
+
+pub fn run(shm: &'static SharedMemory, watchdog_ms: u64, stop: Arc<AtomicBool>) {
+    let h = &shm.header;
+    let mut signalled_for = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(POLL);
+        let since = h.in_program_since_ns.load(Ordering::Acquire);
+        if since == 0 {
+            continue;
+        }
+        let limit = limit_ns(watchdog_ms, h.period_ns.load(Ordering::Relaxed));
+        let ran = sys::now_ns().saturating_sub(since);
+        if ran <= limit {
+            continue;
+        }
+        if signalled_for != since {
+            signalled_for = since;
+            let tid = h.scan_tid.load(Ordering::Acquire);
+            eprintln!(
+                "openplc-rt: [ERROR] program scan running for {} ms (limit {} ms): aborting it",
+                ran / 1_000_000,
+                limit / 1_000_000
+            );
+            if let Err(e) = sys::signal_thread(tid, libc::SIGUSR2) {
+                eprintln!("openplc-rt: [ERROR] cannot signal the scan thread: {e}");
+            }
+        } else if ran > 2 * limit + 1_000_000_000 {
+            eprintln!(
+                "openplc-rt: [ERROR] the scan thread did not return after the watchdog abort; exiting (42) for a restart"
+            );
+            // SAFETY: _exit ends the process without running anything else: nothing of the
+            // stuck scan thread's state can be trusted any more.
+            unsafe { libc::_exit(42) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_automatic_limit_is_ten_periods_with_a_floor() {
+        assert_eq!(limit_ns(0, 1_000_000), AUTO_FLOOR_NS);
+        assert_eq!(limit_ns(0, 100_000_000), 1_000_000_000);
+        assert_eq!(limit_ns(250, 100_000_000), 250_000_000);
+    }
+}

@@ -1,0 +1,200 @@
+//! The scan path allocates nothing: a counting global allocator watches the thread that runs
+//! the engine's cycles while a client drives every path (inputs, writes, forcing, watch
+//! lists, stop/start, statistics resets, program swaps, overruns, faults).
+
+mod support;
+
+use rt_core::engine::{Engine, EngineConfig, loader_queues};
+use rt_core::loader::{self, Log};
+use rt_core::sys;
+use shared_abi::client::{Reader, RtClient};
+use shared_abi::layout::PlcState;
+use shared_abi::msg::Command;
+use shared_abi::shm::RtMapping;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static FREES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counting() -> bool {
+    COUNTING.try_with(Cell::get).unwrap_or(false)
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters are
+// atomics and the thread-local flag needs no allocation (const-initialised).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if counting() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if counting() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if counting() {
+            FREES.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded with the pointer and layout the caller got from us.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if counting() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs `f` with the allocation counter armed on this thread.
+fn counted<R>(f: impl FnOnce() -> R) -> R {
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    r
+}
+
+fn cycle(engine: &mut Engine) {
+    let now = sys::now_ns();
+    counted(|| engine.run_cycle(now, now));
+}
+
+fn force(var: u32, bytes: &[u8]) -> Command {
+    Command::Force { var, value: heapless::Vec::from_slice(bytes).unwrap(), big_endian: false }
+}
+
+#[test]
+fn the_scan_path_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("shm").to_str().unwrap().to_string();
+    let mapping: &'static RtMapping = Box::leak(Box::new(RtMapping::open(&name).unwrap()));
+    let shm = mapping.shm();
+    let (link, ends) = loader_queues();
+    let mut engine = Engine::new(shm, link, EngineConfig { idle_period_ns: 1_000_000 });
+    let stop = Arc::new(AtomicBool::new(false));
+    // SAFETY: the only log producer in this process.
+    let log = unsafe { Log::new(&shm.logs) };
+    let loader_stop = stop.clone();
+    let loader = std::thread::spawn(move || loader::run(shm, ends, log, loader_stop));
+
+    let first = support::build_fixture(dir.path(), "a.so", &["PERIOD_NS=1000000ULL"]);
+    let second = support::build_fixture(dir.path(), "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3"]);
+    let crash = support::build_fixture(dir.path(), "c.so", &["CRASH_AT_TICK=20"]);
+    let mut client = RtClient::open(&name).unwrap();
+
+    // Cycles with no program at all, with a watch list.
+    client.set_watch(&[0, 1, 2]);
+    for _ in 0..50 {
+        cycle(&mut engine);
+    }
+
+    let load = |client: &mut RtClient, engine: &mut Engine, path: &std::path::Path| {
+        let p = shared_abi::msg::bounded(path.to_str().unwrap());
+        client.send(Command::Load { path: p, start: true }).unwrap();
+        let target = shm.header.program_gen.load(Ordering::Acquire);
+        // Keep cycling (counted) while the loader works: the swap happens inside a cycle.
+        for _ in 0..20_000 {
+            cycle(engine);
+            if shm.header.program_gen.load(Ordering::Acquire) != target {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        panic!("program never swapped in");
+    };
+    load(&mut client, &mut engine, &first);
+    assert_eq!(engine.state(), PlcState::Running);
+
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..6000u32 {
+        // Client work happens on this thread too, but outside the counted section.
+        match i % 600 {
+            0 => {
+                client.drain_events(|e| {
+                    seen.insert(format!("{e:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string());
+                });
+            }
+            10 => client.update_inputs(|img| {
+                img.bool_input[0][0] ^= 1;
+                img.int_input[0] = i as u16;
+            }),
+            20 => client.write(shared_abi::image::IecAddress::parse("%MW7").unwrap(), i as u64).unwrap(),
+            30 => {
+                client.send(force(1, &[1])).unwrap();
+            }
+            40 => {
+                client.send(force(3, &2.5f32.to_le_bytes())).unwrap();
+            }
+            50 => {
+                client.send(force(6, b"\x03abc")).unwrap();
+            }
+            60 => {
+                client.send(Command::Unforce { var: 1 }).unwrap();
+            }
+            70 => {
+                client.set_watch(&[0, 1, 2, 3, 4, 5, 6, 99]);
+            }
+            80 => {
+                client.send(Command::Stop).unwrap();
+            }
+            90 => {
+                client.send(Command::Start).unwrap();
+            }
+            100 => {
+                client.send(Command::ResetStats).unwrap();
+            }
+            110 => {
+                client.send(Command::UnforceAll).unwrap();
+            }
+            120 => {
+                // An overrun: the deadline lies several periods in the past.
+                let now = sys::now_ns();
+                counted(|| engine.run_cycle(now - 5_000_000, now));
+            }
+            _ => {}
+        }
+        cycle(&mut engine);
+        if i == 3000 {
+            load(&mut client, &mut engine, &second);
+        }
+    }
+    load(&mut client, &mut engine, &crash);
+    for _ in 0..100 {
+        cycle(&mut engine);
+    }
+    assert_eq!(engine.state(), PlcState::Error, "the crash path ran too");
+    client.drain_events(|e| {
+        seen.insert(format!("{e:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string());
+    });
+    for kind in ["Forced", "StateChanged", "ProgramSwapped", "Overruns", "ProgramFault"] {
+        assert!(seen.contains(kind), "the {kind} path was exercised: {seen:?}");
+    }
+    assert_eq!(client.stats().unwrap().scan_count, 20, "the crashing program ran its 20 scans");
+
+    stop.store(true, Ordering::Release);
+    loader.join().unwrap();
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations on the scan path");
+    assert_eq!(FREES.load(Ordering::Relaxed), 0, "frees on the scan path");
+    // The counter itself works: an allocation under `counted` is seen.
+    counted(|| drop(std::hint::black_box(Box::new(1u64))));
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 1);
+}

@@ -1,0 +1,103 @@
+//! Shared by rt-core's integration tests: building test programs with the system C compiler
+//! and running a real `openplc-rt` process on a private shared-memory file.
+#![allow(dead_code)]
+
+use shared_abi::client::{Reader, RtClient};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const RT_BIN: &str = env!("CARGO_BIN_EXE_openplc-rt");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Compiles `tests/fixtures/abi_program.c` with `defines` into `dir/name`.
+pub fn build_fixture(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let mut cmd = Command::new("cc");
+    cmd.args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"]).arg(&out);
+    cmd.arg("-I").arg(repo_root().join("shared-abi/include"));
+    for d in defines {
+        cmd.arg(format!("-D{d}"));
+    }
+    cmd.arg(repo_root().join("rt-core/tests/fixtures/abi_program.c"));
+    let status = cmd.status().expect("cc must be installed");
+    assert!(status.success(), "fixture build failed");
+    out
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A running `openplc-rt run` on a private shared-memory file; killed on drop.
+pub struct Runtime {
+    pub child: Child,
+    pub shm: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Runtime {
+    pub fn start(extra: &[&str]) -> Runtime {
+        let dir = tempfile::tempdir().unwrap();
+        let shm = dir.path().join("shm").to_str().unwrap().to_string();
+        Self::start_on(dir, shm, extra)
+    }
+
+    pub fn start_on(dir: tempfile::TempDir, shm: String, extra: &[&str]) -> Runtime {
+        let log = std::fs::File::create(dir.path().join("rt.log")).unwrap();
+        let child = Command::new(RT_BIN)
+            .args(["--shm", &shm, "run", "--cpu", "none", "--priority", "10", "--idle-period-us", "2000"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn openplc-rt");
+        let pid = child.id();
+        let rt = Runtime { child, shm, dir };
+        let first = wait_for("openplc-rt to come up", Duration::from_secs(10), || {
+            let c = shared_abi::client::Observer::open(&rt.shm).ok()?;
+            let s = c.status();
+            (s.rt_alive && s.rt_pid == pid).then_some(s.heartbeat)
+        });
+        wait_for("openplc-rt's loop to turn", Duration::from_secs(10), || {
+            let c = shared_abi::client::Observer::open(&rt.shm).ok()?;
+            (c.status().heartbeat > first + 1).then_some(())
+        });
+        rt
+    }
+
+    pub fn client(&self) -> RtClient {
+        RtClient::open(&self.shm).expect("client lease")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("rt.log")).unwrap_or_default()
+    }
+
+    /// Runs the control tool against this runtime.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(RT_BIN).args(["--shm", &self.shm]).args(args).output().expect("run openplc-rt")
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
