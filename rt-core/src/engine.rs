@@ -13,7 +13,7 @@ use crate::sys;
 use bytemuck::Zeroable;
 use heapless::Vec as FixedVec;
 use shared_abi::debug::{DEBUG_DATA_BYTES, MAX_WATCH, WatchList, WatchedValue};
-use shared_abi::layout::{PlcState, SharedMemory};
+use shared_abi::layout::{DIRTY_BOOL, DIRTY_BYTE, DIRTY_DINT, DIRTY_INT, DIRTY_LINT, PlcState, SharedMemory};
 use shared_abi::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, MAX_FORCE_BYTES, MAX_PATH};
 use shared_abi::program::VarKind;
 use shared_abi::ring::{Consumer, Producer};
@@ -101,6 +101,8 @@ pub struct Engine {
     inputs_stale: bool,
     /// Loop counter when the inputs in the program's image were taken.
     inputs_cycle: u64,
+    /// Generation of the input snapshot in the program's image.
+    inputs_generation: u64,
     /// Outputs to publish once in the safe state (after a stop, a fault or an unload).
     publish_safe_outputs: bool,
     stats: Stats,
@@ -152,6 +154,7 @@ impl Engine {
             layout_dirty: true,
             inputs_stale: true,
             inputs_cycle: 0,
+            inputs_generation: 0,
             publish_safe_outputs: true,
             stats: Stats::zeroed(),
             prev_wake_ns: 0,
@@ -297,7 +300,30 @@ impl Engine {
         // SAFETY: the engine is the only reader of the input buffer (see `new`).
         let (snapshot, fresh) = unsafe { self.shm.inputs.read_latest() };
         if fresh || self.inputs_stale {
-            program.image_mut().inputs = *snapshot;
+            let dst = &mut program.image_mut().inputs;
+            let src = &snapshot.image;
+            if !self.inputs_stale && snapshot.generation == self.inputs_generation + 1 {
+                // Only the areas that changed since the snapshot we already hold.
+                let d = snapshot.dirty;
+                if d & DIRTY_BOOL != 0 {
+                    dst.bool_input = src.bool_input;
+                }
+                if d & DIRTY_BYTE != 0 {
+                    dst.byte_input = src.byte_input;
+                }
+                if d & DIRTY_INT != 0 {
+                    dst.int_input = src.int_input;
+                }
+                if d & DIRTY_DINT != 0 {
+                    dst.dint_input = src.dint_input;
+                }
+                if d & DIRTY_LINT != 0 {
+                    dst.lint_input = src.lint_input;
+                }
+            } else {
+                *dst = *src;
+            }
+            self.inputs_generation = snapshot.generation;
             self.inputs_stale = false;
             self.inputs_cycle = self.shm.header.heartbeat.load(Ordering::Relaxed);
             self.stats.inputs_taken += 1;
@@ -311,6 +337,7 @@ impl Engine {
                 Ok(ImageWrite { addr, value }) => {
                     if let Some(program) = self.program.as_mut() {
                         program.image_mut().set(addr, value);
+                        program.widen_extents(addr);
                     }
                     self.stats.writes_applied += 1;
                 }
@@ -334,7 +361,10 @@ impl Engine {
                 snap.state = state;
                 snap.program_gen = program.map_or(0, |p| p.info().program_gen);
                 match program {
-                    Some(p) => snap.image = p.image().outputs,
+                    // The safe-state publication is the full one that follows every swap,
+                    // stop and fault; in between only what the program can change is copied.
+                    Some(p) if safe_state => snap.image = p.image().outputs,
+                    Some(p) => p.extents().copy(&p.image().outputs, &mut snap.image),
                     None => snap.image = Zeroable::zeroed(),
                 }
                 if safe_state {

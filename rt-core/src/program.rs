@@ -5,6 +5,7 @@
 //! the located variables into it and cold-starts the program, all under the crash guard.
 //! Any failure leaves the running program untouched.
 
+use crate::extents::OutputExtents;
 use crate::guard::{self, Fault, ForcedVar};
 use crate::sys;
 use shared_abi::debug::{Generator, INFO_PATH_BYTES, MAX_GROUPS, ProgramInfo, WatchedValue, fill_text};
@@ -33,6 +34,8 @@ struct Entry {
 
 pub struct LoadedProgram {
     entry: Entry,
+    /// The parts of the output image the program writes.
+    extents: OutputExtents,
     image: Box<Image>,
     info: ProgramInfo,
     /// Keeps the code mapped. An `Option` so `Drop` can close it before the memfd.
@@ -213,7 +216,18 @@ impl LoadedProgram {
         let path_text = path.to_string_lossy();
         info.path_len = fill_text(&mut info.path[..INFO_PATH_BYTES], &path_text);
         let path = sys::fd_path(&memfd);
-        Ok(Box::new(LoadedProgram { entry, image, info, library: Some(library), memfd: Some(memfd), path }))
+        let mut program = LoadedProgram {
+            entry,
+            extents: OutputExtents::FULL,
+            image,
+            info,
+            library: Some(library),
+            memfd: Some(memfd),
+            path,
+        };
+        let located = program.entry.located_count.is_some().then(|| program.located());
+        program.extents = OutputExtents::of_program(located.as_deref());
+        Ok(Box::new(program))
     }
 
     pub fn info(&self) -> &ProgramInfo {
@@ -226,6 +240,15 @@ impl LoadedProgram {
 
     pub fn var_count(&self) -> u32 {
         self.info.var_count
+    }
+
+    pub fn extents(&self) -> &OutputExtents {
+        &self.extents
+    }
+
+    /// Publishes `addr` from now on (an image write reached it).
+    pub fn widen_extents(&mut self, addr: shared_abi::image::IecAddress) {
+        self.extents.widen(addr);
     }
 
     pub fn image(&self) -> &Image {

@@ -4,17 +4,14 @@
 
 mod support;
 
-use rt_core::engine::{Engine, EngineConfig, loader_queues};
-use rt_core::loader::{self, Log};
+use rt_core::engine::Engine;
 use rt_core::sys;
 use shared_abi::client::{Reader, RtClient};
 use shared_abi::layout::PlcState;
 use shared_abi::msg::Command;
-use shared_abi::shm::RtMapping;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Counting;
 
@@ -84,27 +81,18 @@ fn force(var: u32, bytes: &[u8]) -> Command {
 
 #[test]
 fn the_scan_path_allocates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let name = dir.path().join("shm").to_str().unwrap().to_string();
-    let mapping: &'static RtMapping = Box::leak(Box::new(RtMapping::open(&name).unwrap()));
-    let shm = mapping.shm();
-    let (link, ends) = loader_queues();
-    let mut engine = Engine::new(shm, link, EngineConfig { idle_period_ns: 1_000_000 });
-    let stop = Arc::new(AtomicBool::new(false));
-    // SAFETY: the only log producer in this process.
-    let log = unsafe { Log::new(&shm.logs) };
-    let loader_stop = stop.clone();
-    let loader = std::thread::spawn(move || loader::run(shm, ends, log, loader_stop));
-
-    let first = support::build_fixture(dir.path(), "a.so", &["PERIOD_NS=1000000ULL"]);
-    let second = support::build_fixture(dir.path(), "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3"]);
-    let crash = support::build_fixture(dir.path(), "c.so", &["CRASH_AT_TICK=20"]);
-    let mut client = RtClient::open(&name).unwrap();
+    let mut rig = support::InProcess::new();
+    let dir = rig.dir.path().to_path_buf();
+    let first = support::build_fixture(&dir, "a.so", &["PERIOD_NS=1000000ULL"]);
+    let second = support::build_fixture(&dir, "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3"]);
+    let crash = support::build_fixture(&dir, "c.so", &["CRASH_AT_TICK=20"]);
+    let shm = rig.shm;
+    let (engine, client) = (&mut rig.engine, &mut rig.client);
 
     // Cycles with no program at all, with a watch list.
     client.set_watch(&[0, 1, 2]);
     for _ in 0..50 {
-        cycle(&mut engine);
+        cycle(engine);
     }
 
     let load = |client: &mut RtClient, engine: &mut Engine, path: &std::path::Path| {
@@ -121,7 +109,7 @@ fn the_scan_path_allocates_nothing() {
         }
         panic!("program never swapped in");
     };
-    load(&mut client, &mut engine, &first);
+    load(client, engine, &first);
     assert_eq!(engine.state(), PlcState::Running);
 
     let mut seen = std::collections::BTreeSet::new();
@@ -172,14 +160,14 @@ fn the_scan_path_allocates_nothing() {
             }
             _ => {}
         }
-        cycle(&mut engine);
+        cycle(engine);
         if i == 3000 {
-            load(&mut client, &mut engine, &second);
+            load(client, engine, &second);
         }
     }
-    load(&mut client, &mut engine, &crash);
+    load(client, engine, &crash);
     for _ in 0..100 {
-        cycle(&mut engine);
+        cycle(engine);
     }
     assert_eq!(engine.state(), PlcState::Error, "the crash path ran too");
     client.drain_events(|e| {
@@ -190,8 +178,6 @@ fn the_scan_path_allocates_nothing() {
     }
     assert_eq!(client.stats().unwrap().scan_count, 20, "the crashing program ran its 20 scans");
 
-    stop.store(true, Ordering::Release);
-    loader.join().unwrap();
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations on the scan path");
     assert_eq!(FREES.load(Ordering::Relaxed), 0, "frees on the scan path");
     // The counter itself works: an allocation under `counted` is seen.

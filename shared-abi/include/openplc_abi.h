@@ -93,7 +93,9 @@ typedef struct oplc_program_abi {
     int32_t (*var_unforce)(uint32_t index);
     uint32_t (*group_count)(void);         /* may be NULL: one group */
     uint32_t (*group_len)(uint32_t group); /* may be NULL with group_count */
-    uint32_t (*located_count)(void);       /* may be NULL */
+    /* Every image cell the program writes must be listed (in_image = 1): rt-core publishes
+     * only those output and memory cells each cycle. NULL: the whole image is published. */
+    uint32_t (*located_count)(void);
     int32_t (*located_at)(uint32_t i, oplc_located_t *out); /* may be NULL with located_count */
 } oplc_program_abi_t;
 

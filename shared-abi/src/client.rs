@@ -7,7 +7,10 @@
 
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
-use crate::layout::{OutputSnapshot, PlcState, SharedMemory};
+use crate::layout::{
+    DIRTY_ALL, DIRTY_BOOL, DIRTY_BYTE, DIRTY_DINT, DIRTY_INT, DIRTY_LINT, InputSnapshot, OutputSnapshot, PlcState,
+    SharedMemory,
+};
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
@@ -187,7 +190,12 @@ impl Reader for Observer {
 pub struct RtClient {
     mapping: ClientMapping,
     next_seq: u32,
+    /// The input image as this client wants it.
     inputs: Box<InputImage>,
+    /// What was last published, to tell rt-core which areas changed.
+    published: Box<InputSnapshot>,
+    /// The first publish after taking over marks everything changed.
+    publish_all: bool,
     watch_generation: u32,
 }
 
@@ -208,19 +216,20 @@ impl RtClient {
         let mapping = ClientMapping::open(name)?;
         let shm = mapping.shm();
         let next_seq = shm.control.acked_seq.load(Ordering::Acquire).wrapping_add(shm.commands.len() as u32 + 1);
-        let mut inputs: Box<InputImage> = bytemuck::zeroed_box();
+        let mut published: Box<InputSnapshot> = bytemuck::zeroed_box();
         // SAFETY: we hold the client lease, so we are the only (future) writer of the input
         // buffer; `copy_latest` only fails while the reader is mid-swap, which ends quickly.
-        while !unsafe { shm.inputs.copy_latest(&mut inputs) } {
+        while !unsafe { shm.inputs.copy_latest(&mut published) } {
             std::thread::yield_now();
         }
+        let inputs = Box::new(published.image);
         let mut watch = WatchList::zeroed();
         let watch_generation = match shm.watch.read(&mut watch, READ_ATTEMPTS) {
             Ok(_) => watch.generation,
             // A previous client died mid-write; the next write repairs the sequence.
             Err(_) => 0,
         };
-        Ok(RtClient { mapping, next_seq, inputs, watch_generation })
+        Ok(RtClient { mapping, next_seq, inputs, published, publish_all: true, watch_generation })
     }
 
     /// Queues a command; returns its sequence number.
@@ -304,11 +313,38 @@ impl RtClient {
     /// Changes inputs with `f` and publishes the whole input image for the next cycle.
     pub fn update_inputs(&mut self, f: impl FnOnce(&mut InputImage)) {
         f(&mut self.inputs);
+        let (new, old) = (&*self.inputs, &self.published.image);
+        let mut dirty = 0;
+        if self.publish_all {
+            dirty = DIRTY_ALL;
+        } else {
+            let changed = |a: &[u8], b: &[u8]| a != b;
+            use bytemuck::cast_slice as bytes;
+            if changed(bytes(&new.bool_input), bytes(&old.bool_input)) {
+                dirty |= DIRTY_BOOL;
+            }
+            if new.byte_input != old.byte_input {
+                dirty |= DIRTY_BYTE;
+            }
+            if new.int_input != old.int_input {
+                dirty |= DIRTY_INT;
+            }
+            if new.dint_input != old.dint_input {
+                dirty |= DIRTY_DINT;
+            }
+            if new.lint_input != old.lint_input {
+                dirty |= DIRTY_LINT;
+            }
+        }
+        self.published.generation += 1;
+        self.published.dirty = dirty;
+        self.published.image = *self.inputs;
+        self.publish_all = false;
         let shm = self.mapping.shm();
         // SAFETY: the client lease makes us the only writer of the input buffer; the back
         // buffer reference does not outlive this block.
         unsafe {
-            *shm.inputs.back_buffer() = *self.inputs;
+            *shm.inputs.back_buffer() = *self.published;
             shm.inputs.publish();
         }
     }

@@ -19,6 +19,14 @@
 
 use crate::debug::{DebugValues, LoadResult, ProgramInfo, WatchList};
 use crate::image::{InputImage, OutputImage};
+
+/// `InputSnapshot::dirty` bits: which input areas changed since the previous snapshot.
+pub const DIRTY_BOOL: u32 = 1;
+pub const DIRTY_BYTE: u32 = 2;
+pub const DIRTY_INT: u32 = 4;
+pub const DIRTY_DINT: u32 = 8;
+pub const DIRTY_LINT: u32 = 16;
+pub const DIRTY_ALL: u32 = 31;
 use crate::pad::CachePadded;
 use crate::ring::Ring;
 use crate::seqlock::SeqLock;
@@ -160,6 +168,19 @@ pub struct OutputSnapshot {
     pub image: OutputImage,
 }
 
+/// What the client publishes for rt-core to take at cycle start: the whole input image,
+/// numbered, with the areas that changed since the previous number, so rt-core can copy
+/// only those when it saw that previous snapshot.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct InputSnapshot {
+    pub generation: u64,
+    /// `DIRTY_*` bits relative to snapshot `generation - 1`.
+    pub dirty: u32,
+    pub _reserved: u32,
+    pub image: InputImage,
+}
+
 /// The whole shared-memory file.
 #[repr(C)]
 pub struct SharedMemory {
@@ -169,7 +190,7 @@ pub struct SharedMemory {
     pub histogram: Histogram,
     pub program: SeqLock<ProgramInfo>,
     pub load_result: SeqLock<LoadResult>,
-    pub inputs: TripleBuffer<InputImage>,
+    pub inputs: TripleBuffer<InputSnapshot>,
     pub outputs: SeqLock<OutputSnapshot>,
     pub watch: SeqLock<WatchList>,
     pub debug: SeqLock<DebugValues>,

@@ -97,7 +97,9 @@ pub struct ProgramAbi {
     pub group_count: Option<unsafe extern "C" fn() -> u32>,
     /// May be null when `group_count` is.
     pub group_len: Option<unsafe extern "C" fn(group: u32) -> u32>,
-    /// May be null: no located-variable listing.
+    /// Every image cell the program writes must be listed (`in_image` = 1): rt-core
+    /// publishes only those output and memory cells each cycle. May be null: then the
+    /// whole output image is published every cycle.
     pub located_count: Option<unsafe extern "C" fn() -> u32>,
     /// Fills `out` for located variable `i`; returns 0, or -1 when out of range.
     pub located_at: Option<unsafe extern "C" fn(i: u32, out: *mut LocatedInfo) -> i32>,

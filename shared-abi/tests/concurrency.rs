@@ -179,7 +179,7 @@ fn triple_buffer_hands_over_whole_snapshots_newest_first() {
         s.spawn(|| {
             for v in 1..=PUBLISHES {
                 // SAFETY: this thread is the only writer of the input buffer.
-                let back = unsafe { client.shm().inputs.back_buffer() };
+                let back = &mut unsafe { client.shm().inputs.back_buffer() }.image;
                 back.lint_input.fill(v);
                 back.int_input.fill(v as u16);
                 back.bool_input[1023][7] = (v % 2) as u8;
@@ -193,7 +193,8 @@ fn triple_buffer_hands_over_whole_snapshots_newest_first() {
         loop {
             let finished = done.load(Ordering::Acquire);
             // SAFETY: this thread is the only reader of the input buffer.
-            let (image, fresh) = unsafe { rt.shm().inputs.read_latest() };
+            let (snapshot, fresh) = unsafe { rt.shm().inputs.read_latest() };
+            let image = &snapshot.image;
             let v = image.lint_input[0];
             assert!(image.lint_input.iter().all(|&x| x == v), "torn input snapshot");
             assert!(image.int_input.iter().all(|&x| x == v as u16), "torn input snapshot");
@@ -221,22 +222,22 @@ fn a_new_writer_starts_from_what_the_reader_sees() {
     for v in [5u64, 6, 7] {
         // SAFETY: single writer in this test.
         unsafe {
-            client.shm().inputs.back_buffer().lint_input[3] = v;
+            client.shm().inputs.back_buffer().image.lint_input[3] = v;
             client.shm().inputs.publish();
         }
         if v == 6 {
             // SAFETY: single reader in this test.
             let (img, _) = unsafe { rt.shm().inputs.read_latest() };
-            assert_eq!(img.lint_input[3], 6);
+            assert_eq!(img.image.lint_input[3], 6);
         }
     }
-    let mut copy: shared_abi::image::InputImage = bytemuck::Zeroable::zeroed();
+    let mut copy: shared_abi::layout::InputSnapshot = bytemuck::Zeroable::zeroed();
     // SAFETY: the test's writer is not writing.
     assert!(unsafe { client.shm().inputs.copy_latest(&mut copy) });
-    assert_eq!(copy.lint_input[3], 7, "unread newest snapshot");
+    assert_eq!(copy.image.lint_input[3], 7, "unread newest snapshot");
     // SAFETY: single reader.
     let _ = unsafe { rt.shm().inputs.read_latest() };
     // SAFETY: as above.
     assert!(unsafe { client.shm().inputs.copy_latest(&mut copy) });
-    assert_eq!(copy.lint_input[3], 7, "snapshot the reader already holds");
+    assert_eq!(copy.image.lint_input[3], 7, "snapshot the reader already holds");
 }

@@ -101,3 +101,61 @@ impl Drop for Runtime {
         self.kill();
     }
 }
+
+/// An engine driven in-process (no sleeping thread): the test calls `cycle()` itself.
+pub struct InProcess {
+    pub shm: &'static shared_abi::layout::SharedMemory,
+    pub engine: Box<rt_core::engine::Engine>,
+    pub client: RtClient,
+    pub dir: tempfile::TempDir,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    loader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    pub fn new() -> InProcess {
+        use rt_core::engine::{Engine, EngineConfig, loader_queues};
+        let dir = tempfile::tempdir().unwrap();
+        let name = dir.path().join("shm").to_str().unwrap().to_string();
+        let mapping: &'static shared_abi::shm::RtMapping =
+            Box::leak(Box::new(shared_abi::shm::RtMapping::open(&name).unwrap()));
+        let shm = mapping.shm();
+        let (link, ends) = loader_queues();
+        let engine = Engine::new(shm, link, EngineConfig { idle_period_ns: 1_000_000 });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // SAFETY: the only log producer of this shared memory.
+        let log = unsafe { rt_core::loader::Log::new(&shm.logs) };
+        let s = stop.clone();
+        let loader = std::thread::spawn(move || rt_core::loader::run(shm, ends, log, s));
+        let client = RtClient::open(&name).unwrap();
+        InProcess { shm, engine, client, dir, stop, loader: Some(loader) }
+    }
+
+    pub fn cycle(&mut self) {
+        let now = rt_core::sys::now_ns();
+        self.engine.run_cycle(now, now);
+    }
+
+    /// Loads and starts a fixture build, cycling until it is swapped in.
+    pub fn load_fixture(&mut self, defines: &[&str]) {
+        let so = build_fixture(self.dir.path(), "inproc.so", defines);
+        let before = self.client.status().program_gen;
+        let path = shared_abi::msg::bounded(so.to_str().unwrap());
+        self.client.send(shared_abi::msg::Command::Load { path, start: true }).unwrap();
+        let start = Instant::now();
+        while self.client.status().program_gen == before {
+            assert!(start.elapsed() < Duration::from_secs(10), "program never swapped in");
+            self.cycle();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(l) = self.loader.take() {
+            let _ = l.join();
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The runtime's own per-cycle work, timed without the sleep: `Engine::run_cycle` with a
+//! program whose every image point is bound, fresh inputs every cycle (the worst case: the
+//! whole input image is copied), a full output publication, an image write, forced
+//! variables applied before and after the body, and a 60-variable watch list copied out
+//! (the Editor's poll). Target: ≤ 2 µs per cycle.
+//!
+//! Run with `cargo bench -p openplc-benches --bench cycle`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use openplc_benches::{all_points_program, demo_program};
+use rt_core::engine::{Engine, EngineConfig, loader_queues};
+use rt_core::loader::{self, Log};
+use rt_core::sys;
+use shared_abi::client::RtClient;
+use shared_abi::image::IecAddress;
+use shared_abi::msg::Command;
+use shared_abi::shm::RtMapping;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+struct Rig {
+    engine: Box<Engine>,
+    client: RtClient,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(program: &Path, dir: tempfile::TempDir) -> Rig {
+    let name = dir.path().join("shm").to_string_lossy().to_string();
+    let mapping: &'static RtMapping = Box::leak(Box::new(RtMapping::open(&name).expect("shm")));
+    let shm = mapping.shm();
+    let (link, ends) = loader_queues();
+    let mut engine = Engine::new(shm, link, EngineConfig { idle_period_ns: 1_000_000 });
+    // SAFETY: the only log producer of this shared memory.
+    let log = unsafe { Log::new(&shm.logs) };
+    std::thread::spawn(move || loader::run(shm, ends, log, Arc::new(AtomicBool::new(false))));
+    let mut client = RtClient::open(&name).expect("client");
+    let path = shared_abi::msg::bounded(program.to_str().expect("utf-8 path"));
+    client.send(Command::Load { path, start: true }).expect("load");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shm.header.program_gen.load(Ordering::Acquire) == 0 {
+        assert!(Instant::now() < deadline, "program never loaded");
+        let now = sys::now_ns();
+        engine.run_cycle(now, now);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Rig { engine, client, _dir: dir }
+}
+
+fn force(var: u32, bytes: &[u8]) -> Command {
+    Command::Force { var, value: heapless::Vec::from_slice(bytes).expect("small"), big_endian: false }
+}
+
+fn bench_quiet(c: &mut Criterion, name: &str, mut rig: Rig) {
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let now = sys::now_ns();
+                let t = Instant::now();
+                rig.engine.run_cycle(now, now);
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+}
+
+fn bench(c: &mut Criterion, name: &str, mut rig: Rig, vars: u32) {
+    let watched: Vec<u32> = (0..60).map(|i| i % vars.max(1)).collect();
+    rig.client.set_watch(&watched);
+    for (i, var) in [0u32, 1, 2, 3].iter().enumerate() {
+        rig.client.send(force(*var % vars.max(1), &[i as u8])).expect("force");
+    }
+    let point = IecAddress::parse("%MW1000").expect("address");
+    let mut n = 0u64;
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                rig.client.update_inputs(|img| {
+                    img.int_input[(n % 1024) as usize] = n as u16;
+                    img.bool_input[(n % 1024) as usize][0] ^= 1;
+                });
+                let _ = rig.client.write(point, n & 0xFFFF);
+                let now = sys::now_ns();
+                let t = Instant::now();
+                rig.engine.run_cycle(now, now);
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    assert_eq!(rig.engine.state(), shared_abi::layout::PlcState::Running, "the program ran throughout");
+}
+
+fn cycle(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let so = all_points_program(dir.path());
+    let vars = 16;
+    bench(c, "cycle/all-points-bound", rig(&so, dir), vars);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let so = all_points_program(dir.path());
+    bench_quiet(c, "cycle/quiet", rig(&so, dir));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = demo_program(dir.path(), 1);
+    bench(c, "cycle/demo-program", rig(&demo, dir), 17);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    targets = cycle
+}
+criterion_main!(benches);
