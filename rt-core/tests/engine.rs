@@ -13,19 +13,20 @@ fn program_inputs(rig: &InProcess) -> &shared_abi::image::InputImage {
 fn only_changed_input_areas_are_copied_yet_the_image_always_matches_the_client() {
     let mut rig = InProcess::new();
     rig.load_fixture(&[]);
-    let steps: [(&str, fn(&mut shared_abi::image::InputImage, u64)); 5] = [
-        ("bool", |i, v| i.bool_input[(v % 1024) as usize][(v % 8) as usize] ^= 1),
-        ("byte", |i, v| i.byte_input[(v % 1024) as usize] = v as u8),
-        ("int", |i, v| i.int_input[(v % 1024) as usize] = v as u16),
-        ("dint", |i, v| i.dint_input[(v % 1024) as usize] = v as u32),
-        ("lint", |i, v| i.lint_input[(v % 1024) as usize] = v),
+    type Change = fn(&mut shared_abi::image::InputImage, u64);
+    let steps: [Change; 5] = [
+        |i, v| i.bool_input[(v % 1024) as usize][(v % 8) as usize] ^= 1,
+        |i, v| i.byte_input[(v % 1024) as usize] = v as u8,
+        |i, v| i.int_input[(v % 1024) as usize] = v as u16,
+        |i, v| i.dint_input[(v % 1024) as usize] = v as u32,
+        |i, v| i.lint_input[(v % 1024) as usize] = v,
     ];
     for round in 0..200u64 {
         // Sometimes several snapshots arrive between two cycles: then rt-core must notice
         // it missed one and copy everything.
         let publishes = 1 + round % 3;
         for p in 0..publishes {
-            let (_, change) = steps[((round + p) % 5) as usize];
+            let change = steps[((round + p) % 5) as usize];
             rig.client.update_inputs(|i| change(i, round * 7 + p));
         }
         rig.cycle();
