@@ -1,0 +1,257 @@
+//! Helpers shared by the integration tests: the demo bundle, building it once per test
+//! binary, and a loaded program library with its own image.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use bytemuck::Zeroable;
+use libloading::{Library, Symbol};
+use openplc_builder::{BuildLine, BuildOptions, BuildReport, build};
+use shared_abi::image::Image;
+use shared_abi::program::{LocatedInfo, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry};
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+pub fn demo_dir() -> PathBuf {
+    repo_root().join("scripts/demo-bundle")
+}
+
+/// A fresh directory under the target directory, kept after the test for inspection until a
+/// later test run removes it.
+pub fn scratch(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    static SWEPT: Once = Once::new();
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    SWEPT.call_once(|| remove_dead_runs(root));
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = root.join(format!("builder-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// Removes the scratch directories of test processes that no longer run.
+fn remove_dead_runs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("builder-") else { continue };
+        let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Copies a bundle directory (recursively) so that a test may change it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read bundle") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Builds `dir` into `out`, collecting the output lines.
+pub fn build_collect(dir: &Path, out: &Path, opts: &BuildOptions) -> (Result<BuildReport, String>, Vec<BuildLine>) {
+    let mut lines = Vec::new();
+    let result = build(dir, out, opts, &mut |line| lines.push(line)).map_err(|e| e.to_string());
+    (result, lines)
+}
+
+/// The demo bundle built once per test binary.
+pub fn demo_library() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = scratch("demo").join("demo.so");
+        let (result, lines) = build_collect(&demo_dir(), &out, &BuildOptions::default());
+        if let Err(err) = result {
+            panic!("demo bundle does not build: {err}\n{lines:#?}");
+        }
+        out
+    })
+}
+
+/// A loaded program library with a zeroed image of its own.
+pub struct Program {
+    abi: *const ProgramAbi,
+    pub image: Box<Image>,
+    // Dropped last: everything above points into it.
+    _lib: Library,
+}
+
+impl Program {
+    /// Loads a private copy of `library`: the dynamic loader shares one instance per file, and
+    /// every test wants its own program state.
+    pub fn load(library: &Path) -> Program {
+        let copy = scratch("load").join("program.so");
+        std::fs::copy(library, &copy).expect("copy library");
+        // SAFETY: loading runs the library's initialisers. The library is built from the demo
+        // bundle and our adapter, whose C defines none (and c_blocks_code.cpp has no globals).
+        let lib = unsafe { Library::new(&copy) }.expect("dlopen program");
+        // SAFETY: openplc_abi.h declares the entry as `const oplc_program_abi_t *(void)`,
+        // which is what ProgramEntry spells.
+        let entry: Symbol<ProgramEntry> = unsafe { lib.get(PROGRAM_ENTRY_SYMBOL.as_bytes()) }.expect("entry symbol");
+        // SAFETY: the entry takes nothing and returns a pointer to a static in the library.
+        let abi = unsafe { entry() };
+        assert!(!abi.is_null(), "oplc_program_entry returned NULL");
+        Program { abi, image: Box::new(Image::zeroed()), _lib: lib }
+    }
+
+    pub fn abi(&self) -> &ProgramAbi {
+        // SAFETY: abi points to a static struct of the library, which self keeps loaded.
+        unsafe { &*self.abi }
+    }
+
+    pub fn generator(&self) -> String {
+        // SAFETY: the adapter's generator is a NUL-terminated string literal in the library.
+        unsafe { CStr::from_ptr(self.abi().generator) }.to_string_lossy().into_owned()
+    }
+
+    pub fn bind(&mut self) -> i32 {
+        let bind = self.abi().bind_image.expect("bind_image");
+        let image: *mut Image = &mut *self.image;
+        // SAFETY: the image is boxed, so it stays at this address as long as self (and the
+        // library, which keeps pointers into it) lives.
+        unsafe { bind(image) }
+    }
+
+    pub fn bind_null(&self) -> i32 {
+        let bind = self.abi().bind_image.expect("bind_image");
+        // SAFETY: bind_image must reject a null image without dereferencing it.
+        unsafe { bind(std::ptr::null_mut()) }
+    }
+
+    pub fn init(&mut self) -> i32 {
+        let init = self.abi().init.expect("init");
+        // SAFETY: init touches only the program's globals and the bound image, owned by self.
+        unsafe { init() }
+    }
+
+    /// bind_image then init, as rt-core does.
+    pub fn start(&mut self) {
+        assert_eq!(self.bind(), 0, "bind_image");
+        assert_eq!(self.init(), 0, "init");
+    }
+
+    /// Runs `n` ticks numbered from `from` (wrapping).
+    pub fn run(&mut self, from: u64, n: u64) {
+        let run_tick = self.abi().run_tick.expect("run_tick");
+        for tick in (0..n).map(|k| from.wrapping_add(k)) {
+            // SAFETY: the program was bound to self.image, which is alive and not borrowed.
+            unsafe { run_tick(tick) };
+        }
+    }
+
+    pub fn tick_period_ns(&self) -> u64 {
+        // SAFETY: reads a global of the library.
+        unsafe { self.abi().tick_period_ns.expect("tick_period_ns")() }
+    }
+
+    pub fn md5(&self) -> Option<String> {
+        // SAFETY: program_md5 returns NULL or a NUL-terminated array in the library.
+        let ptr = unsafe { self.abi().program_md5.expect("program_md5")() };
+        // SAFETY: checked for NULL; the string lives as long as the library.
+        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+    }
+
+    pub fn var_count(&self) -> u32 {
+        // SAFETY: no arguments; returns debug.c's VAR_COUNT.
+        unsafe { self.abi().var_count.expect("var_count")() }
+    }
+
+    pub fn var_size(&self, index: u32) -> u32 {
+        // SAFETY: any index is allowed; out of range answers 0.
+        unsafe { self.abi().var_size.expect("var_size")(index) }
+    }
+
+    pub fn var_kind(&self, index: u32) -> u32 {
+        // SAFETY: any index is allowed.
+        unsafe { self.abi().var_kind.expect("var_kind")(index) }
+    }
+
+    pub fn var_addr(&self, index: u32) -> *mut u8 {
+        // SAFETY: any index is allowed; out of range answers NULL.
+        unsafe { self.abi().var_addr.expect("var_addr")(index) }.cast()
+    }
+
+    /// A copy of a debug variable's current bytes.
+    pub fn var_bytes(&self, index: u32) -> Vec<u8> {
+        let size = self.var_size(index) as usize;
+        let addr = self.var_addr(index);
+        assert!(!addr.is_null(), "variable {index} has no address");
+        // SAFETY: var_addr points to the variable's value, var_size bytes long, inside the
+        // library or the image; no scan runs while this shared borrow of self exists.
+        unsafe { std::slice::from_raw_parts(addr, size) }.to_vec()
+    }
+
+    pub fn force(&self, index: u32, value: &[u8]) -> i32 {
+        // SAFETY: the adapter copies at most len bytes from value, which is a live slice.
+        unsafe { self.abi().var_force.expect("var_force")(index, value.as_ptr().cast(), value.len() as u32) }
+    }
+
+    pub fn force_null(&self, index: u32, len: u32) -> i32 {
+        // SAFETY: the adapter must refuse a NULL value with a non-zero length before reading.
+        unsafe { self.abi().var_force.expect("var_force")(index, std::ptr::null(), len) }
+    }
+
+    pub fn unforce(&self, index: u32) -> i32 {
+        // SAFETY: any index is allowed; out of range is refused.
+        unsafe { self.abi().var_unforce.expect("var_unforce")(index) }
+    }
+
+    pub fn located_count(&self) -> u32 {
+        // SAFETY: no arguments.
+        unsafe { self.abi().located_count.expect("located_count")() }
+    }
+
+    pub fn located_at(&self, i: u32) -> Result<LocatedInfo, i32> {
+        let mut info = LocatedInfo::default();
+        // SAFETY: info is a live LocatedInfo (oplc_located_t) the adapter fills.
+        let rc = unsafe { self.abi().located_at.expect("located_at")(i, &mut info) };
+        if rc == 0 { Ok(info) } else { Err(rc) }
+    }
+}
+
+/// MD5 of bytes, through Python's hashlib (the tests already need Python for the script).
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import hashlib,sys; print(hashlib.md5(sys.stdin.buffer.read()).hexdigest())"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().expect("stdin").write_all(bytes).expect("write to python3");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+}
+
+/// program.st without the (*DBG:...*) trailer (and the newline before it).
+pub fn program_st_body(program_st: &[u8]) -> &[u8] {
+    let marker = b"\n(*DBG:";
+    match program_st.windows(marker.len()).position(|w| w == marker) {
+        Some(at) => &program_st[..at],
+        None => program_st,
+    }
+}
+
+/// The MD5 string defined in a debug.c.
+pub fn debug_c_md5(debug_c: &str) -> String {
+    let start = debug_c.find("char plc_program_md5[] = \"").expect("plc_program_md5") + 26;
+    debug_c[start..start + 32].to_string()
+}
