@@ -1,4 +1,5 @@
-//! Programs the benchmarks run, built on the spot with the system compiler.
+//! Programs the benchmarks run, built on the spot with the system compiler and the real
+//! MatIEC adapter, exactly as the companion builds an upload.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,28 +8,58 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
-/// rt-core's own ABI test program at 1 ms.
-pub fn fixture_program(dir: &Path, extra: &[&str]) -> PathBuf {
-    let out = dir.join("fixture.so");
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr))) }
+}
+
+/// Builds the bundle in `bundle` into `out`.
+pub fn build_bundle(bundle: &Path, out: &Path) -> Result<PathBuf, String> {
+    let mut lines = Vec::new();
+    openplc_builder::build(bundle, out, &openplc_builder::BuildOptions::default(), &mut |l| lines.push(l.to_string()))
+        .map_err(|e| format!("{e}\n{}", lines.join("\n")))?;
+    Ok(out.to_path_buf())
+}
+
+/// The demo program (scripts/demo-bundle) with a task period of `period_ms`, zipped by
+/// `make-demo-bundle` as the Editor would and unzipped again.
+pub fn demo_program(dir: &Path, period_ms: u32) -> Result<PathBuf, String> {
+    let zip = dir.join("demo.zip");
+    let src = dir.join("demo-src");
     let root = repo_root();
-    let status = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-DPERIOD_NS=1000000ULL"])
-        .args(extra)
-        .arg("-o")
-        .arg(&out)
-        .arg("-I")
-        .arg(root.join("shared-abi/include"))
-        .arg(root.join("rt-core/tests/fixtures/abi_program.c"))
-        .status()
-        .expect("cc");
-    assert!(status.success());
-    out
+    run(Command::new(root.join("scripts/make-demo-bundle")).arg(&zip).args(["--period-ms", &period_ms.to_string()]))?;
+    run(Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&zip).arg(&src))?;
+    build_bundle(&src, &dir.join(format!("demo-{period_ms}ms.so")))
 }
 
-pub fn all_points_program(dir: &Path) -> PathBuf {
-    fixture_program(dir, &["-DNO_LOCATED_LIST"])
+/// The demo program extended to bind every point of the 13 MatIEC-locatable tables. Its
+/// 27,648 located variables take gcc minutes, so the library is kept in `target/` and
+/// rebuilt only when the generator or the demo sources change.
+pub fn all_points_program(dir: &Path, period_ms: u32) -> Result<PathBuf, String> {
+    let root = repo_root();
+    let cache = root.join(format!("target/bench-programs/all-points-{period_ms}ms.so"));
+    let newest_source = [root.join("benches/make-all-points-bundle"), root.join("scripts/demo-bundle")]
+        .iter()
+        .flat_map(|p| walk(p))
+        .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .max();
+    let cached = cache.metadata().and_then(|m| m.modified()).ok();
+    if let (Some(c), Some(s)) = (cached, newest_source)
+        && c > s
+    {
+        return Ok(cache);
+    }
+    let src = dir.join("all-points-src");
+    run(Command::new(root.join("benches/make-all-points-bundle"))
+        .arg(&src)
+        .args(["--period-ms", &period_ms.to_string()]))?;
+    std::fs::create_dir_all(cache.parent().expect("cache dir")).map_err(|e| e.to_string())?;
+    build_bundle(&src, &cache)
 }
 
-pub fn demo_program(dir: &Path, _period_ms: u32) -> PathBuf {
-    fixture_program(dir, &[])
+fn walk(path: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flatten().flat_map(|e| walk(&e.path())).collect(),
+        Err(_) => vec![path.to_path_buf()],
+    }
 }
