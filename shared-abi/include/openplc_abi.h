@@ -102,6 +102,97 @@ typedef struct oplc_program_abi {
 /* The one symbol a program library exports. */
 const oplc_program_abi_t *oplc_program_entry(void);
 
+/* ------------------------------------------------------------------------------------------
+ * Plugins: the OpenPLC v4 native plugin ABI (shared-abi/src/plugin.rs).
+ *
+ * A plugin is a shared library exporting int init(void *args), where args points to a
+ * plugin_runtime_args_t, and optionally int start_loop(void), void stop_loop(void),
+ * void cycle_start(void), void cycle_end(void), void cleanup(void),
+ * int execute_command(const char *json, char *resp, size_t resp_size) and
+ * int get_stats(char *out, size_t n). The field order is upstream's v4.1.4 one followed by
+ * the three fields upstream appended later, so plugins built for upstream load unchanged.
+ *
+ * The buffer tables point at the companion's mirror of the process image. Read them
+ * between image_lock() and image_unlock(): the lock refreshes the mirror from the latest
+ * published scan, the unlock sends what the holder changed to rt-core. Write single points
+ * with journal_write_* from any thread; rt-core applies them at the start of a following
+ * scan (normally the next one).
+ * ------------------------------------------------------------------------------------------ */
+#include <stdbool.h>
+
+#define OPLC_PLUGIN_ARGS_CAPSULE "openplc_runtime_args"
+#define OPLC_PLUGIN_CONFIG_PATH_BYTES 256
+
+/* journal_write_* type codes. */
+enum {
+    OPLC_JOURNAL_BOOL_INPUT = 0, OPLC_JOURNAL_BOOL_OUTPUT = 1, OPLC_JOURNAL_BOOL_MEMORY = 2,
+    OPLC_JOURNAL_BYTE_INPUT = 3, OPLC_JOURNAL_BYTE_OUTPUT = 4,
+    OPLC_JOURNAL_INT_INPUT = 5, OPLC_JOURNAL_INT_OUTPUT = 6, OPLC_JOURNAL_INT_MEMORY = 7,
+    OPLC_JOURNAL_DINT_INPUT = 8, OPLC_JOURNAL_DINT_OUTPUT = 9, OPLC_JOURNAL_DINT_MEMORY = 10,
+    OPLC_JOURNAL_LINT_INPUT = 11, OPLC_JOURNAL_LINT_OUTPUT = 12, OPLC_JOURNAL_LINT_MEMORY = 13
+};
+
+/* get_plc_state() answers and set_switch_position() arguments. */
+enum { OPLC_PLUGIN_PLC_STOPPED = 0, OPLC_PLUGIN_PLC_RUNNING = 1, OPLC_PLUGIN_PLC_ERROR = 2 };
+enum { OPLC_PLUGIN_SWITCH_STOP = 0, OPLC_PLUGIN_SWITCH_RUN = 1 };
+
+typedef struct plugin_runtime_args {
+    /* Image tables: bool_input[a][b] points at %IXa.b, int_output[n] at %QWn, and so on. */
+    uint8_t *(*bool_input)[8];
+    uint8_t *(*bool_output)[8];
+    uint8_t **byte_input;
+    uint8_t **byte_output;
+    uint16_t **int_input;
+    uint16_t **int_output;
+    uint32_t **dint_input;
+    uint32_t **dint_output;
+    uint64_t **lint_input;
+    uint64_t **lint_output;
+    uint16_t **int_memory;
+    uint32_t **dint_memory;
+    uint64_t **lint_memory;
+    uint8_t *(*bool_memory)[8];
+
+    /* Recursive; refreshes the tables on the outermost lock, publishes changes on the
+     * outermost unlock. */
+    void (*image_lock)(void);
+    void (*image_unlock)(void);
+
+    /* Debug variables as (array, element); status bytes 0x7E ok, 0x81 out of bounds or no
+     * program, 0x82 busy. debug_read blocks until the next scan and returns bytes copied. */
+    uint8_t (*debug_array_count)(void);
+    uint16_t (*debug_elem_count)(uint8_t arr);
+    uint16_t (*debug_size)(uint8_t arr, uint16_t elem);
+    uint16_t (*debug_read)(uint8_t arr, uint16_t elem, uint8_t *dest);
+    uint8_t (*debug_set)(uint8_t arr, uint16_t elem, bool forcing, const uint8_t *bytes, uint16_t len);
+    uint8_t (*debug_write)(uint8_t arr, uint16_t elem, const uint8_t *bytes, uint16_t len);
+
+    char plugin_specific_config_file_path[OPLC_PLUGIN_CONFIG_PATH_BYTES];
+    int buffer_size;     /* OPLC_BUFFER_SIZE */
+    int bits_per_buffer; /* 8 */
+
+    /* printf-style; the text goes to the runtime log, prefixed with the plugin's name. */
+    void (*log_info)(const char *fmt, ...);
+    void (*log_debug)(const char *fmt, ...);
+    void (*log_warn)(const char *fmt, ...);
+    void (*log_error)(const char *fmt, ...);
+
+    /* 0 when queued, -1 for a bad type code, index, bit or a type of another width. */
+    int (*journal_write_bool)(int type, int index, int bit, int value);
+    int (*journal_write_byte)(int type, int index, int value);
+    int (*journal_write_int)(int type, int index, int value);
+    int (*journal_write_dint)(int type, int index, unsigned int value);
+    int (*journal_write_lint)(int type, int index, unsigned long long value);
+
+    void (*request_plc_stop)(const char *reason); /* asynchronous */
+    unsigned long long base_tick_ns;              /* the program's scan period, 0 if unknown */
+
+    /* Appended after upstream v4.1.4. */
+    void (*request_plc_start)(const char *reason); /* asynchronous; refused while the switch is STOP */
+    void (*set_switch_position)(int position);     /* OPLC_PLUGIN_SWITCH_* */
+    int (*get_plc_state)(void);                    /* OPLC_PLUGIN_PLC_* */
+} plugin_runtime_args_t;
+
 #ifdef __cplusplus
 }
 #endif

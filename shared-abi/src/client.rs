@@ -338,13 +338,14 @@ impl RtClient {
         }
         self.published.generation += 1;
         self.published.dirty = dirty;
-        self.published.image = *self.inputs;
+        bytemuck::bytes_of_mut(&mut self.published.image).copy_from_slice(bytemuck::bytes_of(&*self.inputs));
         self.publish_all = false;
         let shm = self.mapping.shm();
         // SAFETY: the client lease makes us the only writer of the input buffer; the back
         // buffer reference does not outlive this block.
         unsafe {
-            *shm.inputs.back_buffer() = *self.published;
+            // A byte copy: assigning the 23 KB struct may go through the stack in debug builds.
+            bytemuck::bytes_of_mut(shm.inputs.back_buffer()).copy_from_slice(bytemuck::bytes_of(&*self.published));
             shm.inputs.publish();
         }
     }

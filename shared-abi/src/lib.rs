@@ -21,6 +21,7 @@ pub mod image;
 pub mod layout;
 pub mod msg;
 mod pad;
+pub mod plugin;
 pub mod program;
 pub mod ring;
 pub mod seqlock;

@@ -96,3 +96,116 @@ fn c_header_is_valid_cplusplus_too() {
     // STruC++ adapters include the header from C++.
     assert_eq!(c_layout("c++", "probe.cpp"), rust_layout());
 }
+
+// ---- The plugin ABI (`plugin_runtime_args_t`) ----
+
+/// Every field of `plugin_runtime_args_t`, in declaration order, with its Rust offset.
+fn plugin_rust_layout() -> BTreeMap<String, usize> {
+    use shared_abi::plugin::PluginRuntimeArgs as A;
+    let mut m = BTreeMap::new();
+    m.insert("size plugin_runtime_args_t".to_string(), size_of::<A>());
+    macro_rules! off {
+        ($($f:ident),*) => {$(
+            m.insert(concat!("off ", stringify!($f)).to_string(), offset_of!(A, $f));
+        )*};
+    }
+    off!(
+        bool_input,
+        bool_output,
+        byte_input,
+        byte_output,
+        int_input,
+        int_output,
+        dint_input,
+        dint_output,
+        lint_input,
+        lint_output,
+        int_memory,
+        dint_memory,
+        lint_memory,
+        bool_memory,
+        image_lock,
+        image_unlock,
+        debug_array_count,
+        debug_elem_count,
+        debug_size,
+        debug_read,
+        debug_set,
+        debug_write,
+        plugin_specific_config_file_path,
+        buffer_size,
+        bits_per_buffer,
+        log_info,
+        log_debug,
+        log_warn,
+        log_error,
+        journal_write_bool,
+        journal_write_byte,
+        journal_write_int,
+        journal_write_dint,
+        journal_write_lint,
+        request_plc_stop,
+        base_tick_ns,
+        request_plc_start,
+        set_switch_position,
+        get_plc_state
+    );
+    m.insert("journal lint_memory".to_string(), shared_abi::plugin::JournalType::LintMemory as usize);
+    m.insert("journal int_input".to_string(), shared_abi::plugin::JournalType::IntInput as usize);
+    m
+}
+
+fn plugin_c_layout(compiler: &str, source_name: &str) -> BTreeMap<String, usize> {
+    let fields = plugin_rust_layout()
+        .keys()
+        .filter_map(|k| k.strip_prefix("off "))
+        .map(|f| format!("    printf(\"off {f} %zu\\n\", offsetof(plugin_runtime_args_t, {f}));\n"))
+        .collect::<String>();
+    let probe = format!(
+        "#include <stdio.h>\n#include \"openplc_abi.h\"\nint main(void) {{\n\
+         printf(\"size plugin_runtime_args_t %zu\\n\", sizeof(plugin_runtime_args_t));\n{fields}\
+         printf(\"journal lint_memory %d\\n\", (int)OPLC_JOURNAL_LINT_MEMORY);\n\
+         printf(\"journal int_input %d\\n\", (int)OPLC_JOURNAL_INT_INPUT);\n\
+         return 0;\n}}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(source_name);
+    let exe = dir.path().join("probe");
+    std::fs::write(&src, probe).unwrap();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let out = Command::new(compiler)
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg("-I")
+        .arg(&include)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("{compiler} must be installed: {e}"));
+    assert!(out.status.success(), "{compiler} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).output().unwrap();
+    assert!(run.status.success());
+    String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn plugin_args_match_the_c_compiler_field_by_field() {
+    let rust = plugin_rust_layout();
+    assert_eq!(rust.len(), 39 + 1 + 2, "every field is compared");
+    assert_eq!(plugin_c_layout("cc", "plugin_probe.c"), rust);
+    assert_eq!(plugin_c_layout("c++", "plugin_probe.cpp"), rust);
+}
+
+#[test]
+fn plugin_args_keep_upstream_v4_1_4_prefix() {
+    // A 4.1.4 plugin's struct ends at base_tick_ns; the appended fields start right after.
+    use shared_abi::plugin::{ARGS_SIZE_V4_1_4, PluginRuntimeArgs as A};
+    assert_eq!(offset_of!(A, base_tick_ns) + 8, ARGS_SIZE_V4_1_4);
+    assert_eq!(offset_of!(A, request_plc_start), ARGS_SIZE_V4_1_4);
+}

@@ -1,0 +1,581 @@
+//! What every plugin of one host shares: the image mirror the pointer tables point into,
+//! the recursive image lock, the journal of pending writes, and the view the Python helper
+//! reads from.
+//!
+//! Semantics (documented for plugin authors in the README):
+//! - `image_lock()` (outermost) flushes the journal, then refreshes the whole mirror: outputs
+//!   and memory from the latest published scan, inputs from what the companion publishes.
+//!   It is recursive, so a plugin may take it inside `cycle_end` (where the host already
+//!   holds it).
+//! - `image_unlock()` (outermost) compares the mirror with what the lock loaded and sends
+//!   every changed cell on: input cells into the input image, output and memory cells
+//!   through the write ring (rt-core applies them at its next scan start).
+//! - `journal_write_*` queue one point. The queue is flushed once per published scan by the
+//!   cycle thread, at every outermost `image_lock`/`image_unlock`, and whenever it holds
+//!   `JOURNAL_MAX` entries, so a write normally reaches rt-core before its next scan.
+//!
+//! Lock order, outermost first: image lock → journal flush lock → view → pending journal →
+//! (the `PluginPlc` implementation's own locks). Of these only the image lock is held while
+//! a plugin runs (its cycle hooks), and none is held while waiting for Python's GIL. (The
+//! host's own state lock, held around lifecycle calls, is outside all of them.)
+
+use crate::plc::{PlcError, PluginPlc};
+use shared_abi::debug::ProgramInfo;
+use shared_abi::image::{Area, BITS_PER_BYTE, BUFFER_SIZE, IecAddress, Image, InputImage, Width};
+use shared_abi::layout::OutputSnapshot;
+use shared_abi::msg::LogLevel;
+use shared_abi::plugin::PluginRuntimeArgs;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+/// Pending journal entries before a write flushes the queue itself (upstream's per-bank
+/// journal size).
+pub(crate) const JOURNAL_MAX: usize = 4096;
+
+/// The pointer tables of `plugin_runtime_args_t`, pointing into the mirror.
+#[repr(C)]
+#[derive(bytemuck::Zeroable)]
+struct Tables {
+    bool_input: [[*mut u8; BITS_PER_BYTE]; BUFFER_SIZE],
+    bool_output: [[*mut u8; BITS_PER_BYTE]; BUFFER_SIZE],
+    bool_memory: [[*mut u8; BITS_PER_BYTE]; BUFFER_SIZE],
+    byte_input: [*mut u8; BUFFER_SIZE],
+    byte_output: [*mut u8; BUFFER_SIZE],
+    int_input: [*mut u16; BUFFER_SIZE],
+    int_output: [*mut u16; BUFFER_SIZE],
+    int_memory: [*mut u16; BUFFER_SIZE],
+    dint_input: [*mut u32; BUFFER_SIZE],
+    dint_output: [*mut u32; BUFFER_SIZE],
+    dint_memory: [*mut u32; BUFFER_SIZE],
+    lint_input: [*mut u64; BUFFER_SIZE],
+    lint_output: [*mut u64; BUFFER_SIZE],
+    lint_memory: [*mut u64; BUFFER_SIZE],
+}
+
+/// A lock that the same thread may take again, released by a separate call: the shape
+/// `image_lock()`/`image_unlock()` have (two C calls, no guard object).
+struct RecursiveLock {
+    state: Mutex<(Option<ThreadId>, u32)>,
+    free: Condvar,
+}
+
+impl RecursiveLock {
+    fn new() -> Self {
+        RecursiveLock { state: Mutex::new((None, 0)), free: Condvar::new() }
+    }
+
+    /// Takes the lock; returns the depth now held (1 for the outermost).
+    fn acquire(&self) -> u32 {
+        let me = std::thread::current().id();
+        let mut s = lock(&self.state);
+        loop {
+            match s.0 {
+                None => {
+                    *s = (Some(me), 1);
+                    return 1;
+                }
+                Some(owner) if owner == me => {
+                    s.1 += 1;
+                    return s.1;
+                }
+                Some(_) => s = self.free.wait(s).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+
+    /// The depth held by the calling thread, if it holds the lock.
+    fn held_depth(&self) -> Option<u32> {
+        let s = lock(&self.state);
+        (s.0 == Some(std::thread::current().id())).then_some(s.1)
+    }
+
+    /// Gives up one level; the caller must hold the lock.
+    fn release(&self) {
+        let mut s = lock(&self.state);
+        s.1 = s.1.saturating_sub(1);
+        if s.1 == 0 {
+            s.0 = None;
+            self.free.notify_one();
+        }
+    }
+}
+
+/// The mirror cells, what the outermost lock loaded into them, and room to read a
+/// snapshot into. Everything is on the heap and copied pointer to pointer: a plugin's thread
+/// may have a small stack, so nothing image-sized ever goes through a local.
+struct Mirror {
+    cells: *mut Image,
+    baseline: *mut Image,
+    scratch: *mut OutputSnapshot,
+    tables: *mut Tables,
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        // SAFETY: the pointers came from `Box::into_raw` in `Mirror::new` and are freed only
+        // here. Every args struct holding the tables also holds the `Core` that owns this
+        // mirror (see `slots::ArgsCell`), so no plugin is left with the tables.
+        unsafe {
+            drop(Box::from_raw(self.cells));
+            drop(Box::from_raw(self.baseline));
+            drop(Box::from_raw(self.scratch));
+            drop(Box::from_raw(self.tables));
+        }
+    }
+}
+
+impl Mirror {
+    fn new() -> Self {
+        let cells: *mut Image = Box::into_raw(bytemuck::zeroed_box::<Image>());
+        let baseline: *mut Image = Box::into_raw(bytemuck::zeroed_box::<Image>());
+        let scratch: *mut OutputSnapshot = Box::into_raw(bytemuck::zeroed_box::<OutputSnapshot>());
+        let mut tables: Box<Tables> = bytemuck::zeroed_box();
+        // SAFETY: `cells` is a live, exclusively owned allocation; `addr_of_mut!` takes
+        // addresses of its fields without creating references that later raw writes by
+        // plugins would invalidate.
+        unsafe {
+            let i = std::ptr::addr_of_mut!((*cells).inputs);
+            let o = std::ptr::addr_of_mut!((*cells).outputs);
+            for n in 0..BUFFER_SIZE {
+                for b in 0..BITS_PER_BYTE {
+                    tables.bool_input[n][b] = std::ptr::addr_of_mut!((*i).bool_input[n][b]);
+                    tables.bool_output[n][b] = std::ptr::addr_of_mut!((*o).bool_output[n][b]);
+                    tables.bool_memory[n][b] = std::ptr::addr_of_mut!((*o).bool_memory[n][b]);
+                }
+                tables.byte_input[n] = std::ptr::addr_of_mut!((*i).byte_input[n]);
+                tables.byte_output[n] = std::ptr::addr_of_mut!((*o).byte_output[n]);
+                tables.int_input[n] = std::ptr::addr_of_mut!((*i).int_input[n]);
+                tables.int_output[n] = std::ptr::addr_of_mut!((*o).int_output[n]);
+                tables.int_memory[n] = std::ptr::addr_of_mut!((*o).int_memory[n]);
+                tables.dint_input[n] = std::ptr::addr_of_mut!((*i).dint_input[n]);
+                tables.dint_output[n] = std::ptr::addr_of_mut!((*o).dint_output[n]);
+                tables.dint_memory[n] = std::ptr::addr_of_mut!((*o).dint_memory[n]);
+                tables.lint_input[n] = std::ptr::addr_of_mut!((*i).lint_input[n]);
+                tables.lint_output[n] = std::ptr::addr_of_mut!((*o).lint_output[n]);
+                tables.lint_memory[n] = std::ptr::addr_of_mut!((*o).lint_memory[n]);
+            }
+        }
+        Mirror { cells, baseline, scratch, tables: Box::into_raw(tables) }
+    }
+}
+
+/// What the Python helper reads: the latest outputs and the inputs as published plus
+/// journal writes not flushed yet.
+pub(crate) struct ViewData {
+    pub outputs: Box<OutputSnapshot>,
+    pub inputs: Box<InputImage>,
+}
+
+/// Counters for `PluginHost::counters`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub journal_writes: AtomicU64,
+    pub journal_flushes: AtomicU64,
+    pub writes_dropped: AtomicU64,
+    pub image_locks: AtomicU64,
+}
+
+pub(crate) struct Core {
+    pub plc: Arc<dyn PluginPlc>,
+    image_lock: RecursiveLock,
+    mirror: Mirror,
+    pending: Mutex<Vec<(IecAddress, u64)>>,
+    flush_lock: Mutex<()>,
+    view: Mutex<ViewData>,
+    view_changed: Condvar,
+    /// The run/stop switch position a plugin reported (`set_switch_position`); starts are
+    /// refused while it is STOP.
+    pub switch_run: AtomicBool,
+    pub counters: Counters,
+    /// Sizes of debug variables, per program generation (reading one takes a scan).
+    debug_sizes: Mutex<HashMap<(u32, u32), u16>>,
+    last_drop_report: Mutex<Option<Instant>>,
+}
+
+// SAFETY: the raw pointers in `Mirror` point at heap allocations owned by `Core` for its
+// whole life. Rust code touches the cells only while holding `image_lock` (the plugins'
+// contract is the same); everything else in `Core` is `Sync` already.
+unsafe impl Send for Core {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Core {}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves its data consistent at each step, so a panic in
+    // one (caught at the FFI boundary) must not disable the host.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    pub fn new(plc: Arc<dyn PluginPlc>) -> Arc<Core> {
+        Arc::new(Core {
+            plc,
+            image_lock: RecursiveLock::new(),
+            mirror: Mirror::new(),
+            pending: Mutex::new(Vec::new()),
+            flush_lock: Mutex::new(()),
+            view: Mutex::new(ViewData { outputs: bytemuck::zeroed_box(), inputs: bytemuck::zeroed_box() }),
+            view_changed: Condvar::new(),
+            switch_run: AtomicBool::new(true),
+            counters: Counters::default(),
+            debug_sizes: Mutex::new(HashMap::new()),
+            last_drop_report: Mutex::new(None),
+        })
+    }
+
+    /// Points the 14 tables of `args` at the mirror and fills the sizes.
+    pub fn fill_tables(&self, args: &mut PluginRuntimeArgs) {
+        let t = self.mirror.tables;
+        // SAFETY: `t` is the live table allocation (see `Mirror`); only field addresses are
+        // taken, nothing is read or written.
+        unsafe {
+            args.bool_input = std::ptr::addr_of_mut!((*t).bool_input).cast();
+            args.bool_output = std::ptr::addr_of_mut!((*t).bool_output).cast();
+            args.bool_memory = std::ptr::addr_of_mut!((*t).bool_memory).cast();
+            args.byte_input = std::ptr::addr_of_mut!((*t).byte_input).cast();
+            args.byte_output = std::ptr::addr_of_mut!((*t).byte_output).cast();
+            args.int_input = std::ptr::addr_of_mut!((*t).int_input).cast();
+            args.int_output = std::ptr::addr_of_mut!((*t).int_output).cast();
+            args.int_memory = std::ptr::addr_of_mut!((*t).int_memory).cast();
+            args.dint_input = std::ptr::addr_of_mut!((*t).dint_input).cast();
+            args.dint_output = std::ptr::addr_of_mut!((*t).dint_output).cast();
+            args.dint_memory = std::ptr::addr_of_mut!((*t).dint_memory).cast();
+            args.lint_input = std::ptr::addr_of_mut!((*t).lint_input).cast();
+            args.lint_output = std::ptr::addr_of_mut!((*t).lint_output).cast();
+            args.lint_memory = std::ptr::addr_of_mut!((*t).lint_memory).cast();
+        }
+        args.buffer_size = BUFFER_SIZE as i32;
+        args.bits_per_buffer = BITS_PER_BYTE as i32;
+    }
+
+    // ---- image lock ----
+
+    pub fn image_lock(&self) {
+        self.counters.image_locks.fetch_add(1, Ordering::Relaxed);
+        if self.image_lock.acquire() > 1 {
+            return;
+        }
+        self.flush_journal();
+        let Mirror { cells, baseline, scratch, .. } = self.mirror;
+        // SAFETY: we hold the image lock (outermost level), which is what entitles anyone,
+        // Rust or plugin, to touch the mirror, its baseline and its scratch snapshot; the
+        // three are distinct live heap allocations, so the copies do not overlap.
+        unsafe {
+            if self.plc.read_outputs(&mut *scratch) {
+                std::ptr::copy_nonoverlapping(
+                    std::ptr::addr_of!((*scratch).image),
+                    std::ptr::addr_of_mut!((*cells).outputs),
+                    1,
+                );
+            }
+            self.plc.read_inputs(&mut *std::ptr::addr_of_mut!((*cells).inputs));
+            std::ptr::copy_nonoverlapping(cells, baseline, 1);
+        }
+    }
+
+    pub fn image_unlock(&self) {
+        match self.image_lock.held_depth() {
+            None => {
+                tracing::warn!("image_unlock() called by a thread that does not hold the image lock; ignored");
+            }
+            Some(1) => {
+                self.publish_mirror_changes();
+                self.image_lock.release();
+                self.flush_journal();
+            }
+            Some(_) => self.image_lock.release(),
+        }
+    }
+
+    /// Sends every mirror cell the holder changed since the outermost lock.
+    fn publish_mirror_changes(&self) {
+        // SAFETY: called with the image lock held (outermost level) by its holder, so no one
+        // who honours the lock writes the mirror or the baseline while these borrows live.
+        let (now, before) = unsafe { (&*self.mirror.cells, &*self.mirror.baseline) };
+        let mut inputs = Vec::new();
+        let mut others = Vec::new();
+        diff_image(now, before, &mut |addr, v| {
+            if addr.area == Area::Input { inputs.push((addr, v)) } else { others.push((addr, v)) }
+        });
+        if !inputs.is_empty() {
+            self.apply_inputs(&inputs);
+        }
+        if !others.is_empty() {
+            self.send_writes(&others);
+        }
+    }
+
+    // ---- journal ----
+
+    /// Queues one write (already checked against its width).
+    pub fn journal_write(&self, addr: IecAddress, value: u64) {
+        self.counters.journal_writes.fetch_add(1, Ordering::Relaxed);
+        let full = {
+            let mut p = lock(&self.pending);
+            p.push((addr, value));
+            p.len() >= JOURNAL_MAX
+        };
+        if addr.area == Area::Input {
+            lock(&self.view).inputs.set(addr, value);
+        }
+        if full {
+            self.flush_journal();
+        }
+    }
+
+    /// Sends every queued write on: inputs into one input publish, output and memory
+    /// writes (last one per address) into the write ring.
+    pub fn flush_journal(&self) {
+        let _one_flush_at_a_time = lock(&self.flush_lock);
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        if batch.is_empty() {
+            return;
+        }
+        self.counters.journal_flushes.fetch_add(1, Ordering::Relaxed);
+        let (inputs, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(a, _)| a.area == Area::Input);
+        if !inputs.is_empty() {
+            self.plc.update_inputs(&mut |img| {
+                for &(a, v) in &inputs {
+                    img.set(a, v);
+                }
+            });
+        }
+        if !others.is_empty() {
+            // Keep the last write per address, in the order of those last writes.
+            let mut last: HashMap<IecAddress, usize> = HashMap::new();
+            for (i, (a, _)) in others.iter().enumerate() {
+                last.insert(*a, i);
+            }
+            let kept: Vec<_> = others.iter().enumerate().filter(|(i, (a, _))| last[a] == *i).map(|(_, w)| *w).collect();
+            self.send_writes(&kept);
+        }
+    }
+
+    fn apply_inputs(&self, inputs: &[(IecAddress, u64)]) {
+        self.plc.update_inputs(&mut |img| {
+            for &(a, v) in inputs {
+                img.set(a, v);
+            }
+        });
+        let mut view = lock(&self.view);
+        for &(a, v) in inputs {
+            view.inputs.set(a, v);
+        }
+    }
+
+    fn send_writes(&self, writes: &[(IecAddress, u64)]) {
+        if let Err(e) = self.plc.write(writes) {
+            self.counters.writes_dropped.fetch_add(writes.len() as u64, Ordering::Relaxed);
+            let mut last = lock(&self.last_drop_report);
+            if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                *last = Some(Instant::now());
+                let msg = match e {
+                    PlcError::QueueFull => {
+                        "plugin writes to outputs/memory dropped: rt-core's write ring is full".into()
+                    }
+                    other => format!("plugin writes to outputs/memory dropped: {other}"),
+                };
+                self.plc.log(LogLevel::Warning, &msg);
+            }
+        }
+    }
+
+    // ---- view ----
+
+    /// Re-reads outputs and inputs into the view, keeping unflushed input writes visible.
+    pub fn refresh_view(&self) {
+        let mut view = lock(&self.view);
+        let ViewData { outputs, inputs: view_inputs } = &mut *view;
+        let fresh_outputs = self.plc.read_outputs(outputs);
+        self.plc.read_inputs(view_inputs);
+        for &(a, v) in lock(&self.pending).iter() {
+            if a.area == Area::Input {
+                view_inputs.set(a, v);
+            }
+        }
+        drop(view);
+        if fresh_outputs {
+            self.view_changed.notify_all();
+        }
+    }
+
+    /// Reads points from the view.
+    pub fn read_view(&self, addrs: &[IecAddress]) -> Vec<u64> {
+        let view = lock(&self.view);
+        addrs
+            .iter()
+            .map(|&a| match a.area {
+                Area::Input => view.inputs.get(a).unwrap_or(0),
+                Area::Output | Area::Memory => view.outputs.image.get(a).unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// `(cycle, tick)` of the scan in the view.
+    pub fn view_scan(&self) -> (u64, u64) {
+        let view = lock(&self.view);
+        (view.outputs.cycle, view.outputs.tick)
+    }
+
+    /// Waits until the view holds a scan with a tick greater than `tick`.
+    pub fn wait_view_tick_after(&self, tick: u64, timeout: Duration) -> Option<u64> {
+        let deadline = Instant::now() + timeout;
+        let mut view = lock(&self.view);
+        loop {
+            if view.outputs.tick > tick {
+                return Some(view.outputs.tick);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            view = self.view_changed.wait_timeout(view, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    // ---- debug variables ----
+
+    /// The flat variable index of `(arr, elem)` in `info`; a program without groups is one
+    /// group holding every variable.
+    pub fn debug_var(info: &ProgramInfo, arr: u8, elem: u16) -> Option<u32> {
+        if info.group_count == 0 {
+            return (arr == 0 && (elem as u32) < info.var_count).then_some(elem as u32);
+        }
+        info.flat_index(arr as u32, elem as u32)
+    }
+
+    pub fn debug_array_count(info: &ProgramInfo) -> u8 {
+        match info.group_count {
+            0 if info.var_count > 0 => 1,
+            n => n.min(u8::MAX as u32) as u8,
+        }
+    }
+
+    pub fn debug_elem_count(info: &ProgramInfo, arr: u8) -> u16 {
+        if info.group_count == 0 {
+            return if arr == 0 { info.var_count.min(u16::MAX as u32) as u16 } else { 0 };
+        }
+        info.group_len
+            .get(arr as usize)
+            .filter(|_| (arr as u32) < info.group_count)
+            .map_or(0, |&n| n.min(u16::MAX as u32) as u16)
+    }
+
+    /// How long a debug read may wait: a few scans, at least 100 ms, at most 2 s.
+    pub fn debug_timeout(info: &ProgramInfo) -> Duration {
+        Duration::from_nanos(info.period_ns.saturating_mul(5)).clamp(Duration::from_millis(100), Duration::from_secs(2))
+    }
+
+    pub fn debug_size(&self, info: &ProgramInfo, var: u32) -> u16 {
+        let key = (info.program_gen, var);
+        if let Some(&n) = lock(&self.debug_sizes).get(&key) {
+            return n;
+        }
+        let n =
+            self.plc.debug_read(var, Self::debug_timeout(info)).map_or(0, |v| v.len().min(u16::MAX as usize) as u16);
+        if n != 0 {
+            lock(&self.debug_sizes).insert(key, n);
+        }
+        n
+    }
+}
+
+/// Calls `f` for every cell of `now` that differs from `before`.
+fn diff_image(now: &Image, before: &Image, f: &mut dyn FnMut(IecAddress, u64)) {
+    fn words<T: Copy + PartialEq + Into<u64>>(
+        now: &[T],
+        before: &[T],
+        area: Area,
+        width: Width,
+        f: &mut dyn FnMut(IecAddress, u64),
+    ) {
+        if now == before {
+            return;
+        }
+        for (i, (a, b)) in now.iter().zip(before).enumerate() {
+            if a != b
+                && let Ok(addr) = IecAddress::new(area, width, i as u16, 0)
+            {
+                f(addr, (*a).into());
+            }
+        }
+    }
+    fn bits(now: &[[u8; 8]], before: &[[u8; 8]], area: Area, f: &mut dyn FnMut(IecAddress, u64)) {
+        if now == before {
+            return;
+        }
+        for (i, (a, b)) in now.iter().zip(before).enumerate() {
+            for bit in 0..BITS_PER_BYTE {
+                if a[bit] != b[bit]
+                    && let Ok(addr) = IecAddress::new(area, Width::Bit, i as u16, bit as u8)
+                {
+                    f(addr, (a[bit] != 0) as u64);
+                }
+            }
+        }
+    }
+    let (ni, bi) = (&now.inputs, &before.inputs);
+    bits(&ni.bool_input, &bi.bool_input, Area::Input, f);
+    words(&ni.byte_input, &bi.byte_input, Area::Input, Width::Byte, f);
+    words(&ni.int_input, &bi.int_input, Area::Input, Width::Word, f);
+    words(&ni.dint_input, &bi.dint_input, Area::Input, Width::DWord, f);
+    words(&ni.lint_input, &bi.lint_input, Area::Input, Width::LWord, f);
+    let (no, bo) = (&now.outputs, &before.outputs);
+    bits(&no.bool_output, &bo.bool_output, Area::Output, f);
+    words(&no.byte_output, &bo.byte_output, Area::Output, Width::Byte, f);
+    words(&no.int_output, &bo.int_output, Area::Output, Width::Word, f);
+    words(&no.dint_output, &bo.dint_output, Area::Output, Width::DWord, f);
+    words(&no.lint_output, &bo.lint_output, Area::Output, Width::LWord, f);
+    bits(&no.bool_memory, &bo.bool_memory, Area::Memory, f);
+    words(&no.int_memory, &bo.int_memory, Area::Memory, Width::Word, f);
+    words(&no.dint_memory, &bo.dint_memory, Area::Memory, Width::DWord, f);
+    words(&no.lint_memory, &bo.lint_memory, Area::Memory, Width::LWord, f);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_reports_exactly_the_changed_cells() {
+        let before: Box<Image> = bytemuck::zeroed_box();
+        let mut now = before.clone();
+        now.inputs.bool_input[3][5] = 1;
+        now.inputs.int_input[7] = 0xBEEF;
+        now.outputs.dint_memory[1023] = 9;
+        now.outputs.bool_output[0][0] = 1;
+        let mut seen = Vec::new();
+        diff_image(&now, &before, &mut |a, v| seen.push((a.to_string(), v)));
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![
+                ("%IW7".to_string(), 0xBEEF),
+                ("%IX3.5".to_string(), 1),
+                ("%MD1023".to_string(), 9),
+                ("%QX0.0".to_string(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn recursive_lock_counts_depth_per_thread() {
+        let l = Arc::new(RecursiveLock::new());
+        assert_eq!(l.acquire(), 1);
+        assert_eq!(l.acquire(), 2);
+        assert_eq!(l.held_depth(), Some(2));
+        let other = {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                assert_eq!(l.held_depth(), None);
+                let d = l.acquire();
+                l.release();
+                d
+            })
+        };
+        l.release();
+        assert_eq!(l.held_depth(), Some(1));
+        l.release();
+        assert_eq!(other.join().unwrap(), 1, "the other thread gets the lock only once it is free");
+        assert_eq!(l.held_depth(), None);
+    }
+}
