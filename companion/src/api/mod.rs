@@ -1,0 +1,62 @@
+//! The REST API: OpenPLC Runtime v4's, as the Editor uses it, plus our own (health, the
+//! latency histogram). All routes are composed in [`router`]; other layers (the Socket.IO
+//! debugger) wrap the router it returns.
+
+pub mod error;
+pub mod extract;
+pub mod info;
+pub mod plc;
+pub mod program;
+pub mod users;
+
+use crate::state::App;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use std::sync::Arc;
+
+/// The version header every response carries (the Editor reads it on `get-users-info`).
+pub const VERSION_HEADER: &str = "x-openplc-runtime-version";
+
+/// Body limit for the JSON endpoints.
+const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/get-users-info", get(users::get_users_info))
+        .route("/api/get-user-info/{id}", get(users::get_user_info))
+        .route("/api/create-user", post(users::create_user))
+        .route("/api/login", post(users::login))
+        .route("/api/logout", post(users::logout))
+        .route("/api/whoami", get(users::whoami))
+        .route("/api/update-user/{id}", put(users::update_user))
+        .route("/api/delete-user/{id}", delete(users::delete_user))
+        .route("/api/password-change/{id}", put(users::password_change))
+        .route("/api/status", get(plc::status))
+        .route("/api/ping", get(plc::ping))
+        .route("/api/start-plc", get(plc::start_plc))
+        .route("/api/stop-plc", get(plc::stop_plc))
+        .route("/api/stats/histogram", get(plc::histogram))
+        .route("/api/health", get(plc::health))
+        .route("/api/compilation-status", get(program::compilation_status))
+        .route("/api/runtime-logs", get(info::runtime_logs))
+        .route("/api/serial-ports", get(info::serial_ports))
+        .route("/api/version", get(info::version))
+        .route("/api/capabilities", get(info::capabilities))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .route("/api/upload-file", post(program::upload_file).layer(DefaultBodyLimit::max(program::MAX_UPLOAD_BODY)))
+        .fallback(info::api_fallback)
+        .layer(middleware::from_fn_with_state(app.clone(), version_header))
+        .with_state(app)
+}
+
+async fn version_header(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from_static(app.settings.editor_compat.header_version()));
+    response
+}

@@ -1,0 +1,265 @@
+//! PLC control and monitoring: status (with timing statistics), start, stop, the latency
+//! histogram and the health check.
+
+use super::error::ApiError;
+use super::extract::{Operator, Viewer};
+use crate::state::App;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use shared_abi::layout::PlcState;
+use shared_abi::msg::{Command, CommandStatus};
+use shared_abi::stats::{HIST_BUCKETS, HistogramSnapshot, Stats, Summary};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn truthy(q: &HashMap<String, String>, key: &str) -> bool {
+    q.get(key).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+/// `GET /api/status[?include_stats=true]` → `{"status": "STATUS:RUNNING", "timing_stats": {…}}`.
+pub async fn status(State(app): State<Arc<App>>, _v: Viewer, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+    let mut body = json!({ "status": format!("STATUS:{}", app.status_word()) });
+    if truthy(&q, "include_stats") {
+        body["timing_stats"] = timing_stats(app.plc.stats().as_ref());
+    }
+    Json(body)
+}
+
+fn us(v: Option<u64>) -> Value {
+    v.map(|ns| json!(ns.saturating_add(500) / 1000)).unwrap_or(Value::Null)
+}
+
+fn summary(prefix: &str, s: Option<&Summary>, out: &mut serde_json::Map<String, Value>) {
+    out.insert(format!("{prefix}_min"), us(s.and_then(Summary::min)));
+    out.insert(format!("{prefix}_max"), us(s.and_then(Summary::max)));
+    out.insert(format!("{prefix}_avg"), us(s.and_then(Summary::mean_ns)));
+}
+
+/// rt-core's statistics in the shape the Editor displays (whole µs; `null` without samples).
+pub fn timing_stats(stats: Option<&Stats>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("scan_count".into(), json!(stats.map(|s| s.scan_count).unwrap_or(0)));
+    summary("scan_time", stats.map(|s| &s.scan_time), &mut m);
+    summary("cycle_time", stats.map(|s| &s.cycle_time), &mut m);
+    summary("cycle_latency", stats.map(|s| &s.latency), &mut m);
+    m.insert("overruns".into(), json!(stats.map(|s| s.overruns).unwrap_or(0)));
+    Value::Object(m)
+}
+
+/// `GET /api/start-plc` → `{"status": "START:OK"}` and upstream's other answers.
+pub async fn start_plc(State(app): State<Arc<App>>, Operator(session): Operator) -> Json<Value> {
+    let reply = start(&app).await;
+    if reply == "START:OK" {
+        if let Err(e) = app.programs.store.set_run(true) {
+            app.logs.error(format!("Could not record the run state: {e}"));
+        }
+        app.logs.info(format!("PLC started by {:?}", session.user.username));
+    }
+    Json(json!({ "status": reply }))
+}
+
+async fn start(app: &App) -> &'static str {
+    if app.plc.is_busy() || app.plc.is_restarting() {
+        return "COMMAND:BUSY";
+    }
+    let Some(state) = app.plc.state() else { return "START:ERROR" };
+    if app.plc.in_safe_mode() || matches!(state, PlcState::Empty | PlcState::Error) {
+        return load_and_start(app).await;
+    }
+    if state == PlcState::Running {
+        return "START:ERROR_ALREADY_RUNNING";
+    }
+    match app.plc.command(Command::Start).await {
+        Ok(CommandStatus::Ok) => "START:OK",
+        Ok(CommandStatus::AlreadyRunning) => "START:ERROR_ALREADY_RUNNING",
+        Ok(CommandStatus::Busy) => "COMMAND:BUSY",
+        Ok(CommandStatus::NoProgram | CommandStatus::InError) => load_and_start(app).await,
+        Ok(other) => {
+            app.logs.error(format!("Start refused by rt-core: {}", other.as_str()));
+            "START:ERROR"
+        }
+        Err(e) => {
+            app.logs.error(format!("Start failed: {e}"));
+            "START:ERROR"
+        }
+    }
+}
+
+/// Starting from EMPTY or ERROR means loading the last good program again.
+async fn load_and_start(app: &App) -> &'static str {
+    let Some(program) = app.programs.store.current() else {
+        app.logs.warn("Start requested but there is no program: upload one first");
+        return "START:ERROR";
+    };
+    match app.plc.load(&program.library(), true, LOAD_TIMEOUT).await {
+        Ok(_) => {
+            if app.plc.in_safe_mode() {
+                app.logs.info("Leaving safe mode: the program was loaded again on request");
+            }
+            app.plc.set_safe_mode(false);
+            "START:OK"
+        }
+        Err(e) => {
+            app.logs.error(format!("Could not load the program to start it: {e}"));
+            "START:ERROR"
+        }
+    }
+}
+
+/// `GET /api/stop-plc` → `{"status": "STOP:OK"}` (`STOP:ERROR` when not running).
+pub async fn stop_plc(State(app): State<Arc<App>>, Operator(session): Operator) -> Json<Value> {
+    let reply = if app.plc.is_busy() || app.plc.is_restarting() {
+        "COMMAND:BUSY"
+    } else if app.plc.state() != Some(PlcState::Running) {
+        "STOP:ERROR"
+    } else {
+        match app.plc.command(Command::Stop).await {
+            Ok(CommandStatus::Ok) => "STOP:OK",
+            Ok(CommandStatus::Busy) => "COMMAND:BUSY",
+            Ok(_) => "STOP:ERROR",
+            Err(e) => {
+                app.logs.error(format!("Stop failed: {e}"));
+                "STOP:ERROR"
+            }
+        }
+    };
+    if reply == "STOP:OK" {
+        if let Err(e) = app.programs.store.set_run(false) {
+            app.logs.error(format!("Could not record the run state: {e}"));
+        }
+        app.logs.info(format!("PLC stopped by {:?}", session.user.username));
+    }
+    Json(json!({ "status": reply }))
+}
+
+/// `GET /api/ping` → `{"status": "PING:OK"}` while rt-core is attached.
+pub async fn ping(State(app): State<Arc<App>>, _v: Viewer) -> Json<Value> {
+    Json(json!({ "status": app.plc.is_attached().then_some("PING:OK") }))
+}
+
+/// `GET /api/stats/histogram[?format=json]`: the scan thread's wake-up latency in 1 µs
+/// buckets, as `cyclictest -h` prints it (text, the default) or as JSON.
+pub async fn histogram(
+    State(app): State<Arc<App>>,
+    _v: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let hist = app
+        .plc
+        .histogram()
+        .ok_or_else(|| ApiError::Raw(StatusCode::SERVICE_UNAVAILABLE, json!({ "msg": "openplc-rt is not running" })))?;
+    let stats = app.plc.stats();
+    if q.get("format").is_some_and(|f| f.eq_ignore_ascii_case("json")) {
+        Ok(Json(histogram_json(&hist, stats.as_ref())).into_response())
+    } else {
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], histogram_text(&hist, stats.as_ref()))
+            .into_response())
+    }
+}
+
+pub fn histogram_json(h: &HistogramSnapshot, stats: Option<&Stats>) -> Value {
+    let lat = stats.map(|s| &s.latency);
+    json!({
+        "bucket_us": 1,
+        "buckets": h.buckets.to_vec(),
+        "overflow": h.overflow,
+        "count": h.total(),
+        "min_us": us(lat.and_then(Summary::min)),
+        "avg_us": us(lat.and_then(Summary::mean_ns)),
+        "max_us": if h.total() > 0 { json!(h.max_ns.saturating_add(500) / 1000) } else { Value::Null },
+        "p50_us": h.percentile_us(0.5),
+        "p99_us": h.percentile_us(0.99),
+        "p999_us": h.percentile_us(0.999),
+    })
+}
+
+/// cyclictest's histogram layout: one `%06d %06d` line per bucket, then the summary.
+pub fn histogram_text(h: &HistogramSnapshot, stats: Option<&Stats>) -> String {
+    let lat = stats.map(|s| &s.latency);
+    let mut out = String::with_capacity(HIST_BUCKETS * 14 + 300);
+    out.push_str("# openplc-rt scan thread wake-up latency, 1 us buckets\n# Histogram\n");
+    for (us, n) in h.buckets.iter().enumerate() {
+        let _ = writeln!(out, "{us:06} {n:06}");
+    }
+    let total = h.total();
+    let whole_us = |ns: u64| ns.saturating_add(500) / 1000;
+    let _ = writeln!(out, "# Total: {total:09}");
+    let _ = writeln!(out, "# Min Latencies: {:05}", lat.and_then(Summary::min).map(whole_us).unwrap_or(0));
+    let _ = writeln!(out, "# Avg Latencies: {:05}", lat.and_then(Summary::mean_ns).map(whole_us).unwrap_or(0));
+    let _ = writeln!(out, "# Max Latencies: {:05}", if total > 0 { whole_us(h.max_ns) } else { 0 });
+    let _ = writeln!(out, "# Histogram Overflows: {:05}", h.overflow);
+    out.push_str("# Histogram Overflow at cycle number:\n# Thread 0:\n");
+    out
+}
+
+/// `GET /api/health`: 200 while rt-core is attached and not in safe mode, else 503. No
+/// credentials needed; tells nothing beyond the states.
+pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
+    let rt = if app.plc.is_restarting() {
+        "restarting"
+    } else if app.plc.is_attached() {
+        "up"
+    } else {
+        "down"
+    };
+    let healthy = rt == "up" && !app.plc.in_safe_mode();
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        code,
+        Json(json!({
+            "status": if healthy { "ok" } else { "degraded" },
+            "rt_core": rt,
+            "plc": app.status_word(),
+            "safe_mode": app.plc.in_safe_mode(),
+            "building": app.programs.is_building(),
+            "uptime_s": app.started.elapsed().as_secs(),
+        })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_stats_in_whole_microseconds_and_null_without_samples() {
+        let empty = timing_stats(None);
+        assert_eq!(empty["scan_count"], 0);
+        assert!(empty["scan_time_min"].is_null());
+        assert_eq!(empty.as_object().unwrap().len(), 11);
+        let mut s = Stats { scan_count: 10, overruns: 2, ..Default::default() };
+        s.cycle_time.record(1_000_400);
+        s.cycle_time.record(999_600);
+        s.latency.record(12_345);
+        let v = timing_stats(Some(&s));
+        assert_eq!(v["cycle_time_min"], 1000);
+        assert_eq!(v["cycle_time_max"], 1000);
+        assert_eq!(v["cycle_time_avg"], 1000);
+        assert_eq!(v["cycle_latency_max"], 12);
+        assert!(v["scan_time_avg"].is_null());
+        assert_eq!(v["overruns"], 2);
+    }
+
+    #[test]
+    fn histogram_text_is_cyclictest_shaped() {
+        let mut h = HistogramSnapshot::empty();
+        h.buckets[3] = 7;
+        h.buckets[5] = 1;
+        h.max_ns = 5_200;
+        let text = histogram_text(&h, None);
+        assert!(text.contains("\n000003 000007\n"));
+        assert!(text.contains("# Total: 000000008\n"));
+        assert!(text.contains("# Max Latencies: 00005\n"));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), HIST_BUCKETS);
+        let j = histogram_json(&h, None);
+        assert_eq!(j["p50_us"], 3);
+        assert_eq!(j["count"], 8);
+    }
+}

@@ -1,0 +1,76 @@
+//! `POST /api/upload-file` and `GET /api/compilation-status`.
+
+use super::error::ApiError;
+use super::extract::{Operator, Viewer};
+use crate::program::CompilationStatus;
+use crate::state::App;
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// Largest `program.zip` accepted (its contents may not inflate beyond 50 MiB either).
+pub const MAX_ZIP_BYTES: u64 = 50 * 1024 * 1024;
+/// Largest multipart body: the zip plus the optional parts Editor ≥ 4.2 may add
+/// (`snapshot`, `snapshot_metadata`), which are read and discarded.
+pub const MAX_UPLOAD_BODY: usize = 256 * 1024 * 1024;
+
+fn upload_fail(status: StatusCode, why: &str) -> ApiError {
+    ApiError::Raw(status, json!({ "UploadFileFail": super::error::scrub(why), "CompilationStatus": "FAILED" }))
+}
+
+/// Saves the part `file` and starts the build in the background; answers at once.
+pub async fn upload_file(
+    State(app): State<Arc<App>>,
+    Operator(session): Operator,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let mut multipart = Multipart::from_request(request, &app).await.map_err(|_| {
+        upload_fail(StatusCode::BAD_REQUEST, "Expected a multipart/form-data upload with a `file` part")
+    })?;
+    let ticket = app.programs.begin().map_err(|e| {
+        ApiError::Raw(
+            StatusCode::CONFLICT,
+            json!({ "UploadFileFail": e.to_string(), "CompilationStatus": "COMPILING" }),
+        )
+    })?;
+    let id = app.programs.store.new_id();
+    let path = app.programs.store.upload_path(&id);
+    let mut saved: Option<u64> = None;
+    let bad = |_| upload_fail(StatusCode::BAD_REQUEST, "The multipart body could not be read");
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        if field.name() == Some("file") && saved.is_none() {
+            let mut file = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
+            let mut written = 0u64;
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                written += chunk.len() as u64;
+                if written > MAX_ZIP_BYTES {
+                    drop(file);
+                    let _ = tokio::fs::remove_file(&path).await;
+                    return Err(upload_fail(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("The upload is larger than {} MiB", MAX_ZIP_BYTES >> 20),
+                    ));
+                }
+                file.write_all(&chunk).await.map_err(ApiError::internal)?;
+            }
+            file.sync_all().await.map_err(ApiError::internal)?;
+            saved = Some(written);
+        } else {
+            while field.chunk().await.map_err(bad)?.is_some() {}
+        }
+    }
+    let Some(bytes) = saved else {
+        return Err(upload_fail(StatusCode::BAD_REQUEST, "No `file` part in the upload"));
+    };
+    app.logs.info(format!("Program upload of {bytes} bytes by {:?}", session.user.username));
+    app.programs.spawn_build(ticket, id);
+    Ok(Json(json!({ "UploadFileFail": "", "CompilationStatus": "COMPILING" })))
+}
+
+/// `GET /api/compilation-status` → `{"status", "logs", "exit_code"}`.
+pub async fn compilation_status(State(app): State<Arc<App>>, _v: Viewer) -> Json<CompilationStatus> {
+    Json(app.programs.status())
+}

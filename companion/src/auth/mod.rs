@@ -1,0 +1,90 @@
+//! Users, passwords, tokens and login throttling.
+
+pub mod password;
+pub mod throttle;
+pub mod tokens;
+pub mod users;
+
+use self::password::PasswordHasherPool;
+use self::throttle::LoginThrottle;
+use self::tokens::{Claims, TokenError, TokenService};
+use self::users::{User, UserStore};
+use std::path::Path;
+
+pub struct Auth {
+    pub users: UserStore,
+    pub hasher: PasswordHasherPool,
+    pub tokens: TokenService,
+    pub throttle: LoginThrottle,
+}
+
+/// A request's verified identity.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: User,
+    pub claims: Claims,
+}
+
+impl Auth {
+    pub fn open(data_dir: &Path) -> anyhow::Result<Auth> {
+        Ok(Auth {
+            users: UserStore::open(data_dir.join(users::USERS_FILE))?,
+            hasher: PasswordHasherPool::new(),
+            tokens: TokenService::open(&data_dir.join("secrets"))?,
+            throttle: LoginThrottle::new(),
+        })
+    }
+
+    /// Checks an `Authorization` header value: a valid, unrevoked token of a user that
+    /// still exists and has not changed its password since.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Session, TokenError> {
+        let token = bearer(authorization).ok_or(TokenError::Missing)?;
+        let claims = self.tokens.verify(token)?;
+        let user = claims.user_id().and_then(|id| self.users.get(id)).ok_or(TokenError::Invalid)?;
+        if user.token_epoch != claims.epoch {
+            return Err(TokenError::Revoked);
+        }
+        Ok(Session { user, claims })
+    }
+}
+
+/// The token of a `Bearer <token>` header value.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    let h = header?.trim();
+    let (scheme, token) = h.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer   abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn password_change_retires_old_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::open(dir.path()).unwrap();
+        let u = auth.users.create("a", users::Role::Admin, "h".into(), true).unwrap();
+        let t = auth.tokens.issue(u.id, u.token_epoch).unwrap();
+        let header = format!("Bearer {t}");
+        assert!(auth.authenticate(Some(&header)).is_ok());
+        auth.users
+            .update(u.id, |u| {
+                u.token_epoch += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(auth.authenticate(Some(&header)).unwrap_err(), TokenError::Revoked);
+        auth.users.create("b", users::Role::Admin, "h".into(), false).unwrap();
+        auth.users.delete(u.id).unwrap();
+        assert_eq!(auth.authenticate(Some(&header)).unwrap_err(), TokenError::Invalid, "deleted user");
+    }
+}

@@ -1,0 +1,222 @@
+//! The OpenPLC runtime's companion process (`openplc-runtime`): the HTTPS REST API the
+//! OpenPLC Editor drives, users and tokens, the program builder pipeline, and supervision
+//! of the real-time core (`openplc-rt`), which it talks to through shared memory only.
+//!
+//! Modules later features build on: [`state::App`] (shared by every handler),
+//! [`plc::PlcBridge`] (the rt-core client), [`api::router`] (all routes, in one place).
+
+pub mod api;
+pub mod auth;
+pub mod discovery;
+pub mod fsutil;
+pub mod logs;
+pub mod plc;
+pub mod program;
+pub mod server;
+pub mod settings;
+pub mod state;
+pub mod supervisor;
+pub mod timefmt;
+pub mod tls;
+
+use crate::auth::Auth;
+use crate::logs::{FileLog, LogHub};
+use crate::plc::PlcBridge;
+use crate::program::Programs;
+use crate::program::compiler::SystemCompiler;
+use crate::program::store::ProgramStore;
+use crate::settings::{Cli, Command, Settings};
+use crate::state::App;
+use crate::supervisor::Supervisor;
+use clap::Parser;
+use std::fs::File;
+use std::io::BufRead;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The `openplc-runtime` command.
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let settings = match Settings::resolve(&cli.opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("openplc-runtime: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        None | Some(Command::Serve) => serve_blocking(settings),
+        Some(Command::AddUser { username, role }) => add_user(&settings, &username, &role),
+        Some(Command::ShutdownRt) => shutdown_rt(&settings),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("openplc-runtime: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPLC_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn serve_blocking(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("companion").build()?;
+    runtime.block_on(serve(settings))
+}
+
+/// Holds the data directory's lock: one companion (or `add-user`) per data directory.
+pub struct DataDirLock(#[allow(dead_code)] File);
+
+pub fn lock_data_dir(settings: &Settings) -> anyhow::Result<DataDirLock> {
+    fsutil::ensure_dir(&settings.data_dir, 0o750)?;
+    let path = settings.data_dir.join("companion.lock");
+    let file = File::options().create(true).truncate(false).write(true).open(&path)?;
+    // SAFETY: flock on a descriptor we own; the lock lives as long as the file.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        anyhow::bail!(
+            "{} is in use by another openplc-runtime (stop it first, or choose another --data-dir)",
+            settings.data_dir.display()
+        );
+    }
+    Ok(DataDirLock(file))
+}
+
+/// Everything the server needs, built from the settings (used by `serve` and by tests).
+pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Arc<App>> {
+    let data = settings.data_dir.clone();
+    fsutil::ensure_dir(&data.join("logs"), 0o750)?;
+    let logs =
+        Arc::new(LogHub::with_file(FileLog { path: logs::runtime_log_path(&data), max_bytes: 4 << 20, keep: 5 })?);
+    let auth = Auth::open(&data)?;
+    let plc = Arc::new(PlcBridge::new(logs.clone()));
+    let store = ProgramStore::open(&data)?;
+    let compiler = Arc::new(SystemCompiler {
+        cc: settings.cc.clone(),
+        cxx: settings.cxx.clone(),
+        jobs: settings.build_jobs,
+        timeout: settings.build_timeout,
+    });
+    let programs =
+        Arc::new(Programs::new(store, compiler, plc.clone(), logs.clone(), data.join("logs").join("build.log")));
+    let supervisor = with_supervisor.then(|| {
+        let programs_for_sup: Arc<dyn supervisor::CurrentProgram> = Arc::new(ProgramsCurrent(programs.clone()));
+        Arc::new(Supervisor::new(settings.clone(), plc.clone(), logs.clone(), programs_for_sup))
+    });
+    Ok(Arc::new(App { settings, logs, auth, plc, programs, supervisor, started: Instant::now() }))
+}
+
+struct ProgramsCurrent(Arc<Programs>);
+
+impl supervisor::CurrentProgram for ProgramsCurrent {
+    fn current_library(&self) -> Option<(std::path::PathBuf, bool)> {
+        self.0.store.current().map(|r| (r.library(), self.0.store.state().run))
+    }
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&settings)?;
+    let tls_files = tls::ensure(&settings.data_dir, settings.cert.as_deref(), settings.key.as_deref())?;
+    let (tls_config, fingerprint) = tls::server_config(&tls_files)?;
+    let app = build_app(settings.clone(), true)?;
+    app.logs.info(format!(
+        "openplc-runtime {} starting: data directory {}, editor_compat {}, first users from {:?}",
+        env!("CARGO_PKG_VERSION"),
+        settings.data_dir.display(),
+        settings.editor_compat.as_str(),
+        settings.first_user_from
+    ));
+    if tls_files.generated {
+        app.logs.info(format!("Generated a self-signed certificate {}", tls_files.cert.display()));
+    }
+    app.logs.info(format!("TLS certificate SHA-256 fingerprint {fingerprint}"));
+    if app.auth.users.is_empty() {
+        app.logs.warn(format!(
+            "No user yet: create the first one from the OpenPLC Editor (allowed from: {:?})",
+            settings.first_user_from
+        ));
+    }
+
+    let listener = tokio::net::TcpListener::bind((settings.bind, settings.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", settings.bind, settings.port))?;
+    let local = listener.local_addr()?;
+    app.logs.info(format!("Listening on https://{local}"));
+
+    if settings.discovery_port != 0 {
+        match tokio::net::UdpSocket::bind((settings.bind, settings.discovery_port)).await {
+            Ok(sock) => {
+                let payload = discovery::reply(settings.editor_compat.api_version(), local.port());
+                tokio::spawn(discovery::respond(sock, payload));
+                app.logs.info(format!("Discovery answers on UDP {}", settings.discovery_port));
+            }
+            Err(e) => app.logs.warn(format!("Discovery is off: UDP {} unavailable ({e})", settings.discovery_port)),
+        }
+    }
+
+    if let Some(sup) = app.supervisor.clone() {
+        // In the background, so the API (logs, users) answers while rt-core starts, and
+        // even when it cannot be started.
+        let logs = app.logs.clone();
+        tokio::spawn(async move {
+            while let Err(e) = sup.start().await {
+                logs.error(format!("openplc-rt is not available: {e:#}; retrying in 5 s"));
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        });
+    }
+
+    let router = api::router(app.clone());
+    server::serve(listener, tls_config, router, shutdown_signal()).await?;
+    app.logs.info("openplc-runtime stopping; openplc-rt keeps running");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn add_user(settings: &Settings, username: &str, role: &str) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(settings)?;
+    let role = auth::users::Role::parse(role).ok_or_else(|| anyhow::anyhow!("role must be admin, user or viewer"))?;
+    let username = auth::users::valid_username(username).ok_or_else(|| anyhow::anyhow!("invalid username"))?;
+    eprintln!("Password for {username:?} (one line on standard input):");
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if !auth::users::valid_password(&password) {
+        anyhow::bail!("empty or overlong password");
+    }
+    let store = auth::users::UserStore::open(settings.data_dir.join(auth::users::USERS_FILE))?;
+    let role = if store.is_empty() { auth::users::Role::Admin } else { role };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let hash = rt.block_on(auth::password::PasswordHasherPool::with_permits(1).hash(password))?;
+    let user = store.create(username, role, hash, false)?;
+    println!("Created user {:?} (id {}, role {})", user.username, user.id, user.role.as_str());
+    Ok(())
+}
+
+fn shutdown_rt(settings: &Settings) -> anyhow::Result<()> {
+    let mut client = shared_abi::client::RtClient::open(&settings.shm)?;
+    let status = client.command(shared_abi::msg::Command::Shutdown, std::time::Duration::from_secs(5));
+    match status {
+        Ok(_) | Err(shared_abi::client::ClientError::RtGone) => {
+            println!("openplc-rt is shutting down");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

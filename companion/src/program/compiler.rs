@@ -1,0 +1,101 @@
+//! The seam between the upload pipeline and the program builder (`openplc-builder`), so
+//! the pipeline can be tested with a fake compiler and the builder can change behind it.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// Which Editor generation produced a bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BundleKind {
+    /// MatIEC C sources: Editor ≤ 4.1.4.
+    Matiec,
+    /// STruC++ C++ sources: Editor ≥ 4.2.
+    Strucpp,
+}
+
+/// Whether STruC++ bundles are handed to the builder. Until the STruC++ adapter lands
+/// they are refused with a clear message instead of a page of C++ errors.
+pub const STRUCPP_SUPPORTED: bool = false;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineLevel {
+    Info,
+    Warning,
+    Error,
+}
+
+impl LineLevel {
+    /// The prefix the Editor's console colours by (and strips).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            LineLevel::Info => "[INFO] ",
+            LineLevel::Warning => "[WARNING] ",
+            LineLevel::Error => "[ERROR] ",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Built {
+    /// The program's MD5 as the Editor computes it (what the debugger compares).
+    pub md5: Option<String>,
+    pub duration: Duration,
+}
+
+pub trait ProgramCompiler: Send + Sync + 'static {
+    /// What kind of bundle `src` holds, or why it is none the runtime knows.
+    fn detect(&self, src: &Path) -> Result<BundleKind, String>;
+
+    /// Builds the bundle in `src` into the library `out`, reporting every compiler line in
+    /// order. Blocking: run it on the blocking pool.
+    fn build(&self, src: &Path, out: &Path, on_line: &mut dyn FnMut(LineLevel, &str)) -> Result<Built, String>;
+}
+
+/// The system C/C++ compiler, through `openplc-builder`.
+pub struct SystemCompiler {
+    pub cc: Option<String>,
+    pub cxx: Option<String>,
+    pub jobs: Option<usize>,
+    pub timeout: Duration,
+}
+
+impl SystemCompiler {
+    fn options(&self) -> openplc_builder::BuildOptions {
+        let mut opts = openplc_builder::BuildOptions::default();
+        if let Some(cc) = &self.cc {
+            opts.cc = cc.clone();
+        }
+        if let Some(cxx) = &self.cxx {
+            opts.cxx = cxx.clone();
+        }
+        if let Some(jobs) = self.jobs {
+            opts.jobs = jobs.max(1);
+        }
+        opts.timeout = self.timeout;
+        opts
+    }
+}
+
+impl ProgramCompiler for SystemCompiler {
+    fn detect(&self, src: &Path) -> Result<BundleKind, String> {
+        match openplc_builder::detect(src) {
+            Ok(openplc_builder::Generation::Matiec) => Ok(BundleKind::Matiec),
+            Ok(openplc_builder::Generation::Strucpp) => Ok(BundleKind::Strucpp),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn build(&self, src: &Path, out: &Path, on_line: &mut dyn FnMut(LineLevel, &str)) -> Result<Built, String> {
+        let opts = self.options();
+        let report = openplc_builder::build(src, out, &opts, &mut |line: openplc_builder::BuildLine| {
+            let level = match line.level {
+                openplc_builder::Level::Info => LineLevel::Info,
+                openplc_builder::Level::Warning => LineLevel::Warning,
+                openplc_builder::Level::Error => LineLevel::Error,
+            };
+            on_line(level, &line.text);
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Built { md5: report.md5, duration: report.duration })
+    }
+}

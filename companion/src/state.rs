@@ -1,0 +1,45 @@
+//! The state every handler shares (one `Arc<App>`), and the PLC state as the API reports it.
+
+use crate::auth::Auth;
+use crate::logs::LogHub;
+use crate::plc::PlcBridge;
+use crate::program::Programs;
+use crate::settings::{EditorCompat, Settings};
+use crate::supervisor::Supervisor;
+use shared_abi::layout::PlcState;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct App {
+    pub settings: Settings,
+    pub logs: Arc<LogHub>,
+    pub auth: Auth,
+    pub plc: Arc<PlcBridge>,
+    pub programs: Arc<Programs>,
+    pub supervisor: Option<Arc<Supervisor>>,
+    pub started: Instant,
+}
+
+impl App {
+    /// The one `STATUS:<STATE>` word for `/api/status`.
+    pub fn status_word(&self) -> &'static str {
+        // Editor ≤ 4.1.4 shows anything but INIT/RUNNING/STOPPED/ERROR/EMPTY as UNKNOWN,
+        // so TRANSITIONING is only reported to the generation that understands it.
+        let transitions_shown = self.settings.editor_compat != EditorCompat::Legacy;
+        if self.plc.in_safe_mode() {
+            return "ERROR";
+        }
+        if self.plc.is_restarting() || !self.plc.is_attached() {
+            return if transitions_shown && self.plc.is_restarting() { "TRANSITIONING" } else { "ERROR" };
+        }
+        if transitions_shown && self.plc.is_busy() {
+            return "TRANSITIONING";
+        }
+        match self.plc.state() {
+            Some(PlcState::Empty) => "EMPTY",
+            Some(PlcState::Stopped) => "STOPPED",
+            Some(PlcState::Running) => "RUNNING",
+            Some(PlcState::Error) | None => "ERROR",
+        }
+    }
+}
