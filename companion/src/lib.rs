@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod debugging;
 pub mod discovery;
 pub mod fsutil;
 pub mod logs;
@@ -95,8 +96,9 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
     fsutil::ensure_dir(&data.join("logs"), 0o750)?;
     let logs =
         Arc::new(LogHub::with_file(FileLog { path: logs::runtime_log_path(&data), max_bytes: 4 << 20, keep: 5 })?);
-    let auth = Auth::open(&data)?;
+    let auth = Arc::new(Auth::open(&data)?);
     let plc = Arc::new(PlcBridge::new(logs.clone()));
+    let debugger = debugging::debugger(plc.clone(), logs.clone(), auth.clone(), settings.editor_compat);
     let store = ProgramStore::open(&data)?;
     let compiler = Arc::new(SystemCompiler {
         cc: settings.cc.clone(),
@@ -110,7 +112,7 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         let programs_for_sup: Arc<dyn supervisor::CurrentProgram> = Arc::new(ProgramsCurrent(programs.clone()));
         Arc::new(Supervisor::new(settings.clone(), plc.clone(), logs.clone(), programs_for_sup))
     });
-    Ok(Arc::new(App { settings, logs, auth, plc, programs, supervisor, started: Instant::now() }))
+    Ok(Arc::new(App { settings, logs, auth, debugger, plc, programs, supervisor, started: Instant::now() }))
 }
 
 struct ProgramsCurrent(Arc<Programs>);

@@ -224,6 +224,33 @@ impl PlcBridge {
         }
     }
 
+    /// Sends `command` and waits for the answer on the calling thread (a blocking-pool or
+    /// plugin thread, never a tokio worker), holding the lease only to send.
+    pub fn command_blocking(&self, command: Command) -> Result<CommandStatus, PlcError> {
+        let timeout = self.command_timeout();
+        let seq = self.with_client_blocking(move |c| c.send(command))??;
+        let obs = self.observer()?;
+        let start = Instant::now();
+        loop {
+            if let Some(code) = obs.shm().control.result_of(seq) {
+                return CommandStatus::from_u32(code).ok_or(PlcError::Client(ClientError::Torn("command result")));
+            }
+            if start.elapsed() > timeout {
+                return Err(if obs.rt_alive() {
+                    PlcError::Timeout(timeout)
+                } else {
+                    PlcError::Client(ClientError::RtGone)
+                });
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    /// rt-core's loop counter, 0 while not attached (one atomic load).
+    pub fn heartbeat(&self) -> u64 {
+        self.observer().map(|o| o.shm().header.heartbeat.load(Ordering::Acquire)).unwrap_or(0)
+    }
+
     /// Replaces the watch list; returns its generation (for [`Self::wait_debug_values`]).
     pub async fn set_watch(&self, vars: Vec<u32>) -> Result<u32, PlcError> {
         self.with_client(move |c| c.set_watch(&vars)).await

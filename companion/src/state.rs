@@ -13,7 +13,8 @@ use std::time::Instant;
 pub struct App {
     pub settings: Settings,
     pub logs: Arc<LogHub>,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
+    pub debugger: Arc<openplc_debugger::Debugger>,
     pub plc: Arc<PlcBridge>,
     pub programs: Arc<Programs>,
     pub supervisor: Option<Arc<Supervisor>>,

@@ -139,6 +139,34 @@ impl Debugger {
         }
     }
 
+    /// The raw program bytes of `vars` (flat debug indices) taken in a scan after `arrival`,
+    /// through the same shared watch list as the Socket.IO clients: for other users inside
+    /// the companion (plugins' debug thunks). `None` for a variable the program lacks.
+    pub async fn sample(&self, vars: &[u32], arrival: u64) -> Result<Vec<Option<Vec<u8>>>, String> {
+        if !self.backend.rt_alive() {
+            return Err(RT_DOWN.into());
+        }
+        let info = self.backend.program_info().map_err(|e| e.to_string())?;
+        if info.program_gen == 0 {
+            return Err(NO_PROGRAM.into());
+        }
+        let lease = self.watcher.lease(vars).map_err(|_| "the watch list is full".to_string())?;
+        let sample = match self.wait(&lease, vars, info.program_gen, arrival).await {
+            Ok(s) => s,
+            Err(Wait::ProgramChanged) => return Err("the PLC program changed".into()),
+            Err(Wait::NoRoom) => return Err("no room for the values in rt-core's debug area".into()),
+            Err(Wait::Failed(e)) => return Err(e),
+        };
+        drop(lease);
+        Ok(vars
+            .iter()
+            .map(|&v| match sample.get(v) {
+                Some(Value::Bytes { raw, .. }) => Some(raw.to_vec()),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Answers one command: `command` is the hex text, `arrival` the loop counter when it
     /// arrived (reads return values taken in a later scan).
     pub async fn handle(&self, session: &mut Session, command: &str, arrival: u64) -> Reply {

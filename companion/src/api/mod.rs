@@ -25,6 +25,8 @@ pub const VERSION_HEADER: &str = "x-openplc-runtime-version";
 const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
+    // The Editor's debugger: Socket.IO on /socket.io/, namespace /api/debug, on this port.
+    let (debugger, _io) = openplc_debugger::socketio::layer(app.debugger.clone());
     Router::new()
         .route("/api/get-users-info", get(users::get_users_info))
         .route("/api/get-user-info/{id}", get(users::get_user_info))
@@ -50,6 +52,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/upload-file", post(program::upload_file).layer(DefaultBodyLimit::max(program::MAX_UPLOAD_BODY)))
         .fallback(info::api_fallback)
         .layer(middleware::from_fn_with_state(app.clone(), version_header))
+        .layer(debugger)
         .with_state(app)
 }
 

@@ -38,7 +38,11 @@ impl Auth {
     /// Checks an `Authorization` header value: a valid, unrevoked token of a user that
     /// still exists and has not changed its password since.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Session, TokenError> {
-        let token = bearer(authorization).ok_or(TokenError::Missing)?;
+        self.authenticate_token(bearer(authorization).ok_or(TokenError::Missing)?)
+    }
+
+    /// Checks a bare token (the debugger's Socket.IO handshake carries one).
+    pub fn authenticate_token(&self, token: &str) -> Result<Session, TokenError> {
         let claims = self.tokens.verify(token)?;
         let user = claims.user_id().and_then(|id| self.users.get(id)).ok_or(TokenError::Invalid)?;
         if user.token_epoch != claims.epoch {

@@ -1,65 +1,69 @@
 """Drives the debugger with python-socketio. Same line protocol as driver.js: one JSON
 request per line on stdin, one JSON answer per line on stdout; values are encoded and
-decoded following the OpenPLC Editor's rules."""
+decoded following the OpenPLC Editor's rules.
 
+It uses the asyncio client: python-socketio's threaded client reads and writes one TLS
+socket from two threads, which loses connections over wss at random."""
+
+import asyncio
 import json
-import queue
 import struct
 import sys
-import time
 
 import socketio
 
 NS = "/api/debug"
-sio = socketio.Client(reconnection=False)
-replies = queue.Queue()
-connected = queue.Queue()
+# Self-signed runtime certificates are accepted, as the Editor does.
+sio = socketio.AsyncClient(reconnection=False, ssl_verify=False)
+replies = asyncio.Queue()
+connected = asyncio.Queue()
 
 
 @sio.on("debug_response", namespace=NS)
-def on_reply(data):
-    replies.put(data)
+async def on_reply(data):
+    await replies.put(data)
 
 
 @sio.on("connected", namespace=NS)
-def on_connected(data):
-    connected.put(data)
+async def on_connected(data):
+    await connected.put(data)
 
 
-def connect(url, token):
+async def connect(url, token):
     auth = {"token": token} if token is not None else None
     try:
-        sio.connect(url, namespaces=[NS], transports=["websocket"], auth=auth, wait_timeout=5)
+        await sio.connect(url, namespaces=[NS], transports=["websocket"], auth=auth, wait_timeout=5)
     except socketio.exceptions.ConnectionError as e:
         return {"ok": False, "error": str(e)}
     try:
-        data = connected.get(timeout=5)
-    except queue.Empty:
+        data = await asyncio.wait_for(connected.get(), timeout=5)
+    except asyncio.TimeoutError:
         return {"ok": False, "error": "timeout waiting for connected"}
     return {"ok": data.get("status") == "ok"}
 
 
-def command(hexstr):
-    sio.emit("debug_command", {"command": hexstr}, namespace=NS)
+async def command(hexstr):
+    await sio.emit("debug_command", {"command": hexstr}, namespace=NS)
     try:
-        return replies.get(timeout=5)
-    except queue.Empty:
+        return await asyncio.wait_for(replies.get(), timeout=5)
+    except asyncio.TimeoutError:
         return {"success": False, "error": "Request timeout"}
 
 
-def pipeline(hexes):
+async def pipeline(hexes):
     for h in hexes:
-        sio.emit("debug_command", {"command": h}, namespace=NS)
+        await sio.emit("debug_command", {"command": h}, namespace=NS)
     got = []
-    deadline = time.time() + 30
-    while len(got) < len(hexes) and time.time() < deadline:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while len(got) < len(hexes) and loop.time() < deadline:
         try:
-            got.append(replies.get(timeout=0.5))
-        except queue.Empty:
+            got.append(await asyncio.wait_for(replies.get(), timeout=0.5))
+        except asyncio.TimeoutError:
             pass
-    time.sleep(0.3)
-    extra = replies.qsize()
-    return {"replies": got, "extra": extra}
+    # Linger: a duplicate reply would show up as extras.
+    await asyncio.sleep(0.3)
+    return {"replies": got, "extra": replies.qsize()}
 
 
 SIZES = {"BOOL": 1, "SINT": 1, "USINT": 1, "BYTE": 1, "INT": 2, "UINT": 2, "WORD": 2, "DINT": 4, "UDINT": 4,
@@ -103,9 +107,9 @@ def decode(b, off, t):
     return "???"
 
 
-def poll(indices, types):
+async def poll(indices, types):
     req = struct.pack(">BH", 0x44, len(indices)) + b"".join(struct.pack(">H", i) for i in indices)
-    reply = command(" ".join("%02X" % x for x in req))
+    reply = await command(" ".join("%02X" % x for x in req))
     if not reply.get("success"):
         return {"success": False, "error": reply.get("error")}
     b = bytes(int(x, 16) for x in reply["data"].split(" "))
@@ -141,10 +145,10 @@ def encode(t, value):
     return struct.pack(ints[t], int(value))
 
 
-def set_var(index, force, value=b""):
+async def set_var(index, force, value=b""):
     length = len(value) if force else 1
     req = struct.pack(">BHBH", 0x42, index, 1 if force else 0, length) + (value if force else b"\x00")
-    reply = command(" ".join("%02X" % x for x in req))
+    reply = await command(" ".join("%02X" % x for x in req))
     if not reply.get("success"):
         return {"success": False, "error": reply.get("error")}
     b = bytes(int(x, 16) for x in reply["data"].split(" "))
@@ -153,16 +157,16 @@ def set_var(index, force, value=b""):
     return {"success": False, "error": "status 0x%x" % b[1]}
 
 
-def handle(req):
+async def handle(req):
     op = req["op"]
     if op == "connect":
-        return connect(req["url"], req.get("token"))
+        return await connect(req["url"], req.get("token"))
     if op == "cmd":
-        return {"reply": command(req["hex"])}
+        return {"reply": await command(req["hex"])}
     if op == "pipeline":
-        return pipeline(req["hexes"])
+        return await pipeline(req["hexes"])
     if op == "md5":
-        reply = command("45 DE AD 00 00")
+        reply = await command("45 DE AD 00 00")
         if not reply.get("success"):
             return {"success": False, "error": reply.get("error")}
         b = bytes(int(x, 16) for x in reply["data"].split(" "))
@@ -170,25 +174,31 @@ def handle(req):
             return {"success": False, "error": "status 0x%x" % b[1]}
         return {"success": True, "md5": b[2:].decode("utf-8").strip()}
     if op == "poll":
-        return poll(req["indices"], req["types"])
+        return await poll(req["indices"], req["types"])
     if op == "force":
-        return set_var(req["index"], True, encode(req["type"], req["value"]))
+        return await set_var(req["index"], True, encode(req["type"], req["value"]))
     if op == "release":
-        return set_var(req["index"], False)
+        return await set_var(req["index"], False)
     if op == "close":
         if sio.connected:
-            sio.disconnect()
+            await sio.disconnect()
         return {"ok": True}
     return {"error": "unknown op " + op}
 
 
-def main():
-    for line in sys.stdin:
+async def main():
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
         req = json.loads(line)
-        print(json.dumps(handle(req)), flush=True)
+        print(json.dumps(await handle(req)), flush=True)
         if req["op"] == "close":
             break
+    if sio.connected:
+        await sio.disconnect()
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())

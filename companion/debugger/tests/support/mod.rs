@@ -22,7 +22,13 @@ pub const FIXTURE_PERIOD_NS: u64 = 2_000_000;
 pub const FIXTURE_TYPES: [&str; 7] = ["UINT", "BOOL", "BOOL", "REAL", "LINT", "TIME", "STRING"];
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    // This module is also compiled into the companion's tests: find the root by its
+    // contents rather than by a fixed depth below the crate.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|p| p.join("scripts/demo-bundle").is_dir())
+        .expect("the repository root is above the crate")
+        .to_path_buf()
 }
 
 /// `openplc-rt`, next to the test executable's directory (`cargo build -p rt-core`).
@@ -235,7 +241,7 @@ pub struct Client {
 
 impl Client {
     pub fn spawn(kind: Kind) -> Client {
-        let drivers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+        let drivers = repo_root().join("companion/debugger/tests/clients");
         let mut cmd = match kind {
             Kind::Node => {
                 let modules = repo_root().join("target/node-deps/node_modules");
