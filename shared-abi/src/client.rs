@@ -4,6 +4,9 @@
 //!
 //! Calls that wait (for a command result, a load, fresh debug values) poll with short
 //! sleeps: they run on ordinary threads, never on rt-core's.
+//!
+//! After rt-core (re)starts, send commands only once its heartbeat moves: a new rt-core
+//! drops whatever its dead predecessor's client left in the command ring.
 
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
