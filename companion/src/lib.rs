@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod fsutil;
 pub mod logs;
 pub mod plc;
+pub mod plugins;
 pub mod program;
 pub mod server;
 pub mod settings;
@@ -108,11 +109,14 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
     });
     let programs =
         Arc::new(Programs::new(store, compiler, plc.clone(), logs.clone(), data.join("logs").join("build.log")));
+    let plugin_plc = plugins::CompanionPlc::new(plc.clone(), debugger.clone(), logs.clone());
+    let plugins = plugins::Plugins::new(&data, plugin_plc, logs.clone());
+    programs.set_deploy_hook(plugins.clone());
     let supervisor = with_supervisor.then(|| {
         let programs_for_sup: Arc<dyn supervisor::CurrentProgram> = Arc::new(ProgramsCurrent(programs.clone()));
         Arc::new(Supervisor::new(settings.clone(), plc.clone(), logs.clone(), programs_for_sup))
     });
-    Ok(Arc::new(App { settings, logs, auth, debugger, plc, programs, supervisor, started: Instant::now() }))
+    Ok(Arc::new(App { settings, logs, auth, debugger, plugins, plc, programs, supervisor, started: Instant::now() }))
 }
 
 struct ProgramsCurrent(Arc<Programs>);
@@ -175,6 +179,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         });
     }
 
+    app.plugins.clone().spawn_lifecycle();
     let router = api::router(app.clone());
     server::serve(listener, tls_config, router, shutdown_signal()).await?;
     app.logs.info("openplc-runtime stopping; openplc-rt keeps running");

@@ -15,6 +15,7 @@ pub struct App {
     pub logs: Arc<LogHub>,
     pub auth: Arc<Auth>,
     pub debugger: Arc<openplc_debugger::Debugger>,
+    pub plugins: Arc<crate::plugins::Plugins>,
     pub plc: Arc<PlcBridge>,
     pub programs: Arc<Programs>,
     pub supervisor: Option<Arc<Supervisor>>,

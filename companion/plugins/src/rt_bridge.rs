@@ -89,26 +89,7 @@ impl PluginPlc for RtClientBridge {
     }
 
     fn wait_for_scan_after(&self, cycle: u64, timeout: Duration) -> Option<u64> {
-        let shm = self.observer.shm();
-        let start = Instant::now();
-        let mut seen_version = None;
-        let mut snap: Box<OutputSnapshot> = bytemuck::zeroed_box();
-        loop {
-            let version = shm.outputs.version();
-            if seen_version != Some(version)
-                && version & 1 == 0
-                && let Ok(v) = shm.outputs.read(&mut snap, 1000)
-            {
-                seen_version = Some(v);
-                if snap.cycle > cycle {
-                    return Some(snap.cycle);
-                }
-            }
-            if start.elapsed() >= timeout || !self.observer.rt_alive() {
-                return None;
-            }
-            std::thread::sleep(POLL);
-        }
+        wait_for_published_scan(&self.observer, cycle, timeout)
     }
 
     fn state(&self) -> PlcState {
@@ -174,6 +155,32 @@ impl PluginPlc for RtClientBridge {
             logs.pop_front();
         }
         logs.push_back((level, text.to_string()));
+    }
+}
+
+/// Waits until rt-core publishes outputs stamped with a cycle after `cycle`; returns that
+/// stamp, or `None` after `timeout` or when rt-core is gone. For any [`PluginPlc`] that
+/// reads the shared memory through an `Observer` (this bridge, the companion's).
+pub fn wait_for_published_scan(observer: &Observer, cycle: u64, timeout: Duration) -> Option<u64> {
+    let shm = observer.shm();
+    let start = Instant::now();
+    let mut seen_version = None;
+    let mut snap: Box<OutputSnapshot> = bytemuck::zeroed_box();
+    loop {
+        let version = shm.outputs.version();
+        if seen_version != Some(version)
+            && version & 1 == 0
+            && let Ok(v) = shm.outputs.read(&mut snap, 1000)
+        {
+            seen_version = Some(v);
+            if snap.cycle > cycle {
+                return Some(snap.cycle);
+            }
+        }
+        if start.elapsed() >= timeout || !observer.rt_alive() {
+            return None;
+        }
+        std::thread::sleep(POLL);
     }
 }
 

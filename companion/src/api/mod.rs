@@ -43,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/stop-plc", get(plc::stop_plc))
         .route("/api/stats/histogram", get(plc::histogram))
         .route("/api/health", get(plc::health))
+        .route("/api/plugins", get(plc::plugins))
         .route("/api/compilation-status", get(program::compilation_status))
         .route("/api/runtime-logs", get(info::runtime_logs))
         .route("/api/serial-ports", get(info::serial_ports))

@@ -164,6 +164,12 @@ pub async fn histogram(
     }
 }
 
+/// `GET /api/plugins` (ours): every plugin's state, and the built-in Modbus server's and
+/// master's counters and device states.
+pub async fn plugins(State(app): State<Arc<App>>, _v: Viewer) -> Json<Value> {
+    Json(app.plugins.status().await)
+}
+
 pub fn histogram_json(h: &HistogramSnapshot, stats: Option<&Stats>) -> Value {
     let lat = stats.map(|s| &s.latency);
     json!({

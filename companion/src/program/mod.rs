@@ -14,9 +14,9 @@ use self::store::ProgramStore;
 use crate::logs::LogHub;
 use crate::plc::PlcBridge;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Compiler lines kept for one build.
@@ -44,8 +44,16 @@ pub struct CompilationStatus {
     pub exit_code: Option<i32>,
 }
 
+/// Told about every program that was deployed (built, loaded and started), with the root of
+/// its bundle: the plugins take their configuration from its `conf/`. Called on a blocking
+/// thread.
+pub trait DeployHook: Send + Sync + 'static {
+    fn deployed(&self, bundle_root: &Path);
+}
+
 pub struct Programs {
     pub store: ProgramStore,
+    deploy_hook: OnceLock<Arc<dyn DeployHook>>,
     status: Mutex<CompilationStatus>,
     building: AtomicBool,
     compiler: Arc<dyn ProgramCompiler>,
@@ -84,6 +92,7 @@ impl Programs {
     ) -> Programs {
         Programs {
             store,
+            deploy_hook: OnceLock::new(),
             status: Mutex::new(CompilationStatus { status: BuildState::Idle, logs: Vec::new(), exit_code: None }),
             building: AtomicBool::new(false),
             compiler,
@@ -92,6 +101,11 @@ impl Programs {
             build_log,
             attach_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Sets who hears about deployed programs (once).
+    pub fn set_deploy_hook(&self, hook: Arc<dyn DeployHook>) {
+        let _ = self.deploy_hook.set(hook);
     }
 
     pub fn status(&self) -> CompilationStatus {
@@ -237,6 +251,10 @@ impl Programs {
                 }
                 self.plc.set_safe_mode(false);
                 self.push(LineLevel::Info, &format!("Program #{} loaded and started", loaded.program_gen));
+                if let Some(hook) = self.deploy_hook.get().cloned() {
+                    let src = record.sources();
+                    let _ = tokio::task::spawn_blocking(move || hook.deployed(&src)).await;
+                }
                 true
             }
             Err(e) => {

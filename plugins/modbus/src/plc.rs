@@ -131,36 +131,41 @@ impl PlcImage for RtClientImage {
     }
 
     fn write(&self, writes: &[(IecAddress, u64)]) -> Result<u64, PlcWriteError> {
-        for &(addr, value) in writes {
-            if addr.area == shared_abi::image::Area::Input {
-                return Err(PlcWriteError::Invalid(format!("{addr} is an input")));
-            }
-            addr.check_value(value).map_err(|e| PlcWriteError::Invalid(format!("{addr}: {e}")))?;
-        }
-        let mut inner = self.lock();
-        let client = &mut inner.client;
-        let ring = &client.shm().writes;
-        if writes.len() > ring.capacity() {
-            return Err(PlcWriteError::Invalid(format!("{} writes exceed the queue", writes.len())));
-        }
-        // We are the ring's only producer (we hold the client), so the room seen here
-        // cannot shrink before the pushes below: the batch goes in whole or not at all.
-        if ring.capacity() - ring.len() < writes.len() {
-            return Err(PlcWriteError::Busy);
-        }
-        for &(addr, value) in writes {
-            client.write(addr, value).map_err(|e| match e {
-                ClientError::RingFull => PlcWriteError::Busy,
-                other => PlcWriteError::Unavailable(other.to_string()),
-            })?;
-        }
-        let shm = client.shm();
-        let now = shm.header.heartbeat.load(Ordering::Acquire);
-        // Cycle `now` may already be past its write step; each later cycle takes up to
-        // MAX_WRITES_PER_CYCLE from the queue, ours being the last `writes.len()` of it.
-        let backlog = shm.writes.len().max(1);
-        Ok(now + backlog.div_ceil(MAX_WRITES_PER_CYCLE) as u64)
+        write_all_or_nothing(&mut self.lock().client, writes)
     }
+}
+
+/// Queues `writes` through `client` whole or not at all; returns the loop cycle by whose
+/// end rt-core has applied all of them. For any holder of the client lease (this crate's
+/// [`RtClientImage`], the companion's bridge).
+pub fn write_all_or_nothing(client: &mut RtClient, writes: &[(IecAddress, u64)]) -> Result<u64, PlcWriteError> {
+    for &(addr, value) in writes {
+        if addr.area == shared_abi::image::Area::Input {
+            return Err(PlcWriteError::Invalid(format!("{addr} is an input")));
+        }
+        addr.check_value(value).map_err(|e| PlcWriteError::Invalid(format!("{addr}: {e}")))?;
+    }
+    let ring = &client.shm().writes;
+    if writes.len() > ring.capacity() {
+        return Err(PlcWriteError::Invalid(format!("{} writes exceed the queue", writes.len())));
+    }
+    // The lease holder is the ring's only producer, so the room seen here cannot shrink
+    // before the pushes below: the batch goes in whole or not at all.
+    if ring.capacity() - ring.len() < writes.len() {
+        return Err(PlcWriteError::Busy);
+    }
+    for &(addr, value) in writes {
+        client.write(addr, value).map_err(|e| match e {
+            ClientError::RingFull => PlcWriteError::Busy,
+            other => PlcWriteError::Unavailable(other.to_string()),
+        })?;
+    }
+    let shm = client.shm();
+    let now = shm.header.heartbeat.load(Ordering::Acquire);
+    // Cycle `now` may already be past its write step; each later cycle takes up to
+    // MAX_WRITES_PER_CYCLE from the queue, ours being the last `writes.len()` of it.
+    let backlog = shm.writes.len().max(1);
+    Ok(now + backlog.div_ceil(MAX_WRITES_PER_CYCLE) as u64)
 }
 
 #[cfg(test)]

@@ -1,0 +1,160 @@
+//! Plugins through the real companion: the Editor's per-upload rule (`conf/<name>.json`)
+//! enables the built-in Modbus server and upstream-style native and Python plugins listed in
+//! `plugins.conf`; they run while the PLC runs, see its outputs and write inputs it sees.
+//! Modbus is driven with `mbpoll`, a client no one here wrote.
+
+mod common;
+
+use common::{Runtime, rewrite_zip, wait_for};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+/// The demo bundle with `conf/` replaced by `configs` (name, JSON).
+fn bundle_with(rt: &Runtime, name: &str, configs: &[(&str, String)]) -> PathBuf {
+    let plain = rt.dir.path().join(format!("{name}-plain.zip"));
+    common::demo_bundle(&plain, &["--no-conf"]);
+    let out = rt.dir.path().join(format!("{name}.zip"));
+    let extra: Vec<(String, Vec<u8>, zip::CompressionMethod)> = configs
+        .iter()
+        .map(|(n, json)| (format!("conf/{n}.json"), json.clone().into_bytes(), zip::CompressionMethod::Stored))
+        .collect();
+    let extra: Vec<(&str, Vec<u8>, zip::CompressionMethod)> =
+        extra.iter().map(|(n, d, m)| (n.as_str(), d.clone(), *m)).collect();
+    rewrite_zip(&plain, &out, |_, data| Some(data), &extra);
+    out
+}
+
+fn deploy(rt: &Runtime, token: &str, zip: &Path) {
+    assert_eq!(rt.upload(zip, token).status, 200);
+    let build = rt.wait_build(token);
+    assert_eq!(build["status"], "SUCCESS", "{build:#}");
+    rt.wait_status(token, "STATUS:RUNNING");
+}
+
+/// An output point, read with the control tool as an observer beside the companion.
+fn read_point(rt: &Runtime, addr: &str) -> u64 {
+    let out = Command::new(common::rt_binary()).arg("--shm").arg(&rt.shm).args(["read", addr]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim().rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{text}"))
+}
+
+fn plugin_state(rt: &Runtime, token: &str, name: &str) -> Option<String> {
+    let status = rt.get("/plugins", token).json();
+    status["plugins"].as_array()?.iter().find(|p| p["name"] == name).and_then(|p| p["state"].as_str().map(String::from))
+}
+
+fn mbpoll(port: u16, args: &[&str]) -> String {
+    let out = Command::new("mbpoll")
+        .args(["-m", "tcp", "-p", &port.to_string(), "-a", "1", "-0", "-1", "-o", "2"])
+        .args(args)
+        .output()
+        .expect("mbpoll (scripts/test-deps installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mbpoll {args:?}: {text}");
+    text
+}
+
+/// The register values mbpoll printed, as `[address]: value` lines.
+fn registers(text: &str) -> Vec<(u32, i64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (a, v) = l.trim().strip_prefix('[')?.split_once("]:")?;
+            Some((a.parse().ok()?, v.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn an_uploaded_modbus_config_starts_the_server_with_the_program() {
+    let rt = Runtime::start(&[]);
+    let token = rt.bootstrap("admin", "admin-pass");
+    let port = common::free_port();
+    // The Editor's file (the demo's), on a free port.
+    let slave = std::fs::read_to_string(common::repo_root().join("scripts/demo-bundle/conf/modbus_slave.json"))
+        .unwrap()
+        .replace("5020", &port.to_string());
+    deploy(&rt, &token, &bundle_with(&rt, "modbus", &[("modbus_slave", slave)]));
+    wait_for("the Modbus server", T, || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+
+    // Holding register 1024 is %MW0, the demo's scan counter: write it, the program counts on.
+    mbpoll(port, &["-t", "4", "-r", "1024", "127.0.0.1", "30000"]);
+    let counter = wait_for("the counter to carry on from 30000", T, || {
+        let r = registers(&mbpoll(port, &["-t", "4", "-r", "1024", "127.0.0.1"]));
+        r.first().map(|&(_, v)| v).filter(|&v| v >= 30_000)
+    });
+    assert!(counter < 40_000, "the write landed, then the program incremented it: {counter}");
+    // %QX0.0 (coil 0) and %QW0 (holding register 0) are the program's outputs.
+    let coils = mbpoll(port, &["-t", "0", "-r", "0", "-c", "8", "127.0.0.1"]);
+    assert!(coils.contains("[0]:"), "{coils}");
+    assert!(rt.get("/plugins", &token).json()["modbus"]["server"].is_object());
+
+    // Stopping the PLC stops its plugins, as upstream; starting brings the server back.
+    assert_eq!(rt.get("/stop-plc", &token).json()["status"], "STOP:OK");
+    wait_for("the server to close", T, || std::net::TcpStream::connect(("127.0.0.1", port)).is_err().then_some(()));
+    assert_eq!(rt.get("/start-plc", &token).json()["status"], "START:OK");
+    wait_for("the server to come back", T, || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+}
+
+#[test]
+fn native_and_python_plugins_follow_the_upload_rule_and_drive_the_program() {
+    let rt = Runtime::start(&[]);
+    let token = rt.bootstrap("admin", "admin-pass");
+    let root = common::repo_root();
+    let native = rt.dir.path().join("libnative_counter.so");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-I"])
+        .arg(root.join("shared-abi/include"))
+        .arg("-o")
+        .arg(&native)
+        .arg(root.join("plugins/examples/native_counter/native_counter.c"))
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let broken = rt.dir.path().join("raises.py");
+    std::fs::write(&broken, "def init(capsule):\n    raise RuntimeError('this plugin is broken on purpose')\n")
+        .unwrap();
+    std::fs::create_dir_all(rt.data_dir()).unwrap();
+    std::fs::write(
+        rt.data_dir().join("plugins.conf"),
+        format!(
+            "# name,path,enabled,type,config_path,venv_path\nnative_counter,{},0,1\npython_echo,{},0,0\nraises,{},0,0\n",
+            native.display(),
+            root.join("plugins/examples/python_echo/python_echo.py").display(),
+            broken.display()
+        ),
+    )
+    .unwrap();
+
+    // Upload 1 enables the native plugin: it writes the scans it sees into %IW0, and the
+    // program's %QW0 = 2 x %IW0 follows.
+    deploy(&rt, &token, &bundle_with(&rt, "native", &[("native_counter", "{}".into())]));
+    let first = wait_for("%QW0 driven by the native plugin", T, || Some(read_point(&rt, "%QW0")).filter(|&v| v > 0));
+    wait_for("%QW0 to keep moving", T, || (read_point(&rt, "%QW0") > first).then_some(()));
+    assert_eq!(plugin_state(&rt, &token, "native_counter").as_deref(), Some("running"));
+    assert_eq!(plugin_state(&rt, &token, "python_echo").as_deref(), Some("disabled"));
+
+    // Upload 2 enables the Python plugin (copying the program's %MW0 counter into %IW0, so
+    // %QW0 = 2 x %IW0 follows) and a plugin that raises: the broken one is reported and
+    // isolated.
+    let echo = r#"{"from": "%MW0", "to": "%IW0"}"#.to_string();
+    deploy(&rt, &token, &bundle_with(&rt, "python", &[("python_echo", echo), ("raises", "{}".into())]));
+    let first = wait_for("%QW0 driven by the Python plugin", T, || Some(read_point(&rt, "%QW0")).filter(|&v| v > 0));
+    wait_for("%QW0 to follow the counter", T, || (read_point(&rt, "%QW0") > first).then_some(()));
+    wait_for("the broken plugin to be degraded", T, || {
+        (plugin_state(&rt, &token, "raises").as_deref() == Some("degraded")).then_some(())
+    });
+    assert_eq!(plugin_state(&rt, &token, "python_echo").as_deref(), Some("running"));
+    assert_eq!(plugin_state(&rt, &token, "native_counter").as_deref(), Some("disabled"));
+    let log = rt.log();
+    assert!(log.contains("this plugin is broken on purpose"), "the traceback reaches the runtime log");
+    assert_eq!(rt.status(&token), "STATUS:RUNNING", "the PLC runs on");
+
+    assert_eq!(rt.get("/stop-plc", &token).json()["status"], "STOP:OK");
+    wait_for("plugins to stop with the PLC", T, || {
+        (plugin_state(&rt, &token, "python_echo").as_deref() != Some("running")).then_some(())
+    });
+}
