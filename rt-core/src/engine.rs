@@ -121,18 +121,16 @@ pub struct EngineConfig {
 }
 
 impl Engine {
-    /// Takes rt-core's ends of the shared memory. Commands left by a previous rt-core are
-    /// discarded: the client resynchronises when it sees the new boot time.
+    /// Takes rt-core's ends of the shared memory. Commands and writes already queued (a
+    /// client may send as soon as the file exists, or a dead predecessor's client left them)
+    /// are processed like any other: dropping them would lose a live client's command.
     ///
     /// The engine must be the only consumer of the command and write rings and the only
     /// producer of the event ring; `rt-core`'s main makes exactly one.
     pub fn new(shm: &'static SharedMemory, loader: LoaderLink, config: EngineConfig) -> Box<Engine> {
         // SAFETY: rt-core creates exactly one engine per process and holds the exclusive
         // flock on the file, so these are the only consumer/producer ends in any process.
-        let (mut commands, mut writes, events) =
-            unsafe { (shm.commands.consumer(), shm.writes.consumer(), shm.events.producer()) };
-        while commands.pop_with(|_| ()).is_some() {}
-        while writes.pop_with(|_| ()).is_some() {}
+        let (commands, writes, events) = unsafe { (shm.commands.consumer(), shm.writes.consumer(), shm.events.producer()) };
         let previous_gen = shm.header.program_gen.load(Ordering::Acquire);
         let mut engine = Box::new(Engine {
             shm,

@@ -155,8 +155,6 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (link, ends) = loader_queues();
-    // The engine drops commands a dead predecessor's client left behind; only then does the
-    // new boot time tell clients that this rt-core takes commands.
     let mut engine = Engine::new(shm, link, EngineConfig { idle_period_ns: opts.idle_period_ns });
     shm.header.rt_boot_ns.store(sys::now_ns(), Ordering::Release);
     if let Some(path) = &opts.load {

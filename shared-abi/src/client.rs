@@ -5,8 +5,8 @@
 //! Calls that wait (for a command result, a load, fresh debug values) poll with short
 //! sleeps: they run on ordinary threads, never on rt-core's.
 //!
-//! After rt-core (re)starts, send commands only once its heartbeat moves: a new rt-core
-//! drops whatever its dead predecessor's client left in the command ring.
+//! Commands queued before rt-core (re)starts are carried out once its scan loop runs,
+//! including any a dead predecessor did not get to.
 
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
