@@ -97,6 +97,10 @@ pub struct Engine {
     layout: Box<[WatchedValue; MAX_WATCH]>,
     layout_count: usize,
     layout_dirty: bool,
+    /// Where each watched variable's value is, as the program last said.
+    addresses: Box<[usize; MAX_WATCH]>,
+    /// The addresses must be asked again (new layout, a force or a release).
+    addresses_stale: bool,
     /// Inputs must be copied even without a new snapshot (a new program's image is empty).
     inputs_stale: bool,
     /// Loop counter when the inputs in the program's image were taken.
@@ -130,7 +134,8 @@ impl Engine {
     pub fn new(shm: &'static SharedMemory, loader: LoaderLink, config: EngineConfig) -> Box<Engine> {
         // SAFETY: rt-core creates exactly one engine per process and holds the exclusive
         // flock on the file, so these are the only consumer/producer ends in any process.
-        let (commands, writes, events) = unsafe { (shm.commands.consumer(), shm.writes.consumer(), shm.events.producer()) };
+        let (commands, writes, events) =
+            unsafe { (shm.commands.consumer(), shm.writes.consumer(), shm.events.producer()) };
         let previous_gen = shm.header.program_gen.load(Ordering::Acquire);
         let mut engine = Box::new(Engine {
             shm,
@@ -150,6 +155,8 @@ impl Engine {
             layout: Box::new([WatchedValue::default(); MAX_WATCH]),
             layout_count: 0,
             layout_dirty: true,
+            addresses: Box::new([0; MAX_WATCH]),
+            addresses_stale: true,
             inputs_stale: true,
             inputs_cycle: 0,
             inputs_generation: 0,
@@ -542,6 +549,7 @@ impl Engine {
             self.program_faulted(fault, sys::now_ns());
         }
         self.publish_forced_count();
+        self.addresses_stale = true;
         self.emit(Event::Forced { var, forced: true });
         CommandStatus::Ok
     }
@@ -560,6 +568,7 @@ impl Engine {
     }
 
     fn release(&mut self, var: u32) {
+        self.addresses_stale = true;
         let Some(program) = self.program.as_mut() else { return };
         if let Err(fault) = program.unforce(var) {
             self.program_faulted(fault, sys::now_ns());
@@ -600,15 +609,24 @@ impl Engine {
         }
         if self.layout_dirty {
             self.relayout();
+            self.addresses_stale = true;
         }
         let dirty = core::mem::take(&mut self.layout_dirty);
         if self.layout_count == 0 && !dirty {
+            return;
+        }
+        if core::mem::take(&mut self.addresses_stale)
+            && let Some(p) = self.program.as_deref()
+            && let Err(f) = p.watched_addresses(&self.layout[..self.layout_count], &mut self.addresses[..])
+        {
+            self.program_faulted(f, sys::now_ns());
             return;
         }
         let cycle = self.shm.header.heartbeat.load(Ordering::Relaxed);
         let tick = self.tick;
         let generation = self.watch.generation;
         let layout = &self.layout[..self.layout_count];
+        let addresses = &self.addresses[..self.layout_count];
         let program = self.program.as_deref();
         let mut fault = None;
         // SAFETY: the engine is the single writer of the debug values (see `new`).
@@ -622,7 +640,7 @@ impl Engine {
                     dv.program_gen = program.map_or(0, |p| p.info().program_gen);
                 }
                 if let Some(p) = program
-                    && let Err(f) = p.copy_watched(layout, &mut dv.data)
+                    && let Err(f) = p.copy_watched(addresses, layout, &mut dv.data)
                 {
                     fault = Some(f);
                 }

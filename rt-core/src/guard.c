@@ -135,8 +135,23 @@ typedef struct {
     uint8_t valid;
 } oplc_watched_t;
 
-/* Copies the current value of every valid watched variable into data. */
-int oplc_guarded_copy_watched(void *(*addr_of)(uint32_t), const oplc_watched_t *watched, size_t count,
+/* Asks the program where each valid watched variable's value is (NULL for the others). */
+int oplc_guarded_addresses(void *(*addr_of)(uint32_t), const oplc_watched_t *watched, size_t count,
+                           const void **addresses) {
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0) != 0) {
+        return guard_signal;
+    }
+    guard_jump = &jump;
+    for (size_t i = 0; i < count; i++) {
+        addresses[i] = watched[i].valid ? addr_of(watched[i].var) : NULL;
+    }
+    guard_jump = NULL;
+    return 0;
+}
+
+/* Copies the value of every valid watched variable from its address into data. */
+int oplc_guarded_copy_watched(const void *const *addresses, const oplc_watched_t *watched, size_t count,
                               uint8_t *data) {
     sigjmp_buf jump;
     if (sigsetjmp(jump, 0) != 0) {
@@ -147,9 +162,8 @@ int oplc_guarded_copy_watched(void *(*addr_of)(uint32_t), const oplc_watched_t *
         if (!watched[i].valid) {
             continue;
         }
-        const void *src = addr_of(watched[i].var);
-        if (src != NULL) {
-            memcpy(data + watched[i].offset, src, watched[i].size);
+        if (addresses[i] != NULL) {
+            memcpy(data + watched[i].offset, addresses[i], watched[i].size);
         } else {
             memset(data + watched[i].offset, 0, watched[i].size);
         }

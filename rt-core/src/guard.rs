@@ -28,8 +28,14 @@ unsafe extern "C" {
         forced: *const ForcedVar,
         count: usize,
     ) -> i32;
-    fn oplc_guarded_copy_watched(
+    fn oplc_guarded_addresses(
         addr_of: unsafe extern "C" fn(u32) -> *mut c_void,
+        watched: *const WatchedValue,
+        count: usize,
+        addresses: *mut usize,
+    ) -> i32;
+    fn oplc_guarded_copy_watched(
+        addresses: *const usize,
         watched: *const WatchedValue,
         count: usize,
         data: *mut u8,
@@ -113,18 +119,32 @@ pub unsafe fn apply_forces(
     outcome(unsafe { oplc_guarded_apply_forces(force, forced.as_ptr(), forced.len()) })
 }
 
-/// Copies every valid watched variable into `data`.
+/// Asks the program for the address of every valid watched variable (0 for the others).
 ///
 /// # Safety
-/// As for `tick`; every valid entry's `offset + size` must lie inside `data`, and its
-/// `size` must not exceed the variable's real size.
-pub unsafe fn copy_watched(
+/// As for `tick`; `addresses` must be at least as long as `watched`.
+pub unsafe fn addresses(
     addr_of: unsafe extern "C" fn(u32) -> *mut c_void,
     watched: &[WatchedValue],
-    data: &mut [u8],
+    addresses: &mut [usize],
 ) -> Result<(), Fault> {
-    // SAFETY: the slices are valid for the call; bounds are the caller's promise.
-    outcome(unsafe { oplc_guarded_copy_watched(addr_of, watched.as_ptr(), watched.len(), data.as_mut_ptr()) })
+    debug_assert!(addresses.len() >= watched.len());
+    // SAFETY: both slices are valid for the call and `addresses` is long enough (caller).
+    outcome(unsafe { oplc_guarded_addresses(addr_of, watched.as_ptr(), watched.len(), addresses.as_mut_ptr()) })
+}
+
+/// Copies every valid watched variable from its address into `data`.
+///
+/// # Safety
+/// `addresses` must come from [`addresses`] for the same entries of a program still loaded
+/// and not forced or released since; every valid entry's `offset + size` must lie inside
+/// `data`, and its `size` must not exceed the variable's real size.
+pub unsafe fn copy_watched(addresses: &[usize], watched: &[WatchedValue], data: &mut [u8]) -> Result<(), Fault> {
+    debug_assert!(addresses.len() >= watched.len());
+    // SAFETY: the slices are valid for the call; the rest is the caller's promise.
+    outcome(unsafe {
+        oplc_guarded_copy_watched(addresses.as_ptr(), watched.as_ptr(), watched.len(), data.as_mut_ptr())
+    })
 }
 
 /// Calls an `int32_t f(uint32_t)` program function (unforce).

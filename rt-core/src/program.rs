@@ -297,12 +297,21 @@ impl LoadedProgram {
         unsafe { guard::index_call(self.entry.var_unforce, var) }
     }
 
-    /// Copies the watched variables' current values into `data`.
-    pub fn copy_watched(&self, watched: &[WatchedValue], data: &mut [u8]) -> Result<(), Fault> {
+    /// Where the watched variables' current values are. The ABI lets an address change
+    /// only when its variable is forced or released, so callers keep them until then.
+    pub fn watched_addresses(&self, watched: &[WatchedValue], out: &mut [usize]) -> Result<(), Fault> {
+        // SAFETY: checked table function; the guard checks `out` is long enough.
+        unsafe { guard::addresses(self.entry.var_addr, watched, out) }
+    }
+
+    /// Copies the watched variables' current values from `addresses` (from
+    /// `watched_addresses`, no force or release since) into `data`.
+    pub fn copy_watched(&self, addresses: &[usize], watched: &[WatchedValue], data: &mut [u8]) -> Result<(), Fault> {
         debug_assert!(watched.iter().all(|w| w.valid == 0 || (w.offset as usize + w.size as usize) <= data.len()));
-        // SAFETY: checked table function; every valid entry was laid out by the engine
-        // within `data` with the size the program reported for it.
-        unsafe { guard::copy_watched(self.entry.var_addr, watched, data) }
+        // SAFETY: every valid entry was laid out by the engine within `data` with the size
+        // the program reported for it, and the addresses are current for this program (the
+        // engine refreshes them after every swap, force and release).
+        unsafe { guard::copy_watched(addresses, watched, data) }
     }
 
     /// The program's located variables, for diagnostics.

@@ -88,7 +88,9 @@ typedef struct oplc_program_abi {
     uint32_t (*var_count)(void);
     uint32_t (*var_size)(uint32_t index);  /* 0 when out of range */
     uint32_t (*var_kind)(uint32_t index);  /* OPLC_VAR_* */
-    void *(*var_addr)(uint32_t index);     /* current (forced) value, NULL when out of range */
+    /* Current (forced) value, NULL when out of range. The address may change only when the
+     * variable is forced or released: rt-core keeps it until then. */
+    void *(*var_addr)(uint32_t index);
     int32_t (*var_force)(uint32_t index, const void *value, uint32_t len); /* native order */
     int32_t (*var_unforce)(uint32_t index);
     uint32_t (*group_count)(void);         /* may be NULL: one group */

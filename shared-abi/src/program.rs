@@ -87,7 +87,8 @@ pub struct ProgramAbi {
     /// `VarKind` of a debug variable.
     pub var_kind: Option<unsafe extern "C" fn(index: u32) -> u32>,
     /// Address of a debug variable's current value (the forced value while forced), or
-    /// null when out of range.
+    /// null when out of range. It may change only when the variable is forced or released:
+    /// rt-core keeps it until then.
     pub var_addr: Option<unsafe extern "C" fn(index: u32) -> *mut c_void>,
     /// Forces a variable to `len` native-order bytes. Returns 0 or a negative error.
     pub var_force: Option<unsafe extern "C" fn(index: u32, value: *const c_void, len: u32) -> i32>,
