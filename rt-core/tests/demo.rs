@@ -143,11 +143,20 @@ fn forcing_an_output_and_a_real_then_releasing_them() {
 #[test]
 fn forcing_an_input_changes_what_the_program_sees_not_the_image() {
     let (_rt, mut c) = start_demo();
+    // Watched before the force: the debugger must see the forced value, not the input.
+    let generation = c.set_watch(&[1]);
+    let read_din0 = |c: &RtClient| {
+        let v = c.wait_debug_values(generation, c.status().heartbeat + 1, T).unwrap();
+        v.data[v.entries[0].offset as usize]
+    };
+    assert_eq!(read_din0(&c), 0);
     assert_eq!(force(&mut c, 1, &[1], true), CommandStatus::Ok);
     wait_for("the program to see the forced %IX0.0", T, || {
         (c.outputs().ok()?.image.bool_output[0][0] == 1).then_some(())
     });
+    assert_eq!(read_din0(&c), 1, "reads show the forced value");
     assert_eq!(c.inputs().bool_input[0][0], 0, "the published input stays 0");
     assert_eq!(c.command(Command::UnforceAll, T).unwrap(), CommandStatus::Ok);
     wait_for("the live input to show again", T, || (c.outputs().ok()?.image.bool_output[0][0] == 0).then_some(()));
+    assert_eq!(read_din0(&c), 0, "reads show the live input again");
 }
