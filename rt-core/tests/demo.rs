@@ -160,3 +160,41 @@ fn forcing_an_input_changes_what_the_program_sees_not_the_image() {
     wait_for("the live input to show again", T, || (c.outputs().ok()?.image.bool_output[0][0] == 0).then_some(()));
     assert_eq!(read_din0(&c), 0, "reads show the live input again");
 }
+
+#[test]
+fn the_demo_stops_starts_survives_a_broken_library_and_a_killed_control_tool() {
+    let (rt, mut c) = start_demo();
+    assert_eq!(c.command(Command::Stop, T).unwrap(), CommandStatus::Ok);
+    let frozen = wait_for("the stop", T, || c.outputs().ok().filter(|o| o.state == PlcState::Stopped as u32));
+    c.wait_cycle_after(c.status().heartbeat + 3, T).unwrap();
+    assert_eq!(c.outputs().unwrap().image.int_memory[0], frozen.image.int_memory[0], "no scans while stopped");
+    assert_eq!(c.command(Command::Start, T).unwrap(), CommandStatus::Ok);
+    wait_for("scans to resume", T, || {
+        (c.outputs().ok()?.image.int_memory[0] > frozen.image.int_memory[0]).then_some(())
+    });
+
+    // A library that is not a program: refused, the demo keeps running.
+    let broken = rt.dir.path().join("broken.so");
+    std::fs::write(&broken, b"\x7fELF but not really").unwrap();
+    let program_gen = c.status().program_gen;
+    assert!(c.load(broken.to_str().unwrap(), true, T).is_err());
+    let before = c.outputs().unwrap().tick;
+    c.wait_cycle_after(c.status().heartbeat + 3, T).unwrap();
+    assert!(c.outputs().unwrap().tick > before, "the demo keeps scanning");
+    assert_eq!(c.status().program_gen, program_gen);
+    drop(c);
+
+    // The control tool, killed while it holds the lease mid-command.
+    let mut tool = std::process::Command::new(support::RT_BIN)
+        .args(["--shm", &rt.shm, "watch", "0", "--count", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(tool.stdout.as_mut().unwrap()), &mut line).unwrap();
+    tool.kill().unwrap();
+    tool.wait().unwrap();
+    let c = wait_for("the lease to be free again", T, || RtClient::open(&rt.shm).ok());
+    assert_eq!((c.status().state, c.status().period_ns), (PlcState::Running, 10_000_000), "the loop keeps its period");
+    c.wait_cycle_after(c.status().heartbeat + 5, T).expect("cycles continue");
+}
