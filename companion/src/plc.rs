@@ -204,12 +204,29 @@ impl PlcBridge {
     }
 
     async fn wait_result(&self, seq: u32, timeout: Duration) -> Result<CommandStatus, PlcError> {
+        self.poll(timeout, Duration::from_millis(1), |obs| match obs.shm().control.result_of(seq) {
+            Some(code) => {
+                CommandStatus::from_u32(code).map(Some).ok_or(PlcError::Client(ClientError::Torn("command result")))
+            }
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// Polls `check` against the observer every `every` until it answers, rt-core dies, or
+    /// `timeout` passes. Holds no lock between polls.
+    async fn poll<T>(
+        &self,
+        timeout: Duration,
+        every: Duration,
+        mut check: impl FnMut(&Observer) -> Result<Option<T>, PlcError>,
+    ) -> Result<T, PlcError> {
         let obs = self.observer()?;
         let start = Instant::now();
         let mut alive_checked = start;
         loop {
-            if let Some(code) = obs.shm().control.result_of(seq) {
-                return CommandStatus::from_u32(code).ok_or(PlcError::Client(ClientError::Torn("command result")));
+            if let Some(v) = check(&obs)? {
+                return Ok(v);
             }
             if alive_checked.elapsed() > Duration::from_millis(100) {
                 if !obs.rt_alive() {
@@ -220,7 +237,7 @@ impl PlcBridge {
             if start.elapsed() > timeout {
                 return Err(PlcError::Timeout(timeout));
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(every).await;
         }
     }
 
@@ -264,25 +281,11 @@ impl PlcBridge {
         after_cycle: u64,
         timeout: Duration,
     ) -> Result<Box<DebugValues>, PlcError> {
-        let obs = self.observer()?;
-        let start = Instant::now();
-        let mut alive_checked = start;
-        loop {
+        self.poll(timeout, Duration::from_millis(1), |obs| {
             let values = obs.debug_values()?;
-            if values.watch_generation == generation && values.cycle > after_cycle {
-                return Ok(values);
-            }
-            if alive_checked.elapsed() > Duration::from_millis(100) {
-                if !obs.rt_alive() {
-                    return Err(PlcError::Client(ClientError::RtGone));
-                }
-                alive_checked = Instant::now();
-            }
-            if start.elapsed() > timeout {
-                return Err(PlcError::Timeout(timeout));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+            Ok((values.watch_generation == generation && values.cycle > after_cycle).then_some(values))
+        })
+        .await
     }
 
     /// Loads a program library and waits until it is swapped in at a cycle boundary (the
@@ -296,34 +299,22 @@ impl PlcBridge {
         }
         let bounded = shared_abi::msg::bounded::<MAX_PATH>(path);
         let seq = self.with_client(move |c| c.send(Command::Load { path: bounded, start })).await??;
-        let begin = Instant::now();
         match self.wait_result(seq, timeout).await? {
             CommandStatus::Accepted => {}
             other => return Err(PlcError::Refused(other)),
         }
-        let obs = self.observer()?;
-        let mut alive_checked = Instant::now();
-        loop {
+        self.poll(timeout, Duration::from_millis(2), |obs| {
             let result = obs.load_result()?;
-            if result.request_seq == seq && result.outcome() != LoadOutcome::Pending {
-                if result.outcome() == LoadOutcome::Failed {
-                    return Err(PlcError::LoadFailed(result.message_str().to_string()));
-                }
-                if obs.shm().header.program_gen.load(Ordering::Acquire) == result.program_gen {
-                    return Ok(result);
-                }
+            if result.request_seq != seq || result.outcome() == LoadOutcome::Pending {
+                return Ok(None);
             }
-            if alive_checked.elapsed() > Duration::from_millis(100) {
-                if !obs.rt_alive() {
-                    return Err(PlcError::Client(ClientError::RtGone));
-                }
-                alive_checked = Instant::now();
+            if result.outcome() == LoadOutcome::Failed {
+                return Err(PlcError::LoadFailed(result.message_str().to_string()));
             }
-            if begin.elapsed() > timeout {
-                return Err(PlcError::Timeout(timeout));
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+            // Loaded: done once it is swapped in at a cycle boundary.
+            Ok((obs.shm().header.program_gen.load(Ordering::Acquire) == result.program_gen).then_some(result))
+        })
+        .await
     }
 
     /// Moves rt-core's queued events and log lines into the runtime log (and to event

@@ -60,10 +60,16 @@ fn rust_layout() -> BTreeMap<String, usize> {
 }
 
 fn c_layout(compiler: &str, source_name: &str) -> BTreeMap<String, usize> {
+    run_probe(compiler, source_name, PROBE)
+}
+
+/// Compiles `source` (which includes the header) with `compiler`, runs it, and reads the
+/// `name value` lines it prints.
+fn run_probe(compiler: &str, source_name: &str, source: &str) -> BTreeMap<String, usize> {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join(source_name);
     let exe = dir.path().join("probe");
-    std::fs::write(&src, PROBE).unwrap();
+    std::fs::write(&src, source).unwrap();
     let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
     let out = Command::new(compiler)
         .args(["-Wall", "-Werror", "-o"])
@@ -168,30 +174,7 @@ fn plugin_c_layout(compiler: &str, source_name: &str) -> BTreeMap<String, usize>
          printf(\"journal int_input %d\\n\", (int)OPLC_JOURNAL_INT_INPUT);\n\
          return 0;\n}}\n"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join(source_name);
-    let exe = dir.path().join("probe");
-    std::fs::write(&src, probe).unwrap();
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
-    let out = Command::new(compiler)
-        .args(["-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg("-I")
-        .arg(&include)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("{compiler} must be installed: {e}"));
-    assert!(out.status.success(), "{compiler} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let run = Command::new(&exe).output().unwrap();
-    assert!(run.status.success());
-    String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
+    run_probe(compiler, source_name, &probe)
 }
 
 #[test]
