@@ -289,6 +289,10 @@ impl Plugins {
     }
 
     async fn follow_plc(&self) {
+        // A deploy is a load followed by the upload's configuration: act on the end state.
+        if self.plc.plc.is_busy() {
+            return;
+        }
         let status = self.plc.plc.status();
         let running = status.as_ref().is_some_and(|s| s.rt_alive && s.state == PlcState::Running);
         let program_gen = status.map(|s| s.program_gen).unwrap_or(0);

@@ -91,6 +91,9 @@ fn an_uploaded_modbus_config_starts_the_server_with_the_program() {
     let coils = mbpoll(port, &["-t", "0", "-r", "0", "-c", "8", "127.0.0.1"]);
     assert!(coils.contains("[0]:"), "{coils}");
     assert!(rt.get("/plugins", &token).json()["modbus"]["server"].is_object());
+    // One deploy starts the server once: clients connected after the upload stay connected.
+    let logs = rt.get("/runtime-logs", &token).json()["runtime-logs"].to_string();
+    assert_eq!(logs.matches("Modbus TCP server listening on").count(), 1, "{logs}");
 
     // Stopping the PLC stops its plugins, as upstream; starting brings the server back.
     assert_eq!(rt.get("/stop-plc", &token).json()["status"], "STOP:OK");

@@ -244,6 +244,9 @@ impl Programs {
             return false;
         }
         self.push(LineLevel::Info, "Loading the program into the real-time core");
+        // Busy until the deploy hook has applied the upload's plugin configuration too, so
+        // the plugin watcher starts the new set once, not once per half-applied step.
+        let _deploying = self.plc.busy_guard();
         match self.plc.load(&record.library(), true, LOAD_TIMEOUT).await {
             Ok(loaded) => {
                 if let Err(e) = self.store.set_current(id, true, built.md5.clone()) {
