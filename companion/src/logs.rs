@@ -4,8 +4,12 @@
 //!
 //! Logging never waits: the file is written by its own thread and a full queue drops the
 //! line (counted) rather than holding up a request handler or the PLC pump.
+//!
+//! A restarted companion reloads the newest entries from the file and carries on numbering
+//! after them: an Editor polling `?id=<last seen + 1>` across the restart neither misses new
+//! lines nor sees old ones again.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -19,7 +23,7 @@ pub const MEMORY_ENTRIES: usize = 2000;
 /// Longest message kept; longer ones are cut.
 const MAX_MESSAGE: usize = 4096;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Level {
     #[serde(rename = "DEBUG")]
     Debug,
@@ -53,7 +57,7 @@ impl Level {
 }
 
 /// One entry as `/api/runtime-logs` returns it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LogEntry {
     pub id: u64,
     pub timestamp: String,
@@ -94,6 +98,7 @@ impl LogHub {
         if let Some(dir) = file.path.parent() {
             fs::create_dir_all(dir)?;
         }
+        let history = read_history(&file);
         let (tx, rx) = sync_channel::<String>(4096);
         let mut writer = RotatingFile::open(file)?;
         std::thread::Builder::new().name("log-writer".into()).spawn(move || {
@@ -103,6 +108,11 @@ impl LogHub {
         })?;
         let mut hub = LogHub::in_memory();
         hub.file = Some(tx);
+        {
+            let inner = hub.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+            inner.next_id = history.back().map_or(1, |e| e.id + 1);
+            inner.entries = history;
+        }
         Ok(hub)
     }
 
@@ -215,6 +225,32 @@ impl RotatingFile {
     }
 }
 
+/// The newest entries (at most [`MEMORY_ENTRIES`]) of the current file and, when it holds
+/// fewer, of the rotated ones, oldest first. Lines that do not parse are skipped; ids only
+/// ever grow, so a line out of order (a hand-edited file) is dropped too.
+fn read_history(file: &FileLog) -> VecDeque<LogEntry> {
+    let mut newest_first: Vec<LogEntry> = Vec::new();
+    let paths = std::iter::once(file.path.clone()).chain((1..=file.keep).map(|n| {
+        let mut p = file.path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }));
+    for path in paths {
+        // Rotation bounds each file, so reading one whole is bounded too.
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        for line in text.lines().rev() {
+            let Ok(entry) = serde_json::from_str::<LogEntry>(line) else { continue };
+            if newest_first.last().is_none_or(|newer| entry.id < newer.id) {
+                newest_first.push(entry);
+            }
+            if newest_first.len() == MEMORY_ENTRIES {
+                return newest_first.into_iter().rev().collect();
+            }
+        }
+    }
+    newest_first.into_iter().rev().collect()
+}
+
 /// The runtime log file inside a data directory.
 pub fn runtime_log_path(data_dir: &Path) -> PathBuf {
     data_dir.join("logs").join("runtime.log")
@@ -251,6 +287,64 @@ mod tests {
         let all = hub.since(0, None);
         assert_eq!(all.len(), MEMORY_ENTRIES);
         assert_eq!(all[0].id, 6);
+    }
+
+    /// Waits for the writer thread to have put `n` lines into `path`.
+    fn await_lines(path: &Path, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n {
+            assert!(std::time::Instant::now() < deadline, "the log writer wrote fewer than {n} lines");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_restarted_hub_continues_the_ids_and_keeps_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs").join("runtime.log");
+        let file = || FileLog { path: path.clone(), max_bytes: 1 << 20, keep: 2 };
+        let first = LogHub::with_file(file()).unwrap();
+        first.info("one");
+        first.error("two");
+        first.info("three");
+        drop(first);
+        await_lines(&path, 3);
+        fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"not json\n").unwrap();
+
+        let second = LogHub::with_file(file()).unwrap();
+        let kept = second.since(0, None);
+        assert_eq!(
+            kept.iter().map(|e| (e.id, e.message.as_str())).collect::<Vec<_>>(),
+            [(1, "one"), (2, "two"), (3, "three")]
+        );
+        assert_eq!(kept[1].level, Level::Error);
+        second.info("four");
+        assert_eq!(second.since(4, None).iter().map(|e| e.id).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn history_spans_rotated_files_newest_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.log");
+        let file = || FileLog { path: path.clone(), max_bytes: 400, keep: 3 };
+        let first = LogHub::with_file(file()).unwrap();
+        for i in 1..=40 {
+            first.info(format!("entry {i}"));
+        }
+        drop(first);
+        // The last line written is entry 40, wherever rotation left it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !fs::read_to_string(&path).unwrap_or_default().contains("entry 40\"") {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let second = LogHub::with_file(file()).unwrap();
+        let ids: Vec<u64> = second.since(0, None).iter().map(|e| e.id).collect();
+        assert!(ids.len() > 3 && ids.len() < 40, "three small files keep some, not all: {ids:?}");
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "consecutive, oldest first: {ids:?}");
+        assert_eq!(ids.last(), Some(&40));
+        second.info("next");
+        assert_eq!(second.since(41, None).len(), 1);
     }
 
     #[test]

@@ -294,10 +294,19 @@ fn companion_restart_does_not_stop_the_plc() {
         "scan count kept advancing across the restart: {count_before} -> {count_after}"
     );
 
-    // A graceful stop too.
+    // A graceful stop too. The Editor's log poll (`?id=<last seen + 1>`) carries on across
+    // it: the new process numbers its entries after the ones already served.
+    let logs = rt.get("/runtime-logs", &token).json()["runtime-logs"].as_array().cloned().unwrap();
+    let last_seen = logs.iter().filter_map(|e| e["id"].as_u64()).max().unwrap();
     rt.restart_companion();
     assert_eq!(rt.rt_pid(), rt_pid);
     assert!(rt.scan_count(&token) > count_after);
+    let newer = rt.get(&format!("/runtime-logs?id={}", last_seen + 1), &token).json()["runtime-logs"].clone();
+    let newer = newer.as_array().unwrap();
+    assert!(newer.iter().all(|e| e["id"].as_u64().unwrap() > last_seen), "{newer:#?}");
+    assert!(newer.iter().any(|e| e["message"].as_str().unwrap().contains("starting")), "{newer:#?}");
+    let all = rt.get("/runtime-logs", &token).json()["runtime-logs"].as_array().cloned().unwrap();
+    assert!(all.len() > newer.len(), "the history before the restart is still served");
     assert!(rt.log().contains("was left as it is"), "{}", rt.log());
 }
 
