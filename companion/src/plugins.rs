@@ -11,7 +11,7 @@ use crate::logs::{Level, LogHub};
 use crate::plc::PlcBridge;
 use openplc_debugger::Debugger;
 use openplc_modbus::{PlcImage, PlcWriteError};
-use openplc_plugin_host::{PlcError, PluginHost, PluginPlc};
+use openplc_plugin_host::{CommandError, PlcError, PluginHost, PluginPlc};
 use shared_abi::client::Reader;
 use shared_abi::debug::ProgramInfo;
 use shared_abi::image::{IecAddress, InputImage};
@@ -365,6 +365,26 @@ impl Plugins {
             && host.is_started()
         {
             let _ = tokio::task::spawn_blocking(move || host.stop()).await;
+        }
+    }
+
+    /// Passes a command to a running native plugin's `execute_command`, off the async
+    /// workers (a plugin may take its time).
+    pub async fn execute_command(&self, plugin: &str, json: String) -> Result<String, CommandError> {
+        let host = self.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(host) = host else { return Err(CommandError::NoSuchPlugin) };
+        let plugin = plugin.to_string();
+        tokio::task::spawn_blocking(move || host.execute_command(&plugin, &json))
+            .await
+            .unwrap_or(Err(CommandError::NotRunning))
+    }
+
+    /// `get_stats` of the running native plugins, by name (empty when none answers).
+    pub async fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
+        let host = self.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match host {
+            Some(host) => tokio::task::spawn_blocking(move || host.stats()).await.unwrap_or_default(),
+            None => serde_json::Map::new(),
         }
     }
 

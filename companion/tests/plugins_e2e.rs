@@ -161,3 +161,77 @@ fn native_and_python_plugins_follow_the_upload_rule_and_drive_the_program() {
         (plugin_state(&rt, &token, "python_echo").as_deref() != Some("running")).then_some(())
     });
 }
+
+/// A native plugin that takes commands: it echoes what it receives, refuses `fail`, and
+/// counts the commands in its `get_stats`.
+const COMMAND_PLUGIN: &str = r#"
+#include <stdio.h>
+#include <string.h>
+static int calls;
+int init(void *args) { (void)args; return 0; }
+int execute_command(const char *json, char *resp, size_t n) {
+    calls++;
+    if (strstr(json, "\"command\":\"fail\"")) { snprintf(resp, n, "{\"error\":\"failed on purpose\"}"); return 3; }
+    snprintf(resp, n, "{\"got\":%s}", json);
+    return 0;
+}
+int get_stats(char *out, size_t n) { snprintf(out, n, "{\"calls\":%d}", calls); return 0; }
+"#;
+
+#[test]
+fn plugin_commands_reach_a_running_native_plugin() {
+    let rt = Runtime::start(&[]);
+    let token = rt.bootstrap("admin", "admin-pass");
+    let source = rt.dir.path().join("commands.c");
+    std::fs::write(&source, COMMAND_PLUGIN).unwrap();
+    let so = rt.dir.path().join("libcommands.so");
+    assert!(Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&source).status().unwrap().success());
+    std::fs::create_dir_all(rt.data_dir()).unwrap();
+    std::fs::write(
+        rt.data_dir().join("plugins.conf"),
+        format!("commands,{},0,1\nidle,{},0,1\n", so.display(), so.display()),
+    )
+    .unwrap();
+    deploy(&rt, &token, &bundle_with(&rt, "commands", &[("commands", "{}".into())]));
+    wait_for("the plugin to run", T, || {
+        (plugin_state(&rt, &token, "commands").as_deref() == Some("running")).then_some(())
+    });
+
+    let send = |token: &str, body: &str| rt.curl("POST", "/plugin-command", Some(token), Some(body));
+    let r = send(&token, r#"{"plugin":"commands","command":"scan","params":{"port":"eth0"}}"#);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json(), serde_json::json!({"got": {"command": "scan", "params": {"port": "eth0"}}}));
+    let r = send(&token, r#"{"plugin":"commands","command":"fail"}"#);
+    assert_eq!(
+        (r.status, r.json()),
+        (422, serde_json::json!({"error": "failed on purpose"})),
+        "the plugin's own reply"
+    );
+    assert_eq!(send(&token, r#"{"plugin":"nobody","command":"scan"}"#).status, 404);
+    assert_eq!(
+        send(&token, r#"{"plugin":"idle","command":"scan"}"#).status,
+        409,
+        "listed but not enabled by the upload"
+    );
+    assert_eq!(send(&token, r#"{"plugin":"commands"}"#).status, 400);
+    assert_eq!(send(&token, "not json").status, 400);
+    assert_eq!(send("not-a-jwt", r#"{"plugin":"commands","command":"scan"}"#).status, 401);
+    let r = rt.curl(
+        "POST",
+        "/create-user",
+        Some(&token),
+        Some(r#"{"username":"eve","password":"eve-pass","role":"viewer"}"#),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let viewer = rt.login("eve", "eve-pass");
+    assert_eq!(
+        send(&viewer, r#"{"plugin":"commands","command":"scan"}"#).status,
+        403,
+        "viewers may not command plugins"
+    );
+
+    // get_stats reaches the Editor's statistics as upstream's `plugin_stats`.
+    let stats = rt.get("/status?include_stats=true", &token).json();
+    assert_eq!(stats["timing_stats"]["plugin_stats"]["commands"]["calls"], 2, "{stats:#}");
+    assert!(rt.log().contains(r#"Plugin command "scan" to "commands" by "admin""#), "{}", rt.log());
+}

@@ -62,8 +62,13 @@ pub enum CommandError {
     NotRunning,
     /// The plugin exports no `execute_command` (or is a Python plugin).
     Unsupported,
-    /// The plugin returned non-zero; its reply text.
-    Failed(String),
+    /// The command cannot be passed to a C function (an embedded NUL).
+    InvalidCommand(String),
+    /// The plugin returned `code` (non-zero) and `reply`.
+    Failed {
+        code: i32,
+        reply: String,
+    },
 }
 
 impl std::fmt::Display for CommandError {
@@ -72,7 +77,8 @@ impl std::fmt::Display for CommandError {
             CommandError::NoSuchPlugin => f.write_str("no such plugin"),
             CommandError::NotRunning => f.write_str("the plugin is not running"),
             CommandError::Unsupported => f.write_str("the plugin does not take commands"),
-            CommandError::Failed(reply) => write!(f, "the plugin refused the command: {reply}"),
+            CommandError::InvalidCommand(why) => f.write_str(why),
+            CommandError::Failed { code, reply } => write!(f, "execute_command returned {code}: {reply}"),
         }
     }
 }
@@ -471,9 +477,7 @@ impl PluginHost {
             return Err(CommandError::NotRunning);
         }
         match &inst.body {
-            Body::Native(lib) if lib.execute_command.is_some() => {
-                lib.execute_command(json).map_err(CommandError::Failed)
-            }
+            Body::Native(lib) => lib.execute_command(json),
             _ => Err(CommandError::Unsupported),
         }
     }

@@ -2,6 +2,7 @@
 //! `dlopen(RTLD_NOW | RTLD_LOCAL)` so every symbol is resolved up front (a missing
 //! dependency fails the load, not a later call) and nothing leaks into other plugins.
 
+use crate::host::CommandError;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::Path;
 use std::sync::Arc;
@@ -59,15 +60,16 @@ impl NativeLib {
     }
 
     /// Calls `execute_command`; `Ok` with the reply when it returns 0.
-    pub fn execute_command(&self, json: &str) -> Result<String, String> {
-        let f = self.execute_command.ok_or("this plugin has no execute_command")?;
-        let json = std::ffi::CString::new(json).map_err(|_| "the command contains a NUL byte".to_string())?;
+    pub fn execute_command(&self, json: &str) -> Result<String, CommandError> {
+        let f = self.execute_command.ok_or(CommandError::Unsupported)?;
+        let json = std::ffi::CString::new(json)
+            .map_err(|_| CommandError::InvalidCommand("the command contains a NUL byte".into()))?;
         let mut reply = vec![0 as c_char; REPLY_BYTES];
         // SAFETY: `json` is NUL-terminated; `reply` has `REPLY_BYTES` writable bytes, the
         // size passed; the library is alive (`self.lib`).
         let rc = unsafe { f(json.as_ptr(), reply.as_mut_ptr(), reply.len()) };
         let text = reply_text(&mut reply);
-        if rc == 0 { Ok(text) } else { Err(format!("execute_command returned {rc}: {text}")) }
+        if rc == 0 { Ok(text) } else { Err(CommandError::Failed { code: rc, reply: text }) }
     }
 
     /// Calls `get_stats`: `Some(text)` when it returns 0.

@@ -44,7 +44,7 @@ fn an_upstream_style_plugin_works_unchanged() {
     assert_eq!(v, serde_json::json!({"arrays": 1, "elems": 7, "size": 2, "read": 2, "missing": 0}));
     assert_eq!(
         host.execute_command("upstream_style", r#"{"cmd":"what"}"#),
-        Err(CommandError::Failed("execute_command returned 2: unknown command".into()))
+        Err(CommandError::Failed { code: 2, reply: "unknown command".into() })
     );
     assert_eq!(host.execute_command("nobody", "{}"), Err(CommandError::NoSuchPlugin));
 

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod info;
 pub mod plc;
+pub mod plugins;
 pub mod program;
 pub mod users;
 
@@ -43,7 +44,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/stop-plc", get(plc::stop_plc))
         .route("/api/stats/histogram", get(plc::histogram))
         .route("/api/health", get(plc::health))
-        .route("/api/plugins", get(plc::plugins))
+        .route("/api/plugins", get(plugins::plugins))
+        .route("/api/plugin-command", post(plugins::plugin_command))
         .route("/api/compilation-status", get(program::compilation_status))
         .route("/api/runtime-logs", get(info::runtime_logs))
         .route("/api/serial-ports", get(info::serial_ports))

@@ -28,6 +28,11 @@ pub async fn status(State(app): State<Arc<App>>, _v: Viewer, Query(q): Query<Has
     let mut body = json!({ "status": format!("STATUS:{}", app.status_word()) });
     if truthy(&q, "include_stats") {
         body["timing_stats"] = timing_stats(app.plc.stats().as_ref());
+        // Upstream splices native plugins' get_stats in; the Editor ignores keys it does not know.
+        let plugin_stats = app.plugins.stats().await;
+        if !plugin_stats.is_empty() {
+            body["timing_stats"]["plugin_stats"] = Value::Object(plugin_stats);
+        }
     }
     Json(body)
 }
@@ -162,12 +167,6 @@ pub async fn histogram(
         Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], histogram_text(&hist, stats.as_ref()))
             .into_response())
     }
-}
-
-/// `GET /api/plugins` (ours): every plugin's state, and the built-in Modbus server's and
-/// master's counters and device states.
-pub async fn plugins(State(app): State<Arc<App>>, _v: Viewer) -> Json<Value> {
-    Json(app.plugins.status().await)
 }
 
 pub fn histogram_json(h: &HistogramSnapshot, stats: Option<&Stats>) -> Value {
