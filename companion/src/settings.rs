@@ -32,7 +32,8 @@ pub enum EditorCompat {
     /// Header and `/api/version` carry a 4.1.x release tag, as upstream 4.1.x does: for
     /// Editor ≥ 4.2 (STruC++ bundles); Editor ≤ 4.1.4 reports "Runtime Version Mismatch".
     Current,
-    /// Header `v4` and `/api/version` 4.1.x: both generations connect and upload.
+    /// Header `v4` and `/api/version` 4.1.x: both generations connect and upload (the
+    /// default).
     Dual,
 }
 
@@ -268,7 +269,7 @@ impl Settings {
             rt_priority: opts.rt_priority.or(file.rt_priority),
             rt_watchdog_ms: opts.rt_watchdog_ms.or(file.rt_watchdog_ms),
             shm: opts.shm.clone().or(file.shm).unwrap_or_else(|| shared_abi::shm::DEFAULT_NAME.to_string()),
-            editor_compat: opts.editor_compat.or(file.editor_compat).unwrap_or(EditorCompat::Legacy),
+            editor_compat: opts.editor_compat.or(file.editor_compat).unwrap_or(EditorCompat::Dual),
             first_user_from: opts.first_user_from.or(file.first_user_from).unwrap_or(FirstUserPolicy::Local),
             discovery_port: opts.discovery_port.or(file.discovery_port).unwrap_or(DEFAULT_DISCOVERY_PORT),
             cc: opts.cc.clone().or(file.cc),
@@ -309,16 +310,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(SETTINGS_FILE),
-            r#"{"port": 9443, "editor_compat": "dual", "discovery_port": 0}"#,
+            r#"{"port": 9443, "editor_compat": "legacy", "discovery_port": 0}"#,
         )
         .unwrap();
         let opts = Options { data_dir: Some(dir.path().into()), port: Some(10443), ..Default::default() };
         let s = Settings::resolve(&opts).unwrap();
         assert_eq!(s.port, 10443);
-        assert_eq!(s.editor_compat, EditorCompat::Dual);
+        assert_eq!(s.editor_compat, EditorCompat::Legacy);
         assert_eq!(s.discovery_port, 0);
         assert_eq!(s.first_user_from, FirstUserPolicy::Local);
         assert_eq!(s.rt_cpu, "auto");
+
+        let bare = tempfile::tempdir().unwrap();
+        let opts = Options { data_dir: Some(bare.path().into()), ..Default::default() };
+        assert_eq!(Settings::resolve(&opts).unwrap().editor_compat, EditorCompat::Dual, "both Editor generations");
     }
 
     #[test]

@@ -26,8 +26,8 @@ impl App {
     /// The one `STATUS:<STATE>` word for `/api/status`.
     pub fn status_word(&self) -> &'static str {
         // Editor ≤ 4.1.4 shows anything but INIT/RUNNING/STOPPED/ERROR/EMPTY as UNKNOWN,
-        // so TRANSITIONING is only reported to the generation that understands it.
-        let transitions_shown = self.settings.editor_compat != EditorCompat::Legacy;
+        // so TRANSITIONING is only reported when no such Editor is expected.
+        let transitions_shown = self.settings.editor_compat == EditorCompat::Current;
         if self.plc.in_safe_mode() {
             return "ERROR";
         }

@@ -472,11 +472,11 @@ fn first_user_policy_none_refuses_and_add_user_provisions() {
 
 #[test]
 fn version_reports_follow_editor_compat() {
-    let legacy = Runtime::start(&[]);
+    let legacy = Runtime::start(&["--editor-compat", "legacy"]);
     assert_eq!(legacy.curl("GET", "/version", None, None).json()["version"], "v4");
     drop(legacy);
 
-    let dual = Runtime::start(&["--editor-compat", "dual"]);
+    let dual = Runtime::start(&[]);
     let r = dual.curl("GET", "/get-users-info", None, None);
     assert_eq!(r.header("x-openplc-runtime-version"), Some("v4"), "Editor <= 4.1.4 still connects");
     let v = dual.curl("GET", "/version", None, None);

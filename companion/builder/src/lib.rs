@@ -3,8 +3,9 @@
 //!
 //! The Editor uploads C or C++ sources, not a binary, and two generations of them exist:
 //! MatIEC C from Editor 4.1.4 and earlier, STruC++ C++ from Editor 4.2 on. [`detect`] tells
-//! them apart; [`build`] compiles a MatIEC bundle together with our adapter
-//! (`adapters/matiec_adapter.c`) and refuses STruC++ bundles for now.
+//! them apart; [`build`] compiles the bundle together with our adapter for its generation:
+//! `adapters/matiec_adapter.c` (C) for MatIEC, `adapters/strucpp_adapter.cpp` (C++17) for
+//! STruC++, against the runtime headers the bundle itself ships.
 //!
 //! The compiler runs with a scrubbed environment (PATH and LANG only), resource limits (CPU
 //! time, 2 GiB of address space, file size), in its own process group that is killed when
@@ -22,15 +23,23 @@ use std::time::{Duration, Instant};
 
 /// The C adapter compiled into every MatIEC program library.
 pub const MATIEC_ADAPTER_SOURCE: &str = include_str!("../adapters/matiec_adapter.c");
+/// The C++ adapter compiled into every STruC++ program library.
+pub const STRUCPP_ADAPTER_SOURCE: &str = include_str!("../adapters/strucpp_adapter.cpp");
 /// The program ABI header the adapter includes.
 pub const PROGRAM_ABI_HEADER: &str = include_str!("../../../shared-abi/include/openplc_abi.h");
 
 /// The files every MatIEC bundle has; `POUS.c` is not among them because `Res0.c` includes it.
 pub const MATIEC_REQUIRED_FILES: [&str; 4] = ["Config0.c", "Res0.c", "debug.c", "glueVars.c"];
 
+/// The files a STruC++ bundle needs besides its `*.cpp` and `strucpp_runtime/include/`: the
+/// declarations, and the debugger's pointer table (which names the configuration object).
+pub const STRUCPP_REQUIRED_FILES: [&str; 2] = ["generated.hpp", "generated_debug.cpp"];
+
 const ADAPTER_FILE: &str = "oplc_matiec_adapter.c";
+const STRUCPP_ADAPTER_FILE: &str = "oplc_strucpp_adapter.cpp";
 const ABI_HEADER_FILE: &str = "openplc_abi.h";
-/// Largest text file the builder reads itself (program.st, debug.c, defines.h).
+/// Largest text file the builder reads itself (program.st, debug.c, defines.h, and a
+/// STruC++ bundle's generated.hpp, generated_debug.cpp, debug-map.json).
 const MAX_TEXT_BYTES: u64 = 64 << 20;
 
 /// Which Editor generation produced a bundle.
@@ -137,12 +146,8 @@ pub enum BuildError {
         missing_list(missing)
     )]
     IncompleteBundle { generation: Generation, missing: Vec<String> },
-    #[error(
-        "{generation} bundles ({}) are not supported by this runtime yet; build the program with \
-         OpenPLC Editor 4.1.4 or earlier",
-        generation.editor_versions()
-    )]
-    Unsupported { generation: Generation },
+    #[error("cannot build this {generation} bundle ({}): {detail}", generation.editor_versions())]
+    Unbuildable { generation: Generation, detail: String },
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
     #[error("cannot run the compiler `{program}`: {source}")]
@@ -303,9 +308,6 @@ pub fn build(
 ) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let generation = detect(dir)?;
-    if generation != Generation::Matiec {
-        return Err(BuildError::Unsupported { generation });
-    }
     // The compilers run in a scratch directory, so every path they get is absolute.
     let dir = fs::canonicalize(dir).map_err(|source| BuildError::BundleUnreadable { path: dir.into(), source })?;
     let out = absolute(out)?;
@@ -321,18 +323,31 @@ pub fn build(
         return Err(BuildError::Io { what: format!("cannot write the library into {}", out_dir.display()), source });
     }
 
+    // A STruC++ bundle is checked before anything is compiled.
+    let config_class = match generation {
+        Generation::Matiec => None,
+        Generation::Strucpp => Some(strucpp_config_class(&dir)?),
+    };
+
     on_line(BuildLine {
         level: Level::Info,
         text: format!("Building a {generation} program ({})", generation.editor_versions()),
     });
     let md5 = program_md5(&dir);
-    check_md5(md5.as_deref(), debug_c_md5(&dir).as_deref(), on_line);
+    match generation {
+        Generation::Matiec => check_md5(md5.as_deref(), debug_c_md5(&dir).as_deref(), on_line),
+        Generation::Strucpp => check_strucpp_md5(md5.as_deref(), debug_map_md5(&dir).as_deref(), on_line),
+    }
 
     let scratch = tempfile::Builder::new()
         .prefix("openplc-build-")
         .tempdir()
         .map_err(|source| BuildError::Io { what: "cannot create a scratch directory".into(), source })?;
-    for (name, text) in [(ADAPTER_FILE, MATIEC_ADAPTER_SOURCE), (ABI_HEADER_FILE, PROGRAM_ABI_HEADER)] {
+    let adapter = match generation {
+        Generation::Matiec => (ADAPTER_FILE, MATIEC_ADAPTER_SOURCE),
+        Generation::Strucpp => (STRUCPP_ADAPTER_FILE, STRUCPP_ADAPTER_SOURCE),
+    };
+    for (name, text) in [adapter, (ABI_HEADER_FILE, PROGRAM_ABI_HEADER)] {
         fs::write(scratch.path().join(name), text).map_err(|source| BuildError::Io {
             what: format!("cannot write {name} to the scratch directory"),
             source,
@@ -353,7 +368,11 @@ pub fn build(
             file_size: 1 << 30,
         },
     };
-    let (compile, objects) = compile_jobs(&dir, scratch.path(), opts);
+    let (compile, objects) = match config_class {
+        None => compile_jobs(&dir, scratch.path(), opts),
+        Some(class) => strucpp_compile_jobs(&dir, scratch.path(), &class, opts)
+            .map_err(|source| BuildError::BundleUnreadable { path: dir.clone(), source })?,
+    };
     runner::run(&compile, opts.jobs, &ctx, on_line)?;
 
     let partial = partial_path(&out_dir, &out);
@@ -437,6 +456,147 @@ fn compile_jobs(dir: &Path, scratch: &Path, opts: &BuildOptions) -> (Vec<runner:
     (jobs, objects)
 }
 
+/// The configuration class a STruC++ bundle's adapter must instantiate as `g_config`.
+///
+/// The debugger table (`generated_debug.cpp`) declares the object it reads
+/// (`extern ::strucpp::Configuration_<NAME> g_config;`): that is the class, whatever the
+/// header holds. A bundle without that declaration falls back to the one configuration class
+/// of `generated.hpp`.
+fn strucpp_config_class(dir: &Path) -> Result<String, BuildError> {
+    let missing: Vec<String> =
+        STRUCPP_REQUIRED_FILES.iter().filter(|name| !dir.join(name).is_file()).map(|name| name.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(BuildError::IncompleteBundle { generation: Generation::Strucpp, missing });
+    }
+    let unbuildable = |detail: String| BuildError::Unbuildable { generation: Generation::Strucpp, detail };
+    let debug_table = read_text(&dir.join("generated_debug.cpp"))
+        .ok_or_else(|| unbuildable("generated_debug.cpp cannot be read".into()))?;
+    if let Some(class) = config_class_in_debug_table(&String::from_utf8_lossy(&debug_table)) {
+        return Ok(class);
+    }
+    let header =
+        read_text(&dir.join("generated.hpp")).ok_or_else(|| unbuildable("generated.hpp cannot be read".into()))?;
+    let classes = config_classes_in_header(&String::from_utf8_lossy(&header));
+    match classes.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(unbuildable("generated.hpp declares no CONFIGURATION (no Configuration_<NAME> class)".into())),
+        many => Err(unbuildable(format!(
+            "generated.hpp declares {} configurations ({}) and generated_debug.cpp does not say which one the \
+             debugger reads",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+/// `Configuration_<NAME>` from `extern ::strucpp::Configuration_<NAME> g_config;`.
+fn config_class_in_debug_table(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("extern")?.trim_start();
+        let rest = rest.strip_prefix("::").unwrap_or(rest);
+        let rest = rest.strip_prefix("strucpp::")?;
+        let (class, object) = rest.split_once(char::is_whitespace)?;
+        (object.trim() == "g_config;" && is_config_class(class)).then(|| class.to_string())
+    })
+}
+
+/// Every `class Configuration_<NAME> : public ConfigurationInstance` of the header.
+fn config_classes_in_header(text: &str) -> Vec<String> {
+    let mut classes = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim().strip_prefix("class ") else { continue };
+        let Some((class, base)) = rest.split_once(':') else { continue };
+        let class = class.trim();
+        if is_config_class(class) && base.contains("ConfigurationInstance") && !classes.iter().any(|c| c == class) {
+            classes.push(class.to_string());
+        }
+    }
+    classes
+}
+
+/// A C++ identifier of the form `Configuration_<NAME>` (it becomes a -D value).
+fn is_config_class(name: &str) -> bool {
+    name.strip_prefix("Configuration_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+}
+
+/// The MD5 the Editor wrote into `debug-map.json` (`"md5": "<32 hex>"`).
+fn debug_map_md5(dir: &Path) -> Option<String> {
+    let text = read_text(&dir.join("debug-map.json"))?;
+    find_md5(&text, b"\"md5\": \"", &[b"\""]).or_else(|| find_md5(&text, b"\"md5\":\"", &[b"\""]))
+}
+
+/// Warns when the program will not answer the Editor's MD5 check: no `PROGRAM_MD5` in
+/// `defines.h`, or one that differs from the debug map's.
+fn check_strucpp_md5(defines_h: Option<&str>, debug_map: Option<&str>, on_line: &mut dyn FnMut(BuildLine)) {
+    let warning = match (defines_h, debug_map) {
+        (Some(a), Some(b)) if a != b => {
+            format!(
+                "defines.h says the program MD5 is {a} but debug-map.json says {b}; the Editor's debugger will not attach"
+            )
+        }
+        (None, _) => "defines.h has no #define PROGRAM_MD5 \"<md5>\"; the Editor's debugger will not attach".into(),
+        _ => return,
+    };
+    on_line(BuildLine { level: Level::Warning, text: warning });
+}
+
+/// One job per `*.cpp` of the bundle root (STruC++ writes one per POU plus
+/// `configuration.cpp` and `generated_debug.cpp`, older versions a single `generated.cpp`;
+/// `c_blocks_code.cpp` too), in name order, then the adapter.
+///
+/// C++17, position-independent, and `-fno-gnu-unique`: the generated code's C++17 inline
+/// variables (the program clock, the debug type table, ...) would otherwise be GNU unique
+/// symbols, which glibc never unloads and binds a later program to, so a reloaded program
+/// would inherit the old one's globals. `STRUCPP_THREADED` is not defined: every task runs on
+/// rt-core's scan thread, so the per-global mutexes are not needed, and the program clock
+/// stays a plain global rather than a thread-local that a dlopened library allocates on a
+/// thread's first access.
+fn strucpp_compile_jobs(
+    dir: &Path,
+    scratch: &Path,
+    config_class: &str,
+    opts: &BuildOptions,
+) -> io::Result<(Vec<runner::Job>, Vec<PathBuf>)> {
+    // (path, name, is the adapter)
+    let mut sources: Vec<(PathBuf, String, bool)> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".cpp") && entry.file_type()?.is_file() {
+            sources.push((entry.path(), name, false));
+        }
+    }
+    sources.sort_by(|a, b| a.1.cmp(&b.1));
+    sources.push((scratch.join(STRUCPP_ADAPTER_FILE), "the runtime adapter".into(), true));
+
+    let includes = [dir.to_path_buf(), dir.join("strucpp_runtime").join("include"), scratch.to_path_buf()];
+    let define = format!("-DOPLC_STRUCPP_CONFIG={config_class}");
+    let mut jobs = Vec::new();
+    let mut objects = Vec::new();
+    for (index, (source, name, adapter)) in sources.into_iter().enumerate() {
+        let object = scratch.join(format!("{index}.o"));
+        let mut args: Vec<OsString> =
+            ["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"].iter().map(OsString::from).collect();
+        if adapter {
+            args.push(define.clone().into());
+        }
+        for dir in &includes {
+            args.push("-I".into());
+            args.push(dir.into());
+        }
+        args.extend(["-c".into(), source.into_os_string(), "-o".into(), object.clone().into_os_string()]);
+        jobs.push(runner::Job {
+            label: format!("Compiling {name}"),
+            step: format!("compiling {name}"),
+            program: opts.cxx.clone(),
+            args,
+        });
+        objects.push(object);
+    }
+    Ok((jobs, objects))
+}
+
 /// Links with the C++ compiler (c_blocks_code.cpp may need its runtime). `-z defs` turns a
 /// symbol the program needs but nobody defines into a build error rather than a crash of
 /// the scan when it is first called (programs are loaded with lazy binding); `-Bsymbolic`
@@ -484,6 +644,30 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_strucpp_configuration_class() {
+        let table = "#include \"generated.hpp\"\n// comment: strucpp::Configuration_X g_config;\n\
+                     extern ::strucpp::Configuration_CONFIG0 g_config;\n";
+        assert_eq!(config_class_in_debug_table(table).as_deref(), Some("Configuration_CONFIG0"));
+        assert_eq!(
+            config_class_in_debug_table("extern strucpp::Configuration_PLANT_2 g_config;").as_deref(),
+            Some("Configuration_PLANT_2")
+        );
+        for bad in [
+            "extern ::strucpp::Configuration_CONFIG0 other;",
+            "extern ::strucpp::Configuration_ g_config;",
+            "extern ::strucpp::Configuration_A-B g_config;",
+            "extern ::other::Configuration_CONFIG0 g_config;",
+            "::strucpp::Configuration_CONFIG0 g_config;",
+        ] {
+            assert_eq!(config_class_in_debug_table(bad), None, "{bad}");
+        }
+        let header = "class Program_MAIN : public ProgramBase {\nclass Configuration_CONFIG0;\n\
+                      class Configuration_CONFIG0 : public ConfigurationInstance {\n\
+                      class Configuration_B : public ConfigurationInstance {\n";
+        assert_eq!(config_classes_in_header(header), ["Configuration_CONFIG0", "Configuration_B"]);
+    }
+
+    #[test]
     fn error_messages_are_one_line_and_name_the_problem() {
         let err = BuildError::IncompleteBundle { generation: Generation::Matiec, missing: vec!["glueVars.c".into()] };
         assert_eq!(
@@ -498,7 +682,14 @@ mod tests {
         };
         assert_eq!(err.to_string(), "compiling Res0.c failed with exit code 1: POUS.c:3:5: error: expected ';'");
         assert_eq!(err.exit_code(), Some(1));
-        let err = BuildError::Unsupported { generation: Generation::Strucpp };
-        assert!(err.to_string().starts_with("STruC++ bundles (OpenPLC Editor 4.2 and later) are not supported"));
+        let err = BuildError::Unbuildable {
+            generation: Generation::Strucpp,
+            detail: "generated.hpp declares no CONFIGURATION (no Configuration_<NAME> class)".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot build this STruC++ bundle (OpenPLC Editor 4.2 and later): generated.hpp declares no \
+             CONFIGURATION (no Configuration_<NAME> class)"
+        );
     }
 }

@@ -61,7 +61,7 @@ fn a_bundle_without_gluevars_c_is_named_as_such() {
 }
 
 #[test]
-fn a_strucpp_bundle_is_recognised_and_refused() {
+fn a_strucpp_bundle_is_recognised_and_checked_before_anything_is_compiled() {
     let dir = scratch("strucpp").join("src");
     fs::create_dir_all(dir.join("strucpp_runtime/include")).expect("mkdir");
     fs::write(dir.join("strucpp_runtime/include/iec_types.hpp"), "#pragma once\n").expect("write");
@@ -74,9 +74,22 @@ fn a_strucpp_bundle_is_recognised_and_refused() {
     assert_eq!(detect(&dir).expect("detect"), Generation::Strucpp);
     assert_eq!(program_md5(&dir).as_deref(), Some("0123456789abcdef0123456789abcdef"));
 
+    // An older STruC++ (one generated.cpp) without the debugger's table cannot be debugged
+    // nor linked with the adapter.
     let (result, lines) = build_collect(&dir, &dir.join("program.so"), &BuildOptions::default());
     let message = result.expect_err("must fail");
-    assert!(message.contains("STruC++") && message.contains("not supported by this runtime yet"), "{message}");
+    assert_eq!(message, "incomplete STruC++ bundle (OpenPLC Editor 4.2 and later): generated_debug.cpp is missing");
+    assert!(lines.is_empty());
+
+    // A table that names no configuration object, and a header without one.
+    fs::write(dir.join("generated_debug.cpp"), "#include \"generated.hpp\"\n").expect("write");
+    let (result, lines) = build_collect(&dir, &dir.join("program.so"), &BuildOptions::default());
+    let message = result.expect_err("must fail");
+    assert_eq!(
+        message,
+        "cannot build this STruC++ bundle (OpenPLC Editor 4.2 and later): generated.hpp declares no CONFIGURATION \
+         (no Configuration_<NAME> class)"
+    );
     assert!(lines.is_empty());
 }
 

@@ -13,10 +13,6 @@ pub enum BundleKind {
     Strucpp,
 }
 
-/// Whether STruC++ bundles are handed to the builder. Until the STruC++ adapter lands
-/// they are refused with a clear message instead of a page of C++ errors.
-pub const STRUCPP_SUPPORTED: bool = false;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LineLevel {
     Info,

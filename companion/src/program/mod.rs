@@ -9,7 +9,7 @@ pub mod compiler;
 pub mod store;
 pub mod unzip;
 
-use self::compiler::{BundleKind, LineLevel, ProgramCompiler, STRUCPP_SUPPORTED};
+use self::compiler::{BundleKind, LineLevel, ProgramCompiler};
 use self::store::ProgramStore;
 use crate::logs::LogHub;
 use crate::plc::PlcBridge;
@@ -200,14 +200,6 @@ impl Programs {
         };
         match kind {
             BundleKind::Matiec => self.push(LineLevel::Info, "MatIEC bundle (OpenPLC Editor 4.1.4 or earlier)"),
-            BundleKind::Strucpp if !STRUCPP_SUPPORTED => {
-                self.push(
-                    LineLevel::Error,
-                    "This is a STruC++ bundle (OpenPLC Editor 4.2 or later). This runtime cannot build STruC++ programs yet: \
-                     build the project with OpenPLC Editor 4.1.4 (MatIEC) instead. The previous program keeps running.",
-                );
-                return false;
-            }
             BundleKind::Strucpp => self.push(LineLevel::Info, "STruC++ bundle (OpenPLC Editor 4.2 or later)"),
         }
 
@@ -368,19 +360,23 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn unsafe_zip_and_strucpp_fail_clearly() {
+    async fn an_unsafe_zip_fails_clearly() {
         let (_d, p) = programs(false);
         let id = upload(&p, &[("Config0.c", b"x"), ("../escape.c", b"x")]);
         p.spawn_build(p.begin().unwrap(), id);
         let st = wait_done(&p).await;
         assert_eq!(st.status, BuildState::Failed);
         assert!(st.logs.iter().any(|l| l.contains("failed safety checks") && l.contains("..")), "{:?}", st.logs);
+    }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_strucpp_bundle_is_named_and_handed_to_the_compiler() {
+        let (_d, p) = programs(false);
         let id = upload(&p, &[("generated.hpp", b"x"), ("generated.cpp", b"x")]);
         p.spawn_build(p.begin().unwrap(), id);
         let st = wait_done(&p).await;
-        assert_eq!(st.status, BuildState::Failed);
-        assert!(st.logs.iter().any(|l| l.contains("STruC++")), "{:?}", st.logs);
+        assert!(st.logs.iter().any(|l| l.contains("STruC++ bundle (OpenPLC Editor 4.2 or later)")), "{:?}", st.logs);
+        assert!(st.logs.iter().any(|l| l.contains("Compiled in")), "{:?}", st.logs);
     }
 
     #[tokio::test(flavor = "multi_thread")]

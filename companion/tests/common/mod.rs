@@ -338,3 +338,27 @@ pub fn rewrite_zip(
     }
     w.finish().unwrap();
 }
+
+/// Zips the bundle directory `src` as the Editor zips its build folder: entries at the root,
+/// a directory entry for each folder, stored (no compression); `skip` names root files left
+/// out (a fixture's README).
+pub fn zip_bundle_dir(src: &Path, out: &Path, skip: &[&str]) {
+    fn add(w: &mut zip::ZipWriter<std::fs::File>, root: &Path, dir: &Path, skip: &[&str]) {
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            let name = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            if path.is_dir() {
+                w.add_directory(format!("{name}/"), opts).unwrap();
+                add(w, root, &path, skip);
+            } else if !skip.contains(&name.as_str()) {
+                w.start_file(name, opts).unwrap();
+                w.write_all(&std::fs::read(&path).unwrap()).unwrap();
+            }
+        }
+    }
+    let mut w = zip::ZipWriter::new(std::fs::File::create(out).unwrap());
+    add(&mut w, src, src, skip);
+    w.finish().unwrap();
+}

@@ -35,6 +35,24 @@ pub fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
+/// The hand-written STruC++-shaped fixture (tests/fixtures/strucpp-demo).
+pub fn strucpp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/strucpp-demo")
+}
+
+/// The STruC++ fixture built once per test binary.
+pub fn strucpp_library() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = scratch("strucpp").join("strucpp.so");
+        let (result, lines) = build_collect(&strucpp_dir(), &out, &BuildOptions::default());
+        if let Err(err) = result {
+            panic!("STruC++ fixture does not build: {err}\n{lines:#?}");
+        }
+        out
+    })
+}
+
 /// Removes the scratch directories of test processes that no longer run.
 fn remove_dead_runs(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
@@ -99,8 +117,9 @@ impl Program {
     pub fn load(library: &Path) -> Program {
         let copy = scratch("load").join("program.so");
         std::fs::copy(library, &copy).expect("copy library");
-        // SAFETY: loading runs the library's initialisers. The library is built from the demo
-        // bundle and our adapter, whose C defines none (and c_blocks_code.cpp has no globals).
+        // SAFETY: loading runs the library's initialisers. The library is built from a test
+        // bundle and our adapter: the MatIEC C defines none (and c_blocks_code.cpp has no
+        // globals); a STruC++ library's only construct its own program objects and tables.
         let lib = unsafe { Library::new(&copy) }.expect("dlopen program");
         // SAFETY: openplc_abi.h declares the entry as `const oplc_program_abi_t *(void)`,
         // which is what ProgramEntry spells.
@@ -201,6 +220,16 @@ impl Program {
     pub fn force(&self, index: u32, value: &[u8]) -> i32 {
         // SAFETY: the adapter copies at most len bytes from value, which is a live slice.
         unsafe { self.abi().var_force.expect("var_force")(index, value.as_ptr().cast(), value.len() as u32) }
+    }
+
+    pub fn group_count(&self) -> Option<u32> {
+        // SAFETY: no arguments.
+        self.abi().group_count.map(|f| unsafe { f() })
+    }
+
+    pub fn group_len(&self, group: u32) -> Option<u32> {
+        // SAFETY: any group is allowed; out of range answers 0.
+        self.abi().group_len.map(|f| unsafe { f(group) })
     }
 
     pub fn force_null(&self, index: u32, len: u32) -> i32 {
