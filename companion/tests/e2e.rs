@@ -135,7 +135,8 @@ fn udp_discovery_answers_the_editor_probe() {
     let v: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
     assert_eq!(v["service"], "openplc-runtime");
     assert_eq!(v["api_port"], rt.port);
-    assert_eq!(v["runtime_version"], "v4");
+    let api_version = rt.curl("GET", "/version", None, None).json()["version"].clone();
+    assert_eq!(v["runtime_version"], api_version, "discovery reports the API's version");
     sock.send_to(b"HELLO", ("127.0.0.1", port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     assert!(sock.recv(&mut buf).is_err(), "anything else is ignored");
