@@ -7,7 +7,7 @@
 //! Run with `cargo bench -p openplc-benches --bench cycle`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use openplc_benches::{all_points_program, demo_program};
+use openplc_benches::{all_points_program, demo_program, strucpp_demo_program};
 use rt_core::engine::{Engine, EngineConfig, loader_queues};
 use rt_core::loader::{self, Log};
 use rt_core::sys;
@@ -110,6 +110,12 @@ fn cycle(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let demo = demo_program(dir.path(), 1).expect("demo builds");
     bench(c, "cycle/demo-program", rig(&demo, dir), vars);
+
+    // The same demo as an Editor >= 4.2 (STruC++) bundle: 27 debug leaves, located
+    // variables copied around the scan by the adapter.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strucpp = strucpp_demo_program(dir.path()).expect("STruC++ demo builds");
+    bench(c, "cycle/strucpp-demo-program", rig(&strucpp, dir), 27);
 }
 
 criterion_group! {

@@ -32,6 +32,29 @@ pub fn demo_program(dir: &Path, period_ms: u32) -> Result<PathBuf, String> {
     build_bundle(&src, &dir.join(format!("demo-{period_ms}ms.so")))
 }
 
+/// The STruC++-shaped demo (the builder's test fixture, `companion/builder/tests/fixtures/
+/// strucpp-demo`), built with the STruC++ adapter as an Editor >= 4.2 upload is.
+pub fn strucpp_demo_program(dir: &Path) -> Result<PathBuf, String> {
+    let fixture = repo_root().join("companion/builder/tests/fixtures/strucpp-demo");
+    let src = dir.join("strucpp-src");
+    copy_tree(&fixture, &src).map_err(|e| format!("{}: {e}", fixture.display()))?;
+    build_bundle(&src, &dir.join("strucpp-demo.so"))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 /// The demo program extended to bind every point of the 13 MatIEC-locatable tables. Its
 /// 27,648 located variables take gcc minutes, so the library is kept in `target/` and
 /// rebuilt only when the generator or the demo sources change.
