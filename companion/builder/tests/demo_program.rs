@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Program, debug_c_md5, demo_dir, demo_library};
+use common::{Expected, Program, debug_c_md5, demo_dir, demo_library, iec_string};
 use shared_abi::image::{Area, Width};
 use shared_abi::program::{PROGRAM_ABI_VERSION, ProgramAbi, VarKind};
 
@@ -107,7 +107,7 @@ fn iw0_is_doubled_into_qw0() {
 }
 
 /// The README's table: (debug index, size, kind, value after n scans).
-fn expected_after(n: u64) -> Vec<(u32, u32, VarKind, Vec<u8>)> {
+fn expected_after(n: u64) -> Vec<Expected> {
     let odd = n % 2 == 1;
     let period = |k: u64| timespec_ns(k * PERIOD_NS);
     let since_first = if n == 0 { timespec_ns(0) } else { period(n - 1) };
@@ -156,29 +156,10 @@ fn timespec_ns(ns: u64) -> Vec<u8> {
     bytes
 }
 
-fn iec_string(text: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![0u8; 127];
-    bytes[0] = text.len() as u8;
-    bytes[1..=text.len()].copy_from_slice(text);
-    bytes
-}
-
 #[test]
 fn every_base_type_follows_the_readme_formulas() {
     let mut program = started();
-    let mut done = 0;
-    // 0 and 1 scans, a few, then past the wrap of SINT (128) and USINT/BYTE (256).
-    for n in [0u64, 1, 2, 7, 200, 301] {
-        program.run(done, n - done);
-        done = n;
-        let expected = expected_after(n);
-        assert_eq!(expected.len() as u32, program.var_count());
-        for (index, size, kind, value) in expected {
-            assert_eq!(program.var_size(index), size, "size of variable {index}");
-            assert_eq!(VarKind::from_u32(program.var_kind(index)), kind, "kind of variable {index}");
-            assert_eq!(program.var_bytes(index), value, "variable {index} after {n} scans");
-        }
-    }
+    common::assert_follows_the_demo_formulas(&mut program, expected_after);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Program, build_collect, copy_dir, md5_hex, scratch, strucpp_dir, strucpp_library};
+use common::{Expected, Program, build_collect, copy_dir, iec_string, md5_hex, scratch, strucpp_dir, strucpp_library};
 use openplc_builder::{BuildOptions, Generation, PROGRAM_ABI_HEADER, STRUCPP_ADAPTER_SOURCE, detect};
 use shared_abi::image::{Area, Width};
 use shared_abi::program::{PROGRAM_ABI_VERSION, ProgramAbi, VarKind};
@@ -127,7 +127,7 @@ fn a_value_written_into_the_image_from_outside_is_taken_over() {
 
 /// (flat index, size, kind, value after n scans), as for the MatIEC demo, in STruC++'s
 /// debug table: TON contributes only IN, PT, Q and ET, and TIME is 8 bytes of nanoseconds.
-fn expected_after(n: u64) -> Vec<(u32, u32, VarKind, Vec<u8>)> {
+fn expected_after(n: u64) -> Vec<Expected> {
     let odd = n % 2 == 1;
     let since_first = if n == 0 { 0 } else { (n - 1) * PERIOD_NS };
     let scalar = VarKind::Scalar;
@@ -164,28 +164,10 @@ fn expected_after(n: u64) -> Vec<(u32, u32, VarKind, Vec<u8>)> {
     ]
 }
 
-fn iec_string(text: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![0u8; 127];
-    bytes[0] = text.len() as u8;
-    bytes[1..=text.len()].copy_from_slice(text);
-    bytes
-}
-
 #[test]
 fn every_base_type_follows_the_demo_formulas() {
     let mut program = started();
-    let mut done = 0;
-    for n in [0u64, 1, 2, 7, 200, 301] {
-        program.run(done, n - done);
-        done = n;
-        let expected = expected_after(n);
-        assert_eq!(expected.len() as u32, program.var_count());
-        for (index, size, kind, value) in expected {
-            assert_eq!(program.var_size(index), size, "size of variable {index}");
-            assert_eq!(VarKind::from_u32(program.var_kind(index)), kind, "kind of variable {index}");
-            assert_eq!(program.var_bytes(index), value, "variable {index} after {n} scans");
-        }
-    }
+    common::assert_follows_the_demo_formulas(&mut program, expected_after);
 }
 
 #[test]

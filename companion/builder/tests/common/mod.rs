@@ -7,7 +7,7 @@ use bytemuck::Zeroable;
 use libloading::{Library, Symbol};
 use openplc_builder::{BuildLine, BuildOptions, BuildReport, build};
 use shared_abi::image::Image;
-use shared_abi::program::{LocatedInfo, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry};
+use shared_abi::program::{LocatedInfo, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind};
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -283,4 +283,32 @@ pub fn program_st_body(program_st: &[u8]) -> &[u8] {
 pub fn debug_c_md5(debug_c: &str) -> String {
     let start = debug_c.find("char plc_program_md5[] = \"").expect("plc_program_md5") + 26;
     debug_c[start..start + 32].to_string()
+}
+
+/// An IEC STRING as the debugger sees it: length byte + 126-byte body, zero-filled.
+pub fn iec_string(text: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0u8; 127];
+    bytes[0] = text.len() as u8;
+    bytes[1..=text.len()].copy_from_slice(text);
+    bytes
+}
+
+/// One debug variable as a demo program should show it: (index, size, kind, bytes).
+pub type Expected = (u32, u32, VarKind, Vec<u8>);
+
+/// Runs `program` through 0 and 1 scans, a few, then past the wrap of SINT (128) and
+/// USINT/BYTE (256), checking every debug variable against `expected_after(scans)`.
+pub fn assert_follows_the_demo_formulas(program: &mut Program, expected_after: impl Fn(u64) -> Vec<Expected>) {
+    let mut done = 0;
+    for n in [0u64, 1, 2, 7, 200, 301] {
+        program.run(done, n - done);
+        done = n;
+        let expected = expected_after(n);
+        assert_eq!(expected.len() as u32, program.var_count());
+        for (index, size, kind, value) in expected {
+            assert_eq!(program.var_size(index), size, "size of variable {index}");
+            assert_eq!(VarKind::from_u32(program.var_kind(index)), kind, "kind of variable {index}");
+            assert_eq!(program.var_bytes(index), value, "variable {index} after {n} scans");
+        }
+    }
 }
