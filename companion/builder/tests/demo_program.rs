@@ -165,19 +165,7 @@ fn every_base_type_follows_the_readme_formulas() {
 #[test]
 fn forcing_an_output_drives_the_image_and_survives_the_program() {
     let mut program = started();
-    program.run(0, 1);
-    assert_eq!(program.image.outputs.bool_output[0][0], 0);
-
-    assert_eq!(program.force(DOUT0, &[1]), 0);
-    assert_eq!(program.image.outputs.bool_output[0][0], 1, "the forced value is written through at once");
-    program.run(1, 3);
-    assert_eq!(program.image.outputs.bool_output[0][0], 1, "the program's writes of %IX0.0 (0) are ignored");
-    assert_eq!(program.var_bytes(DOUT0), [1]);
-
-    assert_eq!(program.unforce(DOUT0), 0);
-    assert_eq!(program.image.outputs.bool_output[0][0], 1, "release keeps the value until the program writes");
-    program.run(4, 1);
-    assert_eq!(program.image.outputs.bool_output[0][0], 0, "released: the program writes again");
+    common::assert_forcing_an_output_drives_the_image(&mut program, DOUT0);
 }
 
 #[test]

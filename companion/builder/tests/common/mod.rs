@@ -312,3 +312,22 @@ pub fn assert_follows_the_demo_formulas(program: &mut Program, expected_after: i
         }
     }
 }
+
+/// Forcing `%QX0.0` (debug variable `dout0`, which the demo program writes every scan):
+/// written through at once, held against the program, kept after release until the
+/// program writes again. The same contract for both generations' adapters.
+pub fn assert_forcing_an_output_drives_the_image(program: &mut Program, dout0: u32) {
+    program.run(0, 1);
+    assert_eq!(program.image.outputs.bool_output[0][0], 0);
+
+    assert_eq!(program.force(dout0, &[1]), 0);
+    assert_eq!(program.image.outputs.bool_output[0][0], 1, "the forced value is written through at once");
+    program.run(1, 3);
+    assert_eq!(program.image.outputs.bool_output[0][0], 1, "the program's writes of %IX0.0 (0) are ignored");
+    assert_eq!(program.var_bytes(dout0), [1]);
+
+    assert_eq!(program.unforce(dout0), 0);
+    assert_eq!(program.image.outputs.bool_output[0][0], 1, "release keeps the value until the program writes");
+    program.run(4, 1);
+    assert_eq!(program.image.outputs.bool_output[0][0], 0, "released: the program writes again");
+}
