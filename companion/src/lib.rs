@@ -106,6 +106,7 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         cxx: settings.cxx.clone(),
         jobs: settings.build_jobs,
         timeout: settings.build_timeout,
+        checker: Some(settings.rt_binary.clone()),
     });
     let programs =
         Arc::new(Programs::new(store, compiler, plc.clone(), logs.clone(), data.join("logs").join("build.log")));

@@ -381,7 +381,7 @@ pub fn describe_event(event: &Event) -> (Level, String) {
     }
 }
 
-fn signal_name(signal: i32) -> String {
+pub fn signal_name(signal: i32) -> String {
     match signal {
         libc::SIGSEGV => "SIGSEGV (invalid memory access)".into(),
         libc::SIGFPE => "SIGFPE (arithmetic error, e.g. division by zero)".into(),

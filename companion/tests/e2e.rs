@@ -264,6 +264,27 @@ fn bad_bundles_fail_clearly_while_the_previous_program_keeps_running() {
     );
     check_failed(&strucpp, "STruC++");
 
+    // A library whose start-up code crashes (a C++ static constructor in the C blocks runs
+    // inside dlopen, beyond any fault guard) is caught by the load check in a throwaway
+    // process: the real-time process never opens it.
+    let rt_pid = rt.rt_pid();
+    let crashing = rt.dir.path().join("crashing.zip");
+    rewrite_zip(
+        &good,
+        &crashing,
+        |name, mut d| {
+            if name == "c_blocks_code.cpp" {
+                d.extend_from_slice(
+                    b"\nnamespace { struct CrashOnLoad { CrashOnLoad() { volatile int *volatile p = nullptr; *p = 1; } } crash_on_load; }\n",
+                );
+            }
+            Some(d)
+        },
+        &[],
+    );
+    check_failed(&crashing, "crashed while loading (SIGSEGV");
+    assert_eq!(rt.rt_pid(), rt_pid, "rt-core never loaded it");
+
     // A new good build replaces the program and runs it.
     let other = rt.dir.path().join("other.zip");
     demo_bundle(&other, &["--period-ms", "20"]);

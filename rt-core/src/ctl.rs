@@ -58,6 +58,16 @@ pub fn load(shm: &str, path: &str, start: bool, timeout_ms: u64) -> CtlResult {
     Ok(())
 }
 
+pub fn check(path: &str) -> CtlResult {
+    let checked = crate::program::LoadedProgram::check(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    println!(
+        "{path}: loads, program ABI {}, generator {}",
+        shared_abi::program::PROGRAM_ABI_VERSION,
+        checked.generator.as_deref().unwrap_or("unknown")
+    );
+    Ok(())
+}
+
 fn flag_names(flags: u32) -> String {
     let names = [
         (RT_MLOCKED, "mlocked"),

@@ -101,6 +101,10 @@ enum Cmd {
     },
     /// Ask rt-core to exit.
     Shutdown,
+    /// Open a program library in this throwaway process (its constructors run) and check
+    /// its ABI table, without touching a running rt-core: the companion runs this before a
+    /// load, so a library that crashes while loading never reaches the real-time process.
+    Check { path: String },
 }
 
 fn main() {
@@ -131,6 +135,7 @@ fn main() {
         Cmd::Force { var, value } => ctl::force(shm, var, &value),
         Cmd::Unforce { var, all } => ctl::unforce(shm, if all { None } else { var }),
         Cmd::Shutdown => ctl::simple(shm, Command::Shutdown, "shutdown"),
+        Cmd::Check { path } => ctl::check(&path),
     };
     if let Err(message) = result {
         eprintln!("openplc-rt: {message}");

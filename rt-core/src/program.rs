@@ -92,9 +92,30 @@ impl Drop for LoadedProgram {
     }
 }
 
+/// What `LoadedProgram::check` learnt about a library.
+#[derive(Debug)]
+pub struct Checked {
+    /// The adapter's generator name ("matiec", "strucpp"), if it gives one.
+    pub generator: Option<String>,
+}
+
 impl LoadedProgram {
-    /// Loads, binds and initialises the program at `path` as generation `program_gen`.
-    pub fn load(path: &Path, program_gen: u32) -> Result<Box<LoadedProgram>, LoadError> {
+    /// Opens the library at `path` and checks its ABI table without binding or
+    /// initialising it: what `openplc-rt check` runs in a throwaway process before a
+    /// program reaches the real-time process, because the library's constructors run
+    /// inside dlopen, where no guard can catch them.
+    pub fn check(path: &Path) -> Result<Checked, LoadError> {
+        let (_library, _memfd, abi) = Self::open(path)?;
+        // SAFETY: a table `open` checked; `generator` is a C string in the library's
+        // static data (null allowed).
+        let generator =
+            unsafe { (!abi.generator.is_null()).then(|| CStr::from_ptr(abi.generator).to_string_lossy().into_owned()) };
+        Ok(Checked { generator })
+    }
+
+    /// dlopens `path` through a memfd and returns its checked ABI table, which lives as
+    /// long as the returned library.
+    fn open(path: &Path) -> Result<(libloading::Library, OwnedFd, &'static ProgramAbi), LoadError> {
         // No program code may run before the fault handlers are in place.
         guard::install();
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
@@ -137,8 +158,16 @@ impl LoadedProgram {
                 std::mem::size_of::<ProgramAbi>()
             )));
         }
-        // SAFETY: version and size checked: the table is a whole ProgramAbi.
-        let abi = unsafe { &*abi_ptr };
+        // SAFETY: version and size checked: the table is a whole ProgramAbi, in the
+        // library's static data. 'static is a promise kept by the callers: the table is
+        // only used while `library` (returned with it) is loaded.
+        let abi: &'static ProgramAbi = unsafe { &*abi_ptr };
+        Ok((library, memfd, abi))
+    }
+
+    /// Loads, binds and initialises the program at `path` as generation `program_gen`.
+    pub fn load(path: &Path, program_gen: u32) -> Result<Box<LoadedProgram>, LoadError> {
+        let (library, memfd, abi) = Self::open(path)?;
         let entry = Entry {
             run_tick: required(abi.run_tick, "run_tick")?,
             var_size: required(abi.var_size, "var_size")?,

@@ -340,3 +340,41 @@ fn the_control_tool_drives_a_program_end_to_end() {
     let bad = rt.ctl(&["write", "%MB0", "1"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no %MB"));
 }
+
+#[test]
+fn check_opens_a_library_in_a_throwaway_process() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |path: &std::path::Path| {
+        std::process::Command::new(support::RT_BIN).arg("check").arg(path).output().expect("run openplc-rt check")
+    };
+
+    let good = check(&build_fixture(dir.path(), "good.so", &[]));
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert!(String::from_utf8_lossy(&good.stdout).contains("loads, program ABI"));
+
+    // A constructor that crashes takes the checking process down, not a running rt-core.
+    let crashing = check(&build_fixture(dir.path(), "ctor.so", &["CRASH_IN_CONSTRUCTOR"]));
+    assert_eq!(crashing.status.signal(), Some(libc::SIGSEGV), "{crashing:?}");
+
+    let text = dir.path().join("text.so");
+    std::fs::write(&text, "not a library").unwrap();
+    let refused = check(&text);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no ELF header"), "{refused:?}");
+
+    let plain = dir.path().join("plain.so");
+    std::fs::write(dir.path().join("plain.c"), "int not_a_program(void) { return 0; }\n").unwrap();
+    assert!(
+        std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&plain)
+            .arg(dir.path().join("plain.c"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let refused = check(&plain);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("exports no oplc_program_entry"), "{refused:?}");
+}

@@ -1,8 +1,9 @@
 //! The seam between the upload pipeline and the program builder (`openplc-builder`), so
 //! the pipeline can be tested with a fake compiler and the builder can change behind it.
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Which Editor generation produced a bundle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,49 @@ pub struct SystemCompiler {
     pub cxx: Option<String>,
     pub jobs: Option<usize>,
     pub timeout: Duration,
+    /// `openplc-rt`, to open every built library once in a throwaway process
+    /// (`openplc-rt check`) before it may reach the real-time process: code that runs while
+    /// a library loads (C++ constructors) runs outside any fault guard.
+    pub checker: Option<PathBuf>,
+}
+
+/// How long `openplc-rt check` may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Opens `library` with `openplc-rt check`: `Err` with a sentence for the build log when
+/// it fails, crashes or hangs.
+fn check_library(checker: &Path, library: &Path) -> Result<String, String> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(checker)
+        .arg("check")
+        .arg(library)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {} check: {e}", checker.display()))?;
+    let deadline = Instant::now() + CHECK_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the program did not finish loading within {} s", CHECK_TIMEOUT.as_secs()));
+            }
+        }
+    };
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let said = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().trim_start_matches("openplc-rt: ").to_string();
+    match (status.success(), status.signal()) {
+        (true, _) => Ok(said(&output.stdout)),
+        (false, Some(signal)) => Err(format!(
+            "the program crashed while loading ({}): its start-up code is faulty",
+            crate::plc::signal_name(signal)
+        )),
+        (false, None) => Err(said(&output.stderr)),
+    }
 }
 
 impl SystemCompiler {
@@ -92,6 +136,15 @@ impl ProgramCompiler for SystemCompiler {
             on_line(level, &line.text);
         })
         .map_err(|e| e.to_string())?;
+        if let Some(checker) = &self.checker {
+            match check_library(checker, out) {
+                Ok(said) => on_line(LineLevel::Info, &format!("Load check: {said}")),
+                Err(why) => {
+                    on_line(LineLevel::Error, &format!("Load check failed: {why}"));
+                    return Err(why);
+                }
+            }
+        }
         Ok(Built { md5: report.md5, duration: report.duration })
     }
 }
