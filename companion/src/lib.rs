@@ -20,6 +20,7 @@ pub mod state;
 pub mod supervisor;
 pub mod timefmt;
 pub mod tls;
+pub mod variables;
 
 use crate::auth::Auth;
 use crate::logs::{FileLog, LogHub};
@@ -117,7 +118,18 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         let programs_for_sup: Arc<dyn supervisor::CurrentProgram> = Arc::new(ProgramsCurrent(programs.clone()));
         Arc::new(Supervisor::new(settings.clone(), plc.clone(), logs.clone(), programs_for_sup))
     });
-    Ok(Arc::new(App { settings, logs, auth, debugger, plugins, plc, programs, supervisor, started: Instant::now() }))
+    Ok(Arc::new(App {
+        settings,
+        logs,
+        auth,
+        debugger,
+        plugins,
+        plc,
+        programs,
+        supervisor,
+        variables: Default::default(),
+        started: Instant::now(),
+    }))
 }
 
 struct ProgramsCurrent(Arc<Programs>);

@@ -19,6 +19,8 @@ pub struct App {
     pub plc: Arc<PlcBridge>,
     pub programs: Arc<Programs>,
     pub supervisor: Option<Arc<Supervisor>>,
+    /// Names of the running program's variables, for the REST monitor.
+    pub variables: crate::variables::NameCache,
     pub started: Instant,
 }
 

@@ -533,3 +533,57 @@ fn user_certificate_replaces_the_generated_one() {
     assert!(verbose.contains("plc.example"), "{verbose}");
     assert!(!rt.data_dir().join("tls/cert.pem").exists(), "nothing generated");
 }
+
+#[test]
+fn variables_by_name_over_rest() {
+    let rt = Runtime::start(&[]);
+    let admin = rt.bootstrap("admin", "admin-pass");
+    let r = rt.curl("GET", "/variables", Some(&admin), None);
+    assert_eq!(r.status, 409, "no program yet: {r:?}");
+
+    let zip = bundle(&rt, "good.zip", &["--period-ms", "10"]);
+    assert_eq!(rt.upload(&zip, &admin).status, 200);
+    assert_eq!(rt.wait_build(&admin)["status"], "SUCCESS");
+    rt.wait_status(&admin, "STATUS:RUNNING");
+    let r = rt.curl(
+        "POST",
+        "/create-user",
+        Some(&admin),
+        Some(r#"{"username":"eve","password":"eve-pass","role":"viewer"}"#),
+    );
+    assert_eq!(r.status, 201);
+    let viewer = rt.login("eve", "eve-pass");
+
+    // Names and types from the bundle's VARIABLES.csv, at their debug indices.
+    let list = rt.get("/variables", &viewer).json();
+    let vars = list["variables"].as_array().unwrap();
+    assert_eq!(vars.len(), 33, "function-block instances have no debug index");
+    assert_eq!(vars[0], serde_json::json!({"index": 0, "name": "CONFIG0.RES0.INSTANCE0.COUNTER", "type": "UINT"}));
+    assert_eq!(vars[31]["name"], "CONFIG0.RES0.INSTANCE0.PRESET");
+    assert_eq!(list["md5"].as_str().map(str::len), Some(32));
+
+    // Values from a scan after the request, decoded as IEC values; names are case-insensitive.
+    let read = |query: &str| rt.get(&format!("/variables/values?{query}"), &viewer);
+    let counter = |reply: &common::Reply| reply.json()["values"][0]["value"].as_u64().unwrap();
+    let first = read("names=config0.res0.instance0.counter,CONFIG0.RES0.INSTANCE0.PRESET&indices=32");
+    assert_eq!(first.status, 200, "{first:?}");
+    let values = first.json()["values"].clone();
+    assert_eq!(
+        values[1],
+        serde_json::json!({"index": 31, "name": "CONFIG0.RES0.INSTANCE0.PRESET", "type": "TIME", "value": "T#500ms"})
+    );
+    assert_eq!(values[2]["value"], "OpenPLC");
+    let before = counter(&first);
+    wait_for("the counter to advance between reads", Duration::from_secs(10), || {
+        (counter(&read("names=CONFIG0.RES0.INSTANCE0.COUNTER")) > before).then_some(())
+    });
+    let all = read("").json();
+    assert_eq!(all["values"].as_array().unwrap().len(), 33, "no selection: every variable");
+    assert_eq!(all["values"][5]["name"], "CONFIG0.RES0.INSTANCE0.V_BOOL");
+    assert!(all["values"][5]["value"].is_boolean(), "{:#}", all["values"][5]);
+
+    let unknown = read("names=NOPE,CONFIG0.RES0.INSTANCE0.COUNTER&indices=999");
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("NOPE") && unknown.body.contains("999"), "{unknown:?}");
+    assert_eq!(rt.curl("GET", "/variables/values", None, None).status, 401);
+}

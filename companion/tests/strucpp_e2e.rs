@@ -93,6 +93,14 @@ fn a_strucpp_bundle_uploads_runs_and_debugs_with_array_element_pdus() {
     let status = rt.get("/status", &token).json();
     assert_eq!(status["status"], "STATUS:RUNNING", "{status}");
 
+    // The REST monitor names the variables from debug-map.json, without the Editor.
+    let list = rt.get("/variables", &token).json();
+    assert_eq!(list["variables"].as_array().map(Vec::len), Some(LEAVES as usize));
+    assert_eq!(list["variables"][0], serde_json::json!({"index": 0, "name": "INSTANCE0.COUNTER", "type": "UINT"}));
+    let values = rt.get("/variables/values?names=instance0.preset,INSTANCE0.TEXT", &token).json();
+    assert_eq!(values["values"][0]["value"], "T#500ms", "{values:#}");
+    assert_eq!(values["values"][1]["value"], "OpenPLC", "{values:#}");
+
     let url = format!("https://127.0.0.1:{}", rt.port);
     for kind in KINDS {
         debug_session(&rt, &mut Client::connected(kind, &url, &token));

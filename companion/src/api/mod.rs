@@ -9,6 +9,7 @@ pub mod plc;
 pub mod plugins;
 pub mod program;
 pub mod users;
+pub mod variables;
 
 use crate::state::App;
 use axum::Router;
@@ -46,6 +47,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/health", get(plc::health))
         .route("/api/plugins", get(plugins::plugins))
         .route("/api/plugin-command", post(plugins::plugin_command))
+        .route("/api/variables", get(variables::list))
+        .route("/api/variables/values", get(variables::values))
         .route("/api/compilation-status", get(program::compilation_status))
         .route("/api/runtime-logs", get(info::runtime_logs))
         .route("/api/serial-ports", get(info::serial_ports))

@@ -1,0 +1,122 @@
+//! A read-only variable monitor over REST (ours): the running program's debug variables by
+//! name and their current values, for a browser, curl or a script, without the Editor.
+
+use super::error::ApiError;
+use super::extract::Viewer;
+use crate::state::App;
+use crate::variables::{VarMap, decode};
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared_abi::client::Reader;
+use shared_abi::debug::ProgramInfo;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most variables one values request reads (the Editor polls 60 at a time).
+pub const MAX_PER_REQUEST: usize = 256;
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn unavailable(text: impl Into<String>) -> ApiError {
+    ApiError::Raw(StatusCode::CONFLICT, json!({ "msg": text.into() }))
+}
+
+/// The names of the running program's variables, read once per program generation.
+async fn current(app: &Arc<App>) -> Result<(ProgramInfo, Arc<VarMap>), ApiError> {
+    let observer = app.plc.observer().map_err(|_| unavailable("openplc-rt is not running"))?;
+    let info = observer.program_info().map_err(ApiError::internal)?;
+    if info.program_gen == 0 {
+        return Err(unavailable("No program is loaded"));
+    }
+    if let Some(cached) = app.variables.cached(info.program_gen) {
+        return Ok((info, cached));
+    }
+    let record = app.programs.store.current().ok_or_else(|| unavailable("No program was deployed through the API"))?;
+    let deployed_md5 = app.programs.store.state().md5;
+    if let (Some(deployed), Some(running)) = (deployed_md5.as_deref(), info.md5_str())
+        && !deployed.eq_ignore_ascii_case(running)
+    {
+        return Err(unavailable("The running program is not the one deployed last: its variable names are unknown"));
+    }
+    let src = record.sources();
+    let map = tokio::task::spawn_blocking(move || VarMap::load(&src, &info))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| unavailable(format!("The program's variable names are unavailable: {e}")))?;
+    Ok((info, app.variables.store(info.program_gen, map)))
+}
+
+/// `GET /api/variables`: `{"md5", "variables": [{"index", "name", "type"}]}`.
+pub async fn list(State(app): State<Arc<App>>, _v: Viewer) -> Result<Json<Value>, ApiError> {
+    let (info, map) = current(&app).await?;
+    let vars: Vec<Value> =
+        map.vars.iter().map(|v| json!({ "index": v.index, "name": v.name, "type": v.iec_type })).collect();
+    Ok(Json(json!({ "md5": info.md5_str(), "variables": vars })))
+}
+
+#[derive(Deserialize)]
+pub struct Selection {
+    /// Comma-separated names.
+    names: Option<String>,
+    /// Comma-separated debug indices.
+    indices: Option<String>,
+}
+
+/// `GET /api/variables/values[?names=A,B][&indices=0,1]`: values from a scan that began
+/// after the request arrived, `{"cycle", "values": [{"index", "name", "type", "value"}]}`.
+/// Without a selection, every variable of a program with at most 256.
+pub async fn values(
+    State(app): State<Arc<App>>,
+    _v: Viewer,
+    Query(selection): Query<Selection>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, map) = current(&app).await?;
+    let mut wanted: Vec<u32> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let split = |s: &Option<String>| -> Vec<String> {
+        s.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    };
+    for name in split(&selection.names) {
+        match map.by_name(&name) {
+            Some(v) => wanted.push(v.index),
+            None => unknown.push(name),
+        }
+    }
+    for index in split(&selection.indices) {
+        match index.parse::<u32>().ok().and_then(|i| map.by_index(i)) {
+            Some(v) => wanted.push(v.index),
+            None => unknown.push(index),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::NotFound(format!("No such variable: {}", unknown.join(", "))));
+    }
+    if wanted.is_empty() {
+        if selection.names.is_some() || selection.indices.is_some() || map.vars.len() > MAX_PER_REQUEST {
+            return Err(ApiError::BadRequest(format!(
+                "Name up to {MAX_PER_REQUEST} variables: ?names=A,B or ?indices=0,1"
+            )));
+        }
+        wanted = map.vars.iter().map(|v| v.index).collect();
+    }
+    if wanted.len() > MAX_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!("At most {MAX_PER_REQUEST} variables per request")));
+    }
+    let arrival = app.plc.heartbeat();
+    let sampled = tokio::time::timeout(READ_TIMEOUT, app.debugger.sample(&wanted, arrival))
+        .await
+        .map_err(|_| unavailable("No scan completed in time (is the PLC running?)"))?
+        .map_err(unavailable)?;
+    let values: Vec<Value> = wanted
+        .iter()
+        .zip(sampled)
+        .filter_map(|(&index, raw)| {
+            let var = map.by_index(index)?;
+            let value = raw.map(|raw| decode(&var.iec_type, &raw)).unwrap_or(Value::Null);
+            Some(json!({ "index": index, "name": var.name, "type": var.iec_type, "value": value }))
+        })
+        .collect();
+    Ok(Json(json!({ "cycle": app.plc.heartbeat(), "values": values })))
+}
