@@ -14,6 +14,7 @@ pub mod logs;
 pub mod plc;
 pub mod plugins;
 pub mod program;
+pub mod retain;
 pub mod server;
 pub mod settings;
 pub mod state;
@@ -100,6 +101,9 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         Arc::new(LogHub::with_file(FileLog { path: logs::runtime_log_path(&data), max_bytes: 4 << 20, keep: 5 })?);
     let auth = Arc::new(Auth::open(&data)?);
     let plc = Arc::new(PlcBridge::new(logs.clone()));
+    if settings.retain_flush.is_some() {
+        plc.set_retain_store(Arc::new(retain::RetainStore::new(&data)));
+    }
     let debugger = debugging::debugger(plc.clone(), logs.clone(), auth.clone(), settings.editor_compat);
     let store = ProgramStore::open(&data)?;
     let compiler = Arc::new(SystemCompiler {
@@ -193,6 +197,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
 
     app.plugins.clone().spawn_lifecycle();
+    if let (Some(store), Some(period)) = (app.plc.retain_store().cloned(), app.settings.retain_flush) {
+        app.logs.info(format!(
+            "RETAIN values are kept in {} (written every {} s when they change)",
+            store.path().display(),
+            period.as_secs()
+        ));
+        retain::spawn_flusher(store, app.plc.clone(), app.logs.clone(), period);
+    }
     let router = api::router(app.clone());
     server::serve(listener, tls_config, router, shutdown_signal()).await?;
     app.logs.info("openplc-runtime stopping; openplc-rt keeps running");

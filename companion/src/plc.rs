@@ -11,6 +11,7 @@
 //!   observer, as [`PlcBridge::command`] and [`PlcBridge::load`] do).
 
 use crate::logs::{Level, LogHub};
+use crate::retain::RetainStore;
 use shared_abi::client::{ClientError, Observer, Reader, RtClient, Status};
 use shared_abi::debug::{DebugValues, LoadOutcome, LoadResult};
 use shared_abi::layout::PlcState;
@@ -18,7 +19,7 @@ use shared_abi::msg::{Command, CommandStatus, Event, LogLevel, MAX_PATH};
 use shared_abi::stats::{HistogramSnapshot, Stats};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -54,6 +55,8 @@ pub struct PlcBridge {
     fresh_start: Mutex<Instant>,
     events: broadcast::Sender<Event>,
     logs: Arc<LogHub>,
+    /// Where RETAIN values are kept, when retain is on.
+    retain: OnceLock<Arc<RetainStore>>,
 }
 
 /// Marks a transition (a load) under way while alive.
@@ -76,7 +79,17 @@ impl PlcBridge {
             fresh_start: Mutex::new(Instant::now()),
             events: broadcast::channel(256).0,
             logs,
+            retain: OnceLock::new(),
         }
+    }
+
+    /// Turns retain on: warm loads give the program its saved RETAIN values.
+    pub fn set_retain_store(&self, store: Arc<RetainStore>) {
+        let _ = self.retain.set(store);
+    }
+
+    pub fn retain_store(&self) -> Option<&Arc<RetainStore>> {
+        self.retain.get()
     }
 
     /// Installs a freshly opened client and observer (the supervisor does this).
@@ -290,15 +303,29 @@ impl PlcBridge {
 
     /// Loads a program library and waits until it is swapped in at a cycle boundary (the
     /// previous program keeps running if the load fails). rt-core copies the file before
-    /// loading it, so it may be replaced afterwards.
-    pub async fn load(&self, path: &Path, start: bool, timeout: Duration) -> Result<LoadResult, PlcError> {
+    /// loading it, so it may be replaced afterwards. `warm`: the program gets its saved
+    /// RETAIN values (when retain is on and they are its own); otherwise it starts cold.
+    pub async fn load(&self, path: &Path, start: bool, warm: bool, timeout: Duration) -> Result<LoadResult, PlcError> {
         let _busy = self.busy_guard();
         let path = path.to_str().ok_or_else(|| PlcError::PathTooLong(path.display().to_string()))?;
         if path.len() > MAX_PATH {
             return Err(PlcError::PathTooLong(path.to_string()));
         }
         let bounded = shared_abi::msg::bounded::<MAX_PATH>(path);
-        let seq = self.with_client(move |c| c.send(Command::Load { path: bounded, start })).await??;
+        let saved = match (warm, self.retain.get().cloned()) {
+            (true, Some(store)) => {
+                let logs = self.logs.clone();
+                tokio::task::spawn_blocking(move || store.saved(&logs)).await.ok().flatten()
+            }
+            _ => None,
+        };
+        let warm = saved.is_some();
+        let seq = self
+            .with_client(move |c| {
+                c.stage_retain(saved.as_deref());
+                c.send(Command::Load { path: bounded, start, warm })
+            })
+            .await??;
         match self.wait_result(seq, timeout).await? {
             CommandStatus::Accepted => {}
             other => return Err(PlcError::Refused(other)),

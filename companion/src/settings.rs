@@ -191,6 +191,10 @@ pub struct Options {
     /// Give up a build after this many seconds.
     #[arg(long, global = true)]
     pub build_timeout_s: Option<u64>,
+    /// Keep RETAIN variables across restarts, written to the data directory at most every
+    /// N seconds (1 to 3600) when they changed; 0 (the default) keeps none.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub retain_flush_s: Option<u64>,
 }
 
 /// `settings.json`: every field optional; unknown keys are an error so a typo is noticed.
@@ -213,6 +217,7 @@ pub struct FileSettings {
     pub cxx: Option<String>,
     pub build_jobs: Option<usize>,
     pub build_timeout_s: Option<u64>,
+    pub retain_flush_s: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -234,6 +239,8 @@ pub struct Settings {
     pub cxx: Option<String>,
     pub build_jobs: Option<usize>,
     pub build_timeout: Duration,
+    /// How often RETAIN values are written when they changed; `None`: retain is off.
+    pub retain_flush: Option<Duration>,
 }
 
 pub const DEFAULT_PORT: u16 = 8443;
@@ -256,6 +263,10 @@ impl Settings {
             (Some(c), Some(k)) => (Some(c.clone()), Some(k.clone())),
             _ => (file.cert, file.key),
         };
+        let retain_flush_s = opts.retain_flush_s.or(file.retain_flush_s).unwrap_or(0);
+        if retain_flush_s > 3600 {
+            anyhow::bail!("retain_flush_s must be 0 (off) or 1 to 3600 seconds, not {retain_flush_s}");
+        }
         if cert.is_some() != key.is_some() {
             anyhow::bail!("a certificate needs its key: set both `cert` and `key` in {SETTINGS_FILE}");
         }
@@ -276,6 +287,7 @@ impl Settings {
             cxx: opts.cxx.clone().or(file.cxx),
             build_jobs: opts.build_jobs.or(file.build_jobs),
             build_timeout: Duration::from_secs(opts.build_timeout_s.or(file.build_timeout_s).unwrap_or(600)),
+            retain_flush: (retain_flush_s > 0).then(|| Duration::from_secs(retain_flush_s)),
             data_dir,
         })
     }

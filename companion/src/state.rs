@@ -39,11 +39,17 @@ impl App {
         if transitions_shown && self.plc.is_busy() {
             return "TRANSITIONING";
         }
-        match self.plc.state() {
-            Some(PlcState::Empty) => "EMPTY",
-            Some(PlcState::Stopped) => "STOPPED",
-            Some(PlcState::Running) => "RUNNING",
-            Some(PlcState::Error) | None => "ERROR",
+        let Some(status) = self.plc.status() else { return "ERROR" };
+        if !status.rt_alive {
+            // The header of an rt-core that died (the file outlives it) is not the PLC's
+            // state: nothing scans until the supervisor has started a new one.
+            return if transitions_shown { "TRANSITIONING" } else { "ERROR" };
+        }
+        match status.state {
+            PlcState::Empty => "EMPTY",
+            PlcState::Stopped => "STOPPED",
+            PlcState::Running => "RUNNING",
+            PlcState::Error => "ERROR",
         }
     }
 }

@@ -188,7 +188,7 @@ impl Supervisor {
             }
             return;
         };
-        match self.plc.load(&library, run, PROGRAM_LOAD_TIMEOUT).await {
+        match self.plc.load(&library, run, true, PROGRAM_LOAD_TIMEOUT).await {
             Ok(r) => self.logs.info(format!(
                 "Loaded the last program (#{}){}",
                 r.program_gen,

@@ -90,30 +90,10 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// MatIEC's `VARIABLES.csv`: rows `num;class;IEC path;C path;type;derived;retain;` in the
-/// `// Variables` section. Rows of program and function-block instances (class `FB`) have
-/// no debug index; every other row takes the next one, in order.
+/// MatIEC's `VARIABLES.csv` (numbered as the builder numbers it for RETAIN).
 pub fn from_matiec_csv(text: &str) -> Result<Vec<Variable>, String> {
-    let mut in_variables = false;
-    let mut vars = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if let Some(section) = line.strip_prefix("//") {
-            in_variables = section.trim().eq_ignore_ascii_case("Variables");
-            continue;
-        }
-        if !in_variables || line.is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(';').collect();
-        if fields.len() < 5 {
-            return Err(format!("VARIABLES.csv: a row with {} fields: {line:?}", fields.len()));
-        }
-        if fields[1].eq_ignore_ascii_case("FB") {
-            continue;
-        }
-        vars.push(Variable { index: vars.len() as u32, name: fields[2].to_string(), iec_type: fields[4].to_string() });
-    }
-    Ok(vars)
+    let vars = openplc_builder::matiec_variables(text).map_err(|e| format!("VARIABLES.csv: {e}"))?;
+    Ok(vars.into_iter().map(|v| Variable { index: v.index, name: v.name, iec_type: v.iec_type }).collect())
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,7 @@ pub enum LoaderRequest {
         seq: u32,
         path: heapless::String<MAX_PATH>,
         start: bool,
+        warm: bool,
         program_gen: u32,
     },
     /// A program that was swapped out or unloaded, to be freed off the scan thread.
@@ -101,6 +102,10 @@ pub struct Engine {
     addresses: Box<[usize; MAX_WATCH]>,
     /// The addresses must be asked again (new layout, a force or a release).
     addresses_stale: bool,
+    /// The program's RETAIN variables' addresses must be asked again (a force or release).
+    retain_addresses_stale: bool,
+    /// RETAIN values are published every this many scans (about every 100 ms).
+    retain_every: u64,
     /// Inputs must be copied even without a new snapshot (a new program's image is empty).
     inputs_stale: bool,
     /// Loop counter when the inputs in the program's image were taken.
@@ -117,6 +122,10 @@ pub struct Engine {
     last_overrun_report_ns: u64,
     shutdown: bool,
 }
+
+/// How often the running program's RETAIN values are published (they are also published
+/// when it stops, is unloaded or swapped out).
+const RETAIN_PUBLISH_NS: u64 = 100_000_000;
 
 /// How the engine starts.
 pub struct EngineConfig {
@@ -157,6 +166,8 @@ impl Engine {
             layout_dirty: true,
             addresses: Box::new([0; MAX_WATCH]),
             addresses_stale: true,
+            retain_addresses_stale: false,
+            retain_every: 1,
             inputs_stale: true,
             inputs_cycle: 0,
             inputs_generation: 0,
@@ -193,7 +204,7 @@ impl Engine {
     /// Asks the loader for a program before the loop starts (`openplc-rt run --load`).
     pub fn request_initial_load(&mut self, path: &str, start: bool) -> bool {
         let path = shared_abi::msg::bounded::<MAX_PATH>(path);
-        self.request_load(0, path, start)
+        self.request_load(0, path, start, false)
     }
 
     pub fn state(&self) -> PlcState {
@@ -283,8 +294,40 @@ impl Engine {
                 self.tick += 1;
                 self.stats.scan_count += 1;
                 self.publish_outputs(false);
+                if self.tick.is_multiple_of(self.retain_every) {
+                    self.publish_retain();
+                }
             }
             Err(fault) => self.program_faulted(fault, wake_ns),
+        }
+    }
+
+    /// Publishes the program's RETAIN values for the companion to store. No allocation:
+    /// the values go straight into the shared memory.
+    fn publish_retain(&mut self) {
+        let Some(program) = self.program.as_mut() else { return };
+        if program.retain_summary().0 == 0 {
+            return;
+        }
+        if core::mem::take(&mut self.retain_addresses_stale)
+            && let Err(f) = program.refresh_retain_addresses()
+        {
+            self.program_faulted(f, sys::now_ns());
+            return;
+        }
+        let cycle = self.shm.header.heartbeat.load(Ordering::Relaxed);
+        let program_gen = program.info().program_gen;
+        let program = &**program;
+        // SAFETY: the engine is the single writer of the saved RETAIN values (see `new`).
+        let saved = unsafe {
+            self.shm.retain_saved.write(|r| {
+                r.program_gen = program_gen;
+                r.cycle = cycle;
+                program.save_retain(r)
+            })
+        };
+        if let Err(f) = saved {
+            self.program_faulted(f, sys::now_ns());
         }
     }
 
@@ -410,6 +453,7 @@ impl Engine {
             },
             Command::Stop => {
                 if self.state == PlcState::Running {
+                    self.publish_retain();
                     self.set_state(PlcState::Stopped);
                     self.publish_safe_outputs = true;
                     CommandStatus::Ok
@@ -417,25 +461,28 @@ impl Engine {
                     CommandStatus::NotRunning
                 }
             }
-            Command::Load { path, start } => {
+            Command::Load { path, start, warm } => {
                 if self.load_pending {
                     CommandStatus::Busy
-                } else if self.request_load(seq, path, start) {
+                } else if self.request_load(seq, path, start, warm) {
                     CommandStatus::Accepted
                 } else {
                     CommandStatus::Busy
                 }
             }
-            Command::Unload => match self.program.take() {
-                Some(old) => {
-                    self.retire(old);
-                    self.forces.clear();
-                    self.after_program_change();
-                    self.set_state(PlcState::Empty);
-                    CommandStatus::Ok
+            Command::Unload => {
+                self.publish_retain();
+                match self.program.take() {
+                    Some(old) => {
+                        self.retire(old);
+                        self.forces.clear();
+                        self.after_program_change();
+                        self.set_state(PlcState::Empty);
+                        CommandStatus::Ok
+                    }
+                    None => CommandStatus::NoProgram,
                 }
-                None => CommandStatus::NoProgram,
-            },
+            }
             Command::Force { var, value, big_endian } => self.force(var, &value, big_endian),
             Command::Unforce { var } => self.unforce(var),
             Command::UnforceAll => {
@@ -456,9 +503,9 @@ impl Engine {
         }
     }
 
-    fn request_load(&mut self, seq: u32, path: heapless::String<MAX_PATH>, start: bool) -> bool {
+    fn request_load(&mut self, seq: u32, path: heapless::String<MAX_PATH>, start: bool, warm: bool) -> bool {
         let program_gen = self.next_program_gen;
-        let request = LoaderRequest::Load { seq, path, start, program_gen };
+        let request = LoaderRequest::Load { seq, path, start, warm, program_gen };
         if self.loader.to_loader.push(request).is_err() {
             return false;
         }
@@ -478,6 +525,11 @@ impl Engine {
 
     /// Swaps a freshly loaded program in at this cycle boundary.
     fn install(&mut self, program: Box<LoadedProgram>, start: bool) {
+        // The outgoing program's last RETAIN values, for a companion that stores them.
+        if self.state == PlcState::Running {
+            self.publish_retain();
+        }
+        self.retain_every = (RETAIN_PUBLISH_NS / program.period_ns().max(1)).max(1);
         if let Some(old) = self.program.replace(program) {
             self.retire(old);
         }
@@ -550,6 +602,7 @@ impl Engine {
         }
         self.publish_forced_count();
         self.addresses_stale = true;
+        self.retain_addresses_stale = true;
         self.emit(Event::Forced { var, forced: true });
         CommandStatus::Ok
     }
@@ -569,6 +622,7 @@ impl Engine {
 
     fn release(&mut self, var: u32) {
         self.addresses_stale = true;
+        self.retain_addresses_stale = true;
         let Some(program) = self.program.as_mut() else { return };
         if let Err(fault) = program.unforce(var) {
             self.program_faulted(fault, sys::now_ns());

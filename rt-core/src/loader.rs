@@ -8,6 +8,7 @@ use crate::program::LoadedProgram;
 use shared_abi::debug::{LoadOutcome, fill_text};
 use shared_abi::layout::{LogRing, SharedMemory};
 use shared_abi::msg::{LogLevel, LogLine};
+use shared_abi::retain::RetainImage;
 use shared_abi::ring::Producer;
 use std::path::Path;
 use std::sync::Arc;
@@ -46,8 +47,8 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
         while let Ok(request) = ends.requests.pop() {
             idle = false;
             match request {
-                LoaderRequest::Load { seq, path, start, program_gen } => {
-                    let reply = load(shm, &mut log, seq, &path, program_gen);
+                LoaderRequest::Load { seq, path, start, warm, program_gen } => {
+                    let reply = load(shm, &mut log, seq, &path, warm, program_gen);
                     let reply = match reply {
                         Some(program) => LoaderReply::Loaded { program, start },
                         None => LoaderReply::Failed,
@@ -71,15 +72,31 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
     }
 }
 
-fn load(shm: &SharedMemory, log: &mut Log, seq: u32, path: &str, program_gen: u32) -> Option<Box<LoadedProgram>> {
+fn load(
+    shm: &SharedMemory,
+    log: &mut Log,
+    seq: u32,
+    path: &str,
+    warm: bool,
+    program_gen: u32,
+) -> Option<Box<LoadedProgram>> {
     log.line(LogLevel::Info, &format!("loading {path}"));
     let started = std::time::Instant::now();
-    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen) {
+    // RETAIN values the client staged for this load (a warm start), if any and readable.
+    let mut staged: Box<RetainImage> = bytemuck::zeroed_box();
+    let staged =
+        shm.retain_restore.read(&mut staged, 64).ok().filter(|_| warm && staged.program_gen != 0).map(|_| &*staged);
+    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, staged) {
         Ok(program) => {
             let info = program.info();
             let md5 = info.md5_str().unwrap_or("none");
+            let retain = match program.retain_summary() {
+                (0, _, _) => String::new(),
+                (n, bytes, true) => format!(", {n} RETAIN variables ({bytes} bytes) restored"),
+                (n, bytes, false) => format!(", {n} RETAIN variables ({bytes} bytes) at their initial values"),
+            };
             let message = format!(
-                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}",
+                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}",
                 started.elapsed().as_secs_f64() * 1e3,
                 info.period_ns / 1000,
                 info.var_count

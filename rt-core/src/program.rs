@@ -10,7 +10,10 @@ use crate::guard::{self, Fault, ForcedVar};
 use crate::sys;
 use shared_abi::debug::{Generator, INFO_PATH_BYTES, MAX_GROUPS, ProgramInfo, WatchedValue, fill_text};
 use shared_abi::image::Image;
-use shared_abi::program::{LocatedInfo, PROGRAM_ABI_VERSION, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind};
+use shared_abi::program::{
+    LocatedInfo, PROGRAM_ABI_BASE_SIZE, PROGRAM_ABI_VERSION, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind,
+};
+use shared_abi::retain::{self, RETAIN_BYTES, RetainImage};
 use std::ffi::{CStr, c_void};
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -30,6 +33,19 @@ struct Entry {
     var_unforce: unsafe extern "C" fn(u32) -> i32,
     located_count: Option<unsafe extern "C" fn() -> u32>,
     located_at: Option<unsafe extern "C" fn(u32, *mut LocatedInfo) -> i32>,
+    retain_set: Option<unsafe extern "C" fn(u32, *const c_void, u32) -> i32>,
+}
+
+/// The program's RETAIN variables, laid out one after the other as in a `RetainImage`
+/// (`offset` into its data; `var` the debug index).
+struct Retained {
+    vars: Vec<WatchedValue>,
+    /// Where each one's value is now (refreshed after a swap, force or release).
+    addresses: Vec<usize>,
+    bytes: u32,
+    layout_hash: u64,
+    /// Whether saved values were put back at load.
+    restored: bool,
 }
 
 pub struct LoadedProgram {
@@ -45,6 +61,7 @@ pub struct LoadedProgram {
     /// library is mapped: the fd stays open until the library is really gone.
     memfd: Option<OwnedFd>,
     path: String,
+    retained: Retained,
 }
 
 // SAFETY: a LoadedProgram is used by one thread at a time (the loader builds it, then
@@ -106,6 +123,7 @@ impl LoadedProgram {
     /// inside dlopen, where no guard can catch them.
     pub fn check(path: &Path) -> Result<Checked, LoadError> {
         let (_library, _memfd, abi) = Self::open(path)?;
+        let abi = &abi;
         // SAFETY: a table `open` checked; `generator` is a C string in the library's
         // static data (null allowed).
         let generator =
@@ -113,9 +131,10 @@ impl LoadedProgram {
         Ok(Checked { generator })
     }
 
-    /// dlopens `path` through a memfd and returns its checked ABI table, which lives as
-    /// long as the returned library.
-    fn open(path: &Path) -> Result<(libloading::Library, OwnedFd, &'static ProgramAbi), LoadError> {
+    /// dlopens `path` through a memfd and returns a copy of its checked ABI table (the
+    /// functions in it live as long as the returned library). A table from before the
+    /// RETAIN functions were appended reads as one without them.
+    fn open(path: &Path) -> Result<(libloading::Library, OwnedFd, ProgramAbi), LoadError> {
         // No program code may run before the fault handlers are in place.
         guard::install();
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
@@ -152,22 +171,26 @@ impl LoadedProgram {
                 "program ABI version {version}, this runtime needs {PROGRAM_ABI_VERSION}: rebuild the program"
             )));
         }
-        if (size as usize) < std::mem::size_of::<ProgramAbi>() {
-            return Err(err(format!(
-                "program ABI table is {size} bytes, expected {}",
-                std::mem::size_of::<ProgramAbi>()
-            )));
+        if (size as usize) < PROGRAM_ABI_BASE_SIZE {
+            return Err(err(format!("program ABI table is {size} bytes, expected at least {PROGRAM_ABI_BASE_SIZE}")));
         }
-        // SAFETY: version and size checked: the table is a whole ProgramAbi, in the
-        // library's static data. 'static is a promise kept by the callers: the table is
-        // only used while `library` (returned with it) is loaded.
-        let abi: &'static ProgramAbi = unsafe { &*abi_ptr };
+        let copied = (size as usize).min(std::mem::size_of::<ProgramAbi>());
+        let mut abi = std::mem::MaybeUninit::<ProgramAbi>::zeroed();
+        // SAFETY: the adapter's table has at least `copied` readable bytes (its
+        // struct_size, checked above); the destination is a whole ProgramAbi. All-zero
+        // bytes are a valid ProgramAbi (null pointers, `None` functions), so the copy of a
+        // shorter table leaves the appended functions absent.
+        let abi = unsafe {
+            std::ptr::copy_nonoverlapping(abi_ptr.cast::<u8>(), abi.as_mut_ptr().cast::<u8>(), copied);
+            abi.assume_init()
+        };
         Ok((library, memfd, abi))
     }
 
     /// Loads, binds and initialises the program at `path` as generation `program_gen`.
-    pub fn load(path: &Path, program_gen: u32) -> Result<Box<LoadedProgram>, LoadError> {
+    pub fn load(path: &Path, program_gen: u32, staged: Option<&RetainImage>) -> Result<Box<LoadedProgram>, LoadError> {
         let (library, memfd, abi) = Self::open(path)?;
+        let abi = &abi;
         let entry = Entry {
             run_tick: required(abi.run_tick, "run_tick")?,
             var_size: required(abi.var_size, "var_size")?,
@@ -177,6 +200,7 @@ impl LoadedProgram {
             var_unforce: required(abi.var_unforce, "var_unforce")?,
             located_count: abi.located_count,
             located_at: abi.located_at.filter(|_| abi.located_count.is_some()),
+            retain_set: abi.retain_set,
         };
         let bind_image = required(abi.bind_image, "bind_image")?;
         let init = required(abi.init, "init")?;
@@ -244,6 +268,7 @@ impl LoadedProgram {
         }
         let path_text = path.to_string_lossy();
         info.path_len = fill_text(&mut info.path[..INFO_PATH_BYTES], &path_text);
+        let retained = Self::retained(abi, &entry, info.var_count)?;
         let path = sys::fd_path(&memfd);
         let mut program = LoadedProgram {
             entry,
@@ -253,10 +278,75 @@ impl LoadedProgram {
             library: Some(library),
             memfd: Some(memfd),
             path,
+            retained,
         };
         let located = program.entry.located_count.is_some().then(|| program.located());
         program.extents = OutputExtents::of_program(located.as_deref());
+        if let Some(staged) = staged {
+            program.restore_retain(staged)?;
+        }
+        program.refresh_retain_addresses().map_err(|f| err(format!("the program crashed: {}", f.name())))?;
         Ok(Box::new(program))
+    }
+
+    /// The RETAIN variables the adapter declares, checked and laid out.
+    fn retained(abi: &ProgramAbi, entry: &Entry, var_count: u32) -> Result<Retained, LoadError> {
+        let mut vars = Vec::new();
+        if let (Some(count), Some(var_of), Some(_)) = (abi.retain_count, abi.retain_var, abi.retain_set) {
+            let mut offset = 0u32;
+            // SAFETY: functions from the checked table of the library being loaded.
+            for i in 0..unsafe { count() } {
+                // SAFETY: as above.
+                let var = unsafe { var_of(i) };
+                if var >= var_count {
+                    return Err(err(format!("RETAIN variable {i} names debug variable {var}, which does not exist")));
+                }
+                // SAFETY: as above; `var` is in range.
+                let (size, kind) = unsafe { ((entry.var_size)(var), (entry.var_kind)(var)) };
+                if size == 0 || size > 256 {
+                    return Err(err(format!("RETAIN variable {i} has an unsupported size ({size} bytes)")));
+                }
+                vars.push(WatchedValue { var, offset, size: size as u16, kind: kind as u8, valid: 1 });
+                offset += size;
+                if offset as usize > RETAIN_BYTES {
+                    return Err(err(format!("the program's RETAIN variables take more than {RETAIN_BYTES} bytes")));
+                }
+            }
+        }
+        let layout_hash = retain::layout_hash(vars.iter().map(|v| (v.var, v.size as u32, v.kind as u32)));
+        let bytes = vars.iter().map(|v| v.size as u32).sum();
+        Ok(Retained { addresses: vec![0; vars.len()], vars, bytes, layout_hash, restored: false })
+    }
+
+    /// Puts saved RETAIN values back, when they are this program's (same MD5 and RETAIN
+    /// layout); otherwise the program keeps its initial values (a cold start).
+    fn restore_retain(&mut self, staged: &RetainImage) -> Result<(), LoadError> {
+        let r = &self.retained;
+        let same_program = staged.program_gen != 0
+            && staged.layout_hash == r.layout_hash
+            && staged.count as usize == r.vars.len()
+            && staged.len == r.bytes
+            && staged.md5 == self.info.md5;
+        let Some(set) = self.entry.retain_set.filter(|_| same_program && !r.vars.is_empty()) else {
+            return Ok(());
+        };
+        let values: Vec<ForcedVar> = r
+            .vars
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut f = ForcedVar { var: i as u32, len: v.size as u32, bytes: [0; 256] };
+                let at = v.offset as usize;
+                f.bytes[..v.size as usize].copy_from_slice(&staged.data[at..at + v.size as usize]);
+                f
+            })
+            .collect();
+        // SAFETY: checked table function (retain_set has var_force's signature and
+        // contract); every index is one of the program's RETAIN variables.
+        unsafe { guard::apply_forces(set, &values) }
+            .map_err(|f| err(format!("the program crashed restoring its RETAIN values: {}", f.name())))?;
+        self.retained.restored = true;
+        Ok(())
     }
 
     pub fn info(&self) -> &ProgramInfo {
@@ -341,6 +431,38 @@ impl LoadedProgram {
         // the program reported for it, and the addresses are current for this program (the
         // engine refreshes them after every swap, force and release).
         unsafe { guard::copy_watched(addresses, watched, data) }
+    }
+
+    /// How many RETAIN variables, how many bytes they take, and whether saved values
+    /// were put back at load.
+    pub fn retain_summary(&self) -> (usize, u32, bool) {
+        (self.retained.vars.len(), self.retained.bytes, self.retained.restored)
+    }
+
+    /// Asks the program where its RETAIN variables are (after a swap, force or release).
+    pub fn refresh_retain_addresses(&mut self) -> Result<(), Fault> {
+        let r = &mut self.retained;
+        if r.vars.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: checked table function; `addresses` has one slot per variable.
+        unsafe { guard::addresses(self.entry.var_addr, &r.vars, &mut r.addresses) }
+    }
+
+    /// Copies the RETAIN variables' current values into `out` (header and data).
+    pub fn save_retain(&self, out: &mut RetainImage) -> Result<(), Fault> {
+        let r = &self.retained;
+        out.count = r.vars.len() as u32;
+        out.layout_hash = r.layout_hash;
+        out.md5 = self.info.md5;
+        out.len = r.bytes;
+        if r.vars.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the variables were laid out within RETAIN_BYTES with the sizes the
+        // program reported, and the addresses are current (refreshed after every swap,
+        // force and release).
+        unsafe { guard::copy_watched(&r.addresses, &r.vars, &mut out.data) }
     }
 
     /// The program's located variables, for diagnostics.

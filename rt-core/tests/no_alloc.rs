@@ -83,8 +83,9 @@ fn force(var: u32, bytes: &[u8]) -> Command {
 fn the_scan_path_allocates_nothing() {
     let mut rig = support::InProcess::new();
     let dir = rig.dir.path().to_path_buf();
-    let first = support::build_fixture(&dir, "a.so", &["PERIOD_NS=1000000ULL"]);
-    let second = support::build_fixture(&dir, "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3"]);
+    // With a RETAIN variable: its values are published every 100 scans and at each stop.
+    let first = support::build_fixture(&dir, "a.so", &["PERIOD_NS=1000000ULL", "WITH_RETAIN"]);
+    let second = support::build_fixture(&dir, "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3", "WITH_RETAIN"]);
     let crash = support::build_fixture(&dir, "c.so", &["CRASH_AT_TICK=20"]);
     let shm = rig.shm;
     let (engine, client) = (&mut rig.engine, &mut rig.client);
@@ -97,7 +98,7 @@ fn the_scan_path_allocates_nothing() {
 
     let load = |client: &mut RtClient, engine: &mut Engine, path: &std::path::Path| {
         let p = shared_abi::msg::bounded(path.to_str().unwrap());
-        client.send(Command::Load { path: p, start: true }).unwrap();
+        client.send(Command::Load { path: p, start: true, warm: false }).unwrap();
         let target = shm.header.program_gen.load(Ordering::Acquire);
         // Keep cycling (counted) while the loader works: the swap happens inside a cycle.
         for _ in 0..20_000 {
@@ -135,6 +136,10 @@ fn the_scan_path_allocates_nothing() {
             50 => {
                 client.send(force(6, b"\x03abc")).unwrap();
             }
+            55 => {
+                // The RETAIN variable: its address is asked again after the force.
+                client.send(force(0, &7u16.to_le_bytes())).unwrap();
+            }
             60 => {
                 client.send(Command::Unforce { var: 1 }).unwrap();
             }
@@ -165,6 +170,7 @@ fn the_scan_path_allocates_nothing() {
             load(client, engine, &second);
         }
     }
+    assert_ne!(client.retain_saved().unwrap().program_gen, 0, "RETAIN values were published");
     load(client, engine, &crash);
     for _ in 0..100 {
         cycle(engine);

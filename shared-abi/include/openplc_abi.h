@@ -99,6 +99,13 @@ typedef struct oplc_program_abi {
      * only those output and memory cells each cycle. NULL: the whole image is published. */
     uint32_t (*located_count)(void);
     int32_t (*located_at)(uint32_t i, oplc_located_t *out); /* may be NULL with located_count */
+    /* Appended after the first release (rt-core reads them only when struct_size covers
+     * them). RETAIN variables: how many (NULL: none); the debug index of the i-th (its
+     * bytes are var_size at var_addr; UINT32_MAX when out of range); and restoring the i-th
+     * from bytes saved that way, after init and before the first scan (0 or < 0). */
+    uint32_t (*retain_count)(void);
+    uint32_t (*retain_var)(uint32_t i);
+    int32_t (*retain_set)(uint32_t i, const void *value, uint32_t len);
 } oplc_program_abi_t;
 
 /* The one symbol a program library exports. */

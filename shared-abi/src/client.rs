@@ -143,6 +143,13 @@ pub trait Reader {
         Ok(d)
     }
 
+    /// The running program's RETAIN values as rt-core last published them.
+    fn retain_saved(&self) -> Result<Box<crate::retain::RetainImage>, ClientError> {
+        let mut r: Box<crate::retain::RetainImage> = bytemuck::zeroed_box();
+        self.shm().retain_saved.read(&mut r, READ_ATTEMPTS).map_err(|_| ClientError::Torn("retain values"))?;
+        Ok(r)
+    }
+
     fn load_result(&self) -> Result<LoadResult, ClientError> {
         let mut r = LoadResult::zeroed();
         self.shm().load_result.read(&mut r, READ_ATTEMPTS).map_err(|_| ClientError::Torn("load result"))?;
@@ -277,12 +284,23 @@ impl RtClient {
     /// Loads a program library and waits until it is swapped in (or refused). The old
     /// program keeps running if the load fails.
     pub fn load(&mut self, path: &str, start: bool, timeout: Duration) -> Result<LoadResult, ClientError> {
+        self.load_with(path, start, false, timeout)
+    }
+
+    /// `load`, warm (`warm`: with the RETAIN values staged by `stage_retain`) or cold.
+    pub fn load_with(
+        &mut self,
+        path: &str,
+        start: bool,
+        warm: bool,
+        timeout: Duration,
+    ) -> Result<LoadResult, ClientError> {
         if path.len() > MAX_PATH {
             return Err(ClientError::TooLarge);
         }
         let path = crate::msg::bounded::<MAX_PATH>(path);
         let begin = Instant::now();
-        let seq = self.send(Command::Load { path, start })?;
+        let seq = self.send(Command::Load { path, start, warm })?;
         match self.wait_result(seq, timeout)? {
             CommandStatus::Accepted => {}
             other => return Err(ClientError::Refused(other)),
@@ -377,6 +395,22 @@ impl RtClient {
     }
 
     /// Replaces the watch list; returns its generation (echoed in `DebugValues`).
+    /// RETAIN values for the next `Load` to give back (`None`: a cold start). rt-core
+    /// restores them only into a program with the same MD5 and RETAIN layout.
+    pub fn stage_retain(&mut self, values: Option<&crate::retain::RetainImage>) {
+        // SAFETY: the client lease makes us the only writer of the staged values.
+        unsafe {
+            self.mapping.shm().retain_restore.write(|r| match values {
+                Some(v) => *r = *v,
+                None => {
+                    r.program_gen = 0;
+                    r.count = 0;
+                    r.len = 0;
+                }
+            })
+        };
+    }
+
     pub fn set_watch(&mut self, vars: &[u32]) -> u32 {
         self.watch_generation = self.watch_generation.wrapping_add(1).max(1);
         let generation = self.watch_generation;

@@ -9,7 +9,8 @@
 //! | `header.client_pid` | the client holding the lease | everyone |
 //! | `control`, `stats`, `histogram`, `program`, `outputs`, `debug`, `events` | rt-core scan thread | everyone (`events`: the client) |
 //! | `load_result`, `logs` | rt-core control thread | the client |
-//! | `inputs`, `watch`, `commands`, `writes` | the client (lease holder) | rt-core |
+//! | `retain_saved` | rt-core scan thread | the client |
+//! | `inputs`, `watch`, `commands`, `writes`, `retain_restore` | the client (lease holder) | rt-core |
 //!
 //! "The client" is the companion, or the control tool while no companion runs. The client
 //! lease (an exclusive `flock` on `<file>.client`, see `shm`) makes sure there is only one
@@ -28,6 +29,7 @@ pub const DIRTY_DINT: u32 = 8;
 pub const DIRTY_LINT: u32 = 16;
 pub const DIRTY_ALL: u32 = 31;
 use crate::pad::CachePadded;
+use crate::retain::RetainImage;
 use crate::ring::Ring;
 use crate::seqlock::SeqLock;
 use crate::stats::{Histogram, Stats};
@@ -40,7 +42,7 @@ use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -198,6 +200,10 @@ pub struct SharedMemory {
     pub writes: WriteRing,
     pub events: EventRing,
     pub logs: LogRing,
+    /// The running program's RETAIN values, refreshed every ~100 ms and when it stops.
+    pub retain_saved: SeqLock<RetainImage>,
+    /// RETAIN values for the next `Load` to give back (when they match the program).
+    pub retain_restore: SeqLock<RetainImage>,
     /// Read/written only through atomics; keeps the two ends of the file apart.
     pub tail_guard: CachePadded<AtomicU64>,
 }
@@ -224,6 +230,8 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SharedMemory, writes) as u64,
         offset_of!(SharedMemory, events) as u64,
         offset_of!(SharedMemory, logs) as u64,
+        offset_of!(SharedMemory, retain_saved) as u64,
+        offset_of!(SharedMemory, retain_restore) as u64,
     ];
     // FNV-1a over the little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -23,6 +23,7 @@ pub mod msg;
 mod pad;
 pub mod plugin;
 pub mod program;
+pub mod retain;
 pub mod ring;
 pub mod seqlock;
 #[cfg(feature = "std")]

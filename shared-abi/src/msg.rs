@@ -28,8 +28,10 @@ pub enum Command {
     /// Stop running it; `%Q` outputs go to zero, memory is kept.
     Stop,
     /// Load a program library off the scan thread and swap it in at a cycle boundary.
-    /// The outcome is reported in `SharedMemory::load_result`.
-    Load { path: String<MAX_PATH>, start: bool },
+    /// The outcome is reported in `SharedMemory::load_result`. `warm`: give the program
+    /// the RETAIN values staged in `SharedMemory::retain_restore` (when they are its own);
+    /// otherwise it starts cold, with its initial values.
+    Load { path: String<MAX_PATH>, start: bool, warm: bool },
     /// Drop the program (state EMPTY).
     Unload,
     /// Force a debug variable. `big_endian` values are converted to native order by

@@ -104,6 +104,27 @@ pub struct ProgramAbi {
     pub located_count: Option<unsafe extern "C" fn() -> u32>,
     /// Fills `out` for located variable `i`; returns 0, or -1 when out of range.
     pub located_at: Option<unsafe extern "C" fn(i: u32, out: *mut LocatedInfo) -> i32>,
+    // Appended after the first release: present when `struct_size` covers them.
+    /// How many RETAIN variables the program declares. May be null: none.
+    pub retain_count: Option<unsafe extern "C" fn() -> u32>,
+    /// The debug index of RETAIN variable `i` (its bytes are `var_size` at `var_addr`), or
+    /// `u32::MAX` when out of range. Null with `retain_count`.
+    pub retain_var: Option<unsafe extern "C" fn(i: u32) -> u32>,
+    /// Restores RETAIN variable `i` from `len` bytes saved from `var_addr` (after `init`,
+    /// before the first scan, nothing forced). Returns 0 or a negative error. Null with
+    /// `retain_count`.
+    pub retain_set: Option<unsafe extern "C" fn(i: u32, value: *const c_void, len: u32) -> i32>,
+}
+
+/// `struct_size` of the first release's table (without the RETAIN functions): libraries
+/// built then still load, without RETAIN.
+pub const PROGRAM_ABI_BASE_SIZE: usize = 16 + 15 * 8;
+
+impl ProgramAbi {
+    /// Whether a table of `struct_size` bytes has the RETAIN functions.
+    pub const fn has_retain(struct_size: u32) -> bool {
+        struct_size as usize >= core::mem::size_of::<ProgramAbi>()
+    }
 }
 
 const _: () = {
@@ -112,5 +133,6 @@ const _: () = {
     assert!(offset_of!(ProgramAbi, generator) == 8);
     assert!(offset_of!(ProgramAbi, bind_image) == 16);
     assert!(offset_of!(ProgramAbi, located_at) == 16 + 14 * 8);
-    assert!(size_of::<ProgramAbi>() == 16 + 15 * 8);
+    assert!(offset_of!(ProgramAbi, retain_count) == PROGRAM_ABI_BASE_SIZE);
+    assert!(size_of::<ProgramAbi>() == PROGRAM_ABI_BASE_SIZE + 3 * 8);
 };

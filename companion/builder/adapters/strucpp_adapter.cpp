@@ -8,7 +8,9 @@
  *   strucpp::ConfigurationInstance / ResourceInstance / TaskInstance / ProgramBase
  *   strucpp::LocatedVar, strucpp::locatedVars[], strucpp::locatedVarsCount
  *   strucpp::__CURRENT_TIME_NS (the scan-stable time TIME() and the timers read)
- *   strucpp::IECVar<T>::raw_ptr(), the *_t scalar types
+ *   strucpp::IECVar<T>::raw_ptr(), IECStringVar<254>, IECWStringVar<254>, the *_t types
+ *   strucpp::ProgramBase::getRetainVars / getRetainCount, strucpp::RetainVarInfo
+ *   (iec_retain.hpp: name, offset, size)
  *   strucpp::debug::read_entry / handle_* / type_ops[].size / debug_arrays / TAG_*
  *   (debug_dispatch.hpp, debug_table.hpp)
  *
@@ -32,6 +34,14 @@
  * cell is not truncated by its own echo. Copies go through the variable's typed accessors
  * (set / get), so forcing keeps its meaning.
  *
+ * RETAIN variables: each program the tasks run lists its RETAIN variables as (name, byte
+ * offset inside the program object, size of the forcing wrapper). A descriptor is the debug
+ * leaf whose table entry points at that wrapper (and whose wrapper has that size); its bytes
+ * are the leaf's (var_size at var_addr), and restoring writes them back through the leaf's
+ * typed setter, so the program sees the value (STRING/WSTRING: the variable itself, then its
+ * shadow is refreshed). A RETAIN variable that is no debug leaf (a function block instance,
+ * an array) cannot be expressed in the ABI and is not kept.
+ *
  * Every task runs on the thread that calls run_tick (rt-core's scan thread), in IEC priority
  * order (0 first; declaration order among equals) when due: a task of interval I runs on
  * ticks that are multiples of I / base, base (the scan period) being the GCD of the
@@ -50,6 +60,10 @@
 #if defined(__has_include)
 #if __has_include("defines.h")
 #include "defines.h"
+#endif
+#if __has_include("iec_retain.hpp")
+#include "iec_retain.hpp"
+#define OPLC_STRUCPP_RETAIN 1
 #endif
 #endif
 
@@ -137,6 +151,58 @@ RawFn raw_fn(uint8_t tag)
     }
 }
 
+/* The size of the forcing wrapper a leaf of this tag points at (what a RETAIN descriptor
+ * gives); 0 for unknown tags. */
+size_t wrapper_size(uint8_t tag)
+{
+    switch (tag) {
+    case dbg::TAG_BOOL:
+        return sizeof(strucpp::IECVar<strucpp::BOOL_t>);
+    case dbg::TAG_SINT:
+        return sizeof(strucpp::IECVar<strucpp::SINT_t>);
+    case dbg::TAG_USINT:
+        return sizeof(strucpp::IECVar<strucpp::USINT_t>);
+    case dbg::TAG_INT:
+        return sizeof(strucpp::IECVar<strucpp::INT_t>);
+    case dbg::TAG_UINT:
+        return sizeof(strucpp::IECVar<strucpp::UINT_t>);
+    case dbg::TAG_DINT:
+        return sizeof(strucpp::IECVar<strucpp::DINT_t>);
+    case dbg::TAG_UDINT:
+        return sizeof(strucpp::IECVar<strucpp::UDINT_t>);
+    case dbg::TAG_LINT:
+        return sizeof(strucpp::IECVar<strucpp::LINT_t>);
+    case dbg::TAG_ULINT:
+        return sizeof(strucpp::IECVar<strucpp::ULINT_t>);
+    case dbg::TAG_REAL:
+        return sizeof(strucpp::IECVar<strucpp::REAL_t>);
+    case dbg::TAG_LREAL:
+        return sizeof(strucpp::IECVar<strucpp::LREAL_t>);
+    case dbg::TAG_BYTE:
+        return sizeof(strucpp::IECVar<strucpp::BYTE_t>);
+    case dbg::TAG_WORD:
+        return sizeof(strucpp::IECVar<strucpp::WORD_t>);
+    case dbg::TAG_DWORD:
+        return sizeof(strucpp::IECVar<strucpp::DWORD_t>);
+    case dbg::TAG_LWORD:
+        return sizeof(strucpp::IECVar<strucpp::LWORD_t>);
+    case dbg::TAG_TIME:
+        return sizeof(strucpp::IECVar<strucpp::TIME_t>);
+    case dbg::TAG_DATE:
+        return sizeof(strucpp::IECVar<strucpp::DATE_t>);
+    case dbg::TAG_TOD:
+        return sizeof(strucpp::IECVar<strucpp::TOD_t>);
+    case dbg::TAG_DT:
+        return sizeof(strucpp::IECVar<strucpp::DT_t>);
+    case dbg::TAG_STRING:
+        return sizeof(strucpp::IECStringVar<254>);
+    case dbg::TAG_WSTRING:
+        return sizeof(strucpp::IECWStringVar<254>);
+    default:
+        return 0;
+    }
+}
+
 bool is_text(uint8_t tag)
 {
     return tag == dbg::TAG_STRING || tag == dbg::TAG_WSTRING;
@@ -152,6 +218,7 @@ struct Var {
     uint8_t arr;
     uint8_t tag;
     bool shadowed;   /* addr is a copy refreshed after each scan and force */
+    bool direct;     /* the table's pointer is the variable's wrapper itself */
     int32_t located; /* index into locs, -1 */
 };
 
@@ -182,6 +249,8 @@ Task *tasks;
 uint32_t task_total;
 uint64_t period_ns = DEFAULT_PERIOD_NS;
 Loc locs[LOCATED_SLOTS];
+uint32_t *retain_vars; /* the debug variables of the RETAIN descriptors */
+uint32_t retain_total;
 int64_t clock_ns;
 bool tables_ok;
 
@@ -207,6 +276,83 @@ uint32_t tag_size(uint8_t tag)
 {
     return tag < dbg::TAG__COUNT ? dbg::type_ops[tag].size : 0;
 }
+
+#ifdef OPLC_STRUCPP_RETAIN
+/* The debug variable whose wrapper is at `wrapper` and `size` bytes long; -1 when none. */
+int32_t leaf_at(const void *wrapper, size_t size)
+{
+    for (uint32_t i = 0; i < var_total; i++) {
+        const Var &v = vars[i];
+        if (v.direct && v.size != 0 && v.leaf == wrapper && wrapper_size(v.tag) == size) {
+            return static_cast<int32_t>(i);
+        }
+    }
+    return -1;
+}
+
+/* Whether program p was met in an earlier task or earlier in this one. */
+bool seen_before(uint32_t task, size_t index, const strucpp::ProgramBase *p)
+{
+    for (uint32_t t = 0; t <= task; t++) {
+        const strucpp::TaskInstance *other = tasks[t].task;
+        size_t end = t == task ? index : other->program_count;
+        for (size_t k = 0; other->programs != nullptr && k < end; k++) {
+            if (other->programs[k] == p) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* The RETAIN descriptors of every program the tasks run, as debug variables. */
+bool build_retain()
+{
+    size_t descriptors = 0;
+    for (uint32_t t = 0; t < task_total; t++) {
+        const strucpp::TaskInstance *task = tasks[t].task;
+        for (size_t k = 0; task->programs != nullptr && k < task->program_count; k++) {
+            const strucpp::ProgramBase *p = task->programs[k];
+            if (p != nullptr && p->getRetainVars() != nullptr && !seen_before(t, k, p)) {
+                descriptors += p->getRetainCount();
+            }
+        }
+    }
+    retain_vars = new (std::nothrow) uint32_t[descriptors != 0 ? descriptors : 1];
+    if (retain_vars == nullptr) {
+        return false;
+    }
+    for (uint32_t t = 0; t < task_total; t++) {
+        const strucpp::TaskInstance *task = tasks[t].task;
+        for (size_t k = 0; task->programs != nullptr && k < task->program_count; k++) {
+            const strucpp::ProgramBase *p = task->programs[k];
+            const strucpp::RetainVarInfo *info = p != nullptr ? p->getRetainVars() : nullptr;
+            if (info == nullptr || seen_before(t, k, p)) {
+                continue;
+            }
+            /* The offsets are from the start of the program's own class. */
+            const unsigned char *base = static_cast<const unsigned char *>(dynamic_cast<const void *>(p));
+            for (size_t d = 0; d < p->getRetainCount(); d++) {
+                int32_t var = leaf_at(base + info[d].offset, info[d].size);
+                bool duplicate = false;
+                for (uint32_t r = 0; r < retain_total; r++) {
+                    duplicate = duplicate || retain_vars[r] == static_cast<uint32_t>(var);
+                }
+                if (var >= 0 && !duplicate) {
+                    retain_vars[retain_total++] = static_cast<uint32_t>(var);
+                }
+            }
+        }
+    }
+    return true;
+}
+#else
+/* The bundle's runtime has no RETAIN descriptors. */
+bool build_retain()
+{
+    return true;
+}
+#endif
 
 /* The debug variables, the shadows and the task schedule. Runs once, when the library is
  * loaded (after g_config is built: same translation unit, defined earlier), off the scan
@@ -239,6 +385,7 @@ bool build_tables()
             v.tag = entry.tag;
             v.size = tag_size(v.tag);
             v.shadowed = false;
+            v.direct = !resolved_later;
             v.located = -1;
             v.addr = nullptr;
             RawFn raw = raw_fn(v.tag);
@@ -298,7 +445,7 @@ bool build_tables()
             placed++;
         }
     }
-    return true;
+    return build_retain();
 }
 
 struct Tables {
@@ -309,6 +456,7 @@ struct Tables {
         delete[] shadow_vars;
         delete[] shadow_pool;
         delete[] tasks;
+        delete[] retain_vars;
     }
 };
 
@@ -736,6 +884,43 @@ int32_t adapter_located_at(uint32_t i, oplc_located_t *out)
     return 0;
 }
 
+uint32_t adapter_retain_count()
+{
+    return retain_total;
+}
+
+uint32_t adapter_retain_var(uint32_t i)
+{
+    return i < retain_total ? retain_vars[i] : UINT32_MAX;
+}
+
+/* Restores RETAIN variable i (after init, before the first scan, nothing forced) from the
+ * var_size bytes saved from its var_addr, through the leaf's typed setter as a program write;
+ * a located %Q/%M variable reaches its image cell at once. */
+int32_t adapter_retain_set(uint32_t i, const void *value, uint32_t len)
+{
+    if (i >= retain_total || value == nullptr) {
+        return -1;
+    }
+    const Var &v = vars[retain_vars[i]];
+    if (v.size == 0 || len != v.size) {
+        return -1;
+    }
+    if (dbg::handle_write(v.arr, v.elem, static_cast<const uint8_t *>(value), static_cast<uint16_t>(v.size)) !=
+        dbg::STATUS_OK) {
+        return -2;
+    }
+    if (v.shadowed) {
+        refresh_shadow(v);
+    } else if (v.located >= 0) {
+        Loc &l = locs[v.located];
+        if (l.slot != nullptr && l.area != OPLC_AREA_INPUT) {
+            loc_copy_out(l);
+        }
+    }
+    return 0;
+}
+
 const oplc_program_abi_t adapter_abi = {
     OPLC_PROGRAM_ABI_VERSION,
     static_cast<uint32_t>(sizeof(oplc_program_abi_t)),
@@ -755,6 +940,9 @@ const oplc_program_abi_t adapter_abi = {
     adapter_group_len,
     adapter_located_count,
     adapter_located_at,
+    adapter_retain_count,
+    adapter_retain_var,
+    adapter_retain_set,
 };
 
 } // namespace

@@ -5,7 +5,9 @@
 //! MatIEC C from Editor 4.1.4 and earlier, STruC++ C++ from Editor 4.2 on. [`detect`] tells
 //! them apart; [`build`] compiles the bundle together with our adapter for its generation:
 //! `adapters/matiec_adapter.c` (C) for MatIEC, `adapters/strucpp_adapter.cpp` (C++17) for
-//! STruC++, against the runtime headers the bundle itself ships.
+//! STruC++, against the runtime headers the bundle itself ships. For MatIEC the builder also
+//! generates the adapter's table of RETAIN variables (`oplc_retain_table.c`) from the bundle's
+//! `VARIABLES.csv`, as `debug.c` keeps the variables' flags to itself.
 //!
 //! The compiler runs with a scrubbed environment (PATH and LANG only), resource limits (CPU
 //! time, 2 GiB of address space, file size), in its own process group that is killed when
@@ -36,10 +38,12 @@ pub const MATIEC_REQUIRED_FILES: [&str; 4] = ["Config0.c", "Res0.c", "debug.c", 
 pub const STRUCPP_REQUIRED_FILES: [&str; 2] = ["generated.hpp", "generated_debug.cpp"];
 
 const ADAPTER_FILE: &str = "oplc_matiec_adapter.c";
+/// The MatIEC adapter's table of RETAIN variables, generated from `VARIABLES.csv`.
+const RETAIN_TABLE_FILE: &str = "oplc_retain_table.c";
 const STRUCPP_ADAPTER_FILE: &str = "oplc_strucpp_adapter.cpp";
 const ABI_HEADER_FILE: &str = "openplc_abi.h";
-/// Largest text file the builder reads itself (program.st, debug.c, defines.h, and a
-/// STruC++ bundle's generated.hpp, generated_debug.cpp, debug-map.json).
+/// Largest text file the builder reads itself (program.st, debug.c, defines.h, VARIABLES.csv,
+/// and a STruC++ bundle's generated.hpp, generated_debug.cpp, debug-map.json).
 const MAX_TEXT_BYTES: u64 = 64 << 20;
 
 /// Which Editor generation produced a bundle.
@@ -344,10 +348,15 @@ pub fn build(
         .tempdir()
         .map_err(|source| BuildError::Io { what: "cannot create a scratch directory".into(), source })?;
     let adapter = match generation {
-        Generation::Matiec => (ADAPTER_FILE, MATIEC_ADAPTER_SOURCE),
-        Generation::Strucpp => (STRUCPP_ADAPTER_FILE, STRUCPP_ADAPTER_SOURCE),
+        Generation::Matiec => (ADAPTER_FILE, MATIEC_ADAPTER_SOURCE.to_string()),
+        Generation::Strucpp => (STRUCPP_ADAPTER_FILE, STRUCPP_ADAPTER_SOURCE.to_string()),
     };
-    for (name, text) in [adapter, (ABI_HEADER_FILE, PROGRAM_ABI_HEADER)] {
+    let mut generated = vec![adapter, (ABI_HEADER_FILE, PROGRAM_ABI_HEADER.to_string())];
+    if generation == Generation::Matiec {
+        let retain = matiec_retain(&dir, on_line);
+        generated.push((RETAIN_TABLE_FILE, retain_table_source(&retain)));
+    }
+    for (name, text) in generated {
         fs::write(scratch.path().join(name), text).map_err(|source| BuildError::Io {
             what: format!("cannot write {name} to the scratch directory"),
             source,
@@ -420,6 +429,130 @@ fn check_md5(program_st: Option<&str>, debug_c: Option<&str>, on_line: &mut dyn 
     on_line(BuildLine { level: Level::Warning, text: warning });
 }
 
+/// One debug variable of a MatIEC `VARIABLES.csv`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatiecVariable {
+    /// Its debug index (the Editor's `debug_vars[]` position).
+    pub index: u32,
+    /// The IEC path (`CONFIG0.RES0.INSTANCE0.COUNTER`).
+    pub name: String,
+    /// The IEC type name.
+    pub iec_type: String,
+    /// Declared `RETAIN`.
+    pub retain: bool,
+}
+
+/// The debug variables of a MatIEC `VARIABLES.csv`, in debug-index order.
+///
+/// Rows `num;class;IEC path;C path;type;derived;retain;` of the `// Variables` section: rows
+/// of program and function-block instances (class `FB`) have no debug index, every other row
+/// takes the next one, in order (as the Editor numbers `debug_vars[]`); a row whose `retain`
+/// field is `1` is RETAIN (MatIEC writes it for `VAR RETAIN`). A file from a MatIEC without the
+/// `retain` column has no RETAIN variable.
+pub fn matiec_variables(csv: &str) -> Result<Vec<MatiecVariable>, String> {
+    let mut in_variables = false;
+    let mut vars = Vec::new();
+    for line in csv.lines().map(str::trim) {
+        if let Some(section) = line.strip_prefix("//") {
+            in_variables = section.trim().eq_ignore_ascii_case("Variables");
+            continue;
+        }
+        if !in_variables || line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(';').collect();
+        if fields.len() < 5 {
+            return Err(format!("a row with {} fields: {line:?}", fields.len()));
+        }
+        if fields[1].trim().eq_ignore_ascii_case("FB") {
+            continue;
+        }
+        let index = u32::try_from(vars.len()).map_err(|_| "too many variables")?;
+        vars.push(MatiecVariable {
+            index,
+            name: fields[2].trim().to_string(),
+            iec_type: fields[4].trim().to_string(),
+            retain: fields.get(6).is_some_and(|f| f.trim() == "1"),
+        });
+    }
+    Ok(vars)
+}
+
+/// The debug indices of the RETAIN variables of a MatIEC `VARIABLES.csv`, in order, and the
+/// number of debug variables it lists.
+pub fn matiec_retain_indices(csv: &str) -> Result<(Vec<u32>, u32), String> {
+    let vars = matiec_variables(csv)?;
+    Ok((vars.iter().filter(|v| v.retain).map(|v| v.index).collect(), vars.len() as u32))
+}
+
+/// `#define VAR_COUNT <n>` of a debug.c.
+fn debug_c_var_count(dir: &Path) -> Option<u32> {
+    let text = read_text(&dir.join("debug.c"))?;
+    String::from_utf8_lossy(&text).lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("#define")?.trim_start().strip_prefix("VAR_COUNT")?;
+        rest.trim().parse().ok()
+    })
+}
+
+/// The RETAIN variables of a MatIEC bundle (debug indices): none without `VARIABLES.csv`
+/// (bundles stored before RETAIN was supported build as they did), and none, with a warning,
+/// when the file cannot be read or numbers its variables differently from `debug.c`.
+fn matiec_retain(dir: &Path, on_line: &mut dyn FnMut(BuildLine)) -> Vec<u32> {
+    let path = dir.join("VARIABLES.csv");
+    if !path.is_file() {
+        return Vec::new();
+    }
+    let mut warn = |text: String| {
+        on_line(BuildLine { level: Level::Warning, text: format!("{text}; RETAIN variables will not be kept") })
+    };
+    let Some(text) = read_text(&path) else {
+        warn("VARIABLES.csv cannot be read".into());
+        return Vec::new();
+    };
+    let (retain, indexed) = match matiec_retain_indices(&String::from_utf8_lossy(&text)) {
+        Ok(found) => found,
+        Err(err) => {
+            warn(format!("VARIABLES.csv: {err}"));
+            return Vec::new();
+        }
+    };
+    if retain.is_empty() {
+        return retain;
+    }
+    if let Some(count) = debug_c_var_count(dir)
+        && count != indexed
+    {
+        warn(format!("VARIABLES.csv lists {indexed} debug variables but debug.c has {count}"));
+        return Vec::new();
+    }
+    on_line(BuildLine {
+        level: Level::Info,
+        text: format!(
+            "{} RETAIN variable{} (kept across restarts)",
+            retain.len(),
+            if retain.len() == 1 { "" } else { "s" }
+        ),
+    });
+    retain
+}
+
+/// The C source of the MatIEC adapter's RETAIN table: `oplc_retain_indices[]` (the debug
+/// indices) and `oplc_retain_count`.
+fn retain_table_source(indices: &[u32]) -> String {
+    let list = if indices.is_empty() {
+        "0 /* an array may not be empty */".to_string()
+    } else {
+        indices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "/* Generated by openplc-builder from the bundle's VARIABLES.csv: the debug indices of\n \
+         * the program's RETAIN variables. */\n#include <stdint.h>\n\n\
+         const uint32_t oplc_retain_indices[] = {{{list}}};\n\
+         const uint32_t oplc_retain_count = {};\n",
+        indices.len()
+    )
+}
+
 fn compile_jobs(dir: &Path, scratch: &Path, opts: &BuildOptions) -> (Vec<runner::Job>, Vec<PathBuf>) {
     let includes = [dir.to_path_buf(), dir.join("lib"), dir.join("lib").join("C"), scratch.to_path_buf()];
     let mut sources: Vec<(PathBuf, &str, bool, &[&str])> = vec![
@@ -428,6 +561,7 @@ fn compile_jobs(dir: &Path, scratch: &Path, opts: &BuildOptions) -> (Vec<runner:
         (dir.join("debug.c"), "debug.c", false, &[]),
         (dir.join("glueVars.c"), "glueVars.c", false, &["-DOPENPLC_V4"]),
         (scratch.join(ADAPTER_FILE), "the runtime adapter", false, &[]),
+        (scratch.join(RETAIN_TABLE_FILE), "the RETAIN table", false, &[]),
     ];
     if dir.join("c_blocks_code.cpp").is_file() {
         sources.push((dir.join("c_blocks_code.cpp"), "c_blocks_code.cpp", true, &[]));
@@ -641,6 +775,31 @@ mod tests {
         ] {
             assert_eq!(find_md5(bad.as_bytes(), b"(*DBG:char md5[] = \"", &[b"\";*)", b"\"*)"]), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn finds_the_retain_variables_of_variables_csv() {
+        let csv = "// Programs\n0;CONFIG0.RES0.INSTANCE0;MAIN;\n\n// Variables\n\
+                   0;FB;CONFIG0.RES0.INSTANCE0;CONFIG0.RES0.INSTANCE0;MAIN;;0;\n\
+                   1;VAR;CONFIG0.RES0.INSTANCE0.A;CONFIG0.RES0.INSTANCE0.A;INT;INT;1;\n\
+                   2;FB;CONFIG0.RES0.INSTANCE0.T;CONFIG0.RES0.INSTANCE0.T;TON;;1;\n\
+                   3;VAR;CONFIG0.RES0.INSTANCE0.T.IN;CONFIG0.RES0.INSTANCE0.T.IN;BOOL;BOOL;0;\n\
+                   4;MEM;CONFIG0.RES0.INSTANCE0.B;CONFIG0.RES0.INSTANCE0.B;UINT;UINT;1;\n\n\
+                   // Ticktime\n10000000\n";
+        assert_eq!(matiec_retain_indices(csv), Ok((vec![0, 2], 3)));
+        // A MatIEC without the retain column: no RETAIN variable.
+        let old = "// Variables\n0;FB;C.R.I;C.R.I;MAIN;;\n1;VAR;C.R.I.A;C.R.I.A;INT;INT;\n";
+        assert_eq!(matiec_retain_indices(old), Ok((vec![], 1)));
+        assert!(matiec_retain_indices("// Variables\n1;VAR;x\n").is_err());
+
+        assert_eq!(
+            retain_table_source(&[12, 32]),
+            "/* Generated by openplc-builder from the bundle's VARIABLES.csv: the debug indices of\n \
+             * the program's RETAIN variables. */\n#include <stdint.h>\n\n\
+             const uint32_t oplc_retain_indices[] = {12, 32};\nconst uint32_t oplc_retain_count = 2;\n"
+        );
+        assert!(retain_table_source(&[]).contains("oplc_retain_indices[] = {0 /* an array may not be empty */};"));
+        assert!(retain_table_source(&[]).contains("oplc_retain_count = 0;"));
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn parallel_jobs_build_the_same_program_with_ordered_output() {
             "Compiling debug.c",
             "Compiling glueVars.c",
             "Compiling the runtime adapter",
+            "Compiling the RETAIN table",
             "Compiling c_blocks_code.cpp",
             "Linking program.so",
         ]

@@ -442,10 +442,13 @@ impl Debugger {
         let mut rewrite: Option<u64> = None;
         loop {
             let snapshot = rx.borrow_and_update().clone();
-            if !snapshot.alive {
+            // A sampler that last saw rt-core down while a new one already runs (a restart)
+            // catches up within a sampling period: wait for it rather than fail.
+            if !snapshot.alive && !self.backend.rt_alive() {
                 return Err(Wait::Failed(RT_DOWN.into()));
             }
-            if let Some(s) = snapshot.values
+            if snapshot.alive
+                && let Some(s) = snapshot.values
                 && s.cycle > arrival
                 && vars.iter().all(|&v| s.contains(v))
             {

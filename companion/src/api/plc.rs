@@ -103,7 +103,7 @@ async fn load_and_start(app: &App) -> &'static str {
         app.logs.warn("Start requested but there is no program: upload one first");
         return "START:ERROR";
     };
-    match app.plc.load(&program.library(), true, LOAD_TIMEOUT).await {
+    match app.plc.load(&program.library(), true, true, LOAD_TIMEOUT).await {
         Ok(_) => {
             if app.plc.in_safe_mode() {
                 app.logs.info("Leaving safe mode: the program was loaded again on request");

@@ -239,12 +239,19 @@ impl Programs {
         // Busy until the deploy hook has applied the upload's plugin configuration too, so
         // the plugin watcher starts the new set once, not once per half-applied step.
         let _deploying = self.plc.busy_guard();
-        match self.plc.load(&record.library(), true, LOAD_TIMEOUT).await {
+        // A new upload starts cold, as upstream: its RETAIN variables take their initial
+        // values, and the values saved for the previous program are dropped.
+        match self.plc.load(&record.library(), true, false, LOAD_TIMEOUT).await {
             Ok(loaded) => {
                 if let Err(e) = self.store.set_current(id, true, built.md5.clone()) {
                     self.logs.error(format!("Could not record the new program as current: {e}"));
                 }
                 self.plc.set_safe_mode(false);
+                if let Some(store) = self.plc.retain_store().cloned()
+                    && let Err(e) = tokio::task::spawn_blocking(move || store.clear()).await.unwrap_or(Ok(()))
+                {
+                    self.logs.warn(format!("Could not remove the previous program's RETAIN values: {e}"));
+                }
                 self.push(LineLevel::Info, &format!("Program #{} loaded and started", loaded.program_gen));
                 if let Some(hook) = self.deploy_hook.get().cloned() {
                     let src = record.sources();

@@ -141,7 +141,7 @@ impl InProcess {
         let so = build_fixture(self.dir.path(), "inproc.so", defines);
         let before = self.client.status().program_gen;
         let path = shared_abi::msg::bounded(so.to_str().unwrap());
-        self.client.send(shared_abi::msg::Command::Load { path, start: true }).unwrap();
+        self.client.send(shared_abi::msg::Command::Load { path, start: true, warm: false }).unwrap();
         let start = Instant::now();
         while self.client.status().program_gen == before {
             assert!(start.elapsed() < Duration::from_secs(10), "program never swapped in");

@@ -247,6 +247,47 @@ impl Program {
         unsafe { self.abi().located_count.expect("located_count")() }
     }
 
+    /// Whether the library's table has the RETAIN functions (they were appended to the ABI).
+    pub fn has_retain_fields(&self) -> bool {
+        ProgramAbi::has_retain(self.abi().struct_size)
+    }
+
+    /// How many RETAIN variables; `None` when the table has no retain_count (too short, or
+    /// NULL).
+    pub fn retain_count(&self) -> Option<u32> {
+        if !self.has_retain_fields() {
+            return None;
+        }
+        // SAFETY: struct_size covers retain_count; it takes no arguments.
+        self.abi().retain_count.map(|f| unsafe { f() })
+    }
+
+    /// The debug index of RETAIN variable `i` (`u32::MAX` out of range).
+    pub fn retain_var(&self, i: u32) -> u32 {
+        assert!(self.has_retain_fields(), "the table has no RETAIN functions");
+        // SAFETY: struct_size covers retain_var; any i is allowed.
+        unsafe { self.abi().retain_var.expect("retain_var")(i) }
+    }
+
+    /// Restores RETAIN variable `i` from `value`.
+    pub fn retain_set(&self, i: u32, value: &[u8]) -> i32 {
+        assert!(self.has_retain_fields(), "the table has no RETAIN functions");
+        // SAFETY: struct_size covers retain_set; the adapter reads at most len bytes of value,
+        // a live slice, and writes only the program's own storage.
+        unsafe { self.abi().retain_set.expect("retain_set")(i, value.as_ptr().cast(), value.len() as u32) }
+    }
+
+    /// The RETAIN variables' bytes, as rt-core saves them: (debug index, var_size bytes at
+    /// var_addr) for each.
+    pub fn retain_save(&self) -> Vec<(u32, Vec<u8>)> {
+        (0..self.retain_count().unwrap_or(0))
+            .map(|i| {
+                let index = self.retain_var(i);
+                (index, self.var_bytes(index))
+            })
+            .collect()
+    }
+
     pub fn located_at(&self, i: u32) -> Result<LocatedInfo, i32> {
         let mut info = LocatedInfo::default();
         // SAFETY: info is a live LocatedInfo (oplc_located_t) the adapter fills.
