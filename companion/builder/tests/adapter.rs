@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{Program, build_collect, copy_dir, demo_dir, scratch};
-use openplc_builder::{BuildOptions, MATIEC_ADAPTER_SOURCE, PROGRAM_ABI_HEADER};
+use common::{Program, demo_dir, edit, scratch};
+use openplc_builder::{MATIEC_ADAPTER_SOURCE, PROGRAM_ABI_HEADER};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -49,28 +49,8 @@ fn the_adapter_is_warning_free_c99() {
     ));
 }
 
-fn edit(dir: &Path, file: &str, replacements: &[(&str, &str)]) {
-    let path = dir.join(file);
-    let mut text = fs::read_to_string(&path).expect("read");
-    for (from, to) in replacements {
-        assert!(text.contains(from), "{file} has no {from:?}");
-        text = text.replace(from, to);
-    }
-    fs::write(&path, text).expect("write");
-}
-
 fn build_variant(tag: &str, change: impl FnOnce(&Path)) -> Program {
-    let dir = scratch(tag).join("src");
-    copy_dir(&demo_dir(), &dir);
-    change(&dir);
-    let out = dir.parent().expect("parent").join("program.so");
-    let (result, lines) = build_collect(&dir, &out, &BuildOptions::default());
-    if let Err(err) = result {
-        panic!("{err}\n{lines:#?}");
-    }
-    let mut program = Program::load(&out);
-    program.start();
-    program
+    common::started(&common::build_variant_of(&demo_dir(), tag, change).0)
 }
 
 /// The demo with %MW0, %IW0 and %QW0 declared DINT and %QX0.0 moved to %QX1024.0, as a

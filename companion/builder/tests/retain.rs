@@ -6,40 +6,11 @@
 mod common;
 
 use common::{
-    Program, build_collect, copy_dir, demo_dir, demo_library, iec_string, scratch, strucpp_dir, strucpp_library,
+    Program, build_variant_of, demo_dir, demo_library, edit, iec_string, started, strucpp_dir, strucpp_library,
 };
-use openplc_builder::{BuildLine, BuildOptions, Level};
+use openplc_builder::Level;
 use std::fs;
-use std::path::{Path, PathBuf};
-
-fn edit(dir: &Path, file: &str, replacements: &[(&str, &str)]) {
-    let path = dir.join(file);
-    let mut text = fs::read_to_string(&path).expect("read");
-    for (from, to) in replacements {
-        assert!(text.contains(from), "{file} has no {from:?}");
-        text = text.replacen(from, to, 1);
-    }
-    fs::write(&path, text).expect("write");
-}
-
-/// Builds a changed copy of the bundle in `from`; the library and the build's lines.
-fn build_variant(from: &Path, tag: &str, change: impl FnOnce(&Path)) -> (PathBuf, Vec<BuildLine>) {
-    let dir = scratch(tag).join("src");
-    copy_dir(from, &dir);
-    change(&dir);
-    let out = dir.parent().expect("parent").join("program.so");
-    let (result, lines) = build_collect(&dir, &out, &BuildOptions::default());
-    if let Err(err) = result {
-        panic!("{err}\n{lines:#?}");
-    }
-    (out, lines)
-}
-
-fn started(library: &Path) -> Program {
-    let mut program = Program::load(library);
-    program.start();
-    program
-}
+use std::path::Path;
 
 // ---- MatIEC ----
 
@@ -74,7 +45,7 @@ fn matiec_retain_changes(dir: &Path) {
 
 #[test]
 fn matiec_retain_variables_continue_from_their_saved_values() {
-    let (library, lines) = build_variant(&demo_dir(), "matiec-retain", matiec_retain_changes);
+    let (library, lines) = build_variant_of(&demo_dir(), "matiec-retain", matiec_retain_changes);
     assert!(lines.iter().any(|l| l.level == Level::Info && l.text.starts_with("2 RETAIN variables")), "{lines:#?}");
 
     let mut first = started(&library);
@@ -127,7 +98,7 @@ fn the_matiec_demo_has_no_retain_variables() {
 #[test]
 fn a_matiec_bundle_without_variables_csv_builds_without_retain() {
     // Bundles stored before RETAIN was supported may lack the file: they build as before.
-    let (library, lines) = build_variant(&demo_dir(), "matiec-no-csv", |dir| {
+    let (library, lines) = build_variant_of(&demo_dir(), "matiec-no-csv", |dir| {
         matiec_retain_changes(dir);
         fs::remove_file(dir.join("VARIABLES.csv")).expect("remove");
     });
@@ -140,7 +111,7 @@ fn a_matiec_bundle_without_variables_csv_builds_without_retain() {
 
 #[test]
 fn a_variables_csv_that_disagrees_with_debug_c_keeps_nothing() {
-    let (library, lines) = build_variant(&demo_dir(), "matiec-csv-mismatch", |dir| {
+    let (library, lines) = build_variant_of(&demo_dir(), "matiec-csv-mismatch", |dir| {
         matiec_retain_changes(dir);
         edit(
             dir,
@@ -195,7 +166,7 @@ fn strucpp_retain_changes(dir: &Path) {
 
 #[test]
 fn strucpp_retain_variables_continue_from_their_saved_values() {
-    let (library, _) = build_variant(&strucpp_dir(), "strucpp-retain", strucpp_retain_changes);
+    let (library, _) = build_variant_of(&strucpp_dir(), "strucpp-retain", strucpp_retain_changes);
 
     let mut first = started(&library);
     assert!(first.has_retain_fields());
@@ -254,7 +225,7 @@ fn the_strucpp_fixture_has_no_retain_variables() {
 #[test]
 fn a_strucpp_runtime_without_retain_descriptors_builds_without_retain() {
     // A runtime whose headers have no iec_retain.hpp: the adapter builds and keeps nothing.
-    let (library, _) = build_variant(&strucpp_dir(), "strucpp-no-retain-header", |dir| {
+    let (library, _) = build_variant_of(&strucpp_dir(), "strucpp-no-retain-header", |dir| {
         let include = dir.join("strucpp_runtime/include");
         fs::remove_file(include.join("iec_retain.hpp")).expect("remove");
         edit(

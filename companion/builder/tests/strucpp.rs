@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Expected, Program, build_collect, copy_dir, iec_string, md5_hex, scratch, strucpp_dir, strucpp_library};
+use common::{
+    Expected, Program, build_collect, copy_dir, edit, iec_string, md5_hex, scratch, strucpp_dir, strucpp_library,
+};
 use openplc_builder::{BuildOptions, Generation, PROGRAM_ABI_HEADER, STRUCPP_ADAPTER_SOURCE, detect};
 use shared_abi::image::{Area, Width};
 use shared_abi::program::{PROGRAM_ABI_VERSION, ProgramAbi, VarKind};
@@ -328,28 +330,8 @@ fn two_loads_start_clean() {
     assert_eq!(third.var_bytes(ELAPSED), (PERIOD_NS as i64).to_le_bytes());
 }
 
-fn edit(dir: &Path, file: &str, replacements: &[(&str, &str)]) {
-    let path = dir.join(file);
-    let mut text = fs::read_to_string(&path).expect("read");
-    for (from, to) in replacements {
-        assert!(text.contains(from), "{file} has no {from:?}");
-        text = text.replacen(from, to, 1);
-    }
-    fs::write(&path, text).expect("write");
-}
-
 fn build_variant(tag: &str, change: impl FnOnce(&Path)) -> Program {
-    let dir = scratch(tag).join("src");
-    copy_dir(&strucpp_dir(), &dir);
-    change(&dir);
-    let out = dir.parent().expect("parent").join("program.so");
-    let (result, lines) = build_collect(&dir, &out, &BuildOptions::default());
-    if let Err(err) = result {
-        panic!("{err}\n{lines:#?}");
-    }
-    let mut program = Program::load(&out);
-    program.start();
-    program
+    common::started(&common::build_variant_of(&strucpp_dir(), tag, change).0)
 }
 
 #[test]

@@ -372,3 +372,35 @@ pub fn assert_forcing_an_output_drives_the_image(program: &mut Program, dout0: u
     program.run(4, 1);
     assert_eq!(program.image.outputs.bool_output[0][0], 0, "released: the program writes again");
 }
+
+/// Replaces every occurrence of each `from` in `dir/file` (each must occur).
+pub fn edit(dir: &Path, file: &str, replacements: &[(&str, &str)]) {
+    let path = dir.join(file);
+    let mut text = std::fs::read_to_string(&path).expect("read");
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{file} has no {from:?}");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&path, text).expect("write");
+}
+
+/// Builds a copy of the bundle in `from` changed by `change`: the library and the build's
+/// lines.
+pub fn build_variant_of(from: &Path, tag: &str, change: impl FnOnce(&Path)) -> (PathBuf, Vec<BuildLine>) {
+    let dir = scratch(tag).join("src");
+    copy_dir(from, &dir);
+    change(&dir);
+    let out = dir.parent().expect("parent").join("program.so");
+    let (result, lines) = build_collect(&dir, &out, &BuildOptions::default());
+    if let Err(err) = result {
+        panic!("{err}\n{lines:#?}");
+    }
+    (out, lines)
+}
+
+/// A library loaded, bound and initialised.
+pub fn started(library: &Path) -> Program {
+    let mut program = Program::load(library);
+    program.start();
+    program
+}
