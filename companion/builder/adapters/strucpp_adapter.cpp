@@ -799,6 +799,20 @@ void *adapter_var_addr(uint32_t index)
     return index < var_total && vars[index].size != 0 ? vars[index].addr : nullptr;
 }
 
+/* After a write into the program (a force, a RETAIN restore): the debugger's copy of a
+ * STRING, or the image cell of a located output or memory variable, shows it at once. */
+void show_written(const Var &v)
+{
+    if (v.shadowed) {
+        refresh_shadow(v);
+    } else if (v.located >= 0) {
+        Loc &l = locs[v.located];
+        if (l.slot != nullptr && l.area != OPLC_AREA_INPUT) {
+            loc_copy_out(l);
+        }
+    }
+}
+
 /* A short value is zero-padded to the variable's size (STRING arrives as length + bytes,
  * unpadded), a long one cut. A forced located output reaches its image cell at once; a
  * released located input shows the image's value again at once. */
@@ -820,14 +834,7 @@ int32_t adapter_var_force(uint32_t index, const void *value, uint32_t len)
     if (dbg::handle_set(v.arr, v.elem, true, buf, static_cast<uint16_t>(v.size)) != dbg::STATUS_OK) {
         return -2;
     }
-    if (v.shadowed) {
-        refresh_shadow(v);
-    } else if (v.located >= 0) {
-        Loc &l = locs[v.located];
-        if (l.slot != nullptr && l.area != OPLC_AREA_INPUT) {
-            loc_copy_out(l);
-        }
-    }
+    show_written(v);
     return 0;
 }
 
@@ -910,14 +917,7 @@ int32_t adapter_retain_set(uint32_t i, const void *value, uint32_t len)
         dbg::STATUS_OK) {
         return -2;
     }
-    if (v.shadowed) {
-        refresh_shadow(v);
-    } else if (v.located >= 0) {
-        Loc &l = locs[v.located];
-        if (l.slot != nullptr && l.area != OPLC_AREA_INPUT) {
-            loc_copy_out(l);
-        }
-    }
+    show_written(v);
     return 0;
 }
 
