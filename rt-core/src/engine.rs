@@ -303,8 +303,12 @@ impl Engine {
     }
 
     /// Publishes the program's RETAIN values for the companion to store. No allocation:
-    /// the values go straight into the shared memory.
+    /// the values go straight into the shared memory. Not after a fault: a scan that
+    /// crashed may have left them half-updated, and the last good ones are already out.
     fn publish_retain(&mut self) {
+        if self.state == PlcState::Error {
+            return;
+        }
         let Some(program) = self.program.as_mut() else { return };
         if program.retain_summary().0 == 0 {
             return;

@@ -70,3 +70,23 @@ fn a_library_from_before_the_retain_functions_still_loads() {
     wait_for("the old library to run", T, || (counter(&c) > 5).then_some(()));
     assert_eq!(saved(&c).program_gen, 0, "no RETAIN functions: nothing published");
 }
+
+#[test]
+fn values_of_a_program_that_crashed_are_not_published_again() {
+    let rt = Runtime::start(&[]);
+    let mut c = rt.client();
+    let so = build_fixture(rt.dir.path(), "crash.so", &["WITH_RETAIN", "CRASH_AT_TICK=30"]);
+    c.load(so.to_str().unwrap(), true, T).unwrap();
+    wait_for("the crash", T, || (c.status().state == shared_abi::layout::PlcState::Error).then_some(()));
+    let last_good = saved(&c);
+    assert_eq!(last_good.program_gen, c.status().program_gen, "published while it ran");
+    let value = u16::from_le_bytes([last_good.data[0], last_good.data[1]]);
+    // Published every 10 scans at the fixture's 10 ms: the 30th scan completed, the 31st crashed.
+    assert_eq!(value, 30, "taken after the last completed scan");
+
+    // Unloading a faulted program publishes nothing: a crashed scan may have left the
+    // values half-updated.
+    c.send(shared_abi::msg::Command::Unload).unwrap();
+    wait_for("the unload", T, || (c.status().state == shared_abi::layout::PlcState::Empty).then_some(()));
+    assert_eq!(saved(&c).cycle, last_good.cycle);
+}
