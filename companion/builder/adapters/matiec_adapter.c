@@ -23,6 +23,7 @@
 
 #include "iec_types_all.h"
 #include "openplc_abi.h"
+#include "oplc_image_slot.h"
 
 /* Config0.c */
 extern void config_init__(void);
@@ -96,111 +97,6 @@ static loc_state_t loc_state[sizeof loc_defs / sizeof loc_defs[0]];
 static uint32_t loc_copied[sizeof loc_defs / sizeof loc_defs[0]];
 static size_t loc_copied_count;
 
-static size_t width_bytes(uint8_t width)
-{
-    switch (width) {
-    case LOC_WIDTH_W:
-        return 2;
-    case LOC_WIDTH_D:
-        return 4;
-    case LOC_WIDTH_L:
-        return 8;
-    default:
-        return 1;
-    }
-}
-
-static void *image_slot(oplc_image_t *img, const loc_def_t *d)
-{
-    size_t i = d->index;
-
-    if (i >= OPLC_BUFFER_SIZE) {
-        return NULL;
-    }
-    if (d->width == LOC_WIDTH_X) {
-        if (d->bit >= 8) {
-            return NULL;
-        }
-        switch (d->area) {
-        case LOC_AREA_I:
-            return &img->in.bool_input[i][d->bit];
-        case LOC_AREA_Q:
-            return &img->out.bool_output[i][d->bit];
-        default:
-            return &img->out.bool_memory[i][d->bit];
-        }
-    }
-    switch (d->area) {
-    case LOC_AREA_I:
-        switch (d->width) {
-        case LOC_WIDTH_B:
-            return &img->in.byte_input[i];
-        case LOC_WIDTH_W:
-            return &img->in.int_input[i];
-        case LOC_WIDTH_D:
-            return &img->in.dint_input[i];
-        default:
-            return &img->in.lint_input[i];
-        }
-    case LOC_AREA_Q:
-        switch (d->width) {
-        case LOC_WIDTH_B:
-            return &img->out.byte_output[i];
-        case LOC_WIDTH_W:
-            return &img->out.int_output[i];
-        case LOC_WIDTH_D:
-            return &img->out.dint_output[i];
-        default:
-            return &img->out.lint_output[i];
-        }
-    default:
-        switch (d->width) {
-        case LOC_WIDTH_W:
-            return &img->out.int_memory[i];
-        case LOC_WIDTH_D:
-            return &img->out.dint_memory[i];
-        case LOC_WIDTH_L:
-            return &img->out.lint_memory[i];
-        default:
-            return NULL; /* OpenPLC has no %MB */
-        }
-    }
-}
-
-static uint64_t slot_get(const void *slot, uint8_t width)
-{
-    switch (width_bytes(width)) {
-    case 2:
-        return *(const uint16_t *)slot;
-    case 4:
-        return *(const uint32_t *)slot;
-    case 8:
-        return *(const uint64_t *)slot;
-    default:
-        return *(const uint8_t *)slot;
-    }
-}
-
-static void slot_put(void *slot, uint8_t width, uint64_t v)
-{
-    switch (width_bytes(width)) {
-    case 2:
-        *(uint16_t *)slot = (uint16_t)v;
-        break;
-    case 4:
-        *(uint32_t *)slot = (uint32_t)v;
-        break;
-    case 8:
-        *(uint64_t *)slot = v;
-        break;
-    default:
-        *(uint8_t *)slot = (uint8_t)v;
-        break;
-    }
-}
-
-/* The program's storage holds an IEC type (REAL, DINT, ...): memcpy through an unsigned
- * integer of its size keeps the value's bits without aliasing it. */
 static uint64_t storage_get(const void *storage, uint16_t size)
 {
     uint8_t u8;
@@ -263,12 +159,12 @@ static int32_t adapter_bind_image(oplc_image_t *image)
         const loc_def_t *d = &loc_defs[i];
         loc_state_t *s = &loc_state[i];
 
-        s->slot = image_slot(image, d);
-        s->in_image = s->slot != NULL && d->size == width_bytes(d->width);
+        s->slot = oplc_image_slot(image, d->area, d->width, d->index, d->bit);
+        s->in_image = s->slot != NULL && d->size == oplc_width_bytes(d->width);
         if (s->in_image) {
             d->point(s->slot);
         } else if (s->slot != NULL && copyable_size(d->size)) {
-            s->published = slot_get(s->slot, d->width);
+            s->published = oplc_slot_get(s->slot, d->width);
             loc_copied[loc_copied_count++] = (uint32_t)i;
         }
     }
@@ -287,7 +183,7 @@ static void copy_in(void)
     for (k = 0; k < loc_copied_count; k++) {
         const loc_def_t *d = &loc_defs[loc_copied[k]];
         loc_state_t *s = &loc_state[loc_copied[k]];
-        uint64_t v = slot_get(s->slot, d->width);
+        uint64_t v = oplc_slot_get(s->slot, d->width);
 
         if (d->area == LOC_AREA_I || v != s->published) {
             storage_put(d->storage(), d->size, v);
@@ -304,8 +200,8 @@ static void copy_out(void)
         loc_state_t *s = &loc_state[loc_copied[k]];
 
         if (d->area != LOC_AREA_I) {
-            slot_put(s->slot, d->width, storage_get(d->storage(), d->size));
-            s->published = slot_get(s->slot, d->width);
+            oplc_slot_put(s->slot, d->width, storage_get(d->storage(), d->size));
+            s->published = oplc_slot_get(s->slot, d->width);
         }
     }
 }

@@ -75,6 +75,7 @@
 #include <new>
 
 #include "openplc_abi.h"
+#include "oplc_image_slot.h"
 
 #ifndef OPLC_STRUCPP_CONFIG
 #error "OPLC_STRUCPP_CONFIG must name the configuration class (Configuration_<NAME>)"
@@ -464,109 +465,6 @@ Tables tables;
 
 /* ---- located variables ---- */
 
-size_t width_bytes(uint8_t width)
-{
-    switch (width) {
-    case OPLC_WIDTH_WORD:
-        return 2;
-    case OPLC_WIDTH_DWORD:
-        return 4;
-    case OPLC_WIDTH_LWORD:
-        return 8;
-    default:
-        return 1;
-    }
-}
-
-void *image_slot(oplc_image_t *img, const Loc &l)
-{
-    size_t i = l.index;
-
-    if (i >= OPLC_BUFFER_SIZE) {
-        return nullptr;
-    }
-    if (l.width == OPLC_WIDTH_BIT) {
-        if (l.bit >= 8) {
-            return nullptr;
-        }
-        switch (l.area) {
-        case OPLC_AREA_INPUT:
-            return &img->in.bool_input[i][l.bit];
-        case OPLC_AREA_OUTPUT:
-            return &img->out.bool_output[i][l.bit];
-        default:
-            return &img->out.bool_memory[i][l.bit];
-        }
-    }
-    switch (l.area) {
-    case OPLC_AREA_INPUT:
-        switch (l.width) {
-        case OPLC_WIDTH_BYTE:
-            return &img->in.byte_input[i];
-        case OPLC_WIDTH_WORD:
-            return &img->in.int_input[i];
-        case OPLC_WIDTH_DWORD:
-            return &img->in.dint_input[i];
-        default:
-            return &img->in.lint_input[i];
-        }
-    case OPLC_AREA_OUTPUT:
-        switch (l.width) {
-        case OPLC_WIDTH_BYTE:
-            return &img->out.byte_output[i];
-        case OPLC_WIDTH_WORD:
-            return &img->out.int_output[i];
-        case OPLC_WIDTH_DWORD:
-            return &img->out.dint_output[i];
-        default:
-            return &img->out.lint_output[i];
-        }
-    default:
-        switch (l.width) {
-        case OPLC_WIDTH_WORD:
-            return &img->out.int_memory[i];
-        case OPLC_WIDTH_DWORD:
-            return &img->out.dint_memory[i];
-        case OPLC_WIDTH_LWORD:
-            return &img->out.lint_memory[i];
-        default:
-            return nullptr; /* OpenPLC has no %MB */
-        }
-    }
-}
-
-uint64_t slot_get(const void *slot, uint8_t width)
-{
-    switch (width_bytes(width)) {
-    case 2:
-        return *static_cast<const uint16_t *>(slot);
-    case 4:
-        return *static_cast<const uint32_t *>(slot);
-    case 8:
-        return *static_cast<const uint64_t *>(slot);
-    default:
-        return *static_cast<const uint8_t *>(slot);
-    }
-}
-
-void slot_put(void *slot, uint8_t width, uint64_t v)
-{
-    switch (width_bytes(width)) {
-    case 2:
-        *static_cast<uint16_t *>(slot) = static_cast<uint16_t>(v);
-        break;
-    case 4:
-        *static_cast<uint32_t *>(slot) = static_cast<uint32_t>(v);
-        break;
-    case 8:
-        *static_cast<uint64_t *>(slot) = v;
-        break;
-    default:
-        *static_cast<uint8_t *>(slot) = static_cast<uint8_t>(v);
-        break;
-    }
-}
-
 /* A value of `size` native bytes <-> an unsigned integer (zero-extended, or truncated). */
 uint64_t bytes_get(const unsigned char *bytes, uint16_t size)
 {
@@ -646,8 +544,8 @@ uint64_t loc_load(const Loc &l)
 
 void loc_copy_out(Loc &l)
 {
-    slot_put(l.slot, l.width, loc_load(l));
-    l.published = slot_get(l.slot, l.width);
+    oplc_slot_put(l.slot, l.width, loc_load(l));
+    l.published = oplc_slot_get(l.slot, l.width);
 }
 
 void copy_in()
@@ -657,7 +555,7 @@ void copy_in()
         if (l.slot == nullptr) {
             continue;
         }
-        uint64_t v = slot_get(l.slot, l.width);
+        uint64_t v = oplc_slot_get(l.slot, l.width);
         if (l.area == OPLC_AREA_INPUT || v != l.published) {
             loc_store(l, v);
         }
@@ -693,7 +591,7 @@ int32_t adapter_bind_image(oplc_image_t *image)
         l.index = d.byte_index;
         l.bit = d.bit_index;
         l.var = -1;
-        l.size = static_cast<uint16_t>(width_bytes(l.width));
+        l.size = static_cast<uint16_t>(oplc_width_bytes(l.width));
         for (uint32_t i = 0; l.storage != nullptr && i < var_total; i++) {
             Var &v = vars[i];
             if (!v.shadowed && v.size != 0 && (v.addr == l.storage || v.leaf == l.storage)) {
@@ -703,9 +601,9 @@ int32_t adapter_bind_image(oplc_image_t *image)
                 break;
             }
         }
-        l.slot = l.storage != nullptr && l.size <= 8 ? image_slot(image, l) : nullptr;
+        l.slot = l.storage != nullptr && l.size <= 8 ? oplc_image_slot(image, l.area, l.width, l.index, l.bit) : nullptr;
         l.in_image = l.slot != nullptr;
-        l.published = l.slot != nullptr ? slot_get(l.slot, l.width) : 0;
+        l.published = l.slot != nullptr ? oplc_slot_get(l.slot, l.width) : 0;
     }
     return 0;
 }
@@ -852,7 +750,7 @@ int32_t adapter_var_unforce(uint32_t index)
     } else if (v.located >= 0) {
         const Loc &l = locs[v.located];
         if (l.slot != nullptr && l.area == OPLC_AREA_INPUT) {
-            loc_store(l, slot_get(l.slot, l.width));
+            loc_store(l, oplc_slot_get(l.slot, l.width));
         }
     }
     return 0;
@@ -887,7 +785,7 @@ int32_t adapter_located_at(uint32_t i, oplc_located_t *out)
     out->index = d.byte_index;
     out->bit = d.bit_index;
     out->in_image = l.in_image;
-    out->size = l.size != 0 ? l.size : static_cast<uint16_t>(width_bytes(out->width));
+    out->size = l.size != 0 ? l.size : static_cast<uint16_t>(oplc_width_bytes(out->width));
     return 0;
 }
 

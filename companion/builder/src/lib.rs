@@ -29,6 +29,11 @@ pub const MATIEC_ADAPTER_SOURCE: &str = include_str!("../adapters/matiec_adapter
 pub const STRUCPP_ADAPTER_SOURCE: &str = include_str!("../adapters/strucpp_adapter.cpp");
 /// The program ABI header the adapter includes.
 pub const PROGRAM_ABI_HEADER: &str = include_str!("../../../shared-abi/include/openplc_abi.h");
+/// Where located variables live in rt-core's image: shared by both adapters.
+pub const IMAGE_SLOT_HEADER: &str = include_str!("../adapters/oplc_image_slot.h");
+/// The headers the adapters include, by file name, written beside them for every build.
+pub const ADAPTER_HEADERS: [(&str, &str); 2] =
+    [(ABI_HEADER_FILE, PROGRAM_ABI_HEADER), ("oplc_image_slot.h", IMAGE_SLOT_HEADER)];
 
 /// The files every MatIEC bundle has; `POUS.c` is not among them because `Res0.c` includes it.
 pub const MATIEC_REQUIRED_FILES: [&str; 4] = ["Config0.c", "Res0.c", "debug.c", "glueVars.c"];
@@ -351,7 +356,8 @@ pub fn build(
         Generation::Matiec => (ADAPTER_FILE, MATIEC_ADAPTER_SOURCE.to_string()),
         Generation::Strucpp => (STRUCPP_ADAPTER_FILE, STRUCPP_ADAPTER_SOURCE.to_string()),
     };
-    let mut generated = vec![adapter, (ABI_HEADER_FILE, PROGRAM_ABI_HEADER.to_string())];
+    let mut generated = vec![adapter];
+    generated.extend(ADAPTER_HEADERS.iter().map(|(name, text)| (*name, text.to_string())));
     if generation == Generation::Matiec {
         let retain = matiec_retain(&dir, on_line);
         generated.push((RETAIN_TABLE_FILE, retain_table_source(&retain)));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Program, demo_dir, edit, scratch};
-use openplc_builder::{MATIEC_ADAPTER_SOURCE, PROGRAM_ABI_HEADER};
+use openplc_builder::{ADAPTER_HEADERS, MATIEC_ADAPTER_SOURCE};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +19,9 @@ const AOUT0: u32 = 4;
 fn compile_adapter_strictly(located: &str) {
     let dir = scratch("strict");
     fs::write(dir.join("matiec_adapter.c"), MATIEC_ADAPTER_SOURCE).expect("write adapter");
-    fs::write(dir.join("openplc_abi.h"), PROGRAM_ABI_HEADER).expect("write header");
+    for (name, text) in ADAPTER_HEADERS {
+        fs::write(dir.join(name), text).expect("write header");
+    }
     fs::write(dir.join("LOCATED_VARIABLES.h"), located).expect("write located");
     let out = Command::new("cc")
         .args(["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2", "-fPIC", "-c", "matiec_adapter.c"])

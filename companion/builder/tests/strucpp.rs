@@ -8,7 +8,7 @@ mod common;
 use common::{
     Expected, Program, build_collect, copy_dir, edit, iec_string, md5_hex, scratch, strucpp_dir, strucpp_library,
 };
-use openplc_builder::{BuildOptions, Generation, PROGRAM_ABI_HEADER, STRUCPP_ADAPTER_SOURCE, detect};
+use openplc_builder::{ADAPTER_HEADERS, BuildOptions, Generation, STRUCPP_ADAPTER_SOURCE, detect};
 use shared_abi::image::{Area, Width};
 use shared_abi::program::{PROGRAM_ABI_VERSION, ProgramAbi, VarKind};
 use std::fs;
@@ -445,7 +445,9 @@ fn a_bundle_without_a_program_md5_builds_with_a_warning() {
 fn compile_adapter_strictly(extra: &[&str]) {
     let dir = scratch("strict-cpp");
     fs::write(dir.join("strucpp_adapter.cpp"), STRUCPP_ADAPTER_SOURCE).expect("write adapter");
-    fs::write(dir.join("openplc_abi.h"), PROGRAM_ABI_HEADER).expect("write header");
+    for (name, text) in ADAPTER_HEADERS {
+        fs::write(dir.join(name), text).expect("write header");
+    }
     let fixture = strucpp_dir();
     let out = Command::new("c++")
         .args(["-std=c++17", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2", "-fPIC", "-fno-gnu-unique"])
