@@ -7,12 +7,11 @@
 //! as upstream. A watcher follows the PLC state rather than every code path that can start
 //! or stop it (the API, a build, the supervisor, a fault).
 
-use crate::logs::{Level, LogHub};
-use crate::plc::PlcBridge;
-use openplc_debugger::Debugger;
+use crate::logs::LogHub;
+use crate::rt_link::RtLink;
 use openplc_modbus::{PlcImage, PlcWriteError};
 use openplc_plugin_host::{CommandError, PlcError, PluginHost, PluginPlc};
-use shared_abi::client::Reader;
+use openplc_port::PortError;
 use shared_abi::debug::ProgramInfo;
 use shared_abi::image::{IecAddress, InputImage};
 use shared_abi::layout::{OutputSnapshot, PlcState};
@@ -24,38 +23,17 @@ use std::time::Duration;
 
 /// How often the watcher looks at the PLC state.
 const WATCH_PERIOD: Duration = Duration::from_millis(100);
-/// Seqlock read attempts before a read counts as torn (its writer died mid-write).
-const READ_ATTEMPTS: u32 = 10_000;
 
-fn level_of(level: LogLevel) -> Level {
-    match level {
-        LogLevel::Debug => Level::Debug,
-        LogLevel::Info => Level::Info,
-        LogLevel::Warning => Level::Warning,
-        LogLevel::Error => Level::Error,
-    }
-}
-
-/// The PLC as every plugin sees it: the companion's bridge, the debugger's shared watch
-/// list for debug reads, and a per-scan cache of the published outputs.
+/// The PLC as every plugin sees it: the companion's port to rt-core.
 pub struct CompanionPlc {
-    plc: Arc<PlcBridge>,
-    debugger: Arc<Debugger>,
+    plc: Arc<RtLink>,
     logs: Arc<LogHub>,
     runtime: tokio::runtime::Handle,
-    /// The outputs last read, with the seqlock version they were read at.
-    outputs: Mutex<Option<(u64, Arc<OutputSnapshot>)>>,
 }
 
 impl CompanionPlc {
-    pub fn new(plc: Arc<PlcBridge>, debugger: Arc<Debugger>, logs: Arc<LogHub>) -> Arc<CompanionPlc> {
-        Arc::new(CompanionPlc {
-            plc,
-            debugger,
-            logs,
-            runtime: tokio::runtime::Handle::current(),
-            outputs: Mutex::new(None),
-        })
+    pub fn new(plc: Arc<RtLink>, logs: Arc<LogHub>) -> Arc<CompanionPlc> {
+        Arc::new(CompanionPlc { plc, logs, runtime: tokio::runtime::Handle::current() })
     }
 
     /// Asks for a transition without waiting: plugins call this from inside their hooks.
@@ -76,87 +54,65 @@ impl CompanionPlc {
 
 impl PlcImage for CompanionPlc {
     fn cycle(&self) -> u64 {
-        self.plc.heartbeat()
+        self.plc.port().cycle()
     }
 
     fn period_ns(&self) -> u64 {
-        self.plc.status().map(|s| s.period_ns).unwrap_or(0)
+        self.plc.port().period_ns()
     }
 
     fn outputs(&self) -> Arc<OutputSnapshot> {
-        let mut cached = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok(obs) = self.plc.observer() else {
-            return cached.as_ref().map(|(_, s)| s.clone()).unwrap_or_else(|| Arc::from(bytemuck::zeroed_box()));
-        };
-        let version = obs.shm().outputs.version();
-        if let Some((at, snap)) = cached.as_ref()
-            && *at == version
-        {
-            return snap.clone();
-        }
-        let mut fresh: Box<OutputSnapshot> = bytemuck::zeroed_box();
-        match obs.shm().outputs.read(&mut fresh, READ_ATTEMPTS) {
-            Ok(v) => {
-                let snap: Arc<OutputSnapshot> = Arc::from(fresh);
-                *cached = Some((v, snap.clone()));
-                snap
-            }
-            // rt-core died mid-publish: the last good copy is the best there is.
-            Err(_) => cached.as_ref().map(|(_, s)| s.clone()).unwrap_or_else(|| Arc::from(bytemuck::zeroed_box())),
-        }
+        self.plc.port().outputs()
     }
 
     fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) {
-        let _ = self.plc.with_client_blocking(|c| f(c.inputs()));
+        self.plc.port().inputs(|i| f(i));
     }
 
     fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) {
-        let _ = self.plc.with_client_blocking(|c| c.update_inputs(|i| f(i)));
+        let _ = self.plc.port().update_inputs(|i| f(i));
     }
 
     fn write(&self, writes: &[(IecAddress, u64)]) -> Result<u64, PlcWriteError> {
-        self.plc
-            .with_client_blocking(|c| openplc_modbus::plc::write_all_or_nothing(c, writes))
-            .map_err(|e| PlcWriteError::Unavailable(e.to_string()))?
+        match self.plc.port().write(writes) {
+            Ok(t) => Ok(t.applied_by()),
+            Err(PortError::WriteQueueFull) => Err(PlcWriteError::Busy),
+            Err(e) if e.is_unavailable() => Err(PlcWriteError::Unavailable(e.to_string())),
+            Err(e) => Err(PlcWriteError::Invalid(e.to_string())),
+        }
     }
 }
 
 impl PluginPlc for CompanionPlc {
     fn read_outputs(&self, into: &mut OutputSnapshot) -> bool {
-        let snap = PlcImage::outputs(self);
+        let snap = self.plc.port().outputs();
         bytemuck::bytes_of_mut(into).copy_from_slice(bytemuck::bytes_of(&*snap));
         snap.cycle != 0
     }
 
     fn read_inputs(&self, into: &mut InputImage) {
-        PlcImage::read_inputs(self, &mut |i| bytemuck::bytes_of_mut(into).copy_from_slice(bytemuck::bytes_of(i)));
+        self.plc.port().inputs(|i| bytemuck::bytes_of_mut(into).copy_from_slice(bytemuck::bytes_of(i)));
     }
 
     fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) {
-        PlcImage::update_inputs(self, f)
+        let _ = self.plc.port().update_inputs(|i| f(i));
     }
 
     fn write(&self, writes: &[(IecAddress, u64)]) -> Result<(), PlcError> {
-        self.plc
-            .with_client_blocking(|c| {
-                for &(addr, value) in writes {
-                    c.write(addr, value).map_err(|e| match e {
-                        shared_abi::client::ClientError::RingFull => PlcError::QueueFull,
-                        other => PlcError::Rejected(other.to_string()),
-                    })?;
-                }
-                Ok(())
-            })
-            .map_err(|_| PlcError::NotAttached)?
+        match self.plc.port().write(writes) {
+            Ok(_) => Ok(()),
+            Err(PortError::WriteQueueFull) => Err(PlcError::QueueFull),
+            Err(e) if e.is_unavailable() => Err(PlcError::NotAttached),
+            Err(e) => Err(PlcError::Rejected(e.to_string())),
+        }
     }
 
     fn wait_for_scan_after(&self, cycle: u64, timeout: Duration) -> Option<u64> {
-        let obs = self.plc.observer().ok()?;
-        openplc_plugin_host::rt_bridge::wait_for_published_scan(&obs, cycle, timeout)
+        self.plc.port().wait_scan_after_blocking(cycle, timeout).ok()
     }
 
     fn state(&self) -> PlcState {
-        self.plc.state().unwrap_or(PlcState::Empty)
+        self.plc.plc_state().unwrap_or(PlcState::Empty)
     }
 
     fn request_start(&self, reason: &str) {
@@ -168,39 +124,34 @@ impl PluginPlc for CompanionPlc {
     }
 
     fn program_info(&self) -> Option<ProgramInfo> {
-        self.plc.observer().ok()?.program_info().ok().filter(|p| p.program_gen != 0)
+        self.plc.port().program_info()
     }
 
     fn debug_read(&self, var: u32, timeout: Duration) -> Option<Vec<u8>> {
-        // Through the debugger's watch list, so a plugin and the Editor share it.
-        let arrival = self.plc.heartbeat();
-        let vars = [var];
-        let read = tokio::time::timeout(timeout, self.debugger.sample(&vars, arrival));
-        match self.runtime.block_on(read) {
-            Ok(Ok(mut values)) => values.pop().flatten(),
-            _ => None,
-        }
+        // Through the port's shared watch list, so a plugin and the Editor share it.
+        let port = self.plc.port();
+        port.sample_blocking(&[var], port.cycle(), timeout).ok()?.pop().flatten()
     }
 
     fn debug_force(&self, var: u32, value: Option<&[u8]>) -> Result<(), PlcError> {
-        let command = match value {
-            Some(bytes) => Command::Force {
-                var,
-                value: heapless::Vec::from_slice(bytes)
-                    .map_err(|_| PlcError::Rejected(format!("a {}-byte value is too long", bytes.len())))?,
-                big_endian: false,
-            },
-            None => Command::Unforce { var },
+        let port = self.plc.port();
+        let timeout = port.command_timeout(Duration::from_secs(3));
+        let result = match value {
+            Some(bytes) => port.force_blocking(var, bytes, false, timeout),
+            None => port.unforce_blocking(var, timeout),
         };
-        match self.plc.command_blocking(command) {
+        match result {
             Ok(CommandStatus::Ok) => Ok(()),
             Ok(other) => Err(PlcError::Rejected(other.as_str().to_string())),
+            Err(PortError::TooLarge { .. }) => {
+                Err(PlcError::Rejected(format!("a value of {} bytes is too long", value.map_or(0, <[u8]>::len))))
+            }
             Err(_) => Err(PlcError::NotAttached),
         }
     }
 
     fn log(&self, level: LogLevel, text: &str) {
-        self.logs.log(level_of(level), text.to_string());
+        self.plc.port().log(level, text);
     }
 }
 
@@ -290,10 +241,10 @@ impl Plugins {
 
     async fn follow_plc(&self) {
         // A deploy is a load followed by the upload's configuration: act on the end state.
-        if self.plc.plc.is_busy() {
+        if self.plc.plc.state().is_busy() {
             return;
         }
-        let status = self.plc.plc.status();
+        let status = self.plc.plc.port().status();
         let running = status.as_ref().is_some_and(|s| s.rt_alive && s.state == PlcState::Running);
         let program_gen = status.map(|s| s.program_gen).unwrap_or(0);
         let config_gen = self.config_gen.load(Ordering::Acquire);

@@ -36,18 +36,25 @@ pub fn rt_binary() -> PathBuf {
 /// %QX0.0 = %IX0.0, %QW0 = 2 × %IW0; seven debug variables) built with `defines` into
 /// `dir/name`, at a 2 ms period unless a `PERIOD_NS=` define says otherwise.
 pub fn build_fixture(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
-    let out = dir.join(name);
-    let root = repo_root();
-    let mut cmd = Command::new("cc");
-    cmd.args(["-shared", "-fPIC", "-O2", "-o"]).arg(&out).arg("-I").arg(root.join("shared-abi/include"));
+    let period = format!("PERIOD_NS={FIXTURE_PERIOD_NS}ULL");
+    let mut all: Vec<&str> = defines.to_vec();
     if !defines.iter().any(|d| d.starts_with("PERIOD_NS=")) {
-        cmd.arg(format!("-DPERIOD_NS={FIXTURE_PERIOD_NS}ULL"));
+        all.push(&period);
     }
+    build_program(dir, name, &repo_root().join("rt-core/tests/fixtures/abi_program.c"), &all)
+}
+
+/// A program written in C against the program ABI (`source`), built with `-D` `defines`
+/// into the shared library `dir/name`.
+pub fn build_program(dir: &Path, name: &str, source: &Path, defines: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let mut cmd = Command::new("cc");
+    cmd.args(["-shared", "-fPIC", "-O2", "-o"]).arg(&out).arg("-I").arg(repo_root().join("shared-abi/include"));
     for d in defines {
         cmd.arg(format!("-D{d}"));
     }
-    cmd.arg(root.join("rt-core/tests/fixtures/abi_program.c"));
-    assert!(cmd.status().expect("cc must be installed").success(), "building the test program failed");
+    cmd.arg(source);
+    assert!(cmd.status().expect("cc must be installed").success(), "building {} failed", source.display());
     out
 }
 
@@ -180,5 +187,5 @@ fn spawn(shm: &str, dir: &Path) -> Child {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
