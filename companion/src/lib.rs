@@ -116,8 +116,7 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
     });
     let programs =
         Arc::new(Programs::new(store, compiler, plc.clone(), logs.clone(), data.join("logs").join("build.log")));
-    let plugin_plc = plugins::CompanionPlc::new(plc.clone(), logs.clone());
-    let plugins = plugins::Plugins::new(&data, plugin_plc, logs.clone());
+    let plugins = plugins::Plugins::new(&data, plc.clone(), logs.clone());
     programs.set_deploy_hook(plugins.clone());
     let supervisor = with_supervisor.then(|| {
         let programs_for_sup: Arc<dyn supervisor::CurrentProgram> = Arc::new(ProgramsCurrent(programs.clone()));

@@ -1,6 +1,6 @@
 //! Plugins in the companion: the upstream-compatible native and Python plugins
 //! (`openplc-plugin-host`) and the built-in Modbus server and master (`openplc-modbus`),
-//! all reaching the PLC through the companion's one bridge to rt-core.
+//! all reaching the PLC through the companion's one port to rt-core.
 //!
 //! Which plugins run is decided by each upload (the bundle's `conf/<name>.json`, copied to
 //! `<data dir>/conf/`) and when by the PLC: they start when it runs and stop when it stops,
@@ -10,12 +10,10 @@
 use crate::logs::LogHub;
 use crate::rt_link::RtLink;
 use openplc_modbus::{PlcImage, PlcWriteError};
-use openplc_plugin_host::{CommandError, PlcError, PluginHost, PluginPlc};
-use openplc_port::PortError;
-use shared_abi::debug::ProgramInfo;
+use openplc_plugin_host::{CommandError, PluginHost};
+use openplc_port::{PlcPort, PortError};
 use shared_abi::image::{IecAddress, InputImage};
 use shared_abi::layout::{OutputSnapshot, PlcState};
-use shared_abi::msg::{Command, CommandStatus, LogLevel};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,134 +22,37 @@ use std::time::Duration;
 /// How often the watcher looks at the PLC state.
 const WATCH_PERIOD: Duration = Duration::from_millis(100);
 
-/// The PLC as every plugin sees it: the companion's port to rt-core.
-pub struct CompanionPlc {
-    plc: Arc<RtLink>,
-    logs: Arc<LogHub>,
-    runtime: tokio::runtime::Handle,
-}
+/// Modbus's view of the port (until Modbus takes the port itself).
+struct ModbusPlc(Arc<PlcPort>);
 
-impl CompanionPlc {
-    pub fn new(plc: Arc<RtLink>, logs: Arc<LogHub>) -> Arc<CompanionPlc> {
-        Arc::new(CompanionPlc { plc, logs, runtime: tokio::runtime::Handle::current() })
-    }
-
-    /// Asks for a transition without waiting: plugins call this from inside their hooks.
-    fn request(&self, command: Command, reason: &str) {
-        let what = if matches!(command, Command::Start) { "start" } else { "stop" };
-        self.logs.info(format!("A plugin asked the PLC to {what}: {reason}"));
-        let plc = self.plc.clone();
-        let logs = self.logs.clone();
-        self.runtime.spawn(async move {
-            match plc.command(command).await {
-                Ok(CommandStatus::Ok) => {}
-                Ok(other) => logs.warn(format!("The plugin's {what} request was refused: {}", other.as_str())),
-                Err(e) => logs.warn(format!("The plugin's {what} request failed: {e}")),
-            }
-        });
-    }
-}
-
-impl PlcImage for CompanionPlc {
+impl PlcImage for ModbusPlc {
     fn cycle(&self) -> u64 {
-        self.plc.port().cycle()
+        self.0.cycle()
     }
 
     fn period_ns(&self) -> u64 {
-        self.plc.port().period_ns()
+        self.0.period_ns()
     }
 
     fn outputs(&self) -> Arc<OutputSnapshot> {
-        self.plc.port().outputs()
+        self.0.outputs()
     }
 
     fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) {
-        self.plc.port().inputs(|i| f(i));
+        self.0.inputs(|i| f(i));
     }
 
     fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) {
-        let _ = self.plc.port().update_inputs(|i| f(i));
+        let _ = self.0.update_inputs(|i| f(i));
     }
 
     fn write(&self, writes: &[(IecAddress, u64)]) -> Result<u64, PlcWriteError> {
-        match self.plc.port().write(writes) {
+        match self.0.write(writes) {
             Ok(t) => Ok(t.applied_by()),
             Err(PortError::WriteQueueFull) => Err(PlcWriteError::Busy),
             Err(e) if e.is_unavailable() => Err(PlcWriteError::Unavailable(e.to_string())),
             Err(e) => Err(PlcWriteError::Invalid(e.to_string())),
         }
-    }
-}
-
-impl PluginPlc for CompanionPlc {
-    fn read_outputs(&self, into: &mut OutputSnapshot) -> bool {
-        let snap = self.plc.port().outputs();
-        bytemuck::bytes_of_mut(into).copy_from_slice(bytemuck::bytes_of(&*snap));
-        snap.cycle != 0
-    }
-
-    fn read_inputs(&self, into: &mut InputImage) {
-        self.plc.port().inputs(|i| bytemuck::bytes_of_mut(into).copy_from_slice(bytemuck::bytes_of(i)));
-    }
-
-    fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) {
-        let _ = self.plc.port().update_inputs(|i| f(i));
-    }
-
-    fn write(&self, writes: &[(IecAddress, u64)]) -> Result<(), PlcError> {
-        match self.plc.port().write(writes) {
-            Ok(_) => Ok(()),
-            Err(PortError::WriteQueueFull) => Err(PlcError::QueueFull),
-            Err(e) if e.is_unavailable() => Err(PlcError::NotAttached),
-            Err(e) => Err(PlcError::Rejected(e.to_string())),
-        }
-    }
-
-    fn wait_for_scan_after(&self, cycle: u64, timeout: Duration) -> Option<u64> {
-        self.plc.port().wait_scan_after_blocking(cycle, timeout).ok()
-    }
-
-    fn state(&self) -> PlcState {
-        self.plc.plc_state().unwrap_or(PlcState::Empty)
-    }
-
-    fn request_start(&self, reason: &str) {
-        self.request(Command::Start, reason);
-    }
-
-    fn request_stop(&self, reason: &str) {
-        self.request(Command::Stop, reason);
-    }
-
-    fn program_info(&self) -> Option<ProgramInfo> {
-        self.plc.port().program_info()
-    }
-
-    fn debug_read(&self, var: u32, timeout: Duration) -> Option<Vec<u8>> {
-        // Through the port's shared watch list, so a plugin and the Editor share it.
-        let port = self.plc.port();
-        port.sample_blocking(&[var], port.cycle(), timeout).ok()?.pop().flatten()
-    }
-
-    fn debug_force(&self, var: u32, value: Option<&[u8]>) -> Result<(), PlcError> {
-        let port = self.plc.port();
-        let timeout = port.command_timeout(Duration::from_secs(3));
-        let result = match value {
-            Some(bytes) => port.force_blocking(var, bytes, false, timeout),
-            None => port.unforce_blocking(var, timeout),
-        };
-        match result {
-            Ok(CommandStatus::Ok) => Ok(()),
-            Ok(other) => Err(PlcError::Rejected(other.as_str().to_string())),
-            Err(PortError::TooLarge { .. }) => {
-                Err(PlcError::Rejected(format!("a value of {} bytes is too long", value.map_or(0, <[u8]>::len))))
-            }
-            Err(_) => Err(PlcError::NotAttached),
-        }
-    }
-
-    fn log(&self, level: LogLevel, text: &str) {
-        self.plc.port().log(level, text);
     }
 }
 
@@ -164,7 +65,7 @@ struct Active {
 
 /// The plugins of this companion.
 pub struct Plugins {
-    plc: Arc<CompanionPlc>,
+    plc: Arc<RtLink>,
     logs: Arc<LogHub>,
     conf_path: PathBuf,
     conf_dir: PathBuf,
@@ -175,7 +76,7 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    pub fn new(data_dir: &Path, plc: Arc<CompanionPlc>, logs: Arc<LogHub>) -> Arc<Plugins> {
+    pub fn new(data_dir: &Path, plc: Arc<RtLink>, logs: Arc<LogHub>) -> Arc<Plugins> {
         Arc::new(Plugins {
             plc,
             logs,
@@ -192,8 +93,7 @@ impl Plugins {
     fn host(&self) -> Option<Arc<PluginHost>> {
         let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
         if host.is_none() {
-            let plc: Arc<dyn PluginPlc> = self.plc.clone();
-            match PluginHost::new(&self.conf_path, plc) {
+            match PluginHost::new(&self.conf_path, self.plc.port().clone()) {
                 Ok(h) => *host = Some(Arc::new(h)),
                 Err(e) => self.logs.error(format!("Plugins are off until plugins.conf is fixed: {e}")),
             }
@@ -241,10 +141,10 @@ impl Plugins {
 
     async fn follow_plc(&self) {
         // A deploy is a load followed by the upload's configuration: act on the end state.
-        if self.plc.plc.state().is_busy() {
+        if self.plc.state().is_busy() {
             return;
         }
-        let status = self.plc.plc.port().status();
+        let status = self.plc.port().status();
         let running = status.as_ref().is_some_and(|s| s.rt_alive && s.state == PlcState::Running);
         let program_gen = status.map(|s| s.program_gen).unwrap_or(0);
         let config_gen = self.config_gen.load(Ordering::Acquire);
@@ -292,7 +192,7 @@ impl Plugins {
         for w in config.warnings() {
             self.logs.warn(format!("Modbus: {w}"));
         }
-        let plc: Arc<dyn PlcImage> = self.plc.clone();
+        let plc: Arc<dyn PlcImage> = Arc::new(ModbusPlc(self.plc.port().clone()));
         match openplc_modbus::start(config, plc).await {
             Ok(handle) => {
                 if let Some(addr) = handle.server_addr() {
