@@ -9,11 +9,8 @@
 
 use crate::logs::LogHub;
 use crate::rt_link::RtLink;
-use openplc_modbus::{PlcImage, PlcWriteError};
 use openplc_plugin_host::{CommandError, PluginHost};
-use openplc_port::{PlcPort, PortError};
-use shared_abi::image::{IecAddress, InputImage};
-use shared_abi::layout::{OutputSnapshot, PlcState};
+use shared_abi::layout::PlcState;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,40 +18,6 @@ use std::time::Duration;
 
 /// How often the watcher looks at the PLC state.
 const WATCH_PERIOD: Duration = Duration::from_millis(100);
-
-/// Modbus's view of the port (until Modbus takes the port itself).
-struct ModbusPlc(Arc<PlcPort>);
-
-impl PlcImage for ModbusPlc {
-    fn cycle(&self) -> u64 {
-        self.0.cycle()
-    }
-
-    fn period_ns(&self) -> u64 {
-        self.0.period_ns()
-    }
-
-    fn outputs(&self) -> Arc<OutputSnapshot> {
-        self.0.outputs()
-    }
-
-    fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) {
-        self.0.inputs(|i| f(i));
-    }
-
-    fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) {
-        let _ = self.0.update_inputs(|i| f(i));
-    }
-
-    fn write(&self, writes: &[(IecAddress, u64)]) -> Result<u64, PlcWriteError> {
-        match self.0.write(writes) {
-            Ok(t) => Ok(t.applied_by()),
-            Err(PortError::WriteQueueFull) => Err(PlcWriteError::Busy),
-            Err(e) if e.is_unavailable() => Err(PlcWriteError::Unavailable(e.to_string())),
-            Err(e) => Err(PlcWriteError::Invalid(e.to_string())),
-        }
-    }
-}
 
 /// What runs, and since which program and upload.
 struct Active {
@@ -192,8 +155,7 @@ impl Plugins {
         for w in config.warnings() {
             self.logs.warn(format!("Modbus: {w}"));
         }
-        let plc: Arc<dyn PlcImage> = Arc::new(ModbusPlc(self.plc.port().clone()));
-        match openplc_modbus::start(config, plc).await {
+        match openplc_modbus::start(config, self.plc.port().clone()).await {
             Ok(handle) => {
                 if let Some(addr) = handle.server_addr() {
                     self.logs.info(format!("Modbus TCP server listening on {addr}"));
