@@ -125,8 +125,18 @@ impl Rt {
     }
 
     /// Freezes the process (SIGSTOP): its loop stops turning but it still holds the file.
+    /// Returns once every thread has stopped (a signal is delivered asynchronously).
     pub fn pause(&self) {
         signal(self.pid(), "-STOP");
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.pid()));
+        wait_for("every thread of openplc-rt to stop", DEADLINE, || {
+            let all_stopped = std::fs::read_dir(&tasks).ok()?.flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the parenthesised command name.
+                matches!(stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()), Some('T' | 't'))
+            });
+            all_stopped.then_some(())
+        });
     }
 
     /// Lets a paused process run on (SIGCONT).
@@ -138,6 +148,11 @@ impl Rt {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether the process has ended (and reaps it).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Kills this rt-core and starts another on the same file, which takes it over.

@@ -196,6 +196,37 @@ async fn waits_end_at_once_when_another_rt_core_takes_over() {
     assert_eq!(port.command(Command::Start, t).await.unwrap(), CommandStatus::NoProgram);
 }
 
+/// A load whose library takes rt-core down ends as soon as the supervisor has a new rt-core
+/// in place (it used to wait out its whole timeout: the successor never answers it). An
+/// rt-core that survives such a library refuses it instead.
+#[test]
+fn a_load_that_takes_rt_core_down_ends_at_once() {
+    let mut rt = Rt::with_fixture(&[]);
+    let port = rt.port();
+    let crashing = build_fixture(rt.dir.path(), "crash.so", &["CRASH_IN_CONSTRUCTOR"]);
+    let load = {
+        let p = port.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            (p.load_blocking(&crashing.to_string_lossy(), true, None, LONG).map(|r| r.program_gen), start.elapsed())
+        })
+    };
+    let died = wait_for("the load to end or rt-core to die", DEADLINE, || {
+        if load.is_finished() { Some(false) } else { rt.exited().then_some(true) }
+    });
+    if died {
+        // What the supervisor does: another rt-core on the same file, at once.
+        rt.replace();
+    }
+    let (result, took) = load.join().unwrap();
+    if died {
+        assert!(matches!(result, Err(PortError::RtGone | PortError::RtReplaced { .. })), "{result:?}");
+    } else {
+        assert!(matches!(result, Err(PortError::LoadFailed(_))), "{result:?}");
+    }
+    assert!(took < LONG / 4, "the load waited {took:?}");
+}
+
 #[test]
 fn samples_come_from_a_later_scan_through_the_shared_watch_list() {
     let rt = Rt::with_fixture(&[]);
