@@ -65,7 +65,7 @@ pub use commands::force_command;
 pub use error::{Incarnation, PortError};
 pub use log::LogSink;
 pub use port::{CommandTicket, PlcPort, WriteTicket};
-pub use sampler::{Lease, Sample, SampleError, Sampler, Snapshot, Value, generation_reached};
+pub use sampler::{Lease, Sample, SampleError, Sampler, Snapshot, Value};
 pub use shared_abi::client::Status;
 pub use shared_abi::layout::WriteRing;
 pub use shared_abi::msg::{MAX_COMMANDS_PER_CYCLE, MAX_WRITES_PER_CYCLE};

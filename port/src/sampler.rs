@@ -450,7 +450,7 @@ impl PlcPort {
 }
 
 /// `a` is at or after `b` in a wrapping u32 sequence.
-pub fn generation_reached(a: u32, b: u32) -> bool {
+fn generation_reached(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
