@@ -44,7 +44,9 @@ impl Wait {
         let observer = port.observer().ok_or(PortError::NotAttached)?;
         let asked = asked.unwrap_or_else(|| incarnation_of(observer.shm()));
         let start = Instant::now();
-        Ok(Wait { observer, asked, what, timeout, start, next_probe: start })
+        // The first probe after one interval: most waits end before it (a probe is a few
+        // system calls, and a Modbus write waits once per request).
+        Ok(Wait { observer, asked, what, timeout, start, next_probe: start + ALIVE_PROBE })
     }
 
     /// Fails when the rt-core asked is no longer the one in the shared memory: nothing it
