@@ -3,7 +3,8 @@
 //! of the real-time core (`openplc-rt`), which it talks to through shared memory only.
 //!
 //! Modules later features build on: [`state::App`] (shared by every handler),
-//! [`plc::PlcBridge`] (the rt-core client), [`api::router`] (all routes, in one place).
+//! [`rt_link::RtLink`] (the link to rt-core: its `openplc_port::PlcPort` and the
+//! supervisor's view of it), [`api::router`] (all routes, in one place).
 
 pub mod api;
 pub mod auth;
@@ -11,10 +12,10 @@ pub mod debugging;
 pub mod discovery;
 pub mod fsutil;
 pub mod logs;
-pub mod plc;
 pub mod plugins;
 pub mod program;
 pub mod retain;
+pub mod rt_link;
 pub mod server;
 pub mod settings;
 pub mod state;
@@ -25,10 +26,10 @@ pub mod variables;
 
 use crate::auth::Auth;
 use crate::logs::{FileLog, LogHub};
-use crate::plc::PlcBridge;
 use crate::program::Programs;
 use crate::program::compiler::SystemCompiler;
 use crate::program::store::ProgramStore;
+use crate::rt_link::RtLink;
 use crate::settings::{Cli, Command, Settings};
 use crate::state::App;
 use crate::supervisor::Supervisor;
@@ -100,11 +101,11 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
     let logs =
         Arc::new(LogHub::with_file(FileLog { path: logs::runtime_log_path(&data), max_bytes: 4 << 20, keep: 5 })?);
     let auth = Arc::new(Auth::open(&data)?);
-    let plc = Arc::new(PlcBridge::new(logs.clone()));
+    let plc = Arc::new(RtLink::new(logs.clone()));
     if settings.retain_flush.is_some() {
         plc.set_retain_store(Arc::new(retain::RetainStore::new(&data)));
     }
-    let debugger = debugging::debugger(plc.clone(), logs.clone(), auth.clone(), settings.editor_compat);
+    let debugger = debugging::debugger(plc.port().clone(), auth.clone(), settings.editor_compat);
     let store = ProgramStore::open(&data)?;
     let compiler = Arc::new(SystemCompiler {
         cc: settings.cc.clone(),
@@ -115,8 +116,7 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
     });
     let programs =
         Arc::new(Programs::new(store, compiler, plc.clone(), logs.clone(), data.join("logs").join("build.log")));
-    let plugin_plc = plugins::CompanionPlc::new(plc.clone(), debugger.clone(), logs.clone());
-    let plugins = plugins::Plugins::new(&data, plugin_plc, logs.clone());
+    let plugins = plugins::Plugins::new(&data, plc.clone(), logs.clone());
     programs.set_deploy_hook(plugins.clone());
     let supervisor = with_supervisor.then(|| {
         let programs_for_sup: Arc<dyn supervisor::CurrentProgram> = Arc::new(ProgramsCurrent(programs.clone()));
@@ -242,10 +242,11 @@ fn add_user(settings: &Settings, username: &str, role: &str) -> anyhow::Result<(
 }
 
 fn shutdown_rt(settings: &Settings) -> anyhow::Result<()> {
-    let mut client = shared_abi::client::RtClient::open(&settings.shm)?;
-    let status = client.command(shared_abi::msg::Command::Shutdown, std::time::Duration::from_secs(5));
-    match status {
-        Ok(_) | Err(shared_abi::client::ClientError::RtGone) => {
+    use openplc_port::{LogSink, PlcPort, PortError};
+    let port = PlcPort::open(&settings.shm, LogSink::discard())?;
+    match port.command_blocking(shared_abi::msg::Command::Shutdown, std::time::Duration::from_secs(5)) {
+        // The answer may not make it out before the process ends.
+        Ok(_) | Err(PortError::RtGone) => {
             println!("openplc-rt is shutting down");
             Ok(())
         }

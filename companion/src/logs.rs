@@ -35,6 +35,19 @@ pub enum Level {
     Error,
 }
 
+/// The one mapping from rt-core's (and the port's) levels.
+impl From<shared_abi::msg::LogLevel> for Level {
+    fn from(level: shared_abi::msg::LogLevel) -> Level {
+        use shared_abi::msg::LogLevel;
+        match level {
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Info => Level::Info,
+            LogLevel::Warning => Level::Warning,
+            LogLevel::Error => Level::Error,
+        }
+    }
+}
+
 impl Level {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,22 +1,16 @@
 //! Plugins in the companion: the upstream-compatible native and Python plugins
 //! (`openplc-plugin-host`) and the built-in Modbus server and master (`openplc-modbus`),
-//! all reaching the PLC through the companion's one bridge to rt-core.
+//! all reaching the PLC through the companion's one port to rt-core.
 //!
 //! Which plugins run is decided by each upload (the bundle's `conf/<name>.json`, copied to
 //! `<data dir>/conf/`) and when by the PLC: they start when it runs and stop when it stops,
 //! as upstream. A watcher follows the PLC state rather than every code path that can start
 //! or stop it (the API, a build, the supervisor, a fault).
 
-use crate::logs::{Level, LogHub};
-use crate::plc::PlcBridge;
-use openplc_debugger::Debugger;
-use openplc_modbus::{PlcImage, PlcWriteError};
-use openplc_plugin_host::{CommandError, PlcError, PluginHost, PluginPlc};
-use shared_abi::client::Reader;
-use shared_abi::debug::ProgramInfo;
-use shared_abi::image::{IecAddress, InputImage};
-use shared_abi::layout::{OutputSnapshot, PlcState};
-use shared_abi::msg::{Command, CommandStatus, LogLevel};
+use crate::logs::LogHub;
+use crate::rt_link::RtLink;
+use openplc_plugin_host::{CommandError, PluginHost};
+use shared_abi::layout::PlcState;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,185 +18,6 @@ use std::time::Duration;
 
 /// How often the watcher looks at the PLC state.
 const WATCH_PERIOD: Duration = Duration::from_millis(100);
-/// Seqlock read attempts before a read counts as torn (its writer died mid-write).
-const READ_ATTEMPTS: u32 = 10_000;
-
-fn level_of(level: LogLevel) -> Level {
-    match level {
-        LogLevel::Debug => Level::Debug,
-        LogLevel::Info => Level::Info,
-        LogLevel::Warning => Level::Warning,
-        LogLevel::Error => Level::Error,
-    }
-}
-
-/// The PLC as every plugin sees it: the companion's bridge, the debugger's shared watch
-/// list for debug reads, and a per-scan cache of the published outputs.
-pub struct CompanionPlc {
-    plc: Arc<PlcBridge>,
-    debugger: Arc<Debugger>,
-    logs: Arc<LogHub>,
-    runtime: tokio::runtime::Handle,
-    /// The outputs last read, with the seqlock version they were read at.
-    outputs: Mutex<Option<(u64, Arc<OutputSnapshot>)>>,
-}
-
-impl CompanionPlc {
-    pub fn new(plc: Arc<PlcBridge>, debugger: Arc<Debugger>, logs: Arc<LogHub>) -> Arc<CompanionPlc> {
-        Arc::new(CompanionPlc {
-            plc,
-            debugger,
-            logs,
-            runtime: tokio::runtime::Handle::current(),
-            outputs: Mutex::new(None),
-        })
-    }
-
-    /// Asks for a transition without waiting: plugins call this from inside their hooks.
-    fn request(&self, command: Command, reason: &str) {
-        let what = if matches!(command, Command::Start) { "start" } else { "stop" };
-        self.logs.info(format!("A plugin asked the PLC to {what}: {reason}"));
-        let plc = self.plc.clone();
-        let logs = self.logs.clone();
-        self.runtime.spawn(async move {
-            match plc.command(command).await {
-                Ok(CommandStatus::Ok) => {}
-                Ok(other) => logs.warn(format!("The plugin's {what} request was refused: {}", other.as_str())),
-                Err(e) => logs.warn(format!("The plugin's {what} request failed: {e}")),
-            }
-        });
-    }
-}
-
-impl PlcImage for CompanionPlc {
-    fn cycle(&self) -> u64 {
-        self.plc.heartbeat()
-    }
-
-    fn period_ns(&self) -> u64 {
-        self.plc.status().map(|s| s.period_ns).unwrap_or(0)
-    }
-
-    fn outputs(&self) -> Arc<OutputSnapshot> {
-        let mut cached = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok(obs) = self.plc.observer() else {
-            return cached.as_ref().map(|(_, s)| s.clone()).unwrap_or_else(|| Arc::from(bytemuck::zeroed_box()));
-        };
-        let version = obs.shm().outputs.version();
-        if let Some((at, snap)) = cached.as_ref()
-            && *at == version
-        {
-            return snap.clone();
-        }
-        let mut fresh: Box<OutputSnapshot> = bytemuck::zeroed_box();
-        match obs.shm().outputs.read(&mut fresh, READ_ATTEMPTS) {
-            Ok(v) => {
-                let snap: Arc<OutputSnapshot> = Arc::from(fresh);
-                *cached = Some((v, snap.clone()));
-                snap
-            }
-            // rt-core died mid-publish: the last good copy is the best there is.
-            Err(_) => cached.as_ref().map(|(_, s)| s.clone()).unwrap_or_else(|| Arc::from(bytemuck::zeroed_box())),
-        }
-    }
-
-    fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) {
-        let _ = self.plc.with_client_blocking(|c| f(c.inputs()));
-    }
-
-    fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) {
-        let _ = self.plc.with_client_blocking(|c| c.update_inputs(|i| f(i)));
-    }
-
-    fn write(&self, writes: &[(IecAddress, u64)]) -> Result<u64, PlcWriteError> {
-        self.plc
-            .with_client_blocking(|c| openplc_modbus::plc::write_all_or_nothing(c, writes))
-            .map_err(|e| PlcWriteError::Unavailable(e.to_string()))?
-    }
-}
-
-impl PluginPlc for CompanionPlc {
-    fn read_outputs(&self, into: &mut OutputSnapshot) -> bool {
-        let snap = PlcImage::outputs(self);
-        bytemuck::bytes_of_mut(into).copy_from_slice(bytemuck::bytes_of(&*snap));
-        snap.cycle != 0
-    }
-
-    fn read_inputs(&self, into: &mut InputImage) {
-        PlcImage::read_inputs(self, &mut |i| bytemuck::bytes_of_mut(into).copy_from_slice(bytemuck::bytes_of(i)));
-    }
-
-    fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) {
-        PlcImage::update_inputs(self, f)
-    }
-
-    fn write(&self, writes: &[(IecAddress, u64)]) -> Result<(), PlcError> {
-        self.plc
-            .with_client_blocking(|c| {
-                for &(addr, value) in writes {
-                    c.write(addr, value).map_err(|e| match e {
-                        shared_abi::client::ClientError::RingFull => PlcError::QueueFull,
-                        other => PlcError::Rejected(other.to_string()),
-                    })?;
-                }
-                Ok(())
-            })
-            .map_err(|_| PlcError::NotAttached)?
-    }
-
-    fn wait_for_scan_after(&self, cycle: u64, timeout: Duration) -> Option<u64> {
-        let obs = self.plc.observer().ok()?;
-        openplc_plugin_host::rt_bridge::wait_for_published_scan(&obs, cycle, timeout)
-    }
-
-    fn state(&self) -> PlcState {
-        self.plc.state().unwrap_or(PlcState::Empty)
-    }
-
-    fn request_start(&self, reason: &str) {
-        self.request(Command::Start, reason);
-    }
-
-    fn request_stop(&self, reason: &str) {
-        self.request(Command::Stop, reason);
-    }
-
-    fn program_info(&self) -> Option<ProgramInfo> {
-        self.plc.observer().ok()?.program_info().ok().filter(|p| p.program_gen != 0)
-    }
-
-    fn debug_read(&self, var: u32, timeout: Duration) -> Option<Vec<u8>> {
-        // Through the debugger's watch list, so a plugin and the Editor share it.
-        let arrival = self.plc.heartbeat();
-        let vars = [var];
-        let read = tokio::time::timeout(timeout, self.debugger.sample(&vars, arrival));
-        match self.runtime.block_on(read) {
-            Ok(Ok(mut values)) => values.pop().flatten(),
-            _ => None,
-        }
-    }
-
-    fn debug_force(&self, var: u32, value: Option<&[u8]>) -> Result<(), PlcError> {
-        let command = match value {
-            Some(bytes) => Command::Force {
-                var,
-                value: heapless::Vec::from_slice(bytes)
-                    .map_err(|_| PlcError::Rejected(format!("a {}-byte value is too long", bytes.len())))?,
-                big_endian: false,
-            },
-            None => Command::Unforce { var },
-        };
-        match self.plc.command_blocking(command) {
-            Ok(CommandStatus::Ok) => Ok(()),
-            Ok(other) => Err(PlcError::Rejected(other.as_str().to_string())),
-            Err(_) => Err(PlcError::NotAttached),
-        }
-    }
-
-    fn log(&self, level: LogLevel, text: &str) {
-        self.logs.log(level_of(level), text.to_string());
-    }
-}
 
 /// What runs, and since which program and upload.
 struct Active {
@@ -213,7 +28,7 @@ struct Active {
 
 /// The plugins of this companion.
 pub struct Plugins {
-    plc: Arc<CompanionPlc>,
+    plc: Arc<RtLink>,
     logs: Arc<LogHub>,
     conf_path: PathBuf,
     conf_dir: PathBuf,
@@ -224,7 +39,7 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    pub fn new(data_dir: &Path, plc: Arc<CompanionPlc>, logs: Arc<LogHub>) -> Arc<Plugins> {
+    pub fn new(data_dir: &Path, plc: Arc<RtLink>, logs: Arc<LogHub>) -> Arc<Plugins> {
         Arc::new(Plugins {
             plc,
             logs,
@@ -241,8 +56,7 @@ impl Plugins {
     fn host(&self) -> Option<Arc<PluginHost>> {
         let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
         if host.is_none() {
-            let plc: Arc<dyn PluginPlc> = self.plc.clone();
-            match PluginHost::new(&self.conf_path, plc) {
+            match PluginHost::new(&self.conf_path, self.plc.port().clone()) {
                 Ok(h) => *host = Some(Arc::new(h)),
                 Err(e) => self.logs.error(format!("Plugins are off until plugins.conf is fixed: {e}")),
             }
@@ -290,10 +104,10 @@ impl Plugins {
 
     async fn follow_plc(&self) {
         // A deploy is a load followed by the upload's configuration: act on the end state.
-        if self.plc.plc.is_busy() {
+        if self.plc.state().is_busy() {
             return;
         }
-        let status = self.plc.plc.status();
+        let status = self.plc.port().status();
         let running = status.as_ref().is_some_and(|s| s.rt_alive && s.state == PlcState::Running);
         let program_gen = status.map(|s| s.program_gen).unwrap_or(0);
         let config_gen = self.config_gen.load(Ordering::Acquire);
@@ -341,8 +155,7 @@ impl Plugins {
         for w in config.warnings() {
             self.logs.warn(format!("Modbus: {w}"));
         }
-        let plc: Arc<dyn PlcImage> = self.plc.clone();
-        match openplc_modbus::start(config, plc).await {
+        match openplc_modbus::start(config, self.plc.port().clone()).await {
             Ok(handle) => {
                 if let Some(addr) = handle.server_addr() {
                     self.logs.info(format!("Modbus TCP server listening on {addr}"));

@@ -90,21 +90,20 @@ impl RetainStore {
 /// program has any), for as long as the companion runs.
 pub fn spawn_flusher(
     store: std::sync::Arc<RetainStore>,
-    plc: std::sync::Arc<crate::plc::PlcBridge>,
+    plc: std::sync::Arc<crate::rt_link::RtLink>,
     logs: std::sync::Arc<LogHub>,
     period: std::time::Duration,
 ) {
-    use shared_abi::client::Reader;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
             tick.tick().await;
-            let Ok(observer) = plc.observer() else { continue };
-            let Ok(image) = observer.retain_saved() else { continue };
+            let port = plc.port();
+            let Some(image) = port.retain_saved() else { continue };
             // Only the running program's own values (a swap may be under way).
-            let current = observer.status().program_gen;
+            let Some(current) = port.status().map(|s| s.program_gen) else { continue };
             if image.program_gen == 0 || image.program_gen != current || image.count == 0 {
                 continue;
             }

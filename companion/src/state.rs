@@ -2,8 +2,8 @@
 
 use crate::auth::Auth;
 use crate::logs::LogHub;
-use crate::plc::PlcBridge;
 use crate::program::Programs;
+use crate::rt_link::{Phase, RtLink};
 use crate::settings::{EditorCompat, Settings};
 use crate::supervisor::Supervisor;
 use shared_abi::layout::PlcState;
@@ -16,7 +16,8 @@ pub struct App {
     pub auth: Arc<Auth>,
     pub debugger: Arc<openplc_debugger::Debugger>,
     pub plugins: Arc<crate::plugins::Plugins>,
-    pub plc: Arc<PlcBridge>,
+    /// The link to rt-core (its port, and the supervisor's view of it).
+    pub plc: Arc<RtLink>,
     pub programs: Arc<Programs>,
     pub supervisor: Option<Arc<Supervisor>>,
     /// Names of the running program's variables, for the REST monitor.
@@ -30,16 +31,16 @@ impl App {
         // Editor ≤ 4.1.4 shows anything but INIT/RUNNING/STOPPED/ERROR/EMPTY as UNKNOWN,
         // so TRANSITIONING is only reported when no such Editor is expected.
         let transitions_shown = self.settings.editor_compat == EditorCompat::Current;
-        if self.plc.in_safe_mode() {
-            return "ERROR";
+        let link = self.plc.state();
+        match link.phase {
+            Phase::SafeMode | Phase::Detached => return "ERROR",
+            Phase::Restarting => return if transitions_shown { "TRANSITIONING" } else { "ERROR" },
+            Phase::Up => {}
         }
-        if self.plc.is_restarting() || !self.plc.is_attached() {
-            return if transitions_shown && self.plc.is_restarting() { "TRANSITIONING" } else { "ERROR" };
-        }
-        if transitions_shown && self.plc.is_busy() {
+        if transitions_shown && link.is_busy() {
             return "TRANSITIONING";
         }
-        let Some(status) = self.plc.status() else { return "ERROR" };
+        let Some(status) = self.plc.port().status() else { return "ERROR" };
         if !status.rt_alive {
             // The header of an rt-core that died (the file outlives it) is not the PLC's
             // state: nothing scans until the supervisor has started a new one.

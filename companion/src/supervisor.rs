@@ -12,8 +12,8 @@
 //! The companion never stops rt-core, not even when it exits itself.
 
 use crate::logs::LogHub;
-use crate::plc::PlcBridge;
 use crate::program::store::ProgramStore;
+use crate::rt_link::{Phase, RtLink};
 use crate::settings::Settings;
 use shared_abi::client::{ClientError, Observer, Reader, RtClient};
 use shared_abi::layout::PlcState;
@@ -37,7 +37,7 @@ type ExitReport = (u32, std::io::Result<ExitStatus>);
 
 pub struct Supervisor {
     settings: Settings,
-    plc: Arc<PlcBridge>,
+    plc: Arc<RtLink>,
     logs: Arc<LogHub>,
     store: Arc<dyn CurrentProgram>,
     crashes: Mutex<VecDeque<Instant>>,
@@ -64,12 +64,7 @@ impl<T: CurrentProgram> CurrentProgram for Arc<T> {
 }
 
 impl Supervisor {
-    pub fn new(
-        settings: Settings,
-        plc: Arc<PlcBridge>,
-        logs: Arc<LogHub>,
-        store: Arc<dyn CurrentProgram>,
-    ) -> Supervisor {
+    pub fn new(settings: Settings, plc: Arc<RtLink>, logs: Arc<LogHub>, store: Arc<dyn CurrentProgram>) -> Supervisor {
         let (exit_tx, exit_rx) = mpsc::unbounded_channel();
         Supervisor {
             settings,
@@ -88,7 +83,7 @@ impl Supervisor {
         let path = shm_path(&self.settings.shm);
         if rt_alive(&path) {
             self.attach().await?;
-            let st = self.plc.status();
+            let st = self.plc.port().status();
             let (state, pid) = st.map(|s| (s.state, s.rt_pid)).unwrap_or((PlcState::Empty, 0));
             self.logs.info(format!(
                 "Attached to the running openplc-rt (pid {pid}); the PLC is {} and was left as it is",
@@ -118,8 +113,8 @@ impl Supervisor {
                     exit_info = Some(describe_exit(pid, status));
                 }
             }
-            self.plc.pump().await;
-            let alive = self.plc.observer().map(|o| o.rt_alive()).unwrap_or(false);
+            self.plc.pump();
+            let alive = self.plc.port().rt_alive();
             if alive {
                 continue;
             }
@@ -137,10 +132,10 @@ impl Supervisor {
 
     /// rt-core is gone: restart it, reload the program unless it keeps crashing.
     async fn recover(&self, exit_info: Option<String>) {
-        self.plc.set_restarting(true);
-        let pid = self.plc.status().map(|s| s.rt_pid).unwrap_or(0);
-        self.plc.pump().await;
-        self.plc.detach();
+        let was_safe = self.plc.state().phase == Phase::SafeMode;
+        let pid = self.plc.port().status().map(|s| s.rt_pid).unwrap_or(0);
+        self.plc.pump();
+        self.plc.begin_restart();
         let how = exit_info.unwrap_or_else(|| format!("openplc-rt (pid {pid}) stopped"));
         let recent = {
             let mut crashes = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
@@ -165,23 +160,20 @@ impl Supervisor {
             }
         }
         if recent >= CRASH_LIMIT {
-            self.plc.set_safe_mode(true);
             self.logs.error(format!(
                 "openplc-rt stopped {recent} times within {} s: safe mode. The program was not reloaded and the PLC \
                  reports ERROR until a program is uploaded or the PLC is started again",
                 CRASH_WINDOW.as_secs()
             ));
-        } else {
+        } else if !was_safe {
             self.restore_program(true).await;
         }
-        self.plc.set_restarting(false);
+        // Safe mode outlives a crash of the empty rt-core it holds.
+        self.plc.end_restart(was_safe || recent >= CRASH_LIMIT);
     }
 
     /// Loads the last good program into an empty rt-core, started if it was running.
     async fn restore_program(&self, after_crash: bool) {
-        if self.plc.in_safe_mode() {
-            return;
-        }
         let Some((library, run)) = self.store.current_library() else {
             if !after_crash {
                 self.logs.info("No program yet: upload one from the OpenPLC Editor");

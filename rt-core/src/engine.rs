@@ -20,10 +20,8 @@ use shared_abi::ring::{Consumer, Producer};
 use shared_abi::stats::Stats;
 use std::sync::atomic::Ordering;
 
-/// Commands taken per cycle; the rest wait for the next one.
-pub const MAX_COMMANDS_PER_CYCLE: usize = 8;
-/// Image writes applied per cycle.
-pub const MAX_WRITES_PER_CYCLE: usize = 256;
+/// Per-cycle bounds, part of the contract with clients (defined in shared-abi).
+pub use shared_abi::msg::{MAX_COMMANDS_PER_CYCLE, MAX_WRITES_PER_CYCLE};
 /// Variables that can be forced at once.
 pub const MAX_FORCES: usize = 128;
 /// Overrun reports are sent at most this often.

@@ -22,9 +22,7 @@ use bytemuck::Zeroable;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Attempts a non-real-time reader makes at a seqlock before giving up (a writer that died
-/// mid-write leaves the sequence odd forever).
-const READ_ATTEMPTS: u32 = 100_000;
+use crate::seqlock::READER_ATTEMPTS as READ_ATTEMPTS;
 
 #[derive(Debug)]
 pub enum ClientError {
@@ -394,7 +392,6 @@ impl RtClient {
         })
     }
 
-    /// Replaces the watch list; returns its generation (echoed in `DebugValues`).
     /// RETAIN values for the next `Load` to give back (`None`: a cold start). rt-core
     /// restores them only into a program with the same MD5 and RETAIN layout.
     pub fn stage_retain(&mut self, values: Option<&crate::retain::RetainImage>) {
@@ -411,6 +408,7 @@ impl RtClient {
         };
     }
 
+    /// Replaces the watch list; returns its generation (echoed in `DebugValues`).
     pub fn set_watch(&mut self, vars: &[u32]) -> u32 {
         self.watch_generation = self.watch_generation.wrapping_add(1).max(1);
         let generation = self.watch_generation;

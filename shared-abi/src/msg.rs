@@ -12,6 +12,11 @@ pub const MAX_PATH: usize = 240;
 pub const MAX_FORCE_BYTES: usize = 256;
 /// Longest log line text.
 pub const MAX_LOG_TEXT: usize = 480;
+/// Commands rt-core takes from the command ring per cycle; the rest wait for the next one.
+pub const MAX_COMMANDS_PER_CYCLE: usize = 8;
+/// Image writes rt-core applies per cycle. A backlog longer than this takes several cycles
+/// to drain, which is how a client computes by when its writes are applied.
+pub const MAX_WRITES_PER_CYCLE: usize = 256;
 
 /// A command for rt-core's scan thread, tagged with the client's sequence number so the
 /// result can be matched in `Control::results`.

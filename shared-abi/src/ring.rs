@@ -59,6 +59,9 @@ impl<const N: usize, const S: usize> Ring<N, S> {
         *self.dropped.0.get_mut() = 0;
     }
 
+    /// Slots in the ring, as a constant (`WriteRing::CAPACITY`).
+    pub const CAPACITY: usize = N;
+
     /// Slots in the ring.
     pub const fn capacity(&self) -> usize {
         N

@@ -9,6 +9,11 @@ use bytemuck::Pod;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
+/// Attempts a reader that may wait a little (the companion, tools; never rt-core) makes
+/// before it calls a snapshot torn: only a writer that died mid-write leaves the sequence
+/// odd for that long.
+pub const READER_ATTEMPTS: u32 = 100_000;
+
 /// A read overlapped a write; the copy was discarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Torn;

@@ -7,7 +7,8 @@
 //! phase 2 gives the machine's own latency under identical load, so the ratio isolates
 //! rt-core from the host.
 
-use openplc_debugger::{Config, Debugger, Family, Identity, RtClientBackend, socketio};
+use openplc_debugger::{Config, Debugger, Family, Identity, socketio};
+use openplc_port::{LogSink, PlcPort};
 use shared_abi::client::{Observer, Reader};
 use shared_abi::msg::Command as RtCommand;
 use shared_abi::stats::percentile_us;
@@ -105,7 +106,7 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
 struct Stack {
     _rt: Killed,
     shm: String,
-    backend: Arc<RtClientBackend>,
+    port: Arc<PlcPort>,
     url: String,
     _runtime: tokio::runtime::Runtime,
     var_count: u32,
@@ -127,30 +128,26 @@ fn start_stack(args: &Args, dir: &Path, cpu: &str, program: &Path) -> Result<Sta
         let s = o.status();
         (s.rt_alive && s.rt_pid == pid).then_some(())
     })?;
-    let backend = Arc::new(RtClientBackend::open(&shm).map_err(|e| e.to_string())?.with_log_sink(|_, _| {}));
-    backend
-        .with_client(|c| c.load(&program.to_string_lossy(), true, Duration::from_secs(10)))
+    let port = PlcPort::open(&shm, LogSink::discard()).map_err(|e| e.to_string())?;
+    port.load_blocking(&program.to_string_lossy(), true, None, Duration::from_secs(10))
         .map_err(|e| format!("loading the program: {e}"))?;
-    let var_count = backend.with_client(|c| c.program_info()).map_err(|e| e.to_string())?.var_count;
+    let var_count = port.program_info().ok_or("no program after the load")?.var_count;
     let auth = |t: &str| -> Result<Identity, String> {
         (t == TOKEN)
             .then(|| Identity { name: "bench".into(), may_force: false })
             .ok_or_else(|| "bad credentials".into())
     };
-    let debugger = Debugger::new(
-        backend.clone(),
-        Arc::new(auth),
-        Config { default_family: Family::FlatIndex, ..Config::default() },
-    );
+    let debugger =
+        Debugger::new(port.clone(), Arc::new(auth), Config { default_family: Family::FlatIndex, ..Config::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let tcp_port = listener.local_addr().map_err(|e| e.to_string())?.port();
     runtime.spawn(async move {
         let (layer, _io) = socketio::layer(debugger);
         let app = axum::Router::new().route("/", axum::routing::get(|| async { "debugger bench" })).layer(layer);
         let _ = axum::serve(listener, app).await;
     });
-    Ok(Stack { _rt: rt, shm, backend, url: format!("http://127.0.0.1:{port}"), _runtime: runtime, var_count })
+    Ok(Stack { _rt: rt, shm, port, url: format!("http://127.0.0.1:{tcp_port}"), _runtime: runtime, var_count })
 }
 
 fn start_load(args: &Args, stack: &Stack) -> Result<Child, String> {
@@ -257,10 +254,7 @@ fn run() -> Result<(), String> {
     let dir1 = tempfile::tempdir_in(work.path()).map_err(|e| e.to_string())?;
     let stack = start_stack(&args, dir1.path(), &args.cpu.to_string(), &program)?;
     std::thread::sleep(Duration::from_secs(2));
-    stack
-        .backend
-        .with_client(|c| c.command(RtCommand::ResetStats, Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
+    stack.port.command_blocking(RtCommand::ResetStats, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     let load = finish_load(start_load(&args, &stack)?)?;
     let observer = Observer::open(&stack.shm).map_err(|e| e.to_string())?;
     let h = observer.histogram();

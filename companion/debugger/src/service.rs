@@ -1,14 +1,17 @@
-//! One debug command in, one reply out: the protocol applied to the PLC through a
-//! [`Backend`]. Transport-free (the Socket.IO side is `crate::socketio`).
+//! One debug command in, one reply out: the protocol applied to the PLC through its
+//! [`PlcPort`] (values from the port's shared watch list, forces as commands).
+//! Transport-free (the Socket.IO side is `crate::socketio`).
 
-use crate::backend::Backend;
 use crate::protocol::{self, Addr, Family, ListReply, Rejected, Request};
 use crate::values;
-use crate::watch::{Lease, Sample, Value, Watcher, generation_reached};
+use openplc_port::{PlcPort, SampleError, Value};
 use shared_abi::debug::{Generator, ProgramInfo};
 use shared_abi::msg::{CommandStatus, LogLevel};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// The least a force or release waits for rt-core's answer (longer for a slow period).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Who a session belongs to, as the companion's authentication says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,17 +45,11 @@ pub struct Config {
     /// Longest a read waits for fresh values before answering `success:false` (the Editor
     /// gives up after 5 s).
     pub read_timeout: Duration,
-    /// Watched variables nobody polled for this long leave the watch list.
-    pub evict_after: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            default_family: Family::FlatIndex,
-            read_timeout: Duration::from_secs(2),
-            evict_after: Duration::from_secs(5),
-        }
+        Config { default_family: Family::FlatIndex, read_timeout: Duration::from_secs(2) }
     }
 }
 
@@ -96,24 +93,22 @@ const RT_DOWN: &str = "The PLC runtime (openplc-rt) is not running";
 
 /// The debugger: shared by every connection.
 pub struct Debugger {
-    backend: Arc<dyn Backend>,
+    port: Arc<PlcPort>,
     auth: Arc<dyn Authenticator>,
     config: Config,
-    watcher: Watcher,
 }
 
 impl Debugger {
-    pub fn new(backend: Arc<dyn Backend>, auth: Arc<dyn Authenticator>, config: Config) -> Arc<Debugger> {
-        let watcher = Watcher::new(backend.clone(), config.evict_after);
-        Arc::new(Debugger { backend, auth, config, watcher })
+    pub fn new(port: Arc<PlcPort>, auth: Arc<dyn Authenticator>, config: Config) -> Arc<Debugger> {
+        Arc::new(Debugger { port, auth, config })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
+    pub fn port(&self) -> &Arc<PlcPort> {
+        &self.port
     }
 
     pub fn authenticate(&self, token: &str) -> Result<Identity, String> {
@@ -122,12 +117,12 @@ impl Debugger {
 
     /// Variables currently in the shared watch list.
     pub fn watched(&self) -> usize {
-        self.watcher.union_len()
+        self.port.sampler().watched()
     }
 
     /// rt-core's loop counter now: the stamp a command gets when it arrives.
     pub fn arrival(&self) -> u64 {
-        self.backend.heartbeat()
+        self.port.cycle()
     }
 
     /// The family spoken for `info`'s program.
@@ -139,34 +134,6 @@ impl Debugger {
         }
     }
 
-    /// The raw program bytes of `vars` (flat debug indices) taken in a scan after `arrival`,
-    /// through the same shared watch list as the Socket.IO clients: for other users inside
-    /// the companion (plugins' debug thunks). `None` for a variable the program lacks.
-    pub async fn sample(&self, vars: &[u32], arrival: u64) -> Result<Vec<Option<Vec<u8>>>, String> {
-        if !self.backend.rt_alive() {
-            return Err(RT_DOWN.into());
-        }
-        let info = self.backend.program_info().map_err(|e| e.to_string())?;
-        if info.program_gen == 0 {
-            return Err(NO_PROGRAM.into());
-        }
-        let lease = self.watcher.lease(vars).map_err(|_| "the watch list is full".to_string())?;
-        let sample = match self.wait(&lease, vars, info.program_gen, arrival).await {
-            Ok(s) => s,
-            Err(Wait::ProgramChanged) => return Err("the PLC program changed".into()),
-            Err(Wait::NoRoom) => return Err("no room for the values in rt-core's debug area".into()),
-            Err(Wait::Failed(e)) => return Err(e),
-        };
-        drop(lease);
-        Ok(vars
-            .iter()
-            .map(|&v| match sample.get(v) {
-                Some(Value::Bytes { raw, .. }) => Some(raw.to_vec()),
-                _ => None,
-            })
-            .collect())
-    }
-
     /// Answers one command: `command` is the hex text, `arrival` the loop counter when it
     /// arrived (reads return values taken in a later scan).
     pub async fn handle(&self, session: &mut Session, command: &str, arrival: u64) -> Reply {
@@ -174,15 +141,13 @@ impl Debugger {
             Ok(p) => p,
             Err(e) => return Reply::Error(format!("Malformed command: {e}")),
         };
-        if !self.backend.rt_alive() {
+        if !self.port.rt_alive() {
             return Reply::Error(RT_DOWN.into());
         }
         // A program swapped in while a read waited changes what the indices mean: start over.
         for _ in 0..3 {
-            let info = match self.backend.program_info() {
-                Ok(i) => i,
-                Err(e) => return Reply::Error(format!("Cannot read the program information: {e}")),
-            };
+            // No program: a zeroed record (`program_gen` 0).
+            let info = self.port.program_info().unwrap_or_else(bytemuck::Zeroable::zeroed);
             let family = self.family(&info);
             let request = match protocol::parse(family, &pdu) {
                 Ok(r) => r,
@@ -261,7 +226,7 @@ impl Debugger {
         let who = &session.identity.name;
         let what = describe(addr, var);
         if !session.identity.may_force {
-            self.backend.log(
+            self.port.log(
                 LogLevel::Warning,
                 &format!(
                     "debugger: user '{who}' may not force; refused to {} {what}",
@@ -273,15 +238,11 @@ impl Debugger {
         // The flat family's Editor sends numbers big-endian; the pair family's sends the
         // target's own order (it swaps by the 0x45 sentinel).
         let big_endian = family == Family::FlatIndex && session.forces_big_endian;
-        let backend = self.backend.clone();
-        let bytes = value.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            if force { backend.force(var, &bytes, big_endian) } else { backend.unforce(var) }
-        })
-        .await;
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => return Reply::Error(format!("Forcing failed: {e}")),
+        let timeout = self.port.command_timeout(COMMAND_TIMEOUT);
+        let result = if force {
+            self.port.force(var, &value, big_endian, timeout).await
+        } else {
+            self.port.unforce(var, timeout).await
         };
         let action = if force {
             format!(
@@ -294,11 +255,11 @@ impl Debugger {
         };
         match result {
             Ok(CommandStatus::Ok) => {
-                self.backend.log(LogLevel::Info, &format!("debugger: user '{who}' {action}"));
+                self.port.log(LogLevel::Info, &format!("debugger: user '{who}' {action}"));
                 Reply::Pdu(protocol::status(protocol::FC_SET, protocol::SUCCESS))
             }
             Ok(status) => {
-                self.backend.log(
+                self.port.log(
                     LogLevel::Warning,
                     &format!("debugger: user '{who}' could not have {action}: {}", status.as_str()),
                 );
@@ -317,7 +278,7 @@ impl Debugger {
                 }
             }
             Err(e) => {
-                self.backend.log(LogLevel::Warning, &format!("debugger: user '{who}' could not have {action}: {e}"));
+                self.port.log(LogLevel::Warning, &format!("debugger: user '{who}' could not have {action}: {e}"));
                 Reply::Error(format!("The PLC runtime did not answer: {e}"))
             }
         }
@@ -384,16 +345,16 @@ impl Debugger {
         arrival: u64,
     ) -> Option<Reply> {
         let vars = self.frame_prefix(items);
-        let lease = match self.watcher.lease(&vars) {
+        let lease = match self.port.sampler().lease(&vars) {
             Ok(l) => l,
             // Too many variables watched at once: the Editor halves its batch on 0x82.
             Err(_) => return Some(Reply::Pdu(protocol::status(fc, protocol::OUT_OF_MEMORY))),
         };
-        let sample = match self.wait(&lease, &vars, info.program_gen, arrival).await {
+        let sample = match lease.wait(info.program_gen, arrival, self.config.read_timeout).await {
             Ok(s) => s,
-            Err(Wait::ProgramChanged) => return None,
-            Err(Wait::NoRoom) => return Some(Reply::Pdu(protocol::status(fc, protocol::OUT_OF_MEMORY))),
-            Err(Wait::Failed(e)) => return Some(Reply::Error(e)),
+            Err(SampleError::ProgramChanged) => return None,
+            Err(SampleError::NoRoom) => return Some(Reply::Pdu(protocol::status(fc, protocol::OUT_OF_MEMORY))),
+            Err(e) => return Some(Reply::Error(e.to_string())),
         };
         drop(lease);
         let mut reply = ListReply::new(fc, sample.tick as u32, initial_last);
@@ -420,7 +381,7 @@ impl Debugger {
     /// The variables of `items` that can fit one frame, by the sizes last seen; unknown
     /// sizes count as fitting.
     fn frame_prefix(&self, items: &[(u16, Option<u32>)]) -> Vec<u32> {
-        let latest = self.watcher.latest().values;
+        let latest = self.port.sampler().latest();
         let mut used = protocol::LIST_HEADER;
         let mut vars = Vec::with_capacity(items.len());
         for &(_, var) in items {
@@ -435,63 +396,6 @@ impl Debugger {
         }
         vars
     }
-
-    async fn wait(&self, _lease: &Lease, vars: &[u32], program_gen: u32, arrival: u64) -> Result<Arc<Sample>, Wait> {
-        let deadline = Instant::now() + self.config.read_timeout;
-        let mut rx = self.watcher.subscribe();
-        let mut rewrite: Option<u64> = None;
-        loop {
-            let snapshot = rx.borrow_and_update().clone();
-            // A sampler that last saw rt-core down while a new one already runs (a restart)
-            // catches up within a sampling period: wait for it rather than fail.
-            if !snapshot.alive && !self.backend.rt_alive() {
-                return Err(Wait::Failed(RT_DOWN.into()));
-            }
-            if snapshot.alive
-                && let Some(s) = snapshot.values
-                && s.cycle > arrival
-                && vars.iter().all(|&v| s.contains(v))
-            {
-                if s.program_gen != program_gen {
-                    return Err(Wait::ProgramChanged);
-                }
-                let no_room = vars.iter().any(|&v| matches!(s.get(v), Some(Value::NoRoom)));
-                if !no_room {
-                    return Ok(s);
-                }
-                // rt-core's data area is full: have pinned variables placed first, and give
-                // up once a list written that way still leaves some out.
-                match rewrite {
-                    None => rewrite = Some(self.watcher.request_rewrite()),
-                    Some(ticket) => {
-                        if let Some(g) = self.watcher.written_after(ticket)
-                            && generation_reached(s.watch_generation, g)
-                        {
-                            return Err(Wait::NoRoom);
-                        }
-                    }
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Wait::Failed(format!(
-                    "No fresh values from the PLC runtime within {} ms",
-                    self.config.read_timeout.as_millis()
-                )));
-            }
-            match tokio::time::timeout(left, rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(Wait::Failed("The debugger is shutting down".into())),
-                Err(_) => {}
-            }
-        }
-    }
-}
-
-enum Wait {
-    ProgramChanged,
-    NoRoom,
-    Failed(String),
 }
 
 fn describe(addr: Addr, var: u32) -> String {

@@ -15,15 +15,15 @@
 //!   `JOURNAL_MAX` entries, so a write normally reaches rt-core before its next scan.
 //!
 //! Lock order, outermost first: image lock → journal flush lock → view → pending journal →
-//! (the `PluginPlc` implementation's own locks). Of these only the image lock is held while
+//! (the port's own locks). Of these only the image lock is held while
 //! a plugin runs (its cycle hooks), and none is held while waiting for Python's GIL. (The
 //! host's own state lock, held around lifecycle calls, is outside all of them.)
 
-use crate::plc::{PlcError, PluginPlc};
+use openplc_port::{PlcPort, PortError, WriteRing};
 use shared_abi::debug::ProgramInfo;
 use shared_abi::image::{Area, BITS_PER_BYTE, BUFFER_SIZE, IecAddress, Image, InputImage, Width};
-use shared_abi::layout::OutputSnapshot;
-use shared_abi::msg::LogLevel;
+use shared_abi::layout::{OutputSnapshot, PlcState};
+use shared_abi::msg::{Command, CommandStatus, LogLevel};
 use shared_abi::plugin::PluginRuntimeArgs;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 /// Pending journal entries before a write flushes the queue itself (upstream's per-bank
 /// journal size).
 pub(crate) const JOURNAL_MAX: usize = 4096;
+
+/// The least a plugin's force or start/stop request waits for rt-core's answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pointer tables of `plugin_runtime_args_t`, pointing into the mirror.
 #[repr(C)]
@@ -103,13 +106,12 @@ impl RecursiveLock {
     }
 }
 
-/// The mirror cells, what the outermost lock loaded into them, and room to read a
-/// snapshot into. Everything is on the heap and copied pointer to pointer: a plugin's thread
-/// may have a small stack, so nothing image-sized ever goes through a local.
+/// The mirror cells and what the outermost lock loaded into them. Everything is on the
+/// heap and copied pointer to pointer: a plugin's thread may have a small stack, so nothing
+/// image-sized ever goes through a local.
 struct Mirror {
     cells: *mut Image,
     baseline: *mut Image,
-    scratch: *mut OutputSnapshot,
     tables: *mut Tables,
 }
 
@@ -121,7 +123,6 @@ impl Drop for Mirror {
         unsafe {
             drop(Box::from_raw(self.cells));
             drop(Box::from_raw(self.baseline));
-            drop(Box::from_raw(self.scratch));
             drop(Box::from_raw(self.tables));
         }
     }
@@ -131,7 +132,6 @@ impl Mirror {
     fn new() -> Self {
         let cells: *mut Image = Box::into_raw(bytemuck::zeroed_box::<Image>());
         let baseline: *mut Image = Box::into_raw(bytemuck::zeroed_box::<Image>());
-        let scratch: *mut OutputSnapshot = Box::into_raw(bytemuck::zeroed_box::<OutputSnapshot>());
         let mut tables: Box<Tables> = bytemuck::zeroed_box();
         // SAFETY: `cells` is a live, exclusively owned allocation; `addr_of_mut!` takes
         // addresses of its fields without creating references that later raw writes by
@@ -158,7 +158,7 @@ impl Mirror {
                 tables.lint_memory[n] = std::ptr::addr_of_mut!((*o).lint_memory[n]);
             }
         }
-        Mirror { cells, baseline, scratch, tables: Box::into_raw(tables) }
+        Mirror { cells, baseline, tables: Box::into_raw(tables) }
     }
 }
 
@@ -178,8 +178,19 @@ pub(crate) struct Counters {
     pub image_locks: AtomicU64,
 }
 
+/// Why a plugin's debug request was not carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DebugRefusal {
+    /// rt-core's command queue is full.
+    QueueFull,
+    /// No such variable, a value that does not fit, rt-core refused or is not there.
+    Refused,
+    /// rt-core has no such command yet.
+    Unsupported,
+}
+
 pub(crate) struct Core {
-    pub plc: Arc<dyn PluginPlc>,
+    pub plc: Arc<PlcPort>,
     image_lock: RecursiveLock,
     mirror: Mirror,
     pending: Mutex<Vec<(IecAddress, u64)>>,
@@ -209,7 +220,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    pub fn new(plc: Arc<dyn PluginPlc>) -> Arc<Core> {
+    pub fn new(plc: Arc<PlcPort>) -> Arc<Core> {
         Arc::new(Core {
             plc,
             image_lock: RecursiveLock::new(),
@@ -258,19 +269,16 @@ impl Core {
             return;
         }
         self.flush_journal();
-        let Mirror { cells, baseline, scratch, .. } = self.mirror;
+        let Mirror { cells, baseline, .. } = self.mirror;
+        let outputs = self.plc.outputs();
         // SAFETY: we hold the image lock (outermost level), which is what entitles anyone,
-        // Rust or plugin, to touch the mirror, its baseline and its scratch snapshot; the
-        // three are distinct live heap allocations, so the copies do not overlap.
+        // Rust or plugin, to touch the mirror and its baseline; they, the port's snapshot
+        // and its input image are distinct live heap allocations, so no copy overlaps.
         unsafe {
-            if self.plc.read_outputs(&mut *scratch) {
-                std::ptr::copy_nonoverlapping(
-                    std::ptr::addr_of!((*scratch).image),
-                    std::ptr::addr_of_mut!((*cells).outputs),
-                    1,
-                );
+            if outputs.cycle != 0 {
+                std::ptr::copy_nonoverlapping(&outputs.image, std::ptr::addr_of_mut!((*cells).outputs), 1);
             }
-            self.plc.read_inputs(&mut *std::ptr::addr_of_mut!((*cells).inputs));
+            self.plc.inputs(|i| std::ptr::copy_nonoverlapping(i, std::ptr::addr_of_mut!((*cells).inputs), 1));
             std::ptr::copy_nonoverlapping(cells, baseline, 1);
         }
     }
@@ -336,7 +344,8 @@ impl Core {
         self.counters.journal_flushes.fetch_add(1, Ordering::Relaxed);
         let (inputs, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(a, _)| a.area == Area::Input);
         if !inputs.is_empty() {
-            self.plc.update_inputs(&mut |img| {
+            // Detached: the inputs are lost with the rt-core they were meant for.
+            let _ = self.plc.update_inputs(|img| {
                 for &(a, v) in &inputs {
                     img.set(a, v);
                 }
@@ -354,7 +363,7 @@ impl Core {
     }
 
     fn apply_inputs(&self, inputs: &[(IecAddress, u64)]) {
-        self.plc.update_inputs(&mut |img| {
+        let _ = self.plc.update_inputs(|img| {
             for &(a, v) in inputs {
                 img.set(a, v);
             }
@@ -365,14 +374,17 @@ impl Core {
         }
     }
 
+    /// Queues writes, in batches the write ring can hold; a batch that finds no room is
+    /// dropped whole (counted, and reported at most every 5 s).
     fn send_writes(&self, writes: &[(IecAddress, u64)]) {
-        if let Err(e) = self.plc.write(writes) {
-            self.counters.writes_dropped.fetch_add(writes.len() as u64, Ordering::Relaxed);
+        for batch in writes.chunks(WriteRing::CAPACITY) {
+            let Err(e) = self.plc.write(batch) else { continue };
+            self.counters.writes_dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
             let mut last = lock(&self.last_drop_report);
             if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                 *last = Some(Instant::now());
                 let msg = match e {
-                    PlcError::QueueFull => {
+                    PortError::WriteQueueFull => {
                         "plugin writes to outputs/memory dropped: rt-core's write ring is full".into()
                     }
                     other => format!("plugin writes to outputs/memory dropped: {other}"),
@@ -388,8 +400,10 @@ impl Core {
     pub fn refresh_view(&self) {
         let mut view = lock(&self.view);
         let ViewData { outputs, inputs: view_inputs } = &mut *view;
-        let fresh_outputs = self.plc.read_outputs(outputs);
-        self.plc.read_inputs(view_inputs);
+        let snapshot = self.plc.outputs();
+        let fresh_outputs = snapshot.cycle != 0;
+        bytemuck::bytes_of_mut(&mut **outputs).copy_from_slice(bytemuck::bytes_of(&*snapshot));
+        self.plc.inputs(|i| bytemuck::bytes_of_mut(&mut **view_inputs).copy_from_slice(bytemuck::bytes_of(i)));
         for &(a, v) in lock(&self.pending).iter() {
             if a.area == Area::Input {
                 view_inputs.set(a, v);
@@ -470,12 +484,63 @@ impl Core {
         if let Some(&n) = lock(&self.debug_sizes).get(&key) {
             return n;
         }
-        let n =
-            self.plc.debug_read(var, Self::debug_timeout(info)).map_or(0, |v| v.len().min(u16::MAX as usize) as u16);
+        let n = self.debug_read(var, Self::debug_timeout(info)).map_or(0, |v| v.len().min(u16::MAX as usize) as u16);
         if n != 0 {
             lock(&self.debug_sizes).insert(key, n);
         }
         n
+    }
+    /// The bytes of debug variable `var` taken at a scan after the call, through the port's
+    /// shared watch list (the Editor's debugger uses the same one).
+    pub fn debug_read(&self, var: u32, timeout: Duration) -> Option<Vec<u8>> {
+        self.plc.sample_blocking(&[var], self.plc.cycle(), timeout).ok()?.pop().flatten()
+    }
+
+    /// Forces `var` to `value` (native byte order), or releases it with `None`.
+    pub fn debug_force(&self, var: u32, value: Option<&[u8]>) -> Result<(), DebugRefusal> {
+        let timeout = self.plc.command_timeout(COMMAND_TIMEOUT);
+        let result = match value {
+            Some(bytes) => self.plc.force_blocking(var, bytes, false, timeout),
+            None => self.plc.unforce_blocking(var, timeout),
+        };
+        match result {
+            Ok(CommandStatus::Ok) => Ok(()),
+            Err(PortError::CommandQueueFull) => Err(DebugRefusal::QueueFull),
+            Ok(_) | Err(_) => Err(DebugRefusal::Refused),
+        }
+    }
+
+    /// Writes `var` once, leaving any force in place: rt-core has no such command yet.
+    pub fn debug_write(&self, _var: u32, _value: &[u8]) -> Result<(), DebugRefusal> {
+        Err(DebugRefusal::Unsupported)
+    }
+
+    /// The PLC state as plugins see it (STOPPED-like EMPTY without rt-core).
+    pub fn plc_state(&self) -> PlcState {
+        self.plc.state().unwrap_or(PlcState::Empty)
+    }
+
+    /// Asks rt-core to start or stop without waiting: plugins call this from inside their
+    /// hooks, and the plugins themselves are started and stopped later from another
+    /// thread. A refusal is logged when rt-core answers.
+    pub fn request(&self, command: Command) {
+        let what = if matches!(command, Command::Start) { "start" } else { "stop" };
+        let ticket = match self.plc.send(command) {
+            Ok(t) => t,
+            Err(e) => return self.plc.log(LogLevel::Warning, &format!("the plugin's {what} request failed: {e}")),
+        };
+        let plc = self.plc.clone();
+        let answered = move || match plc.wait_result_blocking(ticket, plc.command_timeout(COMMAND_TIMEOUT)) {
+            Ok(CommandStatus::Ok) => {}
+            Ok(other) => {
+                plc.log(LogLevel::Warning, &format!("the plugin's {what} request was refused: {}", other.as_str()))
+            }
+            Err(e) => plc.log(LogLevel::Warning, &format!("the plugin's {what} request failed: {e}")),
+        };
+        if std::thread::Builder::new().name("plugin-request".into()).spawn(answered).is_err() {
+            self.plc
+                .log(LogLevel::Warning, &format!("the plugin's {what} request was sent; its answer is not followed"));
+        }
     }
 }
 

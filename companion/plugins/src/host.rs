@@ -13,7 +13,6 @@
 use crate::conf::{self, ConfError, PluginEntry, PluginKind, PluginsConf, UploadedConfig};
 use crate::core::{Core, lock};
 use crate::native::NativeLib;
-use crate::plc::PluginPlc;
 use crate::python::{Hook, PyPlugin};
 use crate::slots::{self, PluginCtx};
 use serde::Serialize;
@@ -212,7 +211,7 @@ pub struct PluginHost {
 impl PluginHost {
     /// A host for the plugins listed in `conf_path` (`<data dir>/plugins.conf`; a missing
     /// file is an empty list). Nothing is loaded until `start`.
-    pub fn new(conf_path: impl Into<PathBuf>, plc: Arc<dyn PluginPlc>) -> Result<Self, ConfError> {
+    pub fn new(conf_path: impl Into<PathBuf>, plc: Arc<openplc_port::PlcPort>) -> Result<Self, ConfError> {
         let conf_path = std::path::absolute(conf_path.into()).map_err(|e| ConfError {
             file: PathBuf::new(),
             line: None,
@@ -525,7 +524,7 @@ fn cycle_loop(core: &Core, hooks: &[CycleHook], stop: &AtomicBool) {
     let mut last = core.view_scan().0;
     while !stop.load(Ordering::Acquire) {
         let waited = std::time::Instant::now();
-        let scan = core.plc.wait_for_scan_after(last, IDLE_FLUSH);
+        let scan = core.plc.wait_scan_after_blocking(last, IDLE_FLUSH).ok();
         core.refresh_view();
         match scan {
             Some(cycle) => {

@@ -3,10 +3,10 @@
 //! through the shared-memory rules only.
 //!
 //! ```no_run
-//! use openplc_plugin_host::{PluginHost, rt_bridge::RtClientBridge};
-//! use std::sync::Arc;
+//! use openplc_plugin_host::PluginHost;
+//! use openplc_port::{LogSink, PlcPort};
 //!
-//! let plc = Arc::new(RtClientBridge::open("openplc-rt").expect("rt-core"));
+//! let plc = PlcPort::open("openplc-rt", LogSink::discard()).expect("rt-core");
 //! let host = PluginHost::new("/var/lib/openplc/plugins.conf", plc).expect("plugins.conf");
 //! // After an upload was extracted into `bundle`:
 //! let uploaded = host.apply_upload(std::path::Path::new("/var/lib/openplc/bundle")).expect("upload rule");
@@ -17,9 +17,9 @@
 //! ```
 //!
 //! - [`conf`]: `plugins.conf` and the per-upload enable rule.
-//! - [`plc::PluginPlc`]: what the host needs from the PLC; the companion implements it.
-//! - [`rt_bridge::RtClientBridge`]: an implementation over a `Mutex<RtClient>`.
-//! - [`PluginHost`]: lifecycle, status, commands, statistics.
+//! - [`PluginHost`]: lifecycle, status, commands, statistics. It reaches rt-core through
+//!   an `openplc_port::PlcPort` (the companion's): reads, writes, forces, debug reads
+//!   through the port's shared watch list, and log lines to the port's log sink.
 //!
 //! The ABI struct itself (`plugin_runtime_args_t`) is `shared_abi::plugin`.
 
@@ -27,14 +27,11 @@ pub mod conf;
 mod core;
 mod host;
 mod native;
-pub mod plc;
 mod python;
-pub mod rt_bridge;
 mod slots;
 
 pub use conf::{ConfError, PluginEntry, PluginKind, PluginsConf, UploadedConfig};
 pub use host::{CommandError, PluginHost, PluginState, PluginStatus};
-pub use plc::{PlcError, PluginPlc};
 
 // The companion shares one host between its handlers and its supervisor.
 const _: () = {

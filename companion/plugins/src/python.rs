@@ -330,7 +330,7 @@ fn log(py: Python<'_>, h: Handle, level: u8, text: String) -> PyResult<()> {
 fn info(py: Python<'_>, h: Handle) -> PyResult<(String, String, String, u64)> {
     let ctx = ctx_of(h)?;
     let (state, period) = py
-        .detach(|| (ctx.core.plc.state().as_str().to_string(), ctx.core.plc.program_info().map_or(0, |p| p.period_ns)));
+        .detach(|| (ctx.core.plc_state().as_str().to_string(), ctx.core.plc.program_info().map_or(0, |p| p.period_ns)));
     Ok((ctx.name.clone(), ctx.config_path.clone(), state, period))
 }
 

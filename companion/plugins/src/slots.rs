@@ -6,7 +6,7 @@
 //! 0), so a plugin thread that outlives its plugin cannot reach another plugin's state by
 //! accident through stale data; it can only reach the slot's next owner.
 
-use crate::core::{Core, lock};
+use crate::core::{Core, DebugRefusal, lock};
 use shared_abi::debug::ProgramInfo;
 use shared_abi::image::{IecAddress, Width};
 use shared_abi::msg::LogLevel;
@@ -294,7 +294,7 @@ impl<const S: usize> Thunk<S> {
             }
             with_program(S, |c, info| {
                 let Some(var) = Core::debug_var(info, arr, elem) else { return 0 };
-                let Some(bytes) = c.core.plc.debug_read(var, Core::debug_timeout(info)) else { return 0 };
+                let Some(bytes) = c.core.debug_read(var, Core::debug_timeout(info)) else { return 0 };
                 let n = bytes.len().min(u16::MAX as usize);
                 // SAFETY: the ABI makes the caller provide `debug_size(arr, elem)` bytes at
                 // `dest`, which is the variable's size, `bytes.len()`.
@@ -315,9 +315,9 @@ impl<const S: usize> Thunk<S> {
                     }
                     // SAFETY: the caller passes `len` readable bytes at `bytes`.
                     let value = unsafe { std::slice::from_raw_parts(bytes, len as usize) };
-                    c.core.plc.debug_force(var, Some(value))
+                    c.core.debug_force(var, Some(value))
                 } else {
-                    c.core.plc.debug_force(var, None)
+                    c.core.debug_force(var, None)
                 };
                 debug_status(result)
             })
@@ -334,10 +334,8 @@ impl<const S: usize> Thunk<S> {
                 }
                 // SAFETY: the caller passes `len` readable bytes at `bytes`.
                 let value = unsafe { std::slice::from_raw_parts(bytes, len as usize) };
-                let result = c.core.plc.debug_write(var, value);
-                if result == Err(crate::plc::PlcError::Unsupported)
-                    && !c.debug_write_warned.swap(true, Ordering::Relaxed)
-                {
+                let result = c.core.debug_write(var, value);
+                if result == Err(DebugRefusal::Unsupported) && !c.debug_write_warned.swap(true, Ordering::Relaxed) {
                     c.log(
                         LogLevel::Warning,
                         "debug_write is not supported by this runtime; use debug_set or the journal",
@@ -374,7 +372,7 @@ impl<const S: usize> Thunk<S> {
             if let Some(c) = get(S) {
                 let reason = reason_text(reason);
                 c.log(LogLevel::Warning, &format!("requests a PLC stop: {reason}"));
-                c.core.plc.request_stop(&reason);
+                c.core.request(shared_abi::msg::Command::Stop);
             }
         })
     }
@@ -388,7 +386,7 @@ impl<const S: usize> Thunk<S> {
                     return;
                 }
                 c.log(LogLevel::Info, &format!("requests a PLC start: {reason}"));
-                c.core.plc.request_start(&reason);
+                c.core.request(shared_abi::msg::Command::Start);
             }
         })
     }
@@ -402,7 +400,7 @@ impl<const S: usize> Thunk<S> {
     }
 
     unsafe extern "C" fn get_plc_state() -> c_int {
-        guard(PLUGIN_PLC_STOPPED, || get(S).map_or(PLUGIN_PLC_STOPPED, |c| plc_state_code(c.core.plc.state())))
+        guard(PLUGIN_PLC_STOPPED, || get(S).map_or(PLUGIN_PLC_STOPPED, |c| plc_state_code(c.core.plc_state())))
     }
 }
 
@@ -423,11 +421,11 @@ fn reason_text(reason: *const c_char) -> String {
     unsafe { CStr::from_ptr(reason) }.to_string_lossy().chars().take(500).collect()
 }
 
-fn debug_status(result: Result<(), crate::plc::PlcError>) -> u8 {
+fn debug_status(result: Result<(), DebugRefusal>) -> u8 {
     match result {
         Ok(()) => DEBUG_STATUS_OK,
-        Err(crate::plc::PlcError::QueueFull) => DEBUG_STATUS_OUT_OF_MEMORY,
-        Err(_) => DEBUG_STATUS_OUT_OF_BOUNDS,
+        Err(DebugRefusal::QueueFull) => DEBUG_STATUS_OUT_OF_MEMORY,
+        Err(DebugRefusal::Refused | DebugRefusal::Unsupported) => DEBUG_STATUS_OUT_OF_BOUNDS,
     }
 }
 

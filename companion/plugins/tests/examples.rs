@@ -10,9 +10,9 @@ use support::*;
 #[test]
 fn native_example_sees_outputs_and_drives_inputs_the_program_reads() {
     let plc = Plc::start();
-    let so = build_so(plc.dir.path(), "libnative_counter.so", &[example("native_counter/native_counter.c")]);
+    let so = build_so(plc.dir(), "libnative_counter.so", &[example("native_counter/native_counter.c")]);
     let (_data, conf) = data_dir(&[format!("native_counter,{},1,1", so.display())]);
-    let host = PluginHost::new(&conf, plc.bridge.clone()).unwrap();
+    let host = PluginHost::new(&conf, plc.port.clone()).unwrap();
 
     let status = host.start().unwrap();
     assert_eq!(status_of(&status, "native_counter").state, PluginState::Running, "{}", plc.log_text());
@@ -50,7 +50,7 @@ fn python_example_sees_outputs_and_drives_inputs_the_program_reads() {
         format!("echo_counter,{},1,0,counter.json", script.display()),
     ]);
     std::fs::write(data.path().join("counter.json"), r#"{"from": "%MW0", "to": "%IW0"}"#).unwrap();
-    let host = PluginHost::new(&conf, plc.bridge.clone()).unwrap();
+    let host = PluginHost::new(&conf, plc.port.clone()).unwrap();
 
     let status = host.start().unwrap();
     for name in ["echo_bit", "echo_counter"] {
@@ -87,11 +87,11 @@ fn python_plugins_get_their_venv_on_the_path() {
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("venv_helper.py"), "ANSWER = 42\n").unwrap();
 
-    let host = PluginHost::new(&conf, plc.bridge.clone()).unwrap();
+    let host = PluginHost::new(&conf, plc.port.clone()).unwrap();
     let status = host.start().unwrap();
     assert_eq!(status_of(&status, "uses_venv").state, PluginState::Running, "{}", plc.log_text());
     wait_for("%IW5 written from the venv's module", || (plc.input("%IW5") == 42).then_some(()));
     wait_for("%IX2.3 written through the area helper", || (plc.input("%IX2.3") == 1).then_some(()));
     drop(host);
-    let _ = Arc::clone(&plc.bridge);
+    let _ = Arc::clone(&plc.port);
 }

@@ -3,7 +3,6 @@
 
 mod support;
 
-use openplc_plugin_host::PluginPlc;
 use openplc_plugin_host::{PluginHost, PluginState};
 use shared_abi::layout::PlcState;
 use shared_abi::msg::LogLevel;
@@ -12,7 +11,7 @@ use support::*;
 #[test]
 fn failing_plugins_are_degraded_and_the_others_keep_working() {
     let plc = Plc::start();
-    let dir = plc.dir.path();
+    let dir = plc.dir();
     let counter = build_so(dir, "libnative_counter.so", &[example("native_counter/native_counter.c")]);
     let failing = build_so(dir, "libfailing_init.so", &[fixture("failing_init.c")]);
     let no_init = build_so(dir, "libno_init.so", &[fixture("no_init.c")]);
@@ -31,7 +30,7 @@ fn failing_plugins_are_degraded_and_the_others_keep_working() {
         format!("disabled,{},0,1", counter.display()),
     ]);
     std::fs::write(data.path().join("echo.json"), r#"{"from": "%QW0", "to": "%IW2"}"#).unwrap();
-    let host = PluginHost::new(&conf, plc.bridge.clone()).unwrap();
+    let host = PluginHost::new(&conf, plc.port.clone()).unwrap();
     let status = host.start().unwrap();
     let log = plc.log_text();
 
@@ -81,7 +80,7 @@ fn failing_plugins_are_degraded_and_the_others_keep_working() {
     assert_eq!(plc.input("%IW7"), 7);
 
     // The PLC and the healthy plugins go on.
-    assert_eq!(plc.bridge.state(), PlcState::Running);
+    assert_eq!(plc.port.state(), Some(PlcState::Running));
     let t0 = plc.tick();
     wait_for("native_counter to keep driving %QW0", || {
         (plc.tick() > t0 + 10 && plc.output("%QW0") >= 20).then_some(())
@@ -100,12 +99,12 @@ fn failing_plugins_are_degraded_and_the_others_keep_working() {
 fn an_unreadable_plugins_conf_is_a_clear_error() {
     let plc = Plc::start();
     let (_data, conf) = data_dir(&["good,./a.so,1,1".into(), "bad,./b.so,yes,1".into()]);
-    let err = PluginHost::new(&conf, plc.bridge.clone()).err().expect("a bad line is refused");
+    let err = PluginHost::new(&conf, plc.port.clone()).err().expect("a bad line is refused");
     assert!(err.to_string().ends_with("plugins.conf line 3: enabled must be 1 or 0, not \"yes\""), "{err}");
 
     // Broken after the host was made: start refuses and says why in the runtime log.
     let (_data2, conf2) = data_dir(&["good,./a.so,0,1".into()]);
-    let host = PluginHost::new(&conf2, plc.bridge.clone()).unwrap();
+    let host = PluginHost::new(&conf2, plc.port.clone()).unwrap();
     std::fs::write(&conf2, "x\n").unwrap();
     let err = host.start().expect_err("start refuses a broken plugins.conf");
     assert!(err.to_string().contains("line 1: expected name,path,enabled,type"), "{err}");

@@ -1,46 +1,13 @@
 //! The per-upload rule: `conf/<name>.json` in the bundle enables that plugin with that
 //! configuration; every other plugin is disabled; no `conf/` turns them all off.
 
-use openplc_plugin_host::{PlcError, PluginHost, PluginPlc, PluginState, PluginsConf, UploadedConfig};
-use shared_abi::debug::ProgramInfo;
-use shared_abi::image::{IecAddress, InputImage};
-use shared_abi::layout::{OutputSnapshot, PlcState};
-use shared_abi::msg::LogLevel;
+use openplc_plugin_host::{PluginHost, PluginState, PluginsConf, UploadedConfig};
+use openplc_port::{LogSink, PlcPort};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-/// A PLC that is never there: the upload rule does not need one.
-struct NoPlc;
-
-impl PluginPlc for NoPlc {
-    fn read_outputs(&self, _: &mut OutputSnapshot) -> bool {
-        false
-    }
-    fn read_inputs(&self, _: &mut InputImage) {}
-    fn update_inputs(&self, _: &mut dyn FnMut(&mut InputImage)) {}
-    fn write(&self, _: &[(IecAddress, u64)]) -> Result<(), PlcError> {
-        Err(PlcError::NotAttached)
-    }
-    fn wait_for_scan_after(&self, _: u64, timeout: Duration) -> Option<u64> {
-        std::thread::sleep(timeout);
-        None
-    }
-    fn state(&self) -> PlcState {
-        PlcState::Empty
-    }
-    fn request_start(&self, _: &str) {}
-    fn request_stop(&self, _: &str) {}
-    fn program_info(&self) -> Option<ProgramInfo> {
-        None
-    }
-    fn debug_read(&self, _: u32, _: Duration) -> Option<Vec<u8>> {
-        None
-    }
-    fn debug_force(&self, _: u32, _: Option<&[u8]>) -> Result<(), PlcError> {
-        Err(PlcError::NotAttached)
-    }
-    fn log(&self, _: LogLevel, _: &str) {}
+/// A port with no rt-core behind it: the upload rule does not need one.
+fn no_plc() -> std::sync::Arc<PlcPort> {
+    PlcPort::detached(LogSink::discard())
 }
 
 fn write(path: &Path, text: &str) {
@@ -56,7 +23,7 @@ fn conf_files_in_the_bundle_enable_exactly_their_plugins() {
         &conf,
         "# my plugins\nalpha,./alpha.so,0,1\nbeta,./beta.py,1,0,./old.json\n\n# gamma is python\ngamma,./gamma.py,1,0,,./venvs/gamma\n",
     );
-    let host = PluginHost::new(&conf, Arc::new(NoPlc)).unwrap();
+    let host = PluginHost::new(&conf, no_plc()).unwrap();
 
     let bundle = tempfile::tempdir().unwrap();
     write(&bundle.path().join("conf/alpha.json"), r#"{"port": 5020}"#);
@@ -111,7 +78,7 @@ fn conf_files_in_the_bundle_enable_exactly_their_plugins() {
 fn without_a_plugins_conf_the_rule_still_reports_the_built_ins() {
     let data = tempfile::tempdir().unwrap();
     let conf = data.path().join("plugins.conf");
-    let host = PluginHost::new(&conf, Arc::new(NoPlc)).unwrap();
+    let host = PluginHost::new(&conf, no_plc()).unwrap();
     assert!(host.status().is_empty());
     let bundle = tempfile::tempdir().unwrap();
     write(&bundle.path().join("conf/modbus_master.json"), "[]");
@@ -126,7 +93,7 @@ fn a_conf_file_with_an_unusable_name_is_refused() {
     let data = tempfile::tempdir().unwrap();
     let conf = data.path().join("plugins.conf");
     write(&conf, "alpha,./alpha.so,1,1\n");
-    let host = PluginHost::new(&conf, Arc::new(NoPlc)).unwrap();
+    let host = PluginHost::new(&conf, no_plc()).unwrap();
     let bundle = tempfile::tempdir().unwrap();
     write(&bundle.path().join("conf/bad name.json"), "{}");
     let err = host.apply_upload(bundle.path()).unwrap_err();

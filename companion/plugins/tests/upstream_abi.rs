@@ -4,16 +4,16 @@
 
 mod support;
 
-use openplc_plugin_host::{CommandError, PluginHost, PluginPlc, PluginState};
+use openplc_plugin_host::{CommandError, PluginHost, PluginState};
 use shared_abi::layout::PlcState;
 use support::*;
 
 #[test]
 fn an_upstream_style_plugin_works_unchanged() {
     let plc = Plc::start();
-    let so = build_so(plc.dir.path(), "libupstream_style.so", &[fixture("upstream_style.c")]);
+    let so = build_so(plc.dir(), "libupstream_style.so", &[fixture("upstream_style.c")]);
     let (data, conf) = data_dir(&[format!("upstream_style,{},1,1,conf/up.json", so.display())]);
-    let host = PluginHost::new(&conf, plc.bridge.clone()).unwrap();
+    let host = PluginHost::new(&conf, plc.port.clone()).unwrap();
     let status = host.start().unwrap();
     assert_eq!(status_of(&status, "upstream_style").state, PluginState::Running, "{}", plc.log_text());
 
@@ -53,7 +53,7 @@ fn an_upstream_style_plugin_works_unchanged() {
 
     // request_plc_stop reaches rt-core.
     host.execute_command("upstream_style", r#"{"cmd":"stop"}"#).unwrap();
-    wait_for("the PLC to stop at the plugin's request", || (plc.bridge.state() == PlcState::Stopped).then_some(()));
+    wait_for("the PLC to stop at the plugin's request", || (plc.port.state() == Some(PlcState::Stopped)).then_some(()));
     assert!(plc.log_text().contains("requests a PLC stop: upstream_style was asked to stop the PLC"));
 
     host.stop();
@@ -67,7 +67,7 @@ fn an_upstream_style_plugin_works_unchanged() {
 fn an_upstream_style_python_plugin_reads_the_capsule_with_ctypes() {
     let plc = Plc::start();
     let (_data, conf) = data_dir(&[format!("ctypes_style,{},1,0", fixture("ctypes_style.py").display())]);
-    let host = PluginHost::new(&conf, plc.bridge.clone()).unwrap();
+    let host = PluginHost::new(&conf, plc.port.clone()).unwrap();
     let status = host.start().unwrap();
     assert_eq!(status_of(&status, "ctypes_style").state, PluginState::Running, "{}", plc.log_text());
 

@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use super::extract::{Operator, Viewer};
+use crate::rt_link::Phase;
 use crate::state::App;
 use axum::Json;
 use axum::extract::{Query, State};
@@ -27,7 +28,7 @@ fn truthy(q: &HashMap<String, String>, key: &str) -> bool {
 pub async fn status(State(app): State<Arc<App>>, _v: Viewer, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
     let mut body = json!({ "status": format!("STATUS:{}", app.status_word()) });
     if truthy(&q, "include_stats") {
-        body["timing_stats"] = timing_stats(app.plc.stats().as_ref());
+        body["timing_stats"] = timing_stats(app.plc.port().stats().as_ref());
         // Upstream splices native plugins' get_stats in; the Editor ignores keys it does not know.
         let plugin_stats = app.plugins.stats().await;
         if !plugin_stats.is_empty() {
@@ -71,11 +72,12 @@ pub async fn start_plc(State(app): State<Arc<App>>, Operator(session): Operator)
 }
 
 async fn start(app: &App) -> &'static str {
-    if app.plc.is_busy() || app.plc.is_restarting() {
+    let link = app.plc.state();
+    if link.is_busy() || link.phase == Phase::Restarting {
         return "COMMAND:BUSY";
     }
-    let Some(state) = app.plc.state() else { return "START:ERROR" };
-    if app.plc.in_safe_mode() || matches!(state, PlcState::Empty | PlcState::Error) {
+    let Some(state) = app.plc.plc_state() else { return "START:ERROR" };
+    if link.phase == Phase::SafeMode || matches!(state, PlcState::Empty | PlcState::Error) {
         return load_and_start(app).await;
     }
     if state == PlcState::Running {
@@ -105,10 +107,10 @@ async fn load_and_start(app: &App) -> &'static str {
     };
     match app.plc.load(&program.library(), true, true, LOAD_TIMEOUT).await {
         Ok(_) => {
-            if app.plc.in_safe_mode() {
+            if app.plc.state().phase == Phase::SafeMode {
                 app.logs.info("Leaving safe mode: the program was loaded again on request");
             }
-            app.plc.set_safe_mode(false);
+            app.plc.leave_safe_mode();
             "START:OK"
         }
         Err(e) => {
@@ -120,9 +122,10 @@ async fn load_and_start(app: &App) -> &'static str {
 
 /// `GET /api/stop-plc` → `{"status": "STOP:OK"}` (`STOP:ERROR` when not running).
 pub async fn stop_plc(State(app): State<Arc<App>>, Operator(session): Operator) -> Json<Value> {
-    let reply = if app.plc.is_busy() || app.plc.is_restarting() {
+    let link = app.plc.state();
+    let reply = if link.is_busy() || link.phase == Phase::Restarting {
         "COMMAND:BUSY"
-    } else if app.plc.state() != Some(PlcState::Running) {
+    } else if app.plc.plc_state() != Some(PlcState::Running) {
         "STOP:ERROR"
     } else {
         match app.plc.command(Command::Stop).await {
@@ -146,7 +149,7 @@ pub async fn stop_plc(State(app): State<Arc<App>>, Operator(session): Operator) 
 
 /// `GET /api/ping` → `{"status": "PING:OK"}` while rt-core is attached.
 pub async fn ping(State(app): State<Arc<App>>, _v: Viewer) -> Json<Value> {
-    Json(json!({ "status": app.plc.is_attached().then_some("PING:OK") }))
+    Json(json!({ "status": app.plc.port().is_attached().then_some("PING:OK") }))
 }
 
 /// `GET /api/stats/histogram[?format=json]`: the scan thread's wake-up latency in 1 µs
@@ -156,11 +159,11 @@ pub async fn histogram(
     _v: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let hist = app
-        .plc
-        .histogram()
-        .ok_or_else(|| ApiError::Raw(StatusCode::SERVICE_UNAVAILABLE, json!({ "msg": "openplc-rt is not running" })))?;
-    let stats = app.plc.stats();
+    let hist =
+        app.plc.port().histogram().ok_or_else(|| {
+            ApiError::Raw(StatusCode::SERVICE_UNAVAILABLE, json!({ "msg": "openplc-rt is not running" }))
+        })?;
+    let stats = app.plc.port().stats();
     if q.get("format").is_some_and(|f| f.eq_ignore_ascii_case("json")) {
         Ok(Json(histogram_json(&hist, stats.as_ref())).into_response())
     } else {
@@ -207,14 +210,14 @@ pub fn histogram_text(h: &HistogramSnapshot, stats: Option<&Stats>) -> String {
 /// `GET /api/health`: 200 while rt-core is attached and not in safe mode, else 503. No
 /// credentials needed; tells nothing beyond the states.
 pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
-    let rt = if app.plc.is_restarting() {
-        "restarting"
-    } else if app.plc.is_attached() {
-        "up"
-    } else {
-        "down"
+    let link = app.plc.state();
+    let rt = match link.phase {
+        Phase::Restarting => "restarting",
+        Phase::Up | Phase::SafeMode => "up",
+        Phase::Detached => "down",
     };
-    let healthy = rt == "up" && !app.plc.in_safe_mode();
+    let safe_mode = link.phase == Phase::SafeMode;
+    let healthy = rt == "up" && !safe_mode;
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         code,
@@ -222,7 +225,7 @@ pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
             "status": if healthy { "ok" } else { "degraded" },
             "rt_core": rt,
             "plc": app.status_word(),
-            "safe_mode": app.plc.in_safe_mode(),
+            "safe_mode": safe_mode,
             "building": app.programs.is_building(),
             "uptime_s": app.started.elapsed().as_secs(),
         })),

@@ -8,9 +8,9 @@ use crate::variables::{VarMap, decode};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use openplc_port::SampleError;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared_abi::client::Reader;
 use shared_abi::debug::ProgramInfo;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +25,11 @@ fn unavailable(text: impl Into<String>) -> ApiError {
 
 /// The names of the running program's variables, read once per program generation.
 async fn current(app: &Arc<App>) -> Result<(ProgramInfo, Arc<VarMap>), ApiError> {
-    let observer = app.plc.observer().map_err(|_| unavailable("openplc-rt is not running"))?;
-    let info = observer.program_info().map_err(ApiError::internal)?;
-    if info.program_gen == 0 {
-        return Err(unavailable("No program is loaded"));
+    let port = app.plc.port();
+    if !port.is_attached() {
+        return Err(unavailable("openplc-rt is not running"));
     }
+    let info = port.program_info().ok_or_else(|| unavailable("No program is loaded"))?;
     if let Some(cached) = app.variables.cached(info.program_gen) {
         return Ok((info, cached));
     }
@@ -104,11 +104,11 @@ pub async fn values(
     if wanted.len() > MAX_PER_REQUEST {
         return Err(ApiError::BadRequest(format!("At most {MAX_PER_REQUEST} variables per request")));
     }
-    let arrival = app.plc.heartbeat();
-    let sampled = tokio::time::timeout(READ_TIMEOUT, app.debugger.sample(&wanted, arrival))
-        .await
-        .map_err(|_| unavailable("No scan completed in time (is the PLC running?)"))?
-        .map_err(unavailable)?;
+    let port = app.plc.port();
+    let sampled = port.sample(&wanted, port.cycle(), READ_TIMEOUT).await.map_err(|e| match e {
+        SampleError::Timeout(_) => unavailable("No scan completed in time (is the PLC running?)"),
+        other => unavailable(other.to_string()),
+    })?;
     let values: Vec<Value> = wanted
         .iter()
         .zip(sampled)
@@ -118,5 +118,5 @@ pub async fn values(
             Some(json!({ "index": index, "name": var.name, "type": var.iec_type, "value": value }))
         })
         .collect();
-    Ok(Json(json!({ "cycle": app.plc.heartbeat(), "values": values })))
+    Ok(Json(json!({ "cycle": port.cycle(), "values": values })))
 }

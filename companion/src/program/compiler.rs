@@ -93,7 +93,7 @@ fn check_library(checker: &Path, library: &Path) -> Result<String, String> {
         (true, _) => Ok(said(&output.stdout)),
         (false, Some(signal)) => Err(format!(
             "the program crashed while loading ({}): its start-up code is faulty",
-            crate::plc::signal_name(signal)
+            crate::rt_link::signal_name(signal)
         )),
         (false, None) => Err(said(&output.stderr)),
     }

@@ -12,7 +12,7 @@ pub mod unzip;
 use self::compiler::{BundleKind, LineLevel, ProgramCompiler};
 use self::store::ProgramStore;
 use crate::logs::LogHub;
-use crate::plc::PlcBridge;
+use crate::rt_link::RtLink;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +57,7 @@ pub struct Programs {
     status: Mutex<CompilationStatus>,
     building: AtomicBool,
     compiler: Arc<dyn ProgramCompiler>,
-    plc: Arc<PlcBridge>,
+    plc: Arc<RtLink>,
     logs: Arc<LogHub>,
     build_log: PathBuf,
     /// How long a build waits for rt-core to be attached before loading.
@@ -86,7 +86,7 @@ impl Programs {
     pub fn new(
         store: ProgramStore,
         compiler: Arc<dyn ProgramCompiler>,
-        plc: Arc<PlcBridge>,
+        plc: Arc<RtLink>,
         logs: Arc<LogHub>,
         build_log: PathBuf,
     ) -> Programs {
@@ -246,7 +246,7 @@ impl Programs {
                 if let Err(e) = self.store.set_current(id, true, built.md5.clone()) {
                     self.logs.error(format!("Could not record the new program as current: {e}"));
                 }
-                self.plc.set_safe_mode(false);
+                self.plc.leave_safe_mode();
                 if let Some(store) = self.plc.retain_store().cloned()
                     && let Err(e) = tokio::task::spawn_blocking(move || store.clear()).await.unwrap_or(Ok(()))
                 {
@@ -327,7 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let logs = Arc::new(LogHub::in_memory());
         let store = ProgramStore::open(dir.path()).unwrap();
-        let plc = Arc::new(PlcBridge::new(logs.clone()));
+        let plc = Arc::new(RtLink::new(logs.clone()));
         let mut p = Programs::new(store, Arc::new(FakeCompiler { fail }), plc, logs, dir.path().join("build.log"));
         p.attach_timeout = Duration::from_millis(50);
         (dir, Arc::new(p))

@@ -3,7 +3,7 @@
 //! (`conf/modbus_master.json`). The companion hosts it:
 //!
 //! ```no_run
-//! # async fn host(plc: std::sync::Arc<dyn openplc_modbus::PlcImage>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn host(plc: std::sync::Arc<openplc_port::PlcPort>) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = openplc_modbus::Config::from_conf_dir(std::path::Path::new("data/conf"))?;
 //! for w in config.warnings() { tracing::warn!("{w}"); }
 //! let handle = openplc_modbus::start(config, plc).await?;
@@ -12,20 +12,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The plugin reaches the PLC only through [`PlcImage`]; no state is global, so several
-//! instances (tests do this) can run side by side.
+//! The plugin reaches the PLC only through the `openplc_port::PlcPort` it is given (the
+//! companion's); no state is global, so several instances (tests do this) can run side by
+//! side.
 
 pub mod config;
-mod cycle;
 pub mod map;
 pub mod master;
 pub mod pdu;
-pub mod plc;
 pub mod server;
 
 pub use config::{ConfigError, MasterConfig, ServerConfig};
 pub use master::{DeviceState, DeviceStatus, Master, MasterOptions};
-pub use plc::{PlcImage, PlcWriteError, RtClientImage};
 pub use server::{Server, ServerStatus};
 
 use serde::Serialize;
@@ -93,7 +91,7 @@ pub struct Handle {
 
 /// Starts what `config` enables (inside a tokio runtime). The server is listening when
 /// this returns; the master's devices are being polled.
-pub async fn start(config: Config, plc: Arc<dyn PlcImage>) -> Result<Handle, StartError> {
+pub async fn start(config: Config, plc: Arc<openplc_port::PlcPort>) -> Result<Handle, StartError> {
     let server = match config.server {
         Some(cfg) => Some(Server::start(cfg, plc.clone()).await?),
         None => None,

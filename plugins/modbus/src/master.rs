@@ -21,7 +21,7 @@
 //! upstream's master does. Values of a failing device keep their last value.
 
 use crate::config::{DeviceConfig, Function, IoPoint, Link, MasterConfig, Parity, registers_per_element};
-use crate::plc::PlcImage;
+use openplc_port::PlcPort;
 use serde::Serialize;
 use shared_abi::image::{Area, IecAddress, Width};
 use std::borrow::Cow;
@@ -113,7 +113,7 @@ pub struct Master {
 
 impl Master {
     /// Starts one task per device (inside a tokio runtime).
-    pub fn start(cfg: MasterConfig, options: MasterOptions, plc: Arc<dyn PlcImage>) -> Master {
+    pub fn start(cfg: MasterConfig, options: MasterOptions, plc: Arc<PlcPort>) -> Master {
         let (shutdown, rx) = watch::channel(false);
         let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
         let mut devices = Vec::new();
@@ -186,7 +186,7 @@ enum Failure {
 async fn run_device(
     dev: DeviceConfig,
     ep: Arc<Endpoint>,
-    plc: Arc<dyn PlcImage>,
+    plc: Arc<PlcPort>,
     tracked: Arc<Mutex<Tracked>>,
     options: MasterOptions,
     mut shutdown: watch::Receiver<bool>,
@@ -207,7 +207,7 @@ async fn run_device(
         }
         let point = &dev.points[i];
         let result = tokio::select! {
-            r = exchange(&dev, point, &ep, &*plc) => r,
+            r = exchange(&dev, point, &ep, &plc) => r,
             _ = shutdown.changed() => return,
         };
         let now = Instant::now();
@@ -293,7 +293,7 @@ async fn connect(link: &Link, slave: Slave) -> Result<Context, String> {
 }
 
 /// The request for `point`; writes carry the image's current values.
-fn request(point: &IoPoint, plc: &dyn PlcImage) -> Vec<Request<'static>> {
+fn request(point: &IoPoint, plc: &PlcPort) -> Vec<Request<'static>> {
     let n = point.wire_count() as u16;
     let a = point.offset;
     match point.function {
@@ -318,7 +318,7 @@ fn request(point: &IoPoint, plc: &dyn PlcImage) -> Vec<Request<'static>> {
 }
 
 /// One exchange (or, for FC 5/6 over several items, one series) with the device.
-async fn exchange(dev: &DeviceConfig, point: &IoPoint, ep: &Endpoint, plc: &dyn PlcImage) -> Result<(), Failure> {
+async fn exchange(dev: &DeviceConfig, point: &IoPoint, ep: &Endpoint, plc: &PlcPort) -> Result<(), Failure> {
     let requests = request(point, plc);
     let mut conn = ep.conn.lock().await;
     let ctx = match conn.as_mut() {
@@ -367,7 +367,7 @@ async fn exchange(dev: &DeviceConfig, point: &IoPoint, ep: &Endpoint, plc: &dyn 
 }
 
 /// Puts what a read brought back into the image.
-fn store(point: &IoPoint, reply: Reply, plc: &dyn PlcImage) -> Result<(), Failure> {
+fn store(point: &IoPoint, reply: Reply, plc: &PlcPort) -> Result<(), Failure> {
     let want = point.wire_count() as usize;
     let values: Vec<(IecAddress, u64)> = match reply {
         Reply::Written => return Ok(()),
@@ -395,12 +395,12 @@ fn store(point: &IoPoint, reply: Reply, plc: &dyn PlcImage) -> Result<(), Failur
         }
     };
     if point.location.area == Area::Input {
-        plc.update_inputs(&mut |img| {
+        plc.update_inputs(|img| {
             for &(a, v) in &values {
                 img.set(a, v);
             }
-        });
-        Ok(())
+        })
+        .map_err(|e| Failure::Exception(format!("cannot store into the image: {e}")))
     } else {
         plc.write(&values).map(|_| ()).map_err(|e| Failure::Exception(format!("cannot store into the image: {e}")))
     }
@@ -416,13 +416,12 @@ fn element_at(first: IecAddress, k: usize) -> IecAddress {
     IecAddress { index: first.index + k as u16, ..first }
 }
 
-fn image_value(plc: &dyn PlcImage, addrs: &[IecAddress]) -> Vec<u64> {
+fn image_value(plc: &PlcPort, addrs: &[IecAddress]) -> Vec<u64> {
     match addrs.first().map(|a| a.area) {
-        Some(Area::Input) => {
-            let mut v = Vec::new();
-            plc.read_inputs(&mut |img| v = addrs.iter().map(|&a| img.get(a).unwrap_or(0)).collect());
-            v
-        }
+        // Detached: zeros, as before the first scan.
+        Some(Area::Input) => plc
+            .inputs(|img| addrs.iter().map(|&a| img.get(a).unwrap_or(0)).collect())
+            .unwrap_or_else(|| vec![0; addrs.len()]),
         Some(_) => {
             let snap = plc.outputs();
             addrs.iter().map(|&a| snap.image.get(a).unwrap_or(0)).collect()
@@ -431,12 +430,12 @@ fn image_value(plc: &dyn PlcImage, addrs: &[IecAddress]) -> Vec<u64> {
     }
 }
 
-fn image_bits(point: &IoPoint, plc: &dyn PlcImage) -> Vec<bool> {
+fn image_bits(point: &IoPoint, plc: &PlcPort) -> Vec<bool> {
     let addrs: Vec<_> = (0..point.len as usize).map(|k| bit_at(point.location, k)).collect();
     image_value(plc, &addrs).into_iter().map(|v| v != 0).collect()
 }
 
-fn image_words(point: &IoPoint, plc: &dyn PlcImage) -> Vec<u16> {
+fn image_words(point: &IoPoint, plc: &PlcPort) -> Vec<u16> {
     let addrs: Vec<_> = (0..point.len as usize).map(|k| element_at(point.location, k)).collect();
     let per = registers_per_element(point.location.width);
     image_value(plc, &addrs).into_iter().flat_map(|v| (0..per).map(move |j| (v >> (16 * j)) as u16)).collect()

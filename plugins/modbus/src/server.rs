@@ -14,17 +14,17 @@
 //! connection at once, since the stream can no longer be trusted to be in step. No path
 //! sleeps: an error is answered or the connection closed immediately.
 //!
-//! Reads take one snapshot per request. Writes are queued for rt-core and answered once
-//! rt-core has applied them (at the start of the next scan, so at most about two scan
-//! periods later); FC 23 reads after its write is applied. A write of part of a `%MD` or
+//! Reads take one snapshot per request (the port's shared copy of the latest scan). Writes
+//! are queued for rt-core, all or nothing, and answered once rt-core has applied them (at
+//! the start of the next scan, so at most about two scan periods later: the port wakes
+//! its waiters within a tenth of a period); FC 23 reads after its write is applied. A write of part of a `%MD` or
 //! `%ML` value keeps the other words as they were in the latest published value (or as
 //! the latest still-unpublished write of ours left them).
 
 use crate::config::ServerConfig;
-use crate::cycle::CycleWatch;
 use crate::map::{AddressMap, Holding};
 use crate::pdu::{self, Exception, Request};
-use crate::plc::{PlcImage, PlcWriteError};
+use openplc_port::{PlcPort, PortError};
 use serde::Serialize;
 use shared_abi::image::{IecAddress, Width};
 use shared_abi::layout::OutputSnapshot;
@@ -109,8 +109,7 @@ impl Pending {
 
 struct Shared {
     cfg: ServerConfig,
-    plc: Arc<dyn PlcImage>,
-    cycles: CycleWatch,
+    plc: Arc<PlcPort>,
     pending: Mutex<Pending>,
     n: Counters,
     local_addr: SocketAddr,
@@ -125,21 +124,14 @@ pub struct Server {
 
 impl Server {
     /// Binds `cfg.host:cfg.port` and starts serving (inside a tokio runtime).
-    pub async fn start(cfg: ServerConfig, plc: Arc<dyn PlcImage>) -> io::Result<Server> {
+    pub async fn start(cfg: ServerConfig, plc: Arc<PlcPort>) -> io::Result<Server> {
         let listener = TcpListener::bind((cfg.host.as_str(), cfg.port)).await.map_err(|e| {
             io::Error::new(e.kind(), format!("Modbus server cannot listen on {}:{}: {e}", cfg.host, cfg.port))
         })?;
         let local_addr = listener.local_addr()?;
-        let cycles = CycleWatch::start(plc.clone())?;
         let slots = Arc::new(Semaphore::new(cfg.max_connections));
-        let shared = Arc::new(Shared {
-            cfg,
-            plc,
-            cycles,
-            pending: Mutex::new(Pending::default()),
-            n: Counters::default(),
-            local_addr,
-        });
+        let shared =
+            Arc::new(Shared { cfg, plc, pending: Mutex::new(Pending::default()), n: Counters::default(), local_addr });
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared.clone(), slots, rx));
         tracing::info!(addr = %local_addr, "Modbus TCP server listening");
@@ -319,9 +311,9 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
         }
         Request::ReadDiscreteInputs { addr, qty } => {
             check(pdu::in_range(addr, qty, map.discrete_inputs()))?;
-            s.plc.read_inputs(&mut |img| {
-                pdu::encode_bits(out, fc, qty, |i| AddressMap::read_discrete(img, addr as u32 + i))
-            });
+            s.plc
+                .inputs(|img| pdu::encode_bits(out, fc, qty, |i| AddressMap::read_discrete(img, addr as u32 + i)))
+                .ok_or(Exception::ServerDeviceFailure)?;
         }
         Request::ReadHoldingRegisters { addr, qty } => {
             check(pdu::in_range(addr, qty, map.holding_registers()))?;
@@ -330,9 +322,11 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
         }
         Request::ReadInputRegisters { addr, qty } => {
             check(pdu::in_range(addr, qty, map.input_registers()))?;
-            s.plc.read_inputs(&mut |img| {
-                pdu::encode_registers(out, fc, qty, |i| AddressMap::read_input_register(img, addr as u32 + i))
-            });
+            s.plc
+                .inputs(|img| {
+                    pdu::encode_registers(out, fc, qty, |i| AddressMap::read_input_register(img, addr as u32 + i))
+                })
+                .ok_or(Exception::ServerDeviceFailure)?;
         }
         Request::WriteSingleCoil { addr, value } => {
             check(pdu::in_range(addr, 1, map.coils()))?;
@@ -405,25 +399,25 @@ type Build<'a> = dyn Fn(&Pending, &OutputSnapshot, &mut Vec<(IecAddress, u64)>) 
 async fn write(s: &Shared, build: &Build<'_>) -> Result<(), Exception> {
     let deadline = Instant::now() + s.cfg.write_timeout;
     let mut writes = Vec::new();
-    let applied_by = loop {
+    let ticket = loop {
         let attempt = {
             let snap = s.plc.outputs();
             let mut pending = s.pending.lock().unwrap_or_else(|p| p.into_inner());
             writes.clear();
             build(&pending, &snap, &mut writes);
             let r = s.plc.write(&writes);
-            if let Ok(by) = r {
-                pending.record(&snap, &writes, by);
+            if let Ok(ticket) = &r {
+                pending.record(&snap, &writes, ticket.applied_by());
             }
             r
         };
         match attempt {
-            Ok(by) => break by,
-            Err(PlcWriteError::Busy) => {
+            Ok(ticket) => break ticket,
+            Err(PortError::WriteQueueFull) => {
                 s.n.write_busy.fetch_add(1, Ordering::Relaxed);
                 let now = s.plc.cycle();
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || !s.cycles.wait_past(now, left).await {
+                if left.is_zero() || s.plc.wait_cycle_after(now, left).await.is_err() {
                     return Err(Exception::ServerDeviceBusy);
                 }
             }
@@ -434,11 +428,14 @@ async fn write(s: &Shared, build: &Build<'_>) -> Result<(), Exception> {
         }
     };
     let left = deadline.saturating_duration_since(Instant::now());
-    if s.cycles.wait_past(applied_by, left).await {
-        Ok(())
-    } else {
-        s.n.write_timeouts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("Modbus write not applied by rt-core within {:?}", s.cfg.write_timeout);
-        Err(Exception::ServerDeviceFailure)
+    match s.plc.wait_applied(ticket, left).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if matches!(e, PortError::Timeout { .. }) {
+                s.n.write_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!("Modbus write not applied by rt-core within {:?}: {e}", s.cfg.write_timeout);
+            Err(Exception::ServerDeviceFailure)
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 mod support;
 
-use openplc_modbus::{DeviceState, DeviceStatus, Master, MasterConfig, MasterOptions, PlcImage};
+use openplc_modbus::{DeviceState, DeviceStatus, Master, MasterConfig, MasterOptions};
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ async fn slave_coils(port: u16, slave: u8, addr: u16, n: u16) -> Vec<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_and_writes_two_slaves_behind_one_tcp_port() {
-    let (_rt, plc) = Rt::start(&[FAST]);
+    let (_rt, plc) = start_rt(&[FAST]);
     let port = free_port();
     let _slave = spawn_ready(&py("slave.py"), &["--tcp", &port.to_string()]);
     let json = format!(
@@ -71,13 +71,14 @@ async fn polls_and_writes_two_slaves_behind_one_tcp_port() {
         (o.image.int_output[0] == 42 && o.image.bool_output[0][0] == 1).then_some(())
     })
     .await;
-    let mut inputs = (0u16, [0u16; 3], [0u8; 4]);
-    plc.read_inputs(&mut |img| {
-        inputs = (img.int_input[0], [img.int_input[1], img.int_input[2], img.int_input[3]], {
-            let b = img.bool_input[0];
-            [b[0], b[1], b[2], b[3]]
+    let inputs = plc
+        .inputs(|img| {
+            (img.int_input[0], [img.int_input[1], img.int_input[2], img.int_input[3]], {
+                let b = img.bool_input[0];
+                [b[0], b[1], b[2], b[3]]
+            })
         })
-    });
+        .expect("attached");
     assert_eq!(inputs, (21, [1111, 2222, 3333], [1, 0, 1, 1]), "slave 1 → %IW0, %IX0.0-3; slave 2 → %IW1-3");
 
     // Our outputs reach slave 2: %QW0 by FC 16 into register 10, %QX0.0 by FC 5 into coil 3.
@@ -105,7 +106,7 @@ async fn polls_and_writes_two_slaves_behind_one_tcp_port() {
 /// endpoint's device recovers once a slave appears there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_devices_back_off_and_do_not_delay_a_healthy_one() {
-    let (_rt, plc) = Rt::start(&[FAST]);
+    let (_rt, plc) = start_rt(&[FAST]);
     let port = free_port();
     let _slave = spawn_ready(&py("slave.py"), &["--tcp", &port.to_string()]);
     let late_port = free_port();
@@ -167,9 +168,7 @@ async fn dead_devices_back_off_and_do_not_delay_a_healthy_one() {
     })
     .await;
     until("its value to land in %IW10", Duration::from_secs(2), || {
-        let mut v = 0;
-        plc.read_inputs(&mut |img| v = img.int_input[10]);
-        (v == 21).then_some(())
+        (plc.inputs(|img| img.int_input[10]) == Some(21)).then_some(())
     })
     .await;
     let late = by_name(&master.status(), "late").clone();
@@ -204,7 +203,7 @@ fn pty_pair() -> (Proc, String, String) {
 /// same data over TCP, to check what we wrote), our master polls the other end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_and_writes_a_pymodbus_rtu_slave_over_a_pty() {
-    let (_rt, plc) = Rt::start(&[FAST]);
+    let (_rt, plc) = start_rt(&[FAST]);
     let (_socat, slave_end, master_end) = pty_pair();
     let tcp_port = free_port();
     let _slave =
@@ -221,16 +220,14 @@ async fn polls_and_writes_a_pymodbus_rtu_slave_over_a_pty() {
     let cfg = MasterConfig::from_json(&json).expect("config");
     let options = MasterOptions { backoff_initial: Duration::from_millis(300), backoff_max: Duration::from_secs(2) };
     let master = Master::start(cfg, options, plc.clone());
-    plc.update_inputs(&mut |img| img.bool_input[0][0] = 1);
+    plc.update_inputs(|img| img.bool_input[0][0] = 1).unwrap();
 
     until("%QW0 = 2 × %IW0 polled over RTU", Duration::from_secs(15), || {
         (plc.outputs().image.int_output[0] == 42).then_some(())
     })
     .await;
     until("%IW4-5 from slave 1's holding registers", Duration::from_secs(5), || {
-        let mut v = (0, 0);
-        plc.read_inputs(&mut |img| v = (img.int_input[4], img.int_input[5]));
-        (v == (100, 200)).then_some(())
+        (plc.inputs(|img| (img.int_input[4], img.int_input[5])) == Some((100, 200))).then_some(())
     })
     .await;
     // What we wrote over RTU, read back over TCP from the same store.

@@ -1,13 +1,14 @@
-//! The server's protocol edges and defences, byte-exact over real sockets, against an
-//! in-memory PLC: exception codes for every kind of bad request, impossible MBAP headers,
-//! half frames, idle connections, the connection cap, a full write queue, a stalled
-//! rt-core, and a stream of random PDUs that must each get an answer.
+//! The server's protocol edges and defences, byte-exact over real sockets, against a real
+//! rt-core running its test program: exception codes for every kind of bad request,
+//! impossible MBAP headers, half frames, idle connections, the connection cap, a full write
+//! queue, a stalled rt-core, and a stream of random PDUs that must each get an answer.
 
 mod support;
 
 use openplc_modbus::map::AddressMap;
 use openplc_modbus::{Server, ServerConfig};
-use std::sync::atomic::Ordering;
+use openplc_port::WriteRing;
+use shared_abi::image::IecAddress;
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,9 +77,14 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
     }
 }
 
+/// rt-core running its test program at 2 ms, and the port the server reaches it through.
+fn plc() -> (Rt, std::sync::Arc<openplc_port::PlcPort>) {
+    start_rt(&["PERIOD_NS=2000000ULL"])
+}
+
 #[tokio::test]
 async fn exception_codes_for_every_kind_of_bad_request() {
-    let plc = MemImage::new();
+    let (_rt, plc) = plc();
     let server = Server::start(config(), plc.clone()).await.unwrap();
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
     // (request, expected reply). Tables: 96 coils, 40 DI, 10 IR, 10+10+4+4 = 28 HR.
@@ -124,10 +130,10 @@ async fn exception_codes_for_every_kind_of_bad_request() {
     for (req, want) in cases {
         assert_eq!(ask(&mut s, req).await, *want, "request {req:02X?}");
     }
-    assert_eq!(plc.writes.load(Ordering::SeqCst), 0, "no refused request wrote anything");
+    assert_eq!(plc.stats().unwrap().writes_applied, 0, "no refused request wrote anything");
     // Still answering on the same connection.
     assert_eq!(ask(&mut s, &[6, 0, 27, 0x12, 0x34]).await, [6, 0, 27, 0x12, 0x34]);
-    assert_eq!(plc.get("%ML0") & 0xFFFF, 0x1234, "register 27 is the low word of %ML0");
+    assert_eq!(plc.outputs().image.lint_memory[0] & 0xFFFF, 0x1234, "register 27 is the low word of %ML0");
     let st = server.status();
     assert_eq!(st.exceptions, cases.iter().filter(|(_, w)| w[0] & 0x80 != 0).count() as u64);
     assert_eq!(st.closed_malformed, 0);
@@ -136,7 +142,7 @@ async fn exception_codes_for_every_kind_of_bad_request() {
 
 #[tokio::test]
 async fn unit_id_policy() {
-    let plc = MemImage::new();
+    let (_rt, plc) = plc();
     let server = Server::start(config(), plc.clone()).await.unwrap();
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
     for unit in [0u8, 1, 17, 255] {
@@ -155,7 +161,7 @@ async fn unit_id_policy() {
 
 #[tokio::test]
 async fn impossible_mbap_headers_close_the_connection_at_once() {
-    let plc = MemImage::new();
+    let (_rt, plc) = plc();
     let server = Server::start(config(), plc).await.unwrap();
     let bad_headers: &[&[u8]] = &[
         &[0, 1, 0, 1, 0, 6, 1, 3, 0, 0, 0, 1], // protocol id 1
@@ -176,7 +182,7 @@ async fn impossible_mbap_headers_close_the_connection_at_once() {
 
 #[tokio::test]
 async fn half_frames_and_idle_connections_are_closed_by_their_timeouts() {
-    let plc = MemImage::new();
+    let (_rt, plc) = plc();
     let server = Server::start(config(), plc).await.unwrap();
     // Half an MBAP header, then silence: the 300 ms frame timeout closes it.
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
@@ -214,7 +220,7 @@ async fn half_frames_and_idle_connections_are_closed_by_their_timeouts() {
 
 #[tokio::test]
 async fn connections_past_the_cap_are_closed_at_once() {
-    let plc = MemImage::new();
+    let (_rt, plc) = plc();
     let server = Server::start(ServerConfig { max_connections: 4, ..config() }, plc).await.unwrap();
     let mut served = Vec::new();
     for _ in 0..4 {
@@ -250,19 +256,23 @@ async fn connections_past_the_cap_are_closed_at_once() {
 
 #[tokio::test]
 async fn full_write_queue_and_stalled_plc_get_exceptions_not_hangs() {
-    let plc = MemImage::new();
+    let (rt, plc) = plc();
     let server = Server::start(config(), plc.clone()).await.unwrap();
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
-    plc.busy.store(true, Ordering::SeqCst);
+    // rt-core frozen with its write queue full.
+    rt.pause();
+    let filled = plc.write(&vec![(IecAddress::parse("%QW5").unwrap(), 1); WriteRing::CAPACITY]).unwrap();
     let start = Instant::now();
-    assert_eq!(ask(&mut s, &[6, 0, 0, 0, 1]).await, [0x86, 6], "queue full until write_timeout: busy");
+    assert_eq!(ask(&mut s, &[6, 0, 1, 0, 1]).await, [0x86, 6], "queue full until write_timeout: busy");
     assert!(start.elapsed() < Duration::from_secs(2));
-    plc.busy.store(false, Ordering::SeqCst);
-    plc.stalled.store(true, Ordering::SeqCst);
-    assert_eq!(ask(&mut s, &[6, 0, 0, 0, 1]).await, [0x86, 4], "queued but never applied: device failure");
-    plc.stalled.store(false, Ordering::SeqCst);
-    assert_eq!(ask(&mut s, &[6, 0, 0, 0, 9]).await, [6, 0, 0, 0, 9]);
-    assert_eq!(plc.get("%QW0"), 9);
+    // Drained, then frozen again: the next write is queued but never applied.
+    rt.resume();
+    plc.wait_applied(filled, Duration::from_secs(10)).await.unwrap();
+    rt.pause();
+    assert_eq!(ask(&mut s, &[6, 0, 1, 0, 1]).await, [0x86, 4], "queued but never applied: device failure");
+    rt.resume();
+    assert_eq!(ask(&mut s, &[6, 0, 1, 0, 9]).await, [6, 0, 1, 0, 9]);
+    assert_eq!(plc.outputs().image.int_output[1], 9);
     let st = server.status();
     assert!(st.write_busy >= 1 && st.write_timeouts == 1, "{st:?}");
     server.stop().await;
@@ -270,8 +280,8 @@ async fn full_write_queue_and_stalled_plc_get_exceptions_not_hangs() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
-    let plc = MemImage::new();
-    plc.set("%IW3", 33);
+    let (_rt, plc) = plc();
+    plc.update_inputs(|i| i.int_input[3] = 33).unwrap();
     let server = Server::start(config(), plc).await.unwrap();
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
     let mut burst = frame(1, 1, &[6, 0, 2, 0, 5]);
@@ -291,7 +301,7 @@ async fn pipelined_requests_are_answered_in_order() {
 /// connection, nothing panics, and the server answers a plain read afterwards.
 #[tokio::test]
 async fn random_pdus_always_get_an_answer() {
-    let plc = MemImage::new();
+    let (_rt, plc) = plc();
     let server = Server::start(config(), plc).await.unwrap();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {

@@ -5,7 +5,7 @@
 mod support;
 
 use openplc_modbus::map::AddressMap;
-use openplc_modbus::{PlcImage, Server, ServerConfig};
+use openplc_modbus::{Server, ServerConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
@@ -24,11 +24,12 @@ fn config(port: u16) -> ServerConfig {
 }
 
 /// Sets `%IW0 = 21`, `%IX0.0 = 1` and waits for the program to answer with `%QW0 = 42`.
-async fn drive_inputs(plc: &Arc<openplc_modbus::RtClientImage>) {
-    plc.update_inputs(&mut |img| {
+async fn drive_inputs(plc: &Arc<openplc_port::PlcPort>) {
+    plc.update_inputs(|img| {
         img.int_input[0] = 21;
         img.bool_input[0][0] = 1;
-    });
+    })
+    .unwrap();
     until("the program's outputs to follow its inputs", Duration::from_secs(5), || {
         let o = plc.outputs();
         (o.image.int_output[0] == 42 && o.image.bool_output[0][0] == 1).then_some(())
@@ -38,7 +39,7 @@ async fn drive_inputs(plc: &Arc<openplc_modbus::RtClientImage>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymodbus_reads_and_writes_every_table() {
-    let (_rt, plc) = Rt::start(&[FAST]);
+    let (_rt, plc) = start_rt(&[FAST]);
     drive_inputs(&plc).await;
     let server = Server::start(config(0), plc.clone()).await.expect("server");
     let port = server.local_addr().port().to_string();
@@ -90,7 +91,7 @@ fn mbpoll_values(log: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mbpoll_reads_and_writes_every_table() {
-    let (_rt, plc) = Rt::start(&[FAST]);
+    let (_rt, plc) = start_rt(&[FAST]);
     drive_inputs(&plc).await;
     let server = Server::start(config(0), plc.clone()).await.expect("server");
     let port = server.local_addr().port().to_string();
@@ -150,7 +151,7 @@ async fn mbpoll_reads_and_writes_every_table() {
 /// without its frame dump.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libmodbus_random_test_client_finds_no_mismatch() {
-    let (rt, plc) = Rt::start(&[FAST]);
+    let (rt, plc) = start_rt(&[FAST]);
     let server = Server::start(config(0), plc.clone()).await.expect("server");
     let port = server.local_addr().port();
     let src = std::fs::read_to_string("/usr/share/doc/libmodbus-dev/examples/random-test-client.c")
@@ -200,7 +201,7 @@ async fn libmodbus_random_test_client_finds_no_mismatch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_md_and_ml_writes_read_modify_write() {
     use tokio_modbus::client::{Reader, Writer};
-    let (_rt, plc) = Rt::start(&[FAST]);
+    let (_rt, plc) = start_rt(&[FAST]);
     let server = Server::start(config(0), plc.clone()).await.expect("server");
     let mut c = tokio_modbus::client::tcp::connect(server.local_addr()).await.expect("connect");
     let md5 = 2048 + 2 * 5;

@@ -2,9 +2,10 @@
 //! processes (Node socket.io-client, python-socketio) driven line by line.
 #![allow(dead_code)]
 
-use openplc_debugger::{Config, Debugger, Family, Identity, RtClientBackend, socketio};
+use openplc_debugger::{Config, Debugger, Family, Identity, socketio};
+use openplc_port::{LogSink, PlcPort};
 use serde_json::{Value, json};
-use shared_abi::client::{Observer, Reader};
+use shared_abi::client::Reader;
 use shared_abi::msg::LogLevel;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -31,34 +32,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `openplc-rt`, next to the test executable's directory (`cargo build -p rt-core`).
-pub fn rt_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("openplc-rt");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p rt-core` with the same CARGO_TARGET_DIR first",
-        bin.display()
-    );
-    bin
-}
+#[allow(unused_imports)]
+pub use openplc_port::testkit::{Rt, wait_for};
 
 /// rt-core's ABI test program at `period_ns`.
 pub fn build_fixture(dir: &Path, period_ns: u64) -> PathBuf {
-    let out = dir.join(format!("fixture-{period_ns}.so"));
-    let root = repo_root();
-    let status = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2"])
-        .arg(format!("-DPERIOD_NS={period_ns}ULL"))
-        .arg("-I")
-        .arg(root.join("shared-abi/include"))
-        .arg("-o")
-        .arg(&out)
-        .arg(root.join("rt-core/tests/fixtures/abi_program.c"))
-        .status()
-        .expect("cc must be installed");
-    assert!(status.success(), "fixture build failed");
-    out
+    let period = format!("PERIOD_NS={period_ns}ULL");
+    openplc_port::testkit::build_fixture(dir, &format!("fixture-{period_ns}.so"), &[&period])
 }
 
 /// The MatIEC demo bundle (scripts/demo-bundle), built with the companion's builder.
@@ -99,69 +79,10 @@ pub fn demo_md5() -> String {
     line["(*DBG:char md5[] = \"".len()..][..32].to_string()
 }
 
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A running `openplc-rt run` on a private shared-memory file; killed on drop.
-pub struct Rt {
-    pub child: Child,
-    pub shm: String,
-    pub dir: tempfile::TempDir,
-}
-
-impl Rt {
-    pub fn start() -> Rt {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shm = dir.path().join("shm").to_string_lossy().into_owned();
-        let log = std::fs::File::create(dir.path().join("rt.log")).expect("rt.log");
-        let child = Command::new(rt_binary())
-            .args(["--shm", &shm, "run", "--cpu", "none", "--priority", "10", "--idle-period-us", "2000"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn openplc-rt");
-        let pid = child.id();
-        let rt = Rt { child, shm, dir };
-        let first = wait_for("openplc-rt to come up", Duration::from_secs(10), || {
-            let o = Observer::open(&rt.shm).ok()?;
-            let s = o.status();
-            (s.rt_alive && s.rt_pid == pid).then_some(s.heartbeat)
-        });
-        wait_for("openplc-rt's loop to turn", Duration::from_secs(10), || {
-            let o = Observer::open(&rt.shm).ok()?;
-            (o.status().heartbeat > first + 1).then_some(())
-        });
-        rt
-    }
-
-    pub fn observer(&self) -> Observer {
-        Observer::open(&self.shm).expect("observer")
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Rt {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// rt-core + the debugger on a free port.
 pub struct Server {
     pub rt: Rt,
-    pub backend: Arc<RtClientBackend>,
+    pub port: Arc<PlcPort>,
     pub debugger: Arc<Debugger>,
     pub url: String,
     pub logs: Arc<Mutex<Vec<(LogLevel, String)>>>,
@@ -174,14 +95,10 @@ impl Server {
         let rt = Rt::start();
         let logs: Arc<Mutex<Vec<(LogLevel, String)>>> = Arc::default();
         let sink = logs.clone();
-        let backend = Arc::new(
-            RtClientBackend::open(&rt.shm)
-                .expect("client lease")
-                .with_log_sink(move |level, msg| sink.lock().unwrap().push((level, msg.to_string()))),
-        );
+        let port =
+            rt.port_with_log(LogSink::new(move |level, msg| sink.lock().unwrap().push((level, msg.to_string()))));
         if let Some(p) = program {
-            backend
-                .with_client(|c| c.load(p.to_str().expect("utf-8 path"), true, Duration::from_secs(10)))
+            port.load_blocking(p.to_str().expect("utf-8 path"), true, None, Duration::from_secs(10))
                 .expect("program loads");
         }
         let auth = |token: &str| -> Result<Identity, String> {
@@ -192,11 +109,11 @@ impl Server {
             }
         };
         let config = Config { default_family, ..Config::default() };
-        let debugger = Debugger::new(backend.clone(), Arc::new(auth), config);
+        let debugger = Debugger::new(port.clone(), Arc::new(auth), config);
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
-        let port = listener.local_addr().expect("local addr").port();
+        let tcp_port = listener.local_addr().expect("local addr").port();
         let d = debugger.clone();
         runtime.spawn(async move {
             let (layer, _io) = socketio::layer(d);
@@ -205,7 +122,7 @@ impl Server {
                 .layer(layer);
             let _ = axum::serve(listener, app).await;
         });
-        Server { rt, backend, debugger, url: format!("http://127.0.0.1:{port}"), logs, runtime }
+        Server { rt, port, debugger, url: format!("http://127.0.0.1:{tcp_port}"), logs, runtime }
     }
 
     pub fn log_lines(&self) -> Vec<String> {

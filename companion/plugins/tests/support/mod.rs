@@ -3,28 +3,20 @@
 //! plugins.conf files in temporary data directories, and waits with deadlines.
 #![allow(dead_code)]
 
-use openplc_plugin_host::rt_bridge::RtClientBridge;
 use openplc_plugin_host::{PluginHost, PluginState, PluginStatus};
-use shared_abi::client::Reader;
+use openplc_port::testkit::Rt;
+use openplc_port::{LogSink, PlcPort};
 use shared_abi::image::IecAddress;
 use shared_abi::msg::LogLevel;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-/// `openplc-rt`, next to the directory of this test executable (`target/<profile>/`).
-pub fn rt_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().join("../openplc-rt");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p rt-core` first", bin.display());
-    bin
 }
 
 /// Polls `cond` until it gives a value, failing the test after `DEADLINE`.
@@ -63,69 +55,49 @@ pub fn example(rel: &str) -> PathBuf {
 }
 
 /// A running `openplc-rt` with rt-core's test program (%MW0 counts scans, %QX0.0 = %IX0.0,
-/// %QW0 = 2 * %IW0) loaded and started, and the bridge holding its client lease. The
-/// process is killed on drop.
+/// %QW0 = 2 * %IW0) loaded and started, and a port holding its client lease whose log lines
+/// are kept. rt-core is killed on drop.
 pub struct Plc {
-    pub child: Child,
-    pub dir: tempfile::TempDir,
-    pub bridge: Arc<RtClientBridge>,
+    pub rt: Rt,
+    pub port: Arc<PlcPort>,
+    logs: Arc<Mutex<Vec<(LogLevel, String)>>>,
 }
 
 impl Plc {
     pub fn start() -> Plc {
-        let dir = tempfile::tempdir().unwrap();
-        let shm = dir.path().join("shm").to_str().unwrap().to_string();
-        let log = std::fs::File::create(dir.path().join("rt.log")).unwrap();
-        let mut child = Command::new(rt_binary())
-            .args(["--shm", &shm, "run", "--cpu", "none", "--priority", "10"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn openplc-rt");
-        let pid = child.id();
-        let start = Instant::now();
-        let bridge = loop {
-            let up = shared_abi::client::Observer::open(&shm)
-                .ok()
-                .is_some_and(|o| o.status().rt_alive && o.status().rt_pid == pid);
-            if up && let Ok(b) = RtClientBridge::open(&shm) {
-                break Arc::new(b);
-            }
-            if start.elapsed() > DEADLINE {
-                let _ = child.kill();
-                panic!(
-                    "openplc-rt did not come up: {}",
-                    std::fs::read_to_string(dir.path().join("rt.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let program = build_program(dir.path());
-        bridge
-            .with_client(|c| c.load(program.to_str().unwrap(), true, DEADLINE))
-            .unwrap_or_else(|e| panic!("loading the test program: {e}"));
-        Plc { child, dir, bridge }
+        let rt = Rt::start();
+        rt.load(&build_program(rt.dir.path()));
+        let logs: Arc<Mutex<Vec<(LogLevel, String)>>> = Arc::default();
+        let sink = logs.clone();
+        let port =
+            rt.port_with_log(LogSink::new(move |level, text| sink.lock().unwrap().push((level, text.to_string()))));
+        Plc { rt, port, logs }
+    }
+
+    /// Where test files go (removed with rt-core's temporary directory).
+    pub fn dir(&self) -> &Path {
+        self.rt.dir.path()
     }
 
     /// The value of an output or memory point in the latest published scan.
     pub fn output(&self, addr: &str) -> u64 {
         let a = IecAddress::parse(addr).unwrap();
-        self.bridge.observer().outputs().unwrap().image.get(a).unwrap()
+        self.port.outputs().image.get(a).unwrap()
     }
 
     /// The value of an input point as the companion publishes it.
     pub fn input(&self, addr: &str) -> u64 {
         let a = IecAddress::parse(addr).unwrap();
-        self.bridge.with_client(|c| c.inputs().get(a).unwrap())
+        self.port.inputs(|i| i.get(a).unwrap()).unwrap()
     }
 
     pub fn set_input(&self, addr: &str, value: u64) {
         let a = IecAddress::parse(addr).unwrap();
-        self.bridge.with_client(|c| c.set_input(a, value)).unwrap();
+        self.port.update_inputs(|i| assert!(i.set(a, value), "{addr} is an input")).unwrap();
     }
 
     pub fn tick(&self) -> u64 {
-        self.bridge.observer().outputs().unwrap().tick
+        self.port.outputs().tick
     }
 
     /// Waits until the program has completed `n` more scans.
@@ -135,19 +107,12 @@ impl Plc {
     }
 
     pub fn logs(&self) -> Vec<(LogLevel, String)> {
-        self.bridge.logs()
+        self.logs.lock().unwrap().clone()
     }
 
     /// The log lines, one string, for assertions and failure messages.
     pub fn log_text(&self) -> String {
         self.logs().iter().map(|(l, t)| format!("{}: {t}\n", l.as_str())).collect()
-    }
-}
-
-impl Drop for Plc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

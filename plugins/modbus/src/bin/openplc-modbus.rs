@@ -3,9 +3,10 @@
 //! benches and a companion-less setup.
 
 use clap::Parser;
-use openplc_modbus::{Config, MasterConfig, RtClientImage, ServerConfig};
+use openplc_modbus::{Config, MasterConfig, ServerConfig};
+use openplc_port::{LogSink, PlcPort};
+use shared_abi::msg::LogLevel;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -56,7 +57,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
-    let plc = Arc::new(RtClientImage::open(&args.shm).map_err(|e| format!("{}: {e}", args.shm))?);
+    let log = LogSink::new(|level, text| match level {
+        LogLevel::Error => tracing::error!(target: "runtime", "{text}"),
+        LogLevel::Warning => tracing::warn!(target: "runtime", "{text}"),
+        LogLevel::Info => tracing::info!(target: "runtime", "{text}"),
+        LogLevel::Debug => tracing::debug!(target: "runtime", "{text}"),
+    });
+    let plc = PlcPort::open(&args.shm, log).map_err(|e| format!("{}: {e}", args.shm))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let handle = openplc_modbus::start(config, plc).await?;

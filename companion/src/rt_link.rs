@@ -1,0 +1,291 @@
+//! The companion's link to rt-core: the [`PlcPort`] every part of the companion reaches
+//! rt-core through, and what only the companion knows about it: whether the supervisor is
+//! restarting rt-core or holds it in safe mode, which transitions (loads, deploys) are under
+//! way, where RETAIN values are kept, and rt-core's events fanned out to subscribers and
+//! into the runtime log.
+
+use crate::logs::{Level, LogHub};
+use crate::retain::RetainStore;
+use openplc_port::{LogSink, PlcPort, PortError};
+use shared_abi::client::{Observer, RtClient};
+use shared_abi::debug::LoadResult;
+use shared_abi::layout::PlcState;
+use shared_abi::msg::{Command, CommandStatus, Event};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// The least a command waits for rt-core's answer (longer for a slow task period).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the link to rt-core stands, as the supervisor drives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No rt-core yet (the supervisor has not started or attached one).
+    Detached,
+    /// The supervisor is replacing an rt-core that died (and restoring its program).
+    Restarting,
+    /// rt-core was restarted without its program after repeated crashes: the PLC reports
+    /// ERROR until a program is uploaded or started again.
+    SafeMode,
+    /// Attached to a live rt-core.
+    Up,
+}
+
+/// The link's state, read and changed as one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    pub phase: Phase,
+    /// Transitions under way (a load, a deploy around it).
+    pub busy: u32,
+}
+
+impl LinkState {
+    pub fn is_busy(&self) -> bool {
+        self.busy > 0
+    }
+}
+
+struct Inner {
+    state: LinkState,
+    /// When a program was last deployed or safe mode left: crashes before it no longer
+    /// count towards safe mode.
+    fresh_start: Instant,
+}
+
+pub struct RtLink {
+    port: Arc<PlcPort>,
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Event>,
+    logs: Arc<LogHub>,
+    /// Where RETAIN values are kept, when retain is on.
+    retain: OnceLock<Arc<RetainStore>>,
+}
+
+/// Marks a transition under way while alive.
+pub struct BusyGuard<'a>(&'a RtLink);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.0.inner();
+        inner.state.busy = inner.state.busy.saturating_sub(1);
+    }
+}
+
+impl RtLink {
+    pub fn new(logs: Arc<LogHub>) -> RtLink {
+        let hub = logs.clone();
+        let port = PlcPort::detached(LogSink::new(move |level, text| hub.log(level.into(), text.to_string())));
+        RtLink {
+            port,
+            inner: Mutex::new(Inner {
+                state: LinkState { phase: Phase::Detached, busy: 0 },
+                fresh_start: Instant::now(),
+            }),
+            events: broadcast::channel(256).0,
+            logs,
+            retain: OnceLock::new(),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The port to rt-core, for everything that reads, writes or commands.
+    pub fn port(&self) -> &Arc<PlcPort> {
+        &self.port
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.inner().state
+    }
+
+    /// Turns retain on: warm loads give the program its saved RETAIN values.
+    pub fn set_retain_store(&self, store: Arc<RetainStore>) {
+        let _ = self.retain.set(store);
+    }
+
+    pub fn retain_store(&self) -> Option<&Arc<RetainStore>> {
+        self.retain.get()
+    }
+
+    /// Installs a freshly opened lease and observer (the supervisor does this). A link
+    /// that is restarting stays so until [`RtLink::end_restart`].
+    pub fn attach(&self, client: RtClient, observer: Observer) {
+        self.port.attach(client, observer);
+        let mut inner = self.inner();
+        if inner.state.phase == Phase::Detached {
+            inner.state.phase = Phase::Up;
+        }
+    }
+
+    /// rt-core died: drops the lease while the supervisor replaces it.
+    pub fn begin_restart(&self) {
+        self.inner().state.phase = Phase::Restarting;
+        self.port.detach();
+    }
+
+    /// The replacement is attached (and its program restored, unless `safe_mode`).
+    pub fn end_restart(&self, safe_mode: bool) {
+        self.inner().state.phase = if safe_mode { Phase::SafeMode } else { Phase::Up };
+    }
+
+    /// A program was deployed or started on request: leaves safe mode and forgets earlier
+    /// crashes.
+    pub fn leave_safe_mode(&self) {
+        let mut inner = self.inner();
+        inner.fresh_start = Instant::now();
+        if inner.state.phase == Phase::SafeMode {
+            inner.state.phase = Phase::Up;
+        }
+    }
+
+    /// Since when crashes count towards safe mode.
+    pub fn fresh_start(&self) -> Instant {
+        self.inner().fresh_start
+    }
+
+    pub fn busy_guard(&self) -> BusyGuard<'_> {
+        self.inner().state.busy += 1;
+        BusyGuard(self)
+    }
+
+    /// The PLC state rt-core reports, while attached.
+    pub fn plc_state(&self) -> Option<PlcState> {
+        self.port.state()
+    }
+
+    /// rt-core's events as they are drained (state changes, faults, forces, …).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Waits until attached (the supervisor may be restarting rt-core).
+    pub async fn wait_attached(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while !self.port.is_attached() {
+            if start.elapsed() > timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Sends `command` and waits for rt-core's answer (the lease is held only to send).
+    pub async fn command(&self, command: Command) -> Result<CommandStatus, PortError> {
+        self.port.command(command, self.port.command_timeout(COMMAND_TIMEOUT)).await
+    }
+
+    /// Loads a program library and waits until it is swapped in at a cycle boundary (the
+    /// previous program keeps running if the load fails). `warm`: the program gets its
+    /// saved RETAIN values (when retain is on and they are its own); otherwise it starts
+    /// cold. Busy meanwhile.
+    pub async fn load(&self, path: &Path, start: bool, warm: bool, timeout: Duration) -> Result<LoadResult, PortError> {
+        let _busy = self.busy_guard();
+        let path = path.to_str().ok_or_else(|| PortError::LoadFailed(format!("{} is not UTF-8", path.display())))?;
+        let saved = match (warm, self.retain.get().cloned()) {
+            (true, Some(store)) => {
+                let logs = self.logs.clone();
+                tokio::task::spawn_blocking(move || store.saved(&logs)).await.ok().flatten()
+            }
+            _ => None,
+        };
+        self.port.load(path, start, saved.as_deref(), timeout).await
+    }
+
+    /// Moves rt-core's queued events and log lines into the runtime log (and to event
+    /// subscribers). Returns false when not attached.
+    pub fn pump(&self) -> bool {
+        self.port.drain(
+            |event| {
+                let (level, text) = describe_event(&event);
+                self.logs.log(level, text);
+                let _ = self.events.send(event);
+            },
+            |line| self.logs.log(line.level.into(), format!("[rt-core] {}", line.text.as_str())),
+        )
+    }
+}
+
+/// A log line for an rt-core event.
+pub fn describe_event(event: &Event) -> (Level, String) {
+    match event {
+        Event::StateChanged { state, cycle } => {
+            (Level::Info, format!("PLC state changed to {} (cycle {cycle})", PlcState::from_u32(*state).as_str()))
+        }
+        Event::ProgramSwapped { program_gen, cycle } => {
+            (Level::Info, format!("Program #{program_gen} swapped in at cycle {cycle}"))
+        }
+        Event::Overruns { new, total, worst_latency_ns } => (
+            Level::Warning,
+            format!("{new} scan overrun(s), {total} in total; worst wake-up latency {} µs", worst_latency_ns / 1000),
+        ),
+        Event::ProgramFault { signal, cycle } => (
+            Level::Error,
+            format!("The program crashed with {} at cycle {cycle}; the PLC is in ERROR", signal_name(*signal)),
+        ),
+        Event::WatchdogAbort { ran_ns, cycle } => (
+            Level::Error,
+            format!(
+                "Watchdog: a scan ran {:.1} ms at cycle {cycle} and was aborted; the PLC is in ERROR",
+                *ran_ns as f64 / 1e6
+            ),
+        ),
+        Event::Forced { var, forced } => {
+            (Level::Info, format!("Debug variable {var} {}", if *forced { "forced" } else { "released" }))
+        }
+        Event::BadMessage { ring } => {
+            (Level::Warning, format!("rt-core discarded an undecodable message (ring {ring})"))
+        }
+    }
+}
+
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGSEGV => "SIGSEGV (invalid memory access)".into(),
+        libc::SIGFPE => "SIGFPE (arithmetic error, e.g. division by zero)".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGILL => "SIGILL".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_well() {
+        let (l, t) = describe_event(&Event::StateChanged { state: PlcState::Running as u32, cycle: 3 });
+        assert_eq!(l, Level::Info);
+        assert!(t.contains("RUNNING"));
+        let (l, t) = describe_event(&Event::ProgramFault { signal: libc::SIGFPE, cycle: 9 });
+        assert_eq!(l, Level::Error);
+        assert!(t.contains("SIGFPE"));
+    }
+
+    #[tokio::test]
+    async fn a_detached_link_answers_not_attached_and_counts_transitions() {
+        let link = RtLink::new(Arc::new(LogHub::in_memory()));
+        assert_eq!(link.state(), LinkState { phase: Phase::Detached, busy: 0 });
+        assert!(matches!(link.command(Command::Start).await, Err(PortError::NotAttached)));
+        assert!(link.port().status().is_none());
+        assert!(!link.pump());
+        {
+            let _outer = link.busy_guard();
+            let _inner = link.busy_guard();
+            assert_eq!(link.state().busy, 2);
+        }
+        assert!(!link.state().is_busy());
+        link.begin_restart();
+        assert_eq!(link.state().phase, Phase::Restarting);
+        link.end_restart(true);
+        assert_eq!(link.state().phase, Phase::SafeMode);
+        link.leave_safe_mode();
+        assert_eq!(link.state().phase, Phase::Up);
+    }
+}
