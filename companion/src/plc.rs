@@ -379,7 +379,7 @@ impl PlcBridge {
 pub fn describe_event(event: &Event) -> (Level, String) {
     match event {
         Event::StateChanged { state, cycle } => {
-            (Level::Info, format!("PLC state changed to {} (cycle {cycle})", PlcState::from_u32(*state).as_str()))
+            (Level::Info, format!("PLC state changed to {} (cycle {cycle})", state.as_str()))
         }
         Event::ProgramSwapped { program_gen, cycle } => {
             (Level::Info, format!("Program #{program_gen} swapped in at cycle {cycle}"))
@@ -388,35 +388,32 @@ pub fn describe_event(event: &Event) -> (Level, String) {
             Level::Warning,
             format!("{new} scan overrun(s), {total} in total; worst wake-up latency {} µs", worst_latency_ns / 1000),
         ),
-        Event::ProgramFault { signal, cycle } => (
-            Level::Error,
-            format!("The program crashed with {} at cycle {cycle}; the PLC is in ERROR", signal_name(*signal)),
-        ),
-        Event::WatchdogAbort { ran_ns, cycle } => (
+        Event::ProgramFault { cause, cycle, restart } => (
             Level::Error,
             format!(
-                "Watchdog: a scan ran {:.1} ms at cycle {cycle} and was aborted; the PLC is in ERROR",
-                *ran_ns as f64 / 1e6
+                "The program ended with {cause} at cycle {cycle}; the PLC is in ERROR{}",
+                if *restart { " (outside its own code: openplc-rt restarts itself in place)" } else { "" }
+            ),
+        ),
+        Event::WatchdogAbort { ran_ns, cycle, restart } => (
+            Level::Error,
+            format!(
+                "Watchdog: a scan ran {:.1} ms at cycle {cycle} and was aborted; the PLC is in ERROR{}",
+                *ran_ns as f64 / 1e6,
+                if *restart { " (outside the program's code: openplc-rt restarts itself in place)" } else { "" }
             ),
         ),
         Event::Forced { var, forced } => {
             (Level::Info, format!("Debug variable {var} {}", if *forced { "forced" } else { "released" }))
         }
         Event::BadMessage { ring } => {
-            (Level::Warning, format!("rt-core discarded an undecodable message (ring {ring})"))
+            (Level::Warning, format!("rt-core discarded an invalid {} message", ring.as_str()))
         }
     }
 }
 
 pub fn signal_name(signal: i32) -> String {
-    match signal {
-        libc::SIGSEGV => "SIGSEGV (invalid memory access)".into(),
-        libc::SIGFPE => "SIGFPE (arithmetic error, e.g. division by zero)".into(),
-        libc::SIGBUS => "SIGBUS".into(),
-        libc::SIGILL => "SIGILL".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        n => format!("signal {n}"),
-    }
+    shared_abi::msg::signal_name(signal).to_string()
 }
 
 #[cfg(test)]
@@ -425,10 +422,11 @@ mod tests {
 
     #[test]
     fn events_read_well() {
-        let (l, t) = describe_event(&Event::StateChanged { state: PlcState::Running as u32, cycle: 3 });
+        let (l, t) = describe_event(&Event::StateChanged { state: PlcState::Running, cycle: 3 });
         assert_eq!(l, Level::Info);
         assert!(t.contains("RUNNING"));
-        let (l, t) = describe_event(&Event::ProgramFault { signal: libc::SIGFPE, cycle: 9 });
+        let cause = shared_abi::msg::FaultCause::Signal(libc::SIGFPE);
+        let (l, t) = describe_event(&Event::ProgramFault { cause, cycle: 9, restart: false });
         assert_eq!(l, Level::Error);
         assert!(t.contains("SIGFPE"));
     }

@@ -1,39 +1,58 @@
 //! A program library, loaded and checked off the scan thread, then handed to it whole.
 //!
 //! Loading reads the file into a memfd and dlopens that (a fresh instance every time),
-//! resolves `oplc_program_entry`, checks the ABI, allocates the program's own image, binds
-//! the located variables into it and cold-starts the program, all under the crash guard.
-//! Any failure leaves the running program untouched.
+//! resolves `oplc_program_entry`, copies and checks the ABI table, allocates the program's
+//! own image, binds the located variables into it, cold-starts the program, reads its
+//! description (period, MD5, groups, every variable's size and kind, RETAIN variables,
+//! located variables) and, on a warm start, gives back its RETAIN values and forces. Every
+//! one of those steps that runs program code goes through the crash guard; any failure
+//! leaves the running program untouched. `openplc-rt check` runs exactly this, then the
+//! unload, in a throwaway process.
+//!
+//! A program that faulted is never called again and never unloaded (see `guard`): its
+//! mapping stays until rt-core restarts.
 
 use crate::extents::OutputExtents;
-use crate::guard::{self, Fault, ForcedVar};
+use crate::guard::{self, CodeRange, Fault};
+use crate::restart::{self, RestartKind};
 use crate::sys;
-use shared_abi::debug::{Generator, INFO_PATH_BYTES, MAX_GROUPS, ProgramInfo, WatchedValue, fill_text};
+use shared_abi::debug::{
+    ForceTable, ForcedValue, Generator, INFO_PATH_BYTES, MAX_GROUPS, ProgramInfo, WatchedValue, fill_text, vars_hash,
+};
 use shared_abi::image::Image;
 use shared_abi::program::{
-    LocatedInfo, PROGRAM_ABI_BASE_SIZE, PROGRAM_ABI_VERSION, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind,
+    PROGRAM_ABI_BASE_SIZE, PROGRAM_ABI_VERSION, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind,
 };
 use shared_abi::retain::{self, RETAIN_BYTES, RetainImage};
-use std::ffi::{CStr, c_void};
-use std::os::fd::OwnedFd;
+use std::ffi::{CString, c_void};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// Scan periods outside this range are refused.
 pub const MIN_PERIOD_NS: u64 = 50_000;
 pub const MAX_PERIOD_NS: u64 = 60_000_000_000;
+/// Debug variables a program may have (the cached table takes 8 bytes each).
+pub const MAX_VARS: u32 = 1 << 20;
+/// Located variables read at load.
+const MAX_LOCATED: u32 = 1 << 16;
 
 /// The function pointers rt-core calls, checked non-null once at load.
 #[derive(Clone, Copy)]
 struct Entry {
     run_tick: unsafe extern "C" fn(u64),
-    var_size: unsafe extern "C" fn(u32) -> u32,
-    var_kind: unsafe extern "C" fn(u32) -> u32,
     var_addr: unsafe extern "C" fn(u32) -> *mut c_void,
     var_force: unsafe extern "C" fn(u32, *const c_void, u32) -> i32,
     var_unforce: unsafe extern "C" fn(u32) -> i32,
-    located_count: Option<unsafe extern "C" fn() -> u32>,
-    located_at: Option<unsafe extern "C" fn(u32, *mut LocatedInfo) -> i32>,
+    var_write: Option<unsafe extern "C" fn(u32, *const c_void, u32) -> i32>,
     retain_set: Option<unsafe extern "C" fn(u32, *const c_void, u32) -> i32>,
+}
+
+/// A debug variable's size and kind, read once at load (never asked again on the scan
+/// thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VarMeta {
+    pub size: u32,
+    pub kind: VarKind,
 }
 
 /// The program's RETAIN variables, laid out one after the other as in a `RetainImage`
@@ -44,8 +63,68 @@ struct Retained {
     addresses: Vec<usize>,
     bytes: u32,
     layout_hash: u64,
-    /// Whether saved values were put back at load.
-    restored: bool,
+}
+
+/// Where a warm start's values came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetainSource {
+    /// Nothing given back: initial values.
+    Initial,
+    /// The copy the previous rt-core (or program instance) left in the shared memory.
+    Live,
+    /// The values the client staged (from its file, after a power cut).
+    Staged,
+}
+
+/// What a warm start may give back, in order of preference.
+#[derive(Clone, Copy, Default)]
+pub struct WarmStart<'a> {
+    /// The running (or last) instance's RETAIN values, from the shared memory.
+    pub live_retain: Option<&'a RetainImage>,
+    /// RETAIN values the client staged for this load.
+    pub staged_retain: Option<&'a RetainImage>,
+    /// The forces of the running (or last) instance, from the shared memory.
+    pub live_forces: Option<&'a ForceTable>,
+}
+
+/// The opened library: unloaded explicitly (`close`), or leaked when its program faulted.
+struct Library {
+    handle: *mut c_void,
+    /// The memfd the library was opened through. dlopen recognises an already-loaded
+    /// library by the path string (`/proc/self/fd/N`), so N must not be reused while the
+    /// library is mapped: the fd stays open until the library is really gone.
+    memfd: OwnedFd,
+    path: CString,
+}
+
+impl Library {
+    /// dlcloses (the library's destructors run, guarded) and closes the memfd unless
+    /// glibc keeps the library mapped.
+    fn close(self) -> Result<(), Fault> {
+        // SAFETY: a live handle from dlopen, consumed here.
+        unsafe { guard::dlclose(self.handle) }?;
+        // A library that glibc keeps mapped after dlclose (GNU unique symbols, a NODELETE
+        // dependency) still answers to its path: then keep the fd, so that path never names
+        // another program.
+        // SAFETY: RTLD_NOLOAD only looks the name up (no code runs); the handle it may
+        // return is closed again at once to drop the reference it took.
+        let still_loaded = unsafe {
+            let handle = libc::dlopen(self.path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+            if !handle.is_null() {
+                libc::dlclose(handle);
+            }
+            !handle.is_null()
+        };
+        if still_loaded {
+            std::mem::forget(self.memfd);
+        }
+        Ok(())
+    }
+
+    /// Keeps the code mapped for good: for a faulted program, whose destructors must not run.
+    fn leak(self) {
+        std::mem::forget(self);
+    }
 }
 
 pub struct LoadedProgram {
@@ -54,14 +133,17 @@ pub struct LoadedProgram {
     extents: OutputExtents,
     image: Box<Image>,
     info: ProgramInfo,
-    /// Keeps the code mapped. An `Option` so `Drop` can close it before the memfd.
-    library: Option<libloading::Library>,
-    /// The memfd the library was opened through. dlopen recognises an already-loaded
-    /// library by the path string (`/proc/self/fd/N`), so N must not be reused while the
-    /// library is mapped: the fd stays open until the library is really gone.
-    memfd: Option<OwnedFd>,
-    path: String,
+    vars: Box<[VarMeta]>,
+    vars_hash: u64,
+    code: CodeRange,
+    /// `None` once unloaded or leaked.
+    library: Option<Library>,
     retained: Retained,
+    retain_source: RetainSource,
+    /// Forces given back at load, for the engine to keep applying.
+    restored_forces: Vec<ForcedValue>,
+    /// A guarded call into it faulted: never call it again, never unload it.
+    faulted: bool,
 }
 
 // SAFETY: a LoadedProgram is used by one thread at a time (the loader builds it, then
@@ -70,138 +152,231 @@ pub struct LoadedProgram {
 // the boxed image move with it.
 unsafe impl Send for LoadedProgram {}
 
-#[derive(Debug)]
-pub struct LoadError(pub String);
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// The load step during which program code ended a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadStage {
+    Constructors,
+    Entry,
+    Binding,
+    Init,
+    Describing,
+    RestoringRetain,
+    RestoringForces,
+    Destructors,
 }
 
-fn err(msg: impl Into<String>) -> LoadError {
-    LoadError(msg.into())
-}
-
-fn required<T>(f: Option<T>, name: &str) -> Result<T, LoadError> {
-    f.ok_or_else(|| err(format!("the program's ABI table has no {name} function")))
-}
-
-impl Drop for LoadedProgram {
-    fn drop(&mut self) {
-        drop(self.library.take());
-        // A library that glibc keeps mapped after dlclose (GNU unique symbols, a
-        // NODELETE dependency) still answers to its path: then keep the fd, so that path
-        // never names another program.
-        let path = std::ffi::CString::new(self.path.as_str()).unwrap_or_default();
-        // SAFETY: RTLD_NOLOAD only looks the name up; the handle it may return is closed
-        // again at once to drop the reference it took.
-        let still_loaded = unsafe {
-            let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
-            if !handle.is_null() {
-                libc::dlclose(handle);
-            }
-            !handle.is_null()
-        };
-        if still_loaded {
-            std::mem::forget(self.memfd.take());
+impl LoadStage {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoadStage::Constructors => "in its constructors (while being loaded)",
+            LoadStage::Entry => "in oplc_program_entry",
+            LoadStage::Binding => "while binding its image",
+            LoadStage::Init => "in init",
+            LoadStage::Describing => "while describing itself (period, variables, located variables)",
+            LoadStage::RestoringRetain => "while restoring its RETAIN values",
+            LoadStage::RestoringForces => "while restoring its forced values",
+            LoadStage::Destructors => "in its destructors (while being unloaded)",
         }
     }
 }
 
-/// What `LoadedProgram::check` learnt about a library.
+/// Why a program was not loaded.
 #[derive(Debug)]
+pub enum LoadError {
+    /// The library cannot be used as it is (not a program, a bad ABI table, init refused).
+    Refused(String),
+    /// Program code ended a call its own way.
+    Crashed { stage: LoadStage, fault: Fault },
+}
+
+impl LoadError {
+    /// A crash that may have left a lock held (outside the program's code, or inside the
+    /// dynamic loader): rt-core must restart before trusting its process again.
+    pub fn needs_restart(&self) -> bool {
+        matches!(self, LoadError::Crashed { fault, .. } if fault.needs_restart())
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Refused(m) => f.write_str(m),
+            LoadError::Crashed { stage, fault } => {
+                write!(f, "the program ended {} with {}: its code is faulty", stage.as_str(), fault.cause)?;
+                if fault.needs_restart() {
+                    f.write_str(" (outside its own code)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+fn refused(msg: impl Into<String>) -> LoadError {
+    LoadError::Refused(msg.into())
+}
+
+fn required<T>(f: Option<T>, name: &str) -> Result<T, LoadError> {
+    f.ok_or_else(|| refused(format!("the program's ABI table has no {name} function")))
+}
+
+/// What `openplc-rt check` learnt about a library.
 pub struct Checked {
+    pub info: ProgramInfo,
     /// The adapter's generator name ("matiec", "strucpp"), if it gives one.
     pub generator: Option<String>,
 }
 
+/// A load in progress: owns the library and knows whether a failure must restart rt-core.
+struct Loading {
+    library: Option<Library>,
+    code: CodeRange,
+    faulted: bool,
+}
+
+impl Loading {
+    /// Turns a fault at `stage` into an error. A fault marks the instance as not to be
+    /// unloaded; one that may have left a lock held asks for a restart.
+    fn crashed(&mut self, stage: LoadStage, fault: Fault) -> LoadError {
+        self.faulted = true;
+        if fault.needs_restart() {
+            restart::request(RestartKind::LoadFault, Some(fault.cause), 0);
+        }
+        LoadError::Crashed { stage, fault }
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        // A refused (not crashed) library is unloaded; a crashed one stays mapped.
+        if let Some(library) = self.library.take() {
+            if self.faulted {
+                library.leak();
+            } else if let Err(fault) = library.close() {
+                restart::request(RestartKind::UnloadFault, Some(fault.cause), 0);
+            }
+        }
+    }
+}
+
 impl LoadedProgram {
-    /// Opens the library at `path` and checks its ABI table without binding or
-    /// initialising it: what `openplc-rt check` runs in a throwaway process before a
-    /// program reaches the real-time process, because the library's constructors run
-    /// inside dlopen, where no guard can catch them.
+    /// Loads `path` in this (throwaway) process exactly as rt-core would, then unloads it:
+    /// what `openplc-rt check` runs before a program reaches the real-time process.
     pub fn check(path: &Path) -> Result<Checked, LoadError> {
-        let (_library, _memfd, abi) = Self::open(path)?;
-        let abi = &abi;
-        // SAFETY: a table `open` checked; `generator` is a C string in the library's
-        // static data (null allowed).
-        let generator =
-            unsafe { (!abi.generator.is_null()).then(|| CStr::from_ptr(abi.generator).to_string_lossy().into_owned()) };
-        Ok(Checked { generator })
+        let program = Self::load(path, 1, None)?;
+        let info = *program.info();
+        let generator = program.generator_name();
+        program.unload().map_err(|fault| LoadError::Crashed { stage: LoadStage::Destructors, fault })?;
+        Ok(Checked { info, generator })
     }
 
-    /// dlopens `path` through a memfd and returns a copy of its checked ABI table (the
-    /// functions in it live as long as the returned library). A table from before the
-    /// RETAIN functions were appended reads as one without them.
-    fn open(path: &Path) -> Result<(libloading::Library, OwnedFd, ProgramAbi), LoadError> {
+    fn generator_name(&self) -> Option<String> {
+        match Generator::from_u32(self.info.generator) {
+            Generator::Matiec => Some("matiec".into()),
+            Generator::Strucpp => Some("strucpp".into()),
+            Generator::Other => Some("other".into()),
+            Generator::None => None,
+        }
+    }
+
+    /// Loads, binds and initialises the program at `path` as generation `program_gen`;
+    /// `warm`: give back RETAIN values and forces when they are this program's.
+    pub fn load(path: &Path, program_gen: u32, warm: Option<WarmStart<'_>>) -> Result<Box<LoadedProgram>, LoadError> {
         // No program code may run before the fault handlers are in place.
         guard::install();
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        let mut loading = Loading { library: None, code: CodeRange::default(), faulted: false };
+        let abi = Self::open(path, &mut loading)?;
+        let program = Self::start(path, program_gen, warm, &abi, &mut loading)?;
+        Ok(program)
+    }
+
+    /// dlopens `path` through a memfd and returns a copy of its checked ABI table. A table
+    /// from before functions were appended reads as one without them.
+    fn open(path: &Path, loading: &mut Loading) -> Result<ProgramAbi, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
         if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
-            return Err(err(format!("{} is not a shared library (no ELF header)", path.display())));
+            return Err(refused(format!("{} is not a shared library (no ELF header)", path.display())));
         }
-        let memfd = sys::memfd_with(&bytes).map_err(|e| err(format!("memfd: {e}")))?;
+        let memfd = sys::memfd_with(&bytes).map_err(|e| refused(format!("memfd: {e}")))?;
+        let fd_path = CString::new(sys::fd_path(&memfd)).map_err(|_| refused("memfd path"))?;
         // SAFETY: loading a library runs its constructors: this is the point where user code
-        // enters the process, by design and off the scan thread. RTLD_NOW makes a missing
-        // symbol fail here rather than in the middle of a scan.
-        let library = unsafe {
-            libloading::os::unix::Library::open(Some(sys::fd_path(&memfd)), libc::RTLD_NOW | libc::RTLD_LOCAL)
+        // enters the process, by design, off the scan thread and guarded. RTLD_NOW makes a
+        // missing symbol fail here rather than in the middle of a scan.
+        let handle = match unsafe { guard::dlopen(&fd_path, libc::RTLD_NOW | libc::RTLD_LOCAL) } {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(text)) => return Err(refused(format!("cannot load {}: {text}", path.display()))),
+            Err(fault) => {
+                // The jump left dlopen half done: the library may or may not be mapped.
+                std::mem::forget(memfd);
+                return Err(loading.crashed(LoadStage::Constructors, Fault { clean: false, ..fault }));
+            }
+        };
+        loading.library = Some(Library { handle, memfd, path: fd_path });
+        // SAFETY: a live handle just returned by dlopen.
+        loading.code = unsafe { guard::code_range(handle) };
+        guard::set_code(loading.code);
+        // SAFETY: dlsym looks a name up; no program code runs.
+        let symbol = unsafe { libc::dlsym(handle, c"oplc_program_entry".as_ptr()) };
+        if symbol.is_null() {
+            return Err(refused(format!(
+                "{} exports no {PROGRAM_ENTRY_SYMBOL}: it was not built with a runtime adapter",
+                path.display()
+            )));
         }
-        .map_err(|e| err(format!("cannot load {}: {e}", path.display())))?;
-        let library = libloading::Library::from(library);
         // SAFETY: the symbol's type is fixed by the program ABI (openplc_abi.h).
-        let entry_fn: ProgramEntry =
-            unsafe { library.get::<ProgramEntry>(PROGRAM_ENTRY_SYMBOL.as_bytes()) }.map(|s| *s).map_err(|_| {
-                err(format!(
-                    "{} exports no {PROGRAM_ENTRY_SYMBOL}: it was not built with a runtime adapter",
-                    path.display()
-                ))
-            })?;
-        // SAFETY: calling the adapter's entry function, which returns a pointer to static data.
-        let abi_ptr = unsafe { entry_fn() };
+        let entry_fn: ProgramEntry = unsafe { std::mem::transmute::<*mut c_void, ProgramEntry>(symbol) };
+        // SAFETY: the adapter's entry function, which returns a pointer to static data.
+        let abi_ptr = unsafe { guard::entry(entry_fn) }.map_err(|f| loading.crashed(LoadStage::Entry, f))?;
         if abi_ptr.is_null() {
-            return Err(err("oplc_program_entry returned no ABI table"));
+            return Err(refused("oplc_program_entry returned no ABI table"));
         }
-        // SAFETY: non-null, points at the adapter's static table of at least the two header
-        // words; checked for the full size before the rest is read.
-        let (version, size) = unsafe { ((*abi_ptr).abi_version, (*abi_ptr).struct_size) };
+        let mut head = [0u8; 8];
+        // SAFETY: program memory the program vouches for; a bad pointer faults, guarded.
+        unsafe { guard::copy_from(abi_ptr.cast(), &mut head) }.map_err(|f| loading.crashed(LoadStage::Entry, f))?;
+        let version = u32::from_ne_bytes([head[0], head[1], head[2], head[3]]);
+        let size = u32::from_ne_bytes([head[4], head[5], head[6], head[7]]);
         if version != PROGRAM_ABI_VERSION {
-            return Err(err(format!(
+            return Err(refused(format!(
                 "program ABI version {version}, this runtime needs {PROGRAM_ABI_VERSION}: rebuild the program"
             )));
         }
         if (size as usize) < PROGRAM_ABI_BASE_SIZE {
-            return Err(err(format!("program ABI table is {size} bytes, expected at least {PROGRAM_ABI_BASE_SIZE}")));
+            return Err(refused(format!(
+                "program ABI table is {size} bytes, expected at least {PROGRAM_ABI_BASE_SIZE}"
+            )));
         }
         let copied = (size as usize).min(std::mem::size_of::<ProgramAbi>());
         let mut abi = std::mem::MaybeUninit::<ProgramAbi>::zeroed();
-        // SAFETY: the adapter's table has at least `copied` readable bytes (its
-        // struct_size, checked above); the destination is a whole ProgramAbi. All-zero
-        // bytes are a valid ProgramAbi (null pointers, `None` functions), so the copy of a
-        // shorter table leaves the appended functions absent.
-        let abi = unsafe {
-            std::ptr::copy_nonoverlapping(abi_ptr.cast::<u8>(), abi.as_mut_ptr().cast::<u8>(), copied);
-            abi.assume_init()
-        };
-        Ok((library, memfd, abi))
+        // SAFETY: the destination is a whole ProgramAbi, `copied` bytes of which are
+        // written; the source is the adapter's table of at least that size (struct_size).
+        let dst = unsafe { std::slice::from_raw_parts_mut(abi.as_mut_ptr().cast::<u8>(), copied) };
+        // SAFETY: as above; guarded.
+        unsafe { guard::copy_from(abi_ptr.cast(), dst) }.map_err(|f| loading.crashed(LoadStage::Entry, f))?;
+        // SAFETY: all-zero bytes are a valid ProgramAbi (null pointers, `None` functions), so
+        // the copy of a shorter table leaves the appended functions absent.
+        Ok(unsafe { abi.assume_init() })
     }
 
-    /// Loads, binds and initialises the program at `path` as generation `program_gen`.
-    pub fn load(path: &Path, program_gen: u32, staged: Option<&RetainImage>) -> Result<Box<LoadedProgram>, LoadError> {
-        let (library, memfd, abi) = Self::open(path)?;
-        let abi = &abi;
+    /// Binds, initialises, describes and (warm) restores the opened program.
+    fn start(
+        path: &Path,
+        program_gen: u32,
+        warm: Option<WarmStart<'_>>,
+        abi: &ProgramAbi,
+        loading: &mut Loading,
+    ) -> Result<Box<LoadedProgram>, LoadError> {
         let entry = Entry {
             run_tick: required(abi.run_tick, "run_tick")?,
-            var_size: required(abi.var_size, "var_size")?,
-            var_kind: required(abi.var_kind, "var_kind")?,
             var_addr: required(abi.var_addr, "var_addr")?,
             var_force: required(abi.var_force, "var_force")?,
             var_unforce: required(abi.var_unforce, "var_unforce")?,
-            located_count: abi.located_count,
-            located_at: abi.located_at.filter(|_| abi.located_count.is_some()),
-            retain_set: abi.retain_set,
+            var_write: abi.var_write.filter(|_| ProgramAbi::has_var_write(abi.struct_size)),
+            retain_set: abi.retain_set.filter(|_| ProgramAbi::has_retain(abi.struct_size)),
         };
+        let var_size = required(abi.var_size, "var_size")?;
+        let var_kind = required(abi.var_kind, "var_kind")?;
         let bind_image = required(abi.bind_image, "bind_image")?;
         let init = required(abi.init, "init")?;
         let tick_period_ns = required(abi.tick_period_ns, "tick_period_ns")?;
@@ -212,141 +387,214 @@ impl LoadedProgram {
         bytemuck::bytes_of_mut(&mut *image).iter_mut().step_by(4096).for_each(|b| *b = 0);
         let image_ptr: *mut Image = &mut *image;
         // SAFETY: the boxed image never moves or is freed while the library is loaded
-        // (both live in this struct); bind/init come from the checked ABI table.
+        // (both live in the program); bind/init come from the checked ABI table.
         match unsafe { guard::bind(bind_image, image_ptr) } {
             Ok(0) => {}
-            Ok(code) => return Err(err(format!("the program refused its image (bind_image returned {code})"))),
-            Err(fault) => return Err(err(format!("the program crashed while binding its image: {}", fault.name()))),
+            Ok(code) => return Err(refused(format!("the program refused its image (bind_image returned {code})"))),
+            Err(fault) => return Err(loading.crashed(LoadStage::Binding, fault)),
         }
         // SAFETY: as above.
         match unsafe { guard::init(init) } {
             Ok(0) => {}
-            Ok(code) => return Err(err(format!("the program's init failed (returned {code})"))),
-            Err(fault) => return Err(err(format!("the program crashed in init: {}", fault.name()))),
+            Ok(code) => return Err(refused(format!("the program's init failed (returned {code})"))),
+            Err(fault) => return Err(loading.crashed(LoadStage::Init, fault)),
         }
 
+        let describing = |loading: &mut Loading, f: Fault| loading.crashed(LoadStage::Describing, f);
         let mut info: ProgramInfo = bytemuck::Zeroable::zeroed();
         info.program_gen = program_gen;
-        // SAFETY: functions from the checked table; `generator` and the md5 are C strings
-        // in the library's static data (null allowed and handled).
-        unsafe {
-            info.period_ns = tick_period_ns();
-            info.var_count = var_count();
-            if !abi.generator.is_null() {
-                let name = CStr::from_ptr(abi.generator).to_string_lossy();
-                info.generator = Generator::from_name(&name) as u32;
-            }
-            if let Some(md5) = abi.program_md5 {
-                let p = md5();
-                if !p.is_null() {
-                    let text = CStr::from_ptr(p).to_bytes();
-                    if text.len() == 32 && text.iter().all(u8::is_ascii_hexdigit) {
-                        info.md5.copy_from_slice(text);
-                        info.has_md5 = 1;
-                    }
+        // SAFETY (every guarded call below): functions from the checked table of the
+        // library being loaded, called through the guard; strings are copied through it.
+        info.period_ns = unsafe { guard::call_u64(tick_period_ns) }.map_err(|f| describing(loading, f))?;
+        info.var_count = unsafe { guard::call_u32(var_count) }.map_err(|f| describing(loading, f))?;
+        if info.var_count > MAX_VARS {
+            return Err(refused(format!("the program has {} debug variables (at most {MAX_VARS})", info.var_count)));
+        }
+        if !abi.generator.is_null() {
+            let mut buf = [0u8; 32];
+            let name = unsafe { guard::cstr(abi.generator, &mut buf) }.map_err(|f| describing(loading, f))?;
+            info.generator = Generator::from_name(&String::from_utf8_lossy(name)) as u32;
+        }
+        if let Some(md5) = abi.program_md5 {
+            let p = unsafe { guard::call_cstr(md5) }.map_err(|f| describing(loading, f))?;
+            if !p.is_null() {
+                let mut buf = [0u8; 33];
+                let text = unsafe { guard::cstr(p, &mut buf) }.map_err(|f| describing(loading, f))?;
+                if text.len() == 32 && text.iter().all(u8::is_ascii_hexdigit) {
+                    info.md5.copy_from_slice(text);
+                    info.has_md5 = 1;
                 }
             }
-            match (abi.group_count, abi.group_len) {
-                (Some(count), Some(len)) => {
-                    let n = (count() as usize).min(MAX_GROUPS);
-                    info.group_count = n as u32;
-                    for g in 0..n {
-                        info.group_len[g] = len(g as u32);
-                    }
+        }
+        match (abi.group_count, abi.group_len) {
+            (Some(count), Some(len)) => {
+                let n =
+                    (unsafe { guard::call_u32(count) }.map_err(|f| describing(loading, f))? as usize).min(MAX_GROUPS);
+                info.group_count = n as u32;
+                for g in 0..n {
+                    info.group_len[g] =
+                        unsafe { guard::call_u32_u32(len, g as u32) }.map_err(|f| describing(loading, f))?;
                 }
-                _ => {
-                    info.group_count = 1;
-                    info.group_len[0] = info.var_count;
-                }
+            }
+            _ => {
+                info.group_count = 1;
+                info.group_len[0] = info.var_count;
             }
         }
         if !(MIN_PERIOD_NS..=MAX_PERIOD_NS).contains(&info.period_ns) {
-            return Err(err(format!(
+            return Err(refused(format!(
                 "the program's scan period is {} ns; it must be between {MIN_PERIOD_NS} ns and {MAX_PERIOD_NS} ns",
                 info.period_ns
             )));
         }
         let path_text = path.to_string_lossy();
         info.path_len = fill_text(&mut info.path[..INFO_PATH_BYTES], &path_text);
-        let retained = Self::retained(abi, &entry, info.var_count)?;
-        let path = sys::fd_path(&memfd);
+
+        let n = info.var_count as usize;
+        let (mut sizes, mut kinds) = (vec![0u32; n], vec![0u32; n]);
+        unsafe { guard::var_table(var_size, var_kind, &mut sizes, &mut kinds) }.map_err(|f| describing(loading, f))?;
+        let vars: Box<[VarMeta]> =
+            sizes.iter().zip(&kinds).map(|(&size, &kind)| VarMeta { size, kind: VarKind::from_u32(kind) }).collect();
+        let vars_hash = vars_hash(vars.iter().map(|v| (v.size, v.kind as u32)));
+        let retained = Self::retained(abi, &vars, loading)?;
+        let located = match (abi.located_count, abi.located_at) {
+            (Some(count), Some(at)) => {
+                let n = unsafe { guard::call_u32(count) }.map_err(|f| describing(loading, f))?.min(MAX_LOCATED);
+                let mut all = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    if let Some(l) = unsafe { guard::located(at, i) }.map_err(|f| describing(loading, f))? {
+                        all.push(l);
+                    }
+                }
+                Some(all)
+            }
+            _ => None,
+        };
+
         let mut program = LoadedProgram {
             entry,
-            extents: OutputExtents::FULL,
+            extents: OutputExtents::of_program(located.as_deref()),
             image,
             info,
-            library: Some(library),
-            memfd: Some(memfd),
-            path,
+            vars,
+            vars_hash,
+            code: loading.code,
+            library: None,
             retained,
+            retain_source: RetainSource::Initial,
+            restored_forces: Vec::new(),
+            faulted: false,
         };
-        let located = program.entry.located_count.is_some().then(|| program.located());
-        program.extents = OutputExtents::of_program(located.as_deref());
-        if let Some(staged) = staged {
-            program.restore_retain(staged)?;
+        if let Some(warm) = warm {
+            program.restore_retain(warm).map_err(|f| loading.crashed(LoadStage::RestoringRetain, f))?;
+            program.restore_forces(warm).map_err(|f| loading.crashed(LoadStage::RestoringForces, f))?;
         }
-        program.refresh_retain_addresses().map_err(|f| err(format!("the program crashed: {}", f.name())))?;
+        program.refresh_retain_addresses().map_err(|f| loading.crashed(LoadStage::RestoringRetain, f))?;
+        program.library = loading.library.take();
         Ok(Box::new(program))
     }
 
     /// The RETAIN variables the adapter declares, checked and laid out.
-    fn retained(abi: &ProgramAbi, entry: &Entry, var_count: u32) -> Result<Retained, LoadError> {
-        let mut vars = Vec::new();
-        if let (Some(count), Some(var_of), Some(_)) = (abi.retain_count, abi.retain_var, abi.retain_set) {
+    fn retained(abi: &ProgramAbi, vars: &[VarMeta], loading: &mut Loading) -> Result<Retained, LoadError> {
+        let mut list = Vec::new();
+        let has = ProgramAbi::has_retain(abi.struct_size);
+        if let (true, Some(count), Some(var_of), Some(_)) = (has, abi.retain_count, abi.retain_var, abi.retain_set) {
+            let crashed = |loading: &mut Loading, f: Fault| loading.crashed(LoadStage::Describing, f);
             let mut offset = 0u32;
-            // SAFETY: functions from the checked table of the library being loaded.
-            for i in 0..unsafe { count() } {
+            // SAFETY: functions from the checked table of the library being loaded, guarded.
+            let n = unsafe { guard::call_u32(count) }.map_err(|f| crashed(loading, f))?;
+            for i in 0..n {
                 // SAFETY: as above.
-                let var = unsafe { var_of(i) };
-                if var >= var_count {
-                    return Err(err(format!("RETAIN variable {i} names debug variable {var}, which does not exist")));
+                let var = unsafe { guard::call_u32_u32(var_of, i) }.map_err(|f| crashed(loading, f))?;
+                let Some(meta) = vars.get(var as usize) else {
+                    return Err(refused(format!(
+                        "RETAIN variable {i} names debug variable {var}, which does not exist"
+                    )));
+                };
+                if meta.size == 0 || meta.size > 256 {
+                    return Err(refused(format!("RETAIN variable {i} has an unsupported size ({} bytes)", meta.size)));
                 }
-                // SAFETY: as above; `var` is in range.
-                let (size, kind) = unsafe { ((entry.var_size)(var), (entry.var_kind)(var)) };
-                if size == 0 || size > 256 {
-                    return Err(err(format!("RETAIN variable {i} has an unsupported size ({size} bytes)")));
-                }
-                vars.push(WatchedValue { var, offset, size: size as u16, kind: kind as u8, valid: 1 });
-                offset += size;
+                list.push(WatchedValue { var, offset, size: meta.size as u16, kind: meta.kind as u8, valid: 1 });
+                offset += meta.size;
                 if offset as usize > RETAIN_BYTES {
-                    return Err(err(format!("the program's RETAIN variables take more than {RETAIN_BYTES} bytes")));
+                    return Err(refused(format!("the program's RETAIN variables take more than {RETAIN_BYTES} bytes")));
                 }
             }
         }
-        let layout_hash = retain::layout_hash(vars.iter().map(|v| (v.var, v.size as u32, v.kind as u32)));
-        let bytes = vars.iter().map(|v| v.size as u32).sum();
-        Ok(Retained { addresses: vec![0; vars.len()], vars, bytes, layout_hash, restored: false })
+        let layout_hash = retain::layout_hash(list.iter().map(|v| (v.var, v.size as u32, v.kind as u32)));
+        let bytes = list.iter().map(|v| v.size as u32).sum();
+        Ok(Retained { addresses: vec![0; list.len()], vars: list, bytes, layout_hash })
     }
 
-    /// Puts saved RETAIN values back, when they are this program's (same MD5 and RETAIN
-    /// layout); otherwise the program keeps its initial values (a cold start).
-    fn restore_retain(&mut self, staged: &RetainImage) -> Result<(), LoadError> {
+    /// Whether `saved` holds this program's RETAIN values (same MD5 and RETAIN layout).
+    fn retain_matches(&self, saved: &RetainImage) -> bool {
         let r = &self.retained;
-        let same_program = staged.program_gen != 0
-            && staged.layout_hash == r.layout_hash
-            && staged.count as usize == r.vars.len()
-            && staged.len == r.bytes
-            && staged.md5 == self.info.md5;
-        let Some(set) = self.entry.retain_set.filter(|_| same_program && !r.vars.is_empty()) else {
+        saved.program_gen != 0
+            && saved.layout_hash == r.layout_hash
+            && saved.count as usize == r.vars.len()
+            && saved.len == r.bytes
+            && saved.md5 == self.info.md5
+    }
+
+    /// Puts saved RETAIN values back: the live copy when it is this program's, else the
+    /// staged values when they are; otherwise the program keeps its initial values.
+    fn restore_retain(&mut self, warm: WarmStart<'_>) -> Result<(), Fault> {
+        let Some(set) = self.entry.retain_set.filter(|_| !self.retained.vars.is_empty()) else {
             return Ok(());
         };
-        let values: Vec<ForcedVar> = r
+        let (source, saved) = match (warm.live_retain, warm.staged_retain) {
+            (Some(live), _) if self.retain_matches(live) => (RetainSource::Live, live),
+            (_, Some(staged)) if self.retain_matches(staged) => (RetainSource::Staged, staged),
+            _ => return Ok(()),
+        };
+        let values: Vec<ForcedValue> = self
+            .retained
             .vars
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let mut f = ForcedVar { var: i as u32, len: v.size as u32, bytes: [0; 256] };
+                let mut f = ForcedValue { var: i as u32, len: v.size as u32, bytes: [0; 256] };
                 let at = v.offset as usize;
-                f.bytes[..v.size as usize].copy_from_slice(&staged.data[at..at + v.size as usize]);
+                f.bytes[..v.size as usize].copy_from_slice(&saved.data[at..at + v.size as usize]);
                 f
             })
             .collect();
         // SAFETY: checked table function (retain_set has var_force's signature and
         // contract); every index is one of the program's RETAIN variables.
-        unsafe { guard::apply_forces(set, &values) }
-            .map_err(|f| err(format!("the program crashed restoring its RETAIN values: {}", f.name())))?;
-        self.retained.restored = true;
+        unsafe { guard::apply_forces(set, &values) }?;
+        self.retain_source = source;
         Ok(())
+    }
+
+    /// Forces the variables the live copy says were forced in this same program (same MD5
+    /// and variable table), each still of its size.
+    fn restore_forces(&mut self, warm: WarmStart<'_>) -> Result<(), Fault> {
+        let Some(table) = warm.live_forces else { return Ok(()) };
+        if table.program_gen == 0 || table.md5 != self.info.md5 || table.vars_hash != self.vars_hash {
+            return Ok(());
+        }
+        let forces: Vec<ForcedValue> =
+            table.forced().iter().filter(|f| f.len != 0 && f.len == self.var_size(f.var)).copied().collect();
+        if forces.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: checked table function; each index is in range and each value its size.
+        unsafe { guard::apply_forces(self.entry.var_force, &forces) }?;
+        self.restored_forces = forces;
+        Ok(())
+    }
+
+    /// Unloads the program (its destructors run, guarded). A program that faulted is not
+    /// unloaded but left mapped: its destructors must not run.
+    pub fn unload(mut self: Box<Self>) -> Result<(), Fault> {
+        match self.library.take() {
+            Some(library) if self.faulted => {
+                library.leak();
+                Ok(())
+            }
+            Some(library) => library.close(),
+            None => Ok(()),
+        }
     }
 
     pub fn info(&self) -> &ProgramInfo {
@@ -359,6 +607,21 @@ impl LoadedProgram {
 
     pub fn var_count(&self) -> u32 {
         self.info.var_count
+    }
+
+    /// Hash of the variable table (every variable's size and kind).
+    pub fn vars_hash(&self) -> u64 {
+        self.vars_hash
+    }
+
+    /// The program's executable segments (faults inside them are clean).
+    pub fn code(&self) -> CodeRange {
+        self.code
+    }
+
+    /// The descriptor of the library's copy, for a restart that reloads this program.
+    pub fn library_fd(&self) -> Option<RawFd> {
+        self.library.as_ref().map(|l| l.memfd.as_raw_fd())
     }
 
     pub fn extents(&self) -> &OutputExtents {
@@ -378,31 +641,33 @@ impl LoadedProgram {
         &mut self.image
     }
 
+    /// Marks the program as faulted: never to be called or unloaded again.
+    pub fn mark_faulted(&mut self) {
+        self.faulted = true;
+    }
+
+    pub fn is_faulted(&self) -> bool {
+        self.faulted
+    }
+
     /// Runs one scan.
     pub fn run_tick(&mut self, tick: u64) -> Result<(), Fault> {
         // SAFETY: `run_tick` comes from the checked table of the library we keep loaded.
         unsafe { guard::tick(self.entry.run_tick, tick) }
     }
 
-    /// Size of debug variable `var`, 0 when it does not exist.
+    /// Size of debug variable `var` as the program reported it at load, 0 when it does not
+    /// exist.
     pub fn var_size(&self, var: u32) -> u32 {
-        if var >= self.info.var_count {
-            return 0;
-        }
-        // SAFETY: checked table function, index in range.
-        unsafe { (self.entry.var_size)(var) }
+        self.vars.get(var as usize).map_or(0, |v| v.size)
     }
 
     pub fn var_kind(&self, var: u32) -> VarKind {
-        if var >= self.info.var_count {
-            return VarKind::Opaque;
-        }
-        // SAFETY: as above.
-        VarKind::from_u32(unsafe { (self.entry.var_kind)(var) })
+        self.vars.get(var as usize).map_or(VarKind::Opaque, |v| v.kind)
     }
 
     /// Applies forced values.
-    pub fn apply_forces(&mut self, forced: &[ForcedVar]) -> Result<(), Fault> {
+    pub fn apply_forces(&mut self, forced: &[ForcedValue]) -> Result<(), Fault> {
         if forced.is_empty() {
             return Ok(());
         }
@@ -416,27 +681,67 @@ impl LoadedProgram {
         unsafe { guard::index_call(self.entry.var_unforce, var) }
     }
 
-    /// Where the watched variables' current values are. The ABI lets an address change
-    /// only when its variable is forced or released, so callers keep them until then.
+    /// Whether the program can write a variable once (`var_write`).
+    pub fn can_write_vars(&self) -> bool {
+        self.entry.var_write.is_some()
+    }
+
+    /// Writes each value once (`var_write`); `Ok(false)` when the program has no
+    /// `var_write`.
+    pub fn write_vars(&mut self, values: &[ForcedValue]) -> Result<bool, Fault> {
+        let Some(write) = self.entry.var_write else { return Ok(false) };
+        for v in values {
+            // SAFETY: checked table function; the index was range-checked and the value
+            // sized when the command was taken.
+            unsafe { guard::value_call(write, v.var, v.value()) }?;
+        }
+        Ok(true)
+    }
+
+    /// Where the watched variables' current values are (as many as both slices hold). The
+    /// ABI lets an address change only when its variable is forced or released, so callers
+    /// keep them until then.
     pub fn watched_addresses(&self, watched: &[WatchedValue], out: &mut [usize]) -> Result<(), Fault> {
-        // SAFETY: checked table function; the guard checks `out` is long enough.
+        // SAFETY: checked table function; the guard takes the shorter of the two slices.
         unsafe { guard::addresses(self.entry.var_addr, watched, out) }
     }
 
-    /// Copies the watched variables' current values from `addresses` (from
-    /// `watched_addresses`, no force or release since) into `data`.
-    pub fn copy_watched(&self, addresses: &[usize], watched: &[WatchedValue], data: &mut [u8]) -> Result<(), Fault> {
-        debug_assert!(watched.iter().all(|w| w.valid == 0 || (w.offset as usize + w.size as usize) <= data.len()));
-        // SAFETY: every valid entry was laid out by the engine within `data` with the size
-        // the program reported for it, and the addresses are current for this program (the
-        // engine refreshes them after every swap, force and release).
-        unsafe { guard::copy_watched(addresses, watched, data) }
+    /// Whether `watched` is a layout [`copy_watched`](Self::copy_watched) may copy into a
+    /// data area of `data_len` bytes: every valid entry inside it, and no larger than the
+    /// variable the program reported.
+    pub fn layout_fits(&self, watched: &[WatchedValue], data_len: usize) -> bool {
+        watched.iter().all(|w| {
+            w.valid == 0 || (w.offset as usize + w.size as usize <= data_len && w.size as u32 <= self.var_size(w.var))
+        })
     }
 
-    /// How many RETAIN variables, how many bytes they take, and whether saved values
-    /// were put back at load.
-    pub fn retain_summary(&self) -> (usize, u32, bool) {
-        (self.retained.vars.len(), self.retained.bytes, self.retained.restored)
+    /// Copies the watched variables' current values from `addresses` into `data`.
+    ///
+    /// # Safety
+    /// `watched` must have passed [`layout_fits`](Self::layout_fits) for `data.len()` and
+    /// this program, and `addresses` must come from
+    /// [`watched_addresses`](Self::watched_addresses) for the same entries with no force
+    /// or release since, at least as many as `watched`.
+    pub unsafe fn copy_watched(
+        &self,
+        addresses: &[usize],
+        watched: &[WatchedValue],
+        data: &mut [u8],
+    ) -> Result<(), Fault> {
+        let n = watched.len().min(addresses.len());
+        // SAFETY: the caller's promise covers the layout and the addresses.
+        unsafe { guard::copy_watched(&addresses[..n], &watched[..n], data) }
+    }
+
+    /// How many RETAIN variables, how many bytes they take, and where their values came
+    /// from at load.
+    pub fn retain_summary(&self) -> (usize, u32, RetainSource) {
+        (self.retained.vars.len(), self.retained.bytes, self.retain_source)
+    }
+
+    /// The forces given back at load (a warm start with a live copy).
+    pub fn restored_forces(&self) -> &[ForcedValue] {
+        &self.restored_forces
     }
 
     /// Asks the program where its RETAIN variables are (after a swap, force or release).
@@ -459,25 +764,23 @@ impl LoadedProgram {
         if r.vars.is_empty() {
             return Ok(());
         }
-        // SAFETY: the variables were laid out within RETAIN_BYTES with the sizes the
-        // program reported, and the addresses are current (refreshed after every swap,
-        // force and release).
+        // SAFETY: the variables were laid out within RETAIN_BYTES (checked in `retained`)
+        // with the sizes the program reported, and the addresses are current (refreshed
+        // after every swap, force and release).
         unsafe { guard::copy_watched(&r.addresses, &r.vars, &mut out.data) }
     }
+}
 
-    /// The program's located variables, for diagnostics.
-    pub fn located(&self) -> Vec<LocatedInfo> {
-        let (Some(count), Some(at)) = (self.entry.located_count, self.entry.located_at) else {
-            return Vec::new();
-        };
-        // SAFETY: checked table functions; `out` is a valid LocatedInfo.
-        let n = unsafe { count() };
-        (0..n)
-            .filter_map(|i| {
-                let mut out = LocatedInfo::default();
-                // SAFETY: as above.
-                (unsafe { at(i, &mut out) } == 0).then_some(out)
-            })
-            .collect()
+impl Drop for LoadedProgram {
+    fn drop(&mut self) {
+        // Normally unloaded explicitly; this is the fallback (a program dropped with its
+        // engine, say), with the same rules.
+        if let Some(library) = self.library.take() {
+            if self.faulted {
+                library.leak();
+            } else if let Err(fault) = library.close() {
+                restart::request(RestartKind::UnloadFault, Some(fault.cause), 0);
+            }
+        }
     }
 }

@@ -297,7 +297,7 @@ impl Core {
         let mut inputs = Vec::new();
         let mut others = Vec::new();
         diff_image(now, before, &mut |addr, v| {
-            if addr.area == Area::Input { inputs.push((addr, v)) } else { others.push((addr, v)) }
+            if addr.area() == Area::Input { inputs.push((addr, v)) } else { others.push((addr, v)) }
         });
         if !inputs.is_empty() {
             self.apply_inputs(&inputs);
@@ -317,7 +317,7 @@ impl Core {
             p.push((addr, value));
             p.len() >= JOURNAL_MAX
         };
-        if addr.area == Area::Input {
+        if addr.area() == Area::Input {
             lock(&self.view).inputs.set(addr, value);
         }
         if full {
@@ -334,7 +334,7 @@ impl Core {
             return;
         }
         self.counters.journal_flushes.fetch_add(1, Ordering::Relaxed);
-        let (inputs, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(a, _)| a.area == Area::Input);
+        let (inputs, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(a, _)| a.area() == Area::Input);
         if !inputs.is_empty() {
             self.plc.update_inputs(&mut |img| {
                 for &(a, v) in &inputs {
@@ -391,7 +391,7 @@ impl Core {
         let fresh_outputs = self.plc.read_outputs(outputs);
         self.plc.read_inputs(view_inputs);
         for &(a, v) in lock(&self.pending).iter() {
-            if a.area == Area::Input {
+            if a.area() == Area::Input {
                 view_inputs.set(a, v);
             }
         }
@@ -406,7 +406,7 @@ impl Core {
         let view = lock(&self.view);
         addrs
             .iter()
-            .map(|&a| match a.area {
+            .map(|&a| match a.area() {
                 Area::Input => view.inputs.get(a).unwrap_or(0),
                 Area::Output | Area::Memory => view.outputs.image.get(a).unwrap_or(0),
             })

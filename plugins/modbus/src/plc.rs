@@ -140,7 +140,7 @@ impl PlcImage for RtClientImage {
 /// [`RtClientImage`], the companion's bridge).
 pub fn write_all_or_nothing(client: &mut RtClient, writes: &[(IecAddress, u64)]) -> Result<u64, PlcWriteError> {
     for &(addr, value) in writes {
-        if addr.area == shared_abi::image::Area::Input {
+        if addr.area() == shared_abi::image::Area::Input {
             return Err(PlcWriteError::Invalid(format!("{addr} is an input")));
         }
         addr.check_value(value).map_err(|e| PlcWriteError::Invalid(format!("{addr}: {e}")))?;

@@ -186,13 +186,13 @@ impl MemImage {
     pub fn get(&self, addr: &str) -> u64 {
         let a = IecAddress::parse(addr).expect("address");
         let s = self.state.lock().unwrap();
-        if a.area == Area::Input { s.1.get(a) } else { s.0.image.get(a) }.expect("point")
+        if a.area() == Area::Input { s.1.get(a) } else { s.0.image.get(a) }.expect("point")
     }
 
     pub fn set(&self, addr: &str, value: u64) {
         let a = IecAddress::parse(addr).expect("address");
         let mut s = self.state.lock().unwrap();
-        if a.area == Area::Input {
+        if a.area() == Area::Input {
             s.1.set(a, value);
         } else {
             s.0.image.set(a, value);
