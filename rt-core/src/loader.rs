@@ -126,6 +126,7 @@ fn load(
         staged_retain: staged.then_some(&*copies.staged_retain),
         live_forces: forces.then_some(&*copies.live_forces),
     });
+    let mut restart = None;
     let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start) {
         Ok(program) => {
             let info = program.info();
@@ -154,8 +155,11 @@ fn load(
             (LoadOutcome::Loaded, message, Some(program))
         }
         Err(e) => {
-            let restart = if e.needs_restart() { "; rt-core restarts itself in place" } else { "" };
-            let message = format!("program not loaded, the running one is kept: {e}{restart}");
+            if e.needs_restart() {
+                restart = e.fault().map(|f| f.cause);
+            }
+            let how = if restart.is_some() { "; rt-core restarts itself in place and reloads it" } else { "" };
+            let message = format!("program not loaded, the running one is kept: {e}{how}");
             log.line(LogLevel::Error, &message);
             (LoadOutcome::Failed, message, None)
         }
@@ -169,5 +173,9 @@ fn load(
             r.message_len = fill_text(&mut r.message, &message);
         })
     };
+    // Only now, so the client that asked sees the answer before the process is replaced.
+    if let Some(cause) = restart {
+        restart::request(RestartKind::LoadFault, Some(cause), 0);
+    }
     program
 }

@@ -195,6 +195,14 @@ impl LoadError {
     pub fn needs_restart(&self) -> bool {
         matches!(self, LoadError::Crashed { fault, .. } if fault.needs_restart())
     }
+
+    /// The fault, for a crash.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            LoadError::Crashed { fault, .. } => Some(*fault),
+            LoadError::Refused(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for LoadError {
@@ -202,11 +210,7 @@ impl std::fmt::Display for LoadError {
         match self {
             LoadError::Refused(m) => f.write_str(m),
             LoadError::Crashed { stage, fault } => {
-                write!(f, "the program ended {} with {}: its code is faulty", stage.as_str(), fault.cause)?;
-                if fault.needs_restart() {
-                    f.write_str(" (outside its own code)")?;
-                }
-                Ok(())
+                write!(f, "the program ended {} with {}: its code is faulty", stage.as_str(), fault.cause)
             }
         }
     }
@@ -237,13 +241,10 @@ struct Loading {
 }
 
 impl Loading {
-    /// Turns a fault at `stage` into an error. A fault marks the instance as not to be
-    /// unloaded; one that may have left a lock held asks for a restart.
+    /// Turns a fault at `stage` into an error, and marks the instance as not to be unloaded.
+    /// (Whether rt-core must restart is the caller's call: `LoadError::needs_restart`.)
     fn crashed(&mut self, stage: LoadStage, fault: Fault) -> LoadError {
         self.faulted = true;
-        if fault.needs_restart() {
-            restart::request(RestartKind::LoadFault, Some(fault.cause), 0);
-        }
         LoadError::Crashed { stage, fault }
     }
 }
