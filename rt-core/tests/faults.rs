@@ -315,3 +315,32 @@ fn a_strucpp_program_that_ends_itself_in_a_constructor_or_a_scan() {
         std::fs::remove_file(&ctor_file).unwrap();
     }
 }
+
+#[test]
+fn a_watchdog_abort_inside_libc_restarts_rt_core_in_place() {
+    let rt = Runtime::start(&["--watchdog-ms", "200"]);
+    let mut c = rt.client();
+    let pid = rt.child.id();
+    let boot = c.status().rt_boot_ns;
+    load_running(&mut c, &build_fixture(rt.dir.path(), "sleeps.so", &["HANG_IN_LIBC_AT_TICK=3"]));
+    assert_eq!(wait_fault(&mut c), (FaultCause::Watchdog, true), "aborted inside usleep: outside the program");
+    wait_restarted(&c, boot);
+    assert_eq!((c.status().state, c.status().rt_pid), (PlcState::Error, pid));
+    assert!(rt.log().contains("the watchdog aborted a scan"), "{}", rt.log());
+    load_running(&mut c, &build_fixture(rt.dir.path(), "good.so", &["COUNTER_STEP=7"]));
+    assert_eq!(counter_step(&c), 7, "a new load recovers");
+}
+
+#[test]
+fn a_scan_that_blocks_the_watchdog_is_ended_by_a_restart_in_place() {
+    let rt = Runtime::start(&["--watchdog-ms", "200"]);
+    let mut c = rt.client();
+    let pid = rt.child.id();
+    let boot = c.status().rt_boot_ns;
+    load_running(&mut c, &build_fixture(rt.dir.path(), "blocks.so", &["HANG_BLOCKED_AT_TICK=3"]));
+    wait_restarted(&c, boot);
+    assert_eq!((c.status().state, c.status().rt_pid), (PlcState::Error, pid));
+    assert!(rt.log().contains("did not return after the watchdog abort"), "{}", rt.log());
+    load_running(&mut c, &build_fixture(rt.dir.path(), "good.so", &["COUNTER_STEP=7"]));
+    assert_eq!(counter_step(&c), 7, "a new load recovers");
+}
