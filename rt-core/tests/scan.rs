@@ -378,3 +378,29 @@ fn check_opens_a_library_in_a_throwaway_process() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("exports no oplc_program_entry"), "{refused:?}");
 }
+
+#[test]
+fn the_control_tool_ends_quietly_when_its_reader_goes_away() {
+    let rt = Runtime::start(&[]);
+    {
+        let mut c = rt.client();
+        load_running(&rt, &mut c, &[]);
+    }
+    // `openplc-rt stats | head -1`, with the reader gone before the first line: a closed
+    // pipe. `watch --count 0` would otherwise print forever.
+    for args in [&["stats"][..], &["histogram"], &["status", "--json"], &["watch", "0", "--count", "0"]] {
+        let mut tool = std::process::Command::new(support::RT_BIN)
+            .args(["--shm", &rt.shm])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(tool.stdout.take());
+        wait_for("the tool to end", T, || tool.try_wait().unwrap().map(|_| ()));
+        let out = tool.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: nothing on stderr, no panic: {stderr}");
+    }
+}
