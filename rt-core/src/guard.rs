@@ -311,7 +311,7 @@ pub unsafe fn copy_from(src: *const u8, dst: &mut [u8]) -> Result<(), Fault> {
 ///
 /// # Safety
 /// As for [`copy_from`].
-pub unsafe fn cstr<'b>(src: *const c_char, buf: &'b mut [u8]) -> Result<&'b [u8], Fault> {
+pub unsafe fn cstr(src: *const c_char, buf: &mut [u8]) -> Result<&[u8], Fault> {
     let mut len = 0;
     // SAFETY: `buf` is valid for its length.
     run(|f| unsafe { oplc_guarded_cstr(src, buf.as_mut_ptr().cast(), buf.len(), &mut len, f) })?;

@@ -10,12 +10,17 @@
 //! - [`commands`]: the client's commands, forces, variable writes and program swaps.
 //! - [`io`]: inputs, image writes, outputs and RETAIN values.
 //! - [`debug`]: the watched debug values.
+//! - [`faults`]: a program that ends a call its own way (ERROR, restart in place).
+//! - [`stats`]: statistics and overrun reports.
 
 mod commands;
 mod debug;
+mod faults;
 mod io;
+mod stats;
 
-use crate::guard::{self, Fault};
+use faults::{live, stamped};
+
 use crate::program::LoadedProgram;
 use crate::queue::LoaderLink;
 use crate::restart::{self, RestartKind};
@@ -288,32 +293,6 @@ impl Engine {
         }
     }
 
-    /// The program ended a call its own way: ERROR, safe outputs, and a restart in place
-    /// when the fault may have left a library lock held.
-    fn program_faulted(&mut self, fault: Fault, since_ns: u64) {
-        if let Some(p) = self.program.as_deref_mut() {
-            p.mark_faulted();
-        }
-        let cycle = self.shm.header.heartbeat.load(Ordering::Relaxed);
-        let restart = fault.needs_restart();
-        let ran_ns = sys::now_ns().saturating_sub(since_ns);
-        let event = if fault.cause == FaultCause::Watchdog {
-            Event::WatchdogAbort { ran_ns, cycle, restart }
-        } else {
-            Event::ProgramFault { cause: fault.cause, cycle, restart }
-        };
-        self.emit(event);
-        self.set_state(PlcState::Error);
-        self.set_vars.clear();
-        // Its variables are no longer shown (it is never called again).
-        self.debug.program_changed();
-        self.publish_safe_outputs = true;
-        if restart && self.restart.is_none() {
-            let kind = if fault.cause == FaultCause::Watchdog { RestartKind::Watchdog } else { RestartKind::ScanFault };
-            self.restart = Some((kind, fault.cause, ran_ns / 1_000_000));
-        }
-    }
-
     fn set_state(&mut self, state: PlcState) {
         if self.state != state {
             self.state = state;
@@ -323,78 +302,10 @@ impl Engine {
         self.update_resumable();
     }
 
-    /// Tells `restart` which program a restart in place would reload.
-    fn update_resumable(&self) {
-        let resumable = self
-            .program
-            .as_deref()
-            .filter(|p| !p.is_faulted() && self.state != PlcState::Error)
-            .and_then(|p| p.library_fd())
-            .map(|fd| (fd, self.state == PlcState::Running));
-        restart::set_resumable(resumable);
-    }
-
     fn emit(&mut self, event: Event) {
         // A full ring is counted by the ring itself; the scan never waits for the reader.
         let _ = self.rings.events.push(&event);
     }
-
-    // ---- stats ----
-
-    fn reset_stats(&mut self) {
-        let period = self.stats.period_ns;
-        self.stats = Stats::zeroed();
-        self.stats.period_ns = period;
-        self.stats.since_ns = sys::now_ns();
-        self.prev_wake_ns = 0;
-        self.shm.histogram.reset();
-    }
-
-    fn publish_stats(&self) {
-        let stats = self.stats;
-        // SAFETY: the engine is the single writer of the stats (see `reset_published_state`).
-        unsafe { self.shm.stats.write(|s| *s = stats) };
-    }
-
-    fn report_overruns(&mut self, now_ns: u64) {
-        if self.overruns_unreported == 0 || now_ns.saturating_sub(self.last_overrun_report_ns) < OVERRUN_REPORT_NS {
-            return;
-        }
-        self.emit(Event::Overruns {
-            new: self.overruns_unreported,
-            total: self.stats.overruns,
-            worst_latency_ns: self.worst_latency_unreported,
-        });
-        self.overruns_unreported = 0;
-        self.worst_latency_unreported = 0;
-        self.last_overrun_report_ns = now_ns;
-    }
-}
-
-/// The program, unless it faulted (a faulted instance is never called again).
-fn live(state: PlcState, program: &mut Option<Box<LoadedProgram>>) -> Option<&mut LoadedProgram> {
-    if state == PlcState::Error {
-        return None;
-    }
-    program.as_deref_mut().filter(|p| !p.is_faulted())
-}
-
-/// Runs `call` on `program` with the watchdog's stamp `since` set for this thread, so an
-/// abort request sent for this run can end only this run, and with the program's code
-/// range set, so a fault inside it counts as clean.
-fn stamped<R>(
-    shm: &'static SharedMemory,
-    program: &mut LoadedProgram,
-    since: u64,
-    call: impl FnOnce(&mut LoadedProgram) -> Result<R, Fault>,
-) -> Result<R, Fault> {
-    let stamp = &shm.header.in_program_since_ns;
-    guard::set_watch_stamp(stamp);
-    guard::set_code(program.code());
-    stamp.store(since.max(1), Ordering::Release);
-    let result = call(program);
-    stamp.store(0, Ordering::Release);
-    result
 }
 
 impl Drop for Engine {
