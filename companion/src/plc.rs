@@ -319,7 +319,9 @@ impl PlcBridge {
             }
             _ => None,
         };
-        let warm = saved.is_some();
+        // Warm even without saved values: rt-core then gives back what its live copy in the
+        // shared memory holds for this program (RETAIN values and forces after rt-core was
+        // restarted), and the staged file values only when there is no live copy.
         let seq = self
             .with_client(move |c| {
                 c.stage_retain(saved.as_deref());
