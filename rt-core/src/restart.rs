@@ -16,7 +16,8 @@
 //! [`pending`] and calls [`ExecPlan::exec`], which only writes into buffers prepared at
 //! start-up and makes async-signal-safe system calls: no allocation, no lock, whatever
 //! the state of the threads it replaces. In-process users of the engine (tests, benches)
-//! only see the request.
+//! only see the request, which is process-wide and sticky: once made, the loader thread of
+//! that process stops loading (it waits for the exec that replaces it).
 
 use shared_abi::msg::FaultCause;
 use std::cell::UnsafeCell;
