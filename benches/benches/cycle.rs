@@ -8,8 +8,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use openplc_benches::{all_points_program, demo_program, strucpp_demo_program};
-use rt_core::engine::{Engine, EngineConfig, loader_queues};
+use rt_core::engine::{Engine, EngineConfig, EngineRings};
 use rt_core::loader::{self, Log};
+use rt_core::queue::loader_queues;
 use rt_core::sys;
 use shared_abi::client::RtClient;
 use shared_abi::image::IecAddress;
@@ -30,10 +31,10 @@ fn rig(program: &Path, dir: tempfile::TempDir) -> Rig {
     let name = dir.path().join("shm").to_string_lossy().to_string();
     let mapping: &'static RtMapping = Box::leak(Box::new(RtMapping::open(&name).expect("shm")));
     let shm = mapping.shm();
+    let (rings, logs) = EngineRings::split(mapping.take_ends().expect("ring ends"));
     let (link, ends) = loader_queues();
-    let mut engine = Engine::new(shm, link, EngineConfig { idle_period_ns: 1_000_000 });
-    // SAFETY: the only log producer of this shared memory.
-    let log = unsafe { Log::new(&shm.logs) };
+    let mut engine = Engine::new(shm, rings, link, EngineConfig { idle_period_ns: 1_000_000 });
+    let log = Log::new(logs);
     std::thread::spawn(move || loader::run(shm, ends, log, Arc::new(AtomicBool::new(false))));
     let mut client = RtClient::open(&name).expect("client");
     let path = shared_abi::msg::bounded(program.to_str().expect("utf-8 path"));

@@ -6,7 +6,7 @@
 
 use crate::logs::{Level, LogHub};
 use crate::retain::RetainStore;
-use openplc_port::{LogSink, PlcPort, PortError};
+use openplc_port::{LoadKind, LogSink, PlcPort, PortError};
 use shared_abi::client::{Observer, RtClient};
 use shared_abi::debug::LoadResult;
 use shared_abi::layout::PlcState;
@@ -193,7 +193,11 @@ impl RtLink {
             }
             _ => None,
         };
-        self.port.load(path, start, saved.as_deref(), timeout).await
+        // Warm even without saved values: rt-core then gives back what its live copy in the
+        // shared memory holds for this program (RETAIN values and forces after rt-core was
+        // restarted), and the staged file values only when there is no live copy.
+        let kind = if warm { LoadKind::Warm { staged: saved.as_deref() } } else { LoadKind::Cold };
+        self.port.load(path, start, kind, timeout).await
     }
 
     /// Moves rt-core's queued events and log lines into the runtime log (and to event
@@ -214,7 +218,7 @@ impl RtLink {
 pub fn describe_event(event: &Event) -> (Level, String) {
     match event {
         Event::StateChanged { state, cycle } => {
-            (Level::Info, format!("PLC state changed to {} (cycle {cycle})", PlcState::from_u32(*state).as_str()))
+            (Level::Info, format!("PLC state changed to {} (cycle {cycle})", state.as_str()))
         }
         Event::ProgramSwapped { program_gen, cycle } => {
             (Level::Info, format!("Program #{program_gen} swapped in at cycle {cycle}"))
@@ -223,34 +227,27 @@ pub fn describe_event(event: &Event) -> (Level, String) {
             Level::Warning,
             format!("{new} scan overrun(s), {total} in total; worst wake-up latency {} µs", worst_latency_ns / 1000),
         ),
-        Event::ProgramFault { signal, cycle } => (
-            Level::Error,
-            format!("The program crashed with {} at cycle {cycle}; the PLC is in ERROR", signal_name(*signal)),
-        ),
-        Event::WatchdogAbort { ran_ns, cycle } => (
+        Event::ProgramFault { cause, cycle, restart } => (
             Level::Error,
             format!(
-                "Watchdog: a scan ran {:.1} ms at cycle {cycle} and was aborted; the PLC is in ERROR",
-                *ran_ns as f64 / 1e6
+                "The program ended with {cause} at cycle {cycle}; the PLC is in ERROR{}",
+                if *restart { " (outside its own code: openplc-rt restarts itself in place)" } else { "" }
+            ),
+        ),
+        Event::WatchdogAbort { ran_ns, cycle, restart } => (
+            Level::Error,
+            format!(
+                "Watchdog: a scan ran {:.1} ms at cycle {cycle} and was aborted; the PLC is in ERROR{}",
+                *ran_ns as f64 / 1e6,
+                if *restart { " (outside the program's code: openplc-rt restarts itself in place)" } else { "" }
             ),
         ),
         Event::Forced { var, forced } => {
             (Level::Info, format!("Debug variable {var} {}", if *forced { "forced" } else { "released" }))
         }
         Event::BadMessage { ring } => {
-            (Level::Warning, format!("rt-core discarded an undecodable message (ring {ring})"))
+            (Level::Warning, format!("rt-core discarded an invalid {} message", ring.as_str()))
         }
-    }
-}
-
-pub fn signal_name(signal: i32) -> String {
-    match signal {
-        libc::SIGSEGV => "SIGSEGV (invalid memory access)".into(),
-        libc::SIGFPE => "SIGFPE (arithmetic error, e.g. division by zero)".into(),
-        libc::SIGBUS => "SIGBUS".into(),
-        libc::SIGILL => "SIGILL".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        n => format!("signal {n}"),
     }
 }
 
@@ -260,10 +257,11 @@ mod tests {
 
     #[test]
     fn events_read_well() {
-        let (l, t) = describe_event(&Event::StateChanged { state: PlcState::Running as u32, cycle: 3 });
+        let (l, t) = describe_event(&Event::StateChanged { state: PlcState::Running, cycle: 3 });
         assert_eq!(l, Level::Info);
         assert!(t.contains("RUNNING"));
-        let (l, t) = describe_event(&Event::ProgramFault { signal: libc::SIGFPE, cycle: 9 });
+        let cause = shared_abi::msg::FaultCause::Signal(libc::SIGFPE);
+        let (l, t) = describe_event(&Event::ProgramFault { cause, cycle: 9, restart: false });
         assert_eq!(l, Level::Error);
         assert!(t.contains("SIGFPE"));
     }

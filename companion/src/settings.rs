@@ -228,7 +228,7 @@ pub struct Settings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub rt_binary: PathBuf,
-    pub rt_cpu: String,
+    pub rt_cpu: shared_abi::layout::CpuChoice,
     pub rt_priority: Option<u32>,
     pub rt_watchdog_ms: Option<u64>,
     pub shm: String,
@@ -267,6 +267,9 @@ impl Settings {
         if retain_flush_s > 3600 {
             anyhow::bail!("retain_flush_s must be 0 (off) or 1 to 3600 seconds, not {retain_flush_s}");
         }
+        let rt_cpu_text = opts.rt_cpu.clone().or(file.rt_cpu).unwrap_or_else(|| "auto".into());
+        let rt_cpu: shared_abi::layout::CpuChoice =
+            rt_cpu_text.parse().map_err(|e| anyhow::anyhow!("rt_cpu {rt_cpu_text:?}: {e}"))?;
         if cert.is_some() != key.is_some() {
             anyhow::bail!("a certificate needs its key: set both `cert` and `key` in {SETTINGS_FILE}");
         }
@@ -276,7 +279,7 @@ impl Settings {
             cert: cert.map(|p| absolute_in(&data_dir, p)),
             key: key.map(|p| absolute_in(&data_dir, p)),
             rt_binary,
-            rt_cpu: opts.rt_cpu.clone().or(file.rt_cpu).unwrap_or_else(|| "auto".into()),
+            rt_cpu,
             rt_priority: opts.rt_priority.or(file.rt_priority),
             rt_watchdog_ms: opts.rt_watchdog_ms.or(file.rt_watchdog_ms),
             shm: opts.shm.clone().or(file.shm).unwrap_or_else(|| shared_abi::shm::DEFAULT_NAME.to_string()),
@@ -331,11 +334,22 @@ mod tests {
         assert_eq!(s.editor_compat, EditorCompat::Legacy);
         assert_eq!(s.discovery_port, 0);
         assert_eq!(s.first_user_from, FirstUserPolicy::Local);
-        assert_eq!(s.rt_cpu, "auto");
+        assert_eq!(s.rt_cpu, shared_abi::layout::CpuChoice::Auto);
 
         let bare = tempfile::tempdir().unwrap();
         let opts = Options { data_dir: Some(bare.path().into()), ..Default::default() };
         assert_eq!(Settings::resolve(&opts).unwrap().editor_compat, EditorCompat::Dual, "both Editor generations");
+    }
+
+    #[test]
+    fn a_cpu_choice_that_openplc_rt_would_refuse_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SETTINGS_FILE), r#"{"rt_cpu": "cpu1"}"#).unwrap();
+        let opts = Options { data_dir: Some(dir.path().into()), ..Default::default() };
+        let err = Settings::resolve(&opts).unwrap_err().to_string();
+        assert!(err.contains("rt_cpu") && err.contains("auto, none or a CPU number"), "{err}");
+        std::fs::write(dir.path().join(SETTINGS_FILE), r#"{"rt_cpu": "1"}"#).unwrap();
+        assert_eq!(Settings::resolve(&opts).unwrap().rt_cpu, shared_abi::layout::CpuChoice::Cpu(1));
     }
 
     #[test]

@@ -263,7 +263,7 @@ impl Supervisor {
         std::fs::create_dir_all(&log_dir)?;
         let log = OpenOptions::new().create(true).append(true).open(log_dir.join("openplc-rt.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.arg("run").arg("--shm").arg(&self.settings.shm).arg("--cpu").arg(&self.settings.rt_cpu);
+        cmd.arg("run").arg("--shm").arg(&self.settings.shm).arg("--cpu").arg(self.settings.rt_cpu.to_string());
         if let Some(p) = self.settings.rt_priority {
             cmd.arg("--priority").arg(p.to_string());
         }

@@ -265,8 +265,8 @@ fn bad_bundles_fail_clearly_while_the_previous_program_keeps_running() {
     check_failed(&strucpp, "STruC++");
 
     // A library whose start-up code crashes (a C++ static constructor in the C blocks runs
-    // inside dlopen, beyond any fault guard) is caught by the load check in a throwaway
-    // process: the real-time process never opens it.
+    // inside dlopen) is caught by the load check in a throwaway process: the real-time
+    // process never opens it.
     let rt_pid = rt.rt_pid();
     let crashing = rt.dir.path().join("crashing.zip");
     rewrite_zip(
@@ -282,7 +282,28 @@ fn bad_bundles_fail_clearly_while_the_previous_program_keeps_running() {
         },
         &[],
     );
-    check_failed(&crashing, "crashed while loading (SIGSEGV");
+    check_failed(&crashing, "in its constructors (while being loaded) with SIGSEGV");
+    assert_eq!(rt.rt_pid(), rt_pid, "rt-core never loaded it");
+
+    // The same with exit(0), which used to pass the check (the checker ended with status 0)
+    // and then end the real rt-core.
+    let exiting = rt.dir.path().join("exiting.zip");
+    rewrite_zip(
+        &good,
+        &exiting,
+        |name, mut d| {
+            if name == "c_blocks_code.cpp" {
+                d.extend_from_slice(
+                    b"\n#include <cstdlib>\nnamespace { struct ExitOnLoad { ExitOnLoad() { std::exit(0); } } exit_on_load; }\n",
+                );
+            }
+            Some(d)
+        },
+        &[],
+    );
+    let started = std::time::Instant::now();
+    check_failed(&exiting, "in its constructors (while being loaded) with a call of exit(0)");
+    assert!(started.elapsed() < Duration::from_secs(20), "refused by the check, not by a timeout");
     assert_eq!(rt.rt_pid(), rt_pid, "rt-core never loaded it");
 
     // A new good build replaces the program and runs it.

@@ -100,3 +100,26 @@ fn retain_values_survive_restarts_and_a_new_upload_starts_cold() {
     let scans = rt.scan_count(&token);
     assert!(fresh <= 100_000 * scans, "started over: {fresh} after {scans} scans");
 }
+
+#[test]
+fn a_killed_rt_core_comes_back_with_the_live_retain_values_not_the_files() {
+    // A long flush period: the file holds nothing newer than the first minute.
+    let rt = Runtime::start(&["--retain-flush-s", "600"]);
+    let token = rt.bootstrap("admin", "admin-pass");
+    let zip = retain_bundle(&rt);
+    deploy(&rt, &token, &zip);
+    let file_before = saved(&rt).unwrap_or(0);
+    let live = wait_for("V_UDINT to pass 5 000 000", T, || Some(v_udint(&rt, &token)).filter(|&v| v >= 5_000_000));
+    assert!(saved(&rt).unwrap_or(0) < live, "the file is older than the live values");
+
+    let pid = rt.rt_pid();
+    // SAFETY: kill() touches no memory; the pid is the rt-core of this test.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_for("rt-core to come back", T, || (shared_abi::shm::rt_alive(&rt.shm) && rt.rt_pid() != pid).then_some(()));
+    rt.wait_status(&token, "STATUS:RUNNING");
+    let after = v_udint(&rt, &token);
+    assert!(after >= live, "carried on from the live {live} (the file had {file_before}): {after}");
+    wait_for("rt-core's report of the restore in the runtime log", T, || {
+        rt.log().contains("restored from the live copy").then_some(())
+    });
+}

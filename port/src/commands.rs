@@ -4,11 +4,10 @@
 //! the lease only to send.
 
 use crate::error::PortError;
-use crate::port::{CommandTicket, PlcPort, WriteTicket};
+use crate::port::{CommandTicket, LoadKind, PlcPort, WriteTicket};
 use shared_abi::client::{Observer, Reader};
 use shared_abi::debug::{LoadOutcome, LoadResult};
 use shared_abi::msg::{Command, CommandStatus, MAX_FORCE_BYTES};
-use shared_abi::retain::RetainImage;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -137,18 +136,17 @@ impl PlcPort {
 
     /// Loads a program library and waits until it is swapped in at a cycle boundary. The
     /// previous program keeps running if the load fails. rt-core copies the file first, so
-    /// it may be replaced afterwards. `retain`: values the program gets back if they are
-    /// its own (same MD5 and RETAIN layout); `None` is a cold start. `timeout` covers the
-    /// whole load.
+    /// it may be replaced afterwards. `kind`: cold (initial values) or warm (see
+    /// [`LoadKind`]). `timeout` covers the whole load.
     pub async fn load(
         &self,
         path: &str,
         start: bool,
-        retain: Option<&RetainImage>,
+        kind: LoadKind<'_>,
         timeout: Duration,
     ) -> Result<LoadResult, PortError> {
         let begin = Instant::now();
-        let ticket = self.send_load(path, start, retain)?;
+        let ticket = self.send_load(path, start, kind)?;
         match self.wait_result(ticket, timeout).await? {
             CommandStatus::Accepted => {}
             other => return Err(PortError::Refused(other)),
@@ -161,11 +159,11 @@ impl PlcPort {
         &self,
         path: &str,
         start: bool,
-        retain: Option<&RetainImage>,
+        kind: LoadKind<'_>,
         timeout: Duration,
     ) -> Result<LoadResult, PortError> {
         let begin = Instant::now();
-        let ticket = self.send_load(path, start, retain)?;
+        let ticket = self.send_load(path, start, kind)?;
         match self.wait_result_blocking(ticket, timeout)? {
             CommandStatus::Accepted => {}
             other => return Err(PortError::Refused(other)),

@@ -64,7 +64,7 @@ mod wait;
 pub use commands::force_command;
 pub use error::{Incarnation, PortError};
 pub use log::LogSink;
-pub use port::{CommandTicket, PlcPort, WriteTicket};
+pub use port::{CommandTicket, LoadKind, PlcPort, WriteTicket};
 pub use sampler::{Lease, Sample, SampleError, Sampler, Snapshot, Value};
 pub use shared_abi::client::Status;
 pub use shared_abi::layout::WriteRing;

@@ -17,6 +17,31 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
+/// How a program starts after a load.
+#[derive(Clone, Copy)]
+pub enum LoadKind<'a> {
+    /// Every variable at its initial value (a new upload).
+    Cold,
+    /// The same program coming back (rt-core restarted, the device rebooted): rt-core gives
+    /// it the RETAIN values and forces of its live copy in the shared memory when that copy
+    /// is its own, else `staged` (values from the RETAIN file) when they are its own, else
+    /// its initial values.
+    Warm { staged: Option<&'a RetainImage> },
+}
+
+impl<'a> LoadKind<'a> {
+    fn is_warm(self) -> bool {
+        matches!(self, LoadKind::Warm { .. })
+    }
+
+    fn staged(self) -> Option<&'a RetainImage> {
+        match self {
+            LoadKind::Warm { staged } => staged,
+            LoadKind::Cold => None,
+        }
+    }
+}
+
 /// The one way to reach rt-core. See the crate documentation for the contract.
 pub struct PlcPort {
     me: Weak<PlcPort>,
@@ -264,7 +289,7 @@ impl PlcPort {
     /// `MAX_WRITES_PER_CYCLE` per cycle, in order.
     pub fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError> {
         for &(addr, value) in writes {
-            if addr.area == Area::Input {
+            if addr.area() == Area::Input {
                 return Err(PortError::InputNotWritable(addr));
             }
             if addr.check_value(value).is_err() {
@@ -311,20 +336,15 @@ impl PlcPort {
     }
 
     /// Stages `retain` (or a cold start) and queues a `Load`, under one hold of the lease.
-    pub(crate) fn send_load(
-        &self,
-        path: &str,
-        start: bool,
-        retain: Option<&RetainImage>,
-    ) -> Result<CommandTicket, PortError> {
+    pub(crate) fn send_load(&self, path: &str, start: bool, kind: LoadKind<'_>) -> Result<CommandTicket, PortError> {
         use shared_abi::msg::MAX_PATH;
         if path.len() > MAX_PATH {
             return Err(PortError::TooLarge { what: "program path" });
         }
-        let command = Command::Load { path: shared_abi::msg::bounded::<MAX_PATH>(path), start, warm: retain.is_some() };
+        let command = Command::Load { path: shared_abi::msg::bounded::<MAX_PATH>(path), start, warm: kind.is_warm() };
         let mut client = lock(&self.client);
         let client = client.as_mut().ok_or(PortError::NotAttached)?;
-        client.stage_retain(retain);
+        client.stage_retain(kind.staged());
         let seq = client.send(command).map_err(|e| match e {
             ClientError::RingFull => PortError::CommandQueueFull,
             _ => PortError::TooLarge { what: "program path" },

@@ -101,7 +101,7 @@ impl Rt {
     /// is free for the test's own.
     pub fn load(&self, program: &Path) {
         let port = self.port();
-        port.load_blocking(&program.to_string_lossy(), true, None, DEADLINE)
+        port.load_blocking(&program.to_string_lossy(), true, crate::LoadKind::Cold, DEADLINE)
             .unwrap_or_else(|e| panic!("loading {}: {e}; rt-core said: {}", program.display(), self.log()));
     }
 

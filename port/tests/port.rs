@@ -117,14 +117,17 @@ fn loads_report_refusals_failures_and_success() {
     let rt = Rt::start();
     let port = rt.port();
     let long = "/".repeat(300);
-    assert!(matches!(port.load_blocking(&long, true, None, DEADLINE), Err(PortError::TooLarge { .. })));
-    match port.load_blocking("/nonexistent/program.so", true, None, DEADLINE) {
+    assert!(matches!(
+        port.load_blocking(&long, true, openplc_port::LoadKind::Cold, DEADLINE),
+        Err(PortError::TooLarge { .. })
+    ));
+    match port.load_blocking("/nonexistent/program.so", true, openplc_port::LoadKind::Cold, DEADLINE) {
         Err(PortError::LoadFailed(why)) => assert!(why.contains("nonexistent"), "{why}"),
         other => panic!("{:?}", other.map(|r| r.program_gen)),
     }
     assert!(port.program_info().is_none());
     let program = build_fixture(rt.dir.path(), "p.so", &[]);
-    let loaded = port.load_blocking(&program.to_string_lossy(), true, None, DEADLINE).unwrap();
+    let loaded = port.load_blocking(&program.to_string_lossy(), true, openplc_port::LoadKind::Cold, DEADLINE).unwrap();
     assert_eq!(port.program_info().map(|p| p.program_gen), Some(loaded.program_gen));
     assert_eq!(port.state(), Some(shared_abi::layout::PlcState::Running));
 }
@@ -208,7 +211,11 @@ fn a_load_that_takes_rt_core_down_ends_at_once() {
         let p = port.clone();
         std::thread::spawn(move || {
             let start = Instant::now();
-            (p.load_blocking(&crashing.to_string_lossy(), true, None, LONG).map(|r| r.program_gen), start.elapsed())
+            (
+                p.load_blocking(&crashing.to_string_lossy(), true, openplc_port::LoadKind::Cold, LONG)
+                    .map(|r| r.program_gen),
+                start.elapsed(),
+            )
         })
     };
     let died = wait_for("the load to end or rt-core to die", DEADLINE, || {

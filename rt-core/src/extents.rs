@@ -72,8 +72,8 @@ impl OutputExtents {
 
     /// Makes sure `addr` is published.
     pub fn widen(&mut self, addr: IecAddress) {
-        let n = addr.index as usize + 1;
-        let slot = match (addr.area, addr.width) {
+        let n = addr.index() as usize + 1;
+        let slot = match (addr.area(), addr.width()) {
             (Area::Output, Width::Bit) => &mut self.bool_output,
             (Area::Memory, Width::Bit) => &mut self.bool_memory,
             (Area::Output, Width::Byte) => &mut self.byte_output,

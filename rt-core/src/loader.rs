@@ -1,15 +1,19 @@
 //! The loader thread: a normal-priority thread that does everything about programs the scan
 //! thread must not do. It loads libraries (file I/O, dlopen, allocation, the program's own
 //! init), reports the outcome in `load_result` and the log ring, hands good programs to the
-//! scan thread, and frees the ones the scan thread retires.
+//! scan thread, and unloads the ones the scan thread retires.
+//!
+//! After a fault that needs a restart in place (see `restart`) it touches nothing more: the
+//! dynamic loader's lock may be held, and the main thread replaces the process shortly.
 
-use crate::engine::{LoaderEnds, LoaderReply, LoaderRequest};
-use crate::program::LoadedProgram;
-use shared_abi::debug::{LoadOutcome, fill_text};
-use shared_abi::layout::{LogRing, SharedMemory};
+use crate::program::{LoadedProgram, RetainSource, WarmStart};
+use crate::queue::{LoaderEnds, LoaderReply, LoaderRequest};
+use crate::restart::{self, RestartKind};
+use shared_abi::debug::{ForceTable, LoadOutcome, fill_text};
+use shared_abi::layout::SharedMemory;
 use shared_abi::msg::{LogLevel, LogLine};
 use shared_abi::retain::RetainImage;
-use shared_abi::ring::Producer;
+use shared_abi::shm::LogProducer;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,16 +25,13 @@ const POLL: Duration = Duration::from_millis(1);
 
 /// The single producer of the log ring: the loader thread, or main before it starts.
 pub struct Log {
-    ring: Producer<'static, 256, 508>,
+    ring: LogProducer<'static>,
 }
 
 impl Log {
-    /// # Safety
-    /// Only one `Log` may exist per process (rt-core makes one in main and moves it into
-    /// the loader thread).
-    pub unsafe fn new(ring: &'static LogRing) -> Log {
-        // SAFETY: the caller guarantees a single producer.
-        Log { ring: unsafe { ring.producer() } }
+    /// Takes rt-core's log producer (from `RtMapping::take_ends`, so it is the only one).
+    pub fn new(ring: LogProducer<'static>) -> Log {
+        Log { ring }
     }
 
     /// Writes to stderr and, when there is room, to the log ring for the companion.
@@ -43,13 +44,17 @@ impl Log {
 /// Runs until `stop` is set.
 pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Acquire) {
+        if restart::pending().is_some() {
+            // The process is about to be replaced; touch nothing that might need a lock.
+            std::thread::sleep(POLL);
+            continue;
+        }
         let mut idle = true;
         while let Ok(request) = ends.requests.pop() {
             idle = false;
             match request {
                 LoaderRequest::Load { seq, path, start, warm, program_gen } => {
-                    let reply = load(shm, &mut log, seq, &path, warm, program_gen);
-                    let reply = match reply {
+                    let reply = match load(shm, &mut log, seq, &path, warm, program_gen) {
                         Some(program) => LoaderReply::Loaded { program, start },
                         None => LoaderReply::Failed,
                     };
@@ -61,14 +66,47 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
                 }
                 LoaderRequest::Retire(program) => {
                     let generation = program.info().program_gen;
-                    drop(program);
-                    log.line(LogLevel::Debug, &format!("unloaded program generation {generation}"));
+                    match program.unload() {
+                        Ok(()) => log.line(LogLevel::Debug, &format!("unloaded program generation {generation}")),
+                        Err(fault) => {
+                            restart::request(RestartKind::UnloadFault, Some(fault.cause), 0);
+                            log.line(
+                                LogLevel::Error,
+                                &format!("program generation {generation} ended in its destructors with {fault}"),
+                            );
+                        }
+                    }
                 }
+            }
+            if restart::pending().is_some() {
+                break;
             }
         }
         if idle {
             std::thread::sleep(POLL);
         }
+    }
+}
+
+/// The live copies a warm load may give back, read from the shared memory.
+struct Copies {
+    live_retain: Box<RetainImage>,
+    staged_retain: Box<RetainImage>,
+    live_forces: Box<ForceTable>,
+}
+
+impl Copies {
+    fn read(shm: &SharedMemory) -> (Copies, bool, bool, bool) {
+        let mut c = Copies {
+            live_retain: bytemuck::zeroed_box(),
+            staged_retain: bytemuck::zeroed_box(),
+            live_forces: bytemuck::zeroed_box(),
+        };
+        // A torn read (a writer killed mid-write) counts as no copy.
+        let live = shm.retain_saved.read(&mut c.live_retain, 64).is_ok() && c.live_retain.program_gen != 0;
+        let staged = shm.retain_restore.read(&mut c.staged_retain, 64).is_ok() && c.staged_retain.program_gen != 0;
+        let forces = shm.forces.read(&mut c.live_forces, 64).is_ok() && c.live_forces.program_gen != 0;
+        (c, live, staged, forces)
     }
 }
 
@@ -80,23 +118,35 @@ fn load(
     warm: bool,
     program_gen: u32,
 ) -> Option<Box<LoadedProgram>> {
-    log.line(LogLevel::Info, &format!("loading {path}"));
+    log.line(LogLevel::Info, &format!("loading {path}{}", if warm { " (warm)" } else { "" }));
     let started = std::time::Instant::now();
-    // RETAIN values the client staged for this load (a warm start), if any and readable.
-    let mut staged: Box<RetainImage> = bytemuck::zeroed_box();
-    let staged =
-        shm.retain_restore.read(&mut staged, 64).ok().filter(|_| warm && staged.program_gen != 0).map(|_| &*staged);
-    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, staged) {
+    let (copies, live, staged, forces) = Copies::read(shm);
+    let warm_start = warm.then(|| WarmStart {
+        live_retain: live.then_some(&*copies.live_retain),
+        staged_retain: staged.then_some(&*copies.staged_retain),
+        live_forces: forces.then_some(&*copies.live_forces),
+    });
+    let mut restart = None;
+    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start) {
         Ok(program) => {
             let info = program.info();
             let md5 = info.md5_str().unwrap_or("none");
             let retain = match program.retain_summary() {
                 (0, _, _) => String::new(),
-                (n, bytes, true) => format!(", {n} RETAIN variables ({bytes} bytes) restored"),
-                (n, bytes, false) => format!(", {n} RETAIN variables ({bytes} bytes) at their initial values"),
+                (n, bytes, RetainSource::Live) => {
+                    format!(", {n} RETAIN variables ({bytes} bytes) restored from the live copy")
+                }
+                (n, bytes, RetainSource::Staged) => {
+                    format!(", {n} RETAIN variables ({bytes} bytes) restored from the saved values")
+                }
+                (n, bytes, RetainSource::Initial) => {
+                    format!(", {n} RETAIN variables ({bytes} bytes) at their initial values")
+                }
             };
+            let restored = program.restored_forces().len();
+            let forced = if restored > 0 { format!(", {restored} forced variables restored") } else { String::new() };
             let message = format!(
-                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}",
+                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}{forced}",
                 started.elapsed().as_secs_f64() * 1e3,
                 info.period_ns / 1000,
                 info.var_count
@@ -105,7 +155,11 @@ fn load(
             (LoadOutcome::Loaded, message, Some(program))
         }
         Err(e) => {
-            let message = format!("program not loaded, the running one is kept: {e}");
+            if e.needs_restart() {
+                restart = e.fault().map(|f| f.cause);
+            }
+            let how = if restart.is_some() { "; rt-core restarts itself in place and reloads it" } else { "" };
+            let message = format!("program not loaded, the running one is kept: {e}{how}");
             log.line(LogLevel::Error, &message);
             (LoadOutcome::Failed, message, None)
         }
@@ -119,5 +173,9 @@ fn load(
             r.message_len = fill_text(&mut r.message, &message);
         })
     };
+    // Only now, so the client that asked sees the answer before the process is replaced.
+    if let Some(cause) = restart {
+        restart::request(RestartKind::LoadFault, Some(cause), 0);
+    }
     program
 }

@@ -1,8 +1,13 @@
-//! `openplc-rt`: the real-time scan engine (`run`) and its control tool (everything else).
+//! `openplc-rt`: the real-time scan engine (`run`, from the `rt_core` library) and its
+//! control tool (every other subcommand, in this binary's `ctl` module tree, which the
+//! real-time library does not contain).
+
+mod ctl;
 
 use clap::{Parser, Subcommand};
-use rt_core::ctl;
-use rt_core::runtime::{self, CpuChoice, RunOptions};
+use rt_core::restart::RestartNote;
+use rt_core::runtime::{self, Inherited, RunOptions};
+use shared_abi::layout::CpuChoice;
 use shared_abi::msg::Command;
 use shared_abi::shm::DEFAULT_NAME;
 
@@ -16,12 +21,16 @@ struct Cli {
     command: Cmd,
 }
 
+fn parse_cpu(s: &str) -> Result<CpuChoice, String> {
+    s.parse().map_err(|e| format!("{e}, not {s:?}"))
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the scan engine in the foreground until SIGTERM/SIGINT or a shutdown command.
     Run {
         /// Scan thread CPU: auto (an isolated CPU, else the last one), none, or a number.
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = parse_cpu)]
         cpu: CpuChoice,
         /// SCHED_FIFO priority of the scan thread (below PREEMPT_RT's IRQ threads at 50).
         #[arg(long, default_value_t = 49, value_parser = clap::value_parser!(i32).range(1..=99))]
@@ -38,6 +47,19 @@ enum Cmd {
         /// Start the program loaded with --load.
         #[arg(long, requires = "load")]
         start: bool,
+        /// Once real time is set up as root, run as this user, keeping only CAP_SYS_NICE
+        /// and CAP_IPC_LOCK: program code then cannot read what only root may.
+        #[arg(long)]
+        user: Option<String>,
+        /// Set by a restart in place: the shared-memory file's descriptor (lock held).
+        #[arg(long, hide = true, requires = "restart_note")]
+        inherit_shm_fd: Option<i32>,
+        /// Set by a restart in place: the /dev/cpu_dma_latency descriptor.
+        #[arg(long, hide = true, requires = "inherit_shm_fd")]
+        inherit_dma_fd: Option<i32>,
+        /// Set by a restart in place: why it happened.
+        #[arg(long, hide = true, requires = "inherit_shm_fd")]
+        restart_note: Option<String>,
     },
     /// Show the PLC state, the program and the real-time set-up.
     Status {
@@ -92,6 +114,8 @@ enum Cmd {
     },
     /// Force a debug variable: numbers, true/false, reals, durations (500ms) or text.
     Force { var: u32, value: String },
+    /// Write a debug variable once (not a force), at the start of the next scan.
+    SetVar { var: u32, value: String },
     /// Release a forced variable, or all with --all.
     Unforce {
         #[arg(required_unless_present = "all")]
@@ -101,9 +125,10 @@ enum Cmd {
     },
     /// Ask rt-core to exit.
     Shutdown,
-    /// Open a program library in this throwaway process (its constructors run) and check
-    /// its ABI table, without touching a running rt-core: the companion runs this before a
-    /// load, so a library that crashes while loading never reaches the real-time process.
+    /// Load a program library in this throwaway process exactly as rt-core would (its
+    /// constructors, bind with a scratch image, init, its description, then its
+    /// destructors), without touching a running rt-core: the companion runs this before a
+    /// load, so a library that ends its process while loading never reaches rt-core.
     Check { path: String },
 }
 
@@ -111,34 +136,64 @@ fn main() {
     let cli = Cli::parse();
     let shm = cli.shm.as_str();
     let result = match cli.command {
-        Cmd::Run { cpu, priority, watchdog_ms, idle_period_us, load, start } => runtime::run(RunOptions {
-            shm_name: cli.shm.clone(),
+        Cmd::Run {
             cpu,
             priority,
             watchdog_ms,
-            idle_period_ns: idle_period_us.clamp(100, 10_000_000) * 1000,
+            idle_period_us,
             load,
             start,
-        }),
-        Cmd::Status { json } => ctl::status(shm, json),
+            user,
+            inherit_shm_fd,
+            inherit_dma_fd,
+            restart_note,
+        } => {
+            let inherited = match (inherit_shm_fd, restart_note.as_deref().map(RestartNote::parse)) {
+                (Some(shm_fd), Some(Some(note))) => Some(Inherited { shm_fd, dma_fd: inherit_dma_fd, note }),
+                (None, None) => None,
+                _ => {
+                    eprintln!("openplc-rt: a restart in place passed an unreadable note");
+                    std::process::exit(2);
+                }
+            };
+            let opts = RunOptions {
+                shm_name: cli.shm.clone(),
+                cpu,
+                priority,
+                watchdog_ms,
+                idle_period_us,
+                load,
+                start,
+                user,
+                inherited,
+            };
+            runtime::run(opts).map_err(ctl::CtlError::from)
+        }
+        Cmd::Status { json } => ctl::report::status(shm, json),
         Cmd::Load { path, start, timeout_ms } => ctl::load(shm, &path, start, timeout_ms),
         Cmd::Start => ctl::simple(shm, Command::Start, "start"),
         Cmd::Stop => ctl::simple(shm, Command::Stop, "stop"),
         Cmd::Unload => ctl::simple(shm, Command::Unload, "unload"),
-        Cmd::Stats { json } => ctl::stats(shm, json),
-        Cmd::Histogram { json } => ctl::histogram(shm, json),
+        Cmd::Stats { json } => ctl::report::stats(shm, json),
+        Cmd::Histogram { json } => ctl::report::histogram(shm, json),
         Cmd::ResetStats => ctl::simple(shm, Command::ResetStats, "reset-stats"),
-        Cmd::Set { addr, value } => ctl::set_input(shm, &addr, &value),
-        Cmd::Write { addr, value } => ctl::write_point(shm, &addr, &value),
-        Cmd::Read { addrs } => ctl::read(shm, &addrs),
-        Cmd::Watch { vars, count, interval_ms } => ctl::watch(shm, &vars, count, interval_ms),
-        Cmd::Force { var, value } => ctl::force(shm, var, &value),
-        Cmd::Unforce { var, all } => ctl::unforce(shm, if all { None } else { var }),
+        Cmd::Set { addr, value } => ctl::points::set_input(shm, &addr, &value),
+        Cmd::Write { addr, value } => ctl::points::write_point(shm, &addr, &value),
+        Cmd::Read { addrs } => ctl::points::read(shm, &addrs),
+        Cmd::Watch { vars, count, interval_ms } => ctl::vars::watch(shm, &vars, count, interval_ms),
+        Cmd::Force { var, value } => ctl::vars::force(shm, var, &value),
+        Cmd::SetVar { var, value } => ctl::vars::set_var(shm, var, &value),
+        Cmd::Unforce { var, all } => ctl::vars::unforce(shm, if all { None } else { var }),
         Cmd::Shutdown => ctl::simple(shm, Command::Shutdown, "shutdown"),
         Cmd::Check { path } => ctl::check(&path),
     };
-    if let Err(message) = result {
-        eprintln!("openplc-rt: {message}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => {}
+        // `openplc-rt stats | head -1`: the reader went away; nothing more to say.
+        Err(ctl::CtlError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("openplc-rt: {e}");
+            std::process::exit(1);
+        }
     }
 }

@@ -1,43 +1,27 @@
-//! `openplc-rt run`: sets the process up for real time and runs the three threads.
+//! `openplc-rt run`: sets the process up for real time and runs the threads.
 //!
-//! - main: locks memory, holds `/dev/cpu_dma_latency`, keeps itself and the helper threads
-//!   off the scan CPU, then waits for the scan thread to end.
+//! - main: locks memory, holds `/dev/cpu_dma_latency`, gives up root (`--user`), keeps
+//!   itself and the helper threads off the scan CPU, then waits for the scan thread to end
+//!   or for a restart in place (`restart`), which it carries out.
 //! - scan: pinned, SCHED_FIFO (raised last, so nothing inherits it), loops on
 //!   `clock_nanosleep(TIMER_ABSTIME)` and `Engine::run_cycle`.
-//! - loader: normal priority, loads and frees programs (`loader`).
+//! - loader: normal priority, loads and unloads programs (`loader`).
 //! - watchdog: normal priority, aborts a program that overstays its scan (`watchdog`).
 
-use crate::engine::{Engine, EngineConfig, loader_queues};
+use crate::engine::{Engine, EngineConfig, EngineRings};
 use crate::loader::{self, Log};
+use crate::privilege::{self, PrivilegeError};
+use crate::queue::loader_queues;
+use crate::restart::{self, ExecPlan, RestartNote};
 use crate::{guard, sys, watchdog};
-use shared_abi::layout::{RT_DMA_LATENCY, RT_FIFO, RT_ISOLATED_CPU, RT_MLOCKED, RT_PINNED, SharedMemory};
+use shared_abi::layout::{CpuChoice, RT_DMA_LATENCY, RT_FIFO, RT_ISOLATED_CPU, RT_MLOCKED, RT_PINNED, SharedMemory};
 use shared_abi::msg::LogLevel;
-use shared_abi::shm::RtMapping;
+use shared_abi::shm::{RtMapping, ShmError, shm_path};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Where the scan thread runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CpuChoice {
-    /// An isolated CPU when the kernel has one, otherwise the last allowed CPU.
-    Auto,
-    /// Leave it to the scheduler.
-    None,
-    Cpu(usize),
-}
-
-impl std::str::FromStr for CpuChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(CpuChoice::Auto),
-            "none" => Ok(CpuChoice::None),
-            n => {
-                n.parse().map(CpuChoice::Cpu).map_err(|_| format!("--cpu takes auto, none or a CPU number, not {n:?}"))
-            }
-        }
-    }
-}
+use std::time::Duration;
 
 pub struct RunOptions {
     pub shm_name: String,
@@ -45,34 +29,63 @@ pub struct RunOptions {
     pub priority: i32,
     /// 0: automatic (ten periods, at least 500 ms).
     pub watchdog_ms: u64,
-    pub idle_period_ns: u64,
+    pub idle_period_us: u64,
     pub load: Option<String>,
     pub start: bool,
+    /// Become this user once real time is set up.
+    pub user: Option<String>,
+    /// What a restart in place hands over (`None` on a normal start).
+    pub inherited: Option<Inherited>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_terminate(_: libc::c_int) {
-    STOP.store(true, Ordering::Release);
+/// What crosses a restart in place: descriptors and the reason.
+pub struct Inherited {
+    pub shm_fd: RawFd,
+    pub dma_fd: Option<RawFd>,
+    pub note: RestartNote,
 }
 
-fn install_terminate_handlers() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_terminate as *const () as libc::sighandler_t) };
+/// Why `openplc-rt run` could not run.
+#[derive(Debug)]
+pub enum RunError {
+    Shm(ShmError),
+    /// The shared memory's ring ends were already taken (cannot happen in `run`).
+    EndsTaken,
+    Cpu(String),
+    Privilege(PrivilegeError),
+    Thread(&'static str, std::io::Error),
+    ScanPanicked,
+    Exec(std::io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Shm(e) => write!(f, "{e}"),
+            RunError::EndsTaken => f.write_str("internal: the shared memory's ring ends were already taken"),
+            RunError::Cpu(m) => f.write_str(m),
+            RunError::Privilege(e) => write!(f, "{e}"),
+            RunError::Thread(what, e) => write!(f, "cannot start the {what} thread: {e}"),
+            RunError::ScanPanicked => f.write_str("the scan thread panicked"),
+            RunError::Exec(e) => write!(f, "cannot prepare the restart in place: {e}"),
+        }
     }
 }
 
+impl std::error::Error for RunError {}
+
 /// Picks the scan CPU and says why.
-fn choose_cpu(choice: CpuChoice) -> Result<(Option<usize>, bool, String), String> {
-    let allowed = sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?;
+fn choose_cpu(choice: CpuChoice) -> Result<(Option<usize>, bool, String), RunError> {
+    let allowed = sys::allowed_cpus().map_err(|e| RunError::Cpu(format!("sched_getaffinity: {e}")))?;
     let isolated = sys::isolated_cpus();
     match choice {
         CpuChoice::None => Ok((None, false, "not pinned (--cpu none)".into())),
         CpuChoice::Cpu(c) => {
             // An isolated CPU is usually outside the default affinity mask; allow it.
             if !allowed.contains(&c) && !isolated.contains(&c) {
-                return Err(format!("--cpu {c}: CPU {c} is not available to this process (allowed: {allowed:?})"));
+                return Err(RunError::Cpu(format!(
+                    "--cpu {c}: CPU {c} is not available to this process (allowed: {allowed:?})"
+                )));
             }
             Ok((Some(c), isolated.contains(&c), format!("CPU {c} (--cpu)")))
         }
@@ -94,23 +107,66 @@ fn choose_cpu(choice: CpuChoice) -> Result<(Option<usize>, bool, String), String
     }
 }
 
-pub fn run(opts: RunOptions) -> Result<(), String> {
+/// The command line a restart in place runs again (without `--load`: the program comes
+/// back through the note, or not at all).
+fn restart_args(opts: &RunOptions, shm_fd: RawFd, dma_fd: Option<RawFd>) -> Vec<String> {
+    let mut args = vec![
+        "--shm".to_string(),
+        opts.shm_name.clone(),
+        "run".into(),
+        "--cpu".into(),
+        opts.cpu.to_string(),
+        "--priority".into(),
+        opts.priority.to_string(),
+        "--watchdog-ms".into(),
+        opts.watchdog_ms.to_string(),
+        "--idle-period-us".into(),
+        opts.idle_period_us.to_string(),
+        "--inherit-shm-fd".into(),
+        shm_fd.to_string(),
+    ];
+    if let Some(user) = &opts.user {
+        args.extend(["--user".into(), user.clone()]);
+    }
+    if let Some(fd) = dma_fd {
+        args.extend(["--inherit-dma-fd".into(), fd.to_string()]);
+    }
+    args
+}
+
+pub fn run(opts: RunOptions) -> Result<(), RunError> {
     guard::install();
-    install_terminate_handlers();
-    let mapping = RtMapping::open(&opts.shm_name).map_err(|e| e.to_string())?;
+    if let Some(i) = &opts.inherited {
+        for fd in [Some(i.shm_fd), i.dma_fd, i.note.resume_fd].into_iter().flatten() {
+            sys::set_cloexec(fd);
+        }
+    }
+    let mapping = match &opts.inherited {
+        // SAFETY: the descriptor crossed execve from the rt-core this process replaces; no
+        // mapping of this image uses it.
+        Some(inherited) => unsafe {
+            RtMapping::inherit(OwnedFd::from_raw_fd(inherited.shm_fd), shm_path(&opts.shm_name))
+        },
+        None => RtMapping::open(&opts.shm_name),
+    }
+    .map_err(RunError::Shm)?;
     let created = mapping.created();
     // The mapping lives as long as the process: the threads below borrow it for 'static.
     let mapping: &'static RtMapping = Box::leak(Box::new(mapping));
     let shm: &'static SharedMemory = mapping.shm();
-    // SAFETY: this is the only Log of the process; it moves into the loader thread below.
-    let mut log = unsafe { Log::new(&shm.logs) };
+    let (rings, logs) = EngineRings::split(mapping.take_ends().ok_or(RunError::EndsTaken)?);
+    let mut log = Log::new(logs);
     log.line(
         LogLevel::Info,
         &format!(
             "openplc-rt {} started on {} ({})",
             env!("CARGO_PKG_VERSION"),
             mapping.path().display(),
-            if created { "new shared memory" } else { "took over the shared memory in place" }
+            match (&opts.inherited, created) {
+                (Some(_), _) => "restarted in place, same pid",
+                (None, true) => "new shared memory",
+                (None, false) => "took over the shared memory in place",
+            }
         ),
     );
 
@@ -119,7 +175,13 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         Ok(()) => flags |= RT_MLOCKED,
         Err(e) => log.line(LogLevel::Warning, &format!("mlockall failed ({e}): page faults can delay scans; run as root or with CAP_IPC_LOCK / LimitMEMLOCK=infinity")),
     }
-    let _dma = match sys::hold_zero_dma_latency() {
+    let inherited_dma = opts.inherited.as_ref().and_then(|i| i.dma_fd);
+    let dma = match inherited_dma {
+        // SAFETY: the descriptor crossed execve from the rt-core this process replaces.
+        Some(fd) => Ok(unsafe { File::from_raw_fd(fd) }),
+        None => sys::hold_zero_dma_latency(),
+    };
+    let dma = match dma {
         Ok(f) => {
             flags |= RT_DMA_LATENCY;
             Some(f)
@@ -132,6 +194,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             None
         }
     };
+    if let Some(user) = &opts.user {
+        let account = privilege::lookup(user).map_err(RunError::Privilege)?;
+        privilege::drop_to(account).map_err(RunError::Privilege)?;
+        log.line(
+            LogLevel::Info,
+            &format!("running as user {user} (uid {}), with CAP_SYS_NICE and CAP_IPC_LOCK only", account.uid),
+        );
+    }
+    let plan = ExecPlan::install(
+        restart_args(&opts, mapping.lock_fd().as_raw_fd(), dma.as_ref().map(|f| f.as_raw_fd())),
+        [Some(mapping.lock_fd().as_raw_fd()), dma.as_ref().map(|f| f.as_raw_fd())].into_iter().flatten().collect(),
+    )
+    .map_err(|e| RunError::Exec(std::io::Error::other(e)))?;
+
     let (cpu, isolated, why) = choose_cpu(opts.cpu)?;
     log.line(LogLevel::Info, &format!("scan thread CPU: {why}"));
     if sys::is_preempt_rt() {
@@ -155,35 +231,68 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (link, ends) = loader_queues();
-    let mut engine = Engine::new(shm, link, EngineConfig { idle_period_ns: opts.idle_period_ns });
+    let mut engine = Engine::new(
+        shm,
+        rings,
+        link,
+        EngineConfig { idle_period_ns: opts.idle_period_us.clamp(100, 10_000_000) * 1000 },
+    );
     shm.header.rt_boot_ns.store(sys::now_ns(), Ordering::Release);
-    if let Some(path) = &opts.load {
-        engine.request_initial_load(path, opts.start);
+    match &opts.inherited {
+        Some(Inherited { note, .. }) => {
+            log.line(LogLevel::Error, &format!("rt-core restarted itself in place: {}", note.describe()));
+            match note.resume_fd.filter(|_| note.kind.resumes_program()) {
+                Some(fd) => {
+                    engine.request_initial_load(&format!("/proc/self/fd/{fd}"), note.resume_start, true);
+                }
+                None => engine.enter_error(),
+            }
+        }
+        None => {
+            if let Some(path) = &opts.load {
+                engine.request_initial_load(path, opts.start, false);
+            }
+        }
     }
 
     let loader_stop = stop.clone();
     let loader = std::thread::Builder::new()
         .name("rt-loader".into())
         .spawn(move || loader::run(shm, ends, log, loader_stop))
-        .map_err(|e| format!("cannot start the loader thread: {e}"))?;
+        .map_err(|e| RunError::Thread("loader", e))?;
     let watchdog_stop = stop.clone();
     let watchdog_ms = opts.watchdog_ms;
     let watchdog = std::thread::Builder::new()
         .name("rt-watchdog".into())
         .spawn(move || watchdog::run(shm, watchdog_ms, watchdog_stop))
-        .map_err(|e| format!("cannot start the watchdog thread: {e}"))?;
+        .map_err(|e| RunError::Thread("watchdog", e))?;
 
     let priority = opts.priority;
     let scan = std::thread::Builder::new()
         .name("rt-scan".into())
         .stack_size(4 << 20)
         .spawn(move || scan_thread(engine, shm, cpu, priority, flags))
-        .map_err(|e| format!("cannot start the scan thread: {e}"))?;
+        .map_err(|e| RunError::Thread("scan", e))?;
+    // Wait for the end, or carry out a restart in place: nothing here allocates or locks
+    // from the moment a restart is requested (the faulted thread may hold a libc lock).
+    loop {
+        if let Some(note) = restart::pending() {
+            let e = plan.exec(note);
+            eprintln!("openplc-rt: [ERROR] the restart in place failed ({e}); exiting (43) for a restart");
+            // SAFETY: ends the process at once, running nothing of the threads' state.
+            unsafe { libc::_exit(43) };
+        }
+        if scan.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let scan_result = scan.join();
     stop.store(true, Ordering::Release);
     let _ = loader.join();
     let _ = watchdog.join();
-    scan_result.map_err(|_| "the scan thread panicked".to_string())
+    drop(dma);
+    scan_result.map_err(|_| RunError::ScanPanicked)
 }
 
 fn scan_thread(mut engine: Box<Engine>, shm: &'static SharedMemory, cpu: Option<usize>, priority: i32, mut flags: u32) {
@@ -217,7 +326,7 @@ fn scan_thread(mut engine: Box<Engine>, shm: &'static SharedMemory, cpu: Option<
         sys::sleep_until(deadline);
         let wake = sys::now_ns();
         let end = engine.run_cycle(deadline, wake);
-        if end.shutdown || STOP.load(Ordering::Acquire) {
+        if end.shutdown || guard::stop_requested() {
             break;
         }
         deadline = end.next_deadline_ns;

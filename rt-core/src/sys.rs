@@ -179,11 +179,11 @@ pub fn fd_path(fd: &OwnedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// Sends `signal` to thread `tid` of this process.
-pub fn signal_thread(tid: u32, signal: i32) -> io::Result<()> {
-    // SAFETY: tgkill with our own pid and a tid of ours; no memory involved.
-    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid as libc::pid_t, signal) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+/// Marks a descriptor close-on-exec (one inherited across a restart in place, so no
+/// child of a program inherits it; the next restart clears the flag again).
+pub fn set_cloexec(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a descriptor number; no memory involved.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
 #[cfg(test)]

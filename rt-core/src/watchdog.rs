@@ -1,12 +1,18 @@
-//! The watchdog thread: aborts a program that stays inside one scan for too long.
+//! The watchdog thread: aborts a program that stays inside one call for too long.
 //!
-//! The scan thread stamps `in_program_since_ns` around the program body. When a stamp is
-//! older than the limit, the watchdog sends SIGUSR2 to the scan thread; the crash guard
-//! turns it into a jump out of the program, and the engine puts the PLC in ERROR with its
-//! outputs in the safe state. If even that does not end the scan (the program blocked the
-//! signal, or rt-core itself is stuck), the process exits with code 42 so the companion's
-//! supervisor restarts it.
+//! The scan thread stamps `in_program_since_ns` around every call into program code. When
+//! a stamp is older than the limit, the watchdog asks the scan thread to abort that run: a
+//! SIGUSR2 queued with the stamp as its value, which the crash guard honours only while the
+//! same stamp is still set (a request that arrives after the program returned, or during
+//! the next call, is ignored: no time-of-check to time-of-use window). The request is
+//! repeated every poll until the run ends. The engine then puts the PLC in ERROR with its
+//! outputs in the safe state, and restarts rt-core in place if the abort landed outside the
+//! program's own code. If even that does not end the run (the program blocked the signal,
+//! or rt-core itself is stuck), the watchdog has rt-core restart in place (same pid); if
+//! that fails too, the process exits with code 42 so the companion's supervisor restarts it.
 
+use crate::guard;
+use crate::restart::{self, RestartKind};
 use crate::sys;
 use shared_abi::layout::SharedMemory;
 use std::sync::Arc;
@@ -38,24 +44,30 @@ pub fn run(shm: &'static SharedMemory, watchdog_ms: u64, stop: Arc<AtomicBool>) 
         if ran <= limit {
             continue;
         }
+        let tid = h.scan_tid.load(Ordering::Acquire);
         if signalled_for != since {
             signalled_for = since;
-            let tid = h.scan_tid.load(Ordering::Acquire);
             eprintln!(
                 "openplc-rt: [ERROR] program scan running for {} ms (limit {} ms): aborting it",
                 ran / 1_000_000,
                 limit / 1_000_000
             );
-            if let Err(e) = sys::signal_thread(tid, libc::SIGUSR2) {
-                eprintln!("openplc-rt: [ERROR] cannot signal the scan thread: {e}");
+        }
+        if let Err(e) = guard::signal_watchdog(tid, since) {
+            eprintln!("openplc-rt: [ERROR] cannot signal the scan thread: {e}");
+        }
+        if ran > 2 * limit + 1_000_000_000 {
+            if restart::pending().is_none() {
+                eprintln!(
+                    "openplc-rt: [ERROR] the scan thread did not return after the watchdog abort; restarting in place"
+                );
+                restart::request(RestartKind::StuckScan, None, ran / 1_000_000);
+            } else if ran > 3 * limit + 3_000_000_000 {
+                eprintln!("openplc-rt: [ERROR] the restart in place did not happen; exiting (42) for a restart");
+                // SAFETY: _exit ends the process without running anything else: nothing of the
+                // stuck scan thread's state can be trusted any more.
+                unsafe { libc::_exit(42) };
             }
-        } else if ran > 2 * limit + 1_000_000_000 {
-            eprintln!(
-                "openplc-rt: [ERROR] the scan thread did not return after the watchdog abort; exiting (42) for a restart"
-            );
-            // SAFETY: _exit ends the process without running anything else: nothing of the
-            // stuck scan thread's state can be trusted any more.
-            unsafe { libc::_exit(42) };
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The scan path allocates nothing: a counting global allocator watches the thread that runs
-//! the engine's cycles while a client drives every path (inputs, writes, forcing, watch
-//! lists, stop/start, statistics resets, program swaps, overruns, faults).
+//! the engine's cycles while a client drives every path (inputs, writes, forcing, variable
+//! writes, watch lists, stop/start, statistics resets, program swaps, overruns, undecodable
+//! and out-of-range messages, faults, a watchdog abort, a fault that asks for a restart).
+//! It sees Rust's allocator only: C `malloc` inside program code is the program's business.
 
 mod support;
 
@@ -75,6 +77,10 @@ fn cycle(engine: &mut Engine) {
     counted(|| engine.run_cycle(now, now));
 }
 
+fn set_var(var: u32, bytes: &[u8]) -> Command {
+    Command::SetVar { var, value: heapless::Vec::from_slice(bytes).unwrap(), big_endian: false }
+}
+
 fn force(var: u32, bytes: &[u8]) -> Command {
     Command::Force { var, value: heapless::Vec::from_slice(bytes).unwrap(), big_endian: false }
 }
@@ -87,6 +93,8 @@ fn the_scan_path_allocates_nothing() {
     let first = support::build_fixture(&dir, "a.so", &["PERIOD_NS=1000000ULL", "WITH_RETAIN"]);
     let second = support::build_fixture(&dir, "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3", "WITH_RETAIN"]);
     let crash = support::build_fixture(&dir, "c.so", &["CRASH_AT_TICK=20"]);
+    let spin = support::build_fixture(&dir, "s.so", &["SPIN_LOOPS=20000000L"]);
+    let asserts = support::build_fixture(&dir, "assert.so", &["FAULT_KIND=8", "FAULT_IN=3"]);
     let shm = rig.shm;
     let (engine, client) = (&mut rig.engine, &mut rig.client);
 
@@ -163,6 +171,16 @@ fn the_scan_path_allocates_nothing() {
                 let now = sys::now_ns();
                 counted(|| engine.run_cycle(now - 5_000_000, now));
             }
+            130 => {
+                client.send(set_var(0, &1000u16.to_le_bytes())).unwrap();
+            }
+            140 => {
+                // SAFETY: this client holds the lease and none of its own producers is alive:
+                // the only producer of both rings.
+                let (mut writes, mut commands) = unsafe { (shm.writes.producer(), shm.commands.producer()) };
+                writes.push_bytes(&[2, 2, 0x88, 0x27, 0, 42]).unwrap(); // %MW5000
+                commands.push_bytes(&[1, 200]).unwrap();
+            }
             _ => {}
         }
         cycle(engine);
@@ -176,13 +194,46 @@ fn the_scan_path_allocates_nothing() {
         cycle(engine);
     }
     assert_eq!(engine.state(), PlcState::Error, "the crash path ran too");
+    assert_eq!(client.stats().unwrap().scan_count, 20, "the crashing program ran its 20 scans");
+
+    // A watchdog abort of the run under way (sent from another thread, as the watchdog does).
+    load(client, engine, &spin);
+    let tid = sys::gettid();
+    let watchdog = std::thread::spawn(move || {
+        loop {
+            let stamp = shm.header.in_program_since_ns.load(Ordering::Acquire);
+            if stamp != 0 {
+                rt_core::guard::signal_watchdog(tid, stamp).unwrap();
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    });
+    for _ in 0..1000 {
+        cycle(engine);
+        if engine.state() == PlcState::Error {
+            break;
+        }
+    }
+    watchdog.join().unwrap();
+    assert_eq!(engine.state(), PlcState::Error, "the watchdog path ran");
+
+    // A fault inside libc (a failed assert): the engine asks for a restart in place.
+    load(client, engine, &asserts);
+    let mut restart = None;
+    for _ in 0..100 {
+        let now = sys::now_ns();
+        restart = restart.or(counted(|| engine.run_cycle(now, now)).restart);
+    }
+    assert_eq!(restart, Some(rt_core::restart::RestartKind::ScanFault), "the restart path ran");
+
     client.drain_events(|e| {
         seen.insert(format!("{e:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string());
     });
-    for kind in ["Forced", "StateChanged", "ProgramSwapped", "Overruns", "ProgramFault"] {
+    for kind in ["Forced", "StateChanged", "ProgramSwapped", "Overruns", "ProgramFault", "BadMessage", "WatchdogAbort"]
+    {
         assert!(seen.contains(kind), "the {kind} path was exercised: {seen:?}");
     }
-    assert_eq!(client.stats().unwrap().scan_count, 20, "the crashing program ran its 20 scans");
 
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations on the scan path");
     assert_eq!(FREES.load(Ordering::Relaxed), 0, "frees on the scan path");

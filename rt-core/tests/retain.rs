@@ -39,10 +39,15 @@ fn retain_values_survive_a_warm_load_only() {
     assert_eq!(at_stop.bytes(), value.to_le_bytes(), "the last value, taken when the PLC stopped");
     assert_eq!(&at_stop.md5, b"0123456789abcdef0123456789abcdef");
 
-    // Warm: the new instance carries on from the saved counter.
+    // Warm: the new instance carries on from the saved counter (the live copy, which is
+    // the same as what was staged: both were taken at the stop).
     c.stage_retain(Some(&at_stop));
     let loaded = c.load_with(path, true, true, T).unwrap();
-    assert!(loaded.message_str().contains("1 RETAIN variables (2 bytes) restored"), "{}", loaded.message_str());
+    assert!(
+        loaded.message_str().contains("1 RETAIN variables (2 bytes) restored from the live copy"),
+        "{}",
+        loaded.message_str()
+    );
     let first = counter(&c);
     assert!(first >= value, "carried on from {value}, saw {first}");
 
@@ -51,13 +56,18 @@ fn retain_values_survive_a_warm_load_only() {
     assert!(loaded.message_str().contains("at their initial values"), "{}", loaded.message_str());
     assert!(counter(&c) < value, "started over");
 
-    // Values of another program (another layout) are not given back.
+    // Staged values of another program (another layout) are not given back; the live copy
+    // of this one is.
+    wait_for("the cold instance's values to be published", T, || {
+        (saved(&c).program_gen == c.status().program_gen).then_some(())
+    });
     let mut foreign = at_stop.clone();
     foreign.layout_hash ^= 1;
+    foreign.data[0] ^= 0x55;
     c.stage_retain(Some(&foreign));
     let loaded = c.load_with(path, true, true, T).unwrap();
-    assert!(loaded.message_str().contains("at their initial values"), "{}", loaded.message_str());
-    assert!(counter(&c) < value);
+    assert!(loaded.message_str().contains("restored from the live copy"), "{}", loaded.message_str());
+    assert!(counter(&c) < value, "the cold instance's counter, not the foreign one");
 }
 
 #[test]

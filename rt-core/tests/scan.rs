@@ -6,7 +6,7 @@ mod support;
 use shared_abi::client::{ClientError, Reader, RtClient};
 use shared_abi::image::IecAddress;
 use shared_abi::layout::PlcState;
-use shared_abi::msg::{Command, CommandStatus, Event};
+use shared_abi::msg::{Command, CommandStatus, Event, FaultCause};
 use std::time::Duration;
 use support::{Runtime, build_fixture, wait_for};
 
@@ -226,13 +226,13 @@ fn a_crashing_program_puts_the_plc_in_error_and_rt_core_survives() {
     let mut fault = None;
     wait_for("fault event", T, || {
         c.drain_events(|e| {
-            if let Event::ProgramFault { signal, .. } = e {
-                fault = Some(signal);
+            if let Event::ProgramFault { cause, restart, .. } = e {
+                fault = Some((cause, restart));
             }
         });
         fault
     });
-    assert_eq!(fault, Some(libc::SIGSEGV));
+    assert_eq!(fault, Some((FaultCause::Signal(libc::SIGSEGV), false)), "a fault in the program's own code");
     let h = c.status().heartbeat;
     c.wait_cycle_after(h + 3, T).expect("the loop keeps running");
     assert_eq!(c.command(Command::Start, T).unwrap(), CommandStatus::InError);
@@ -343,7 +343,6 @@ fn the_control_tool_drives_a_program_end_to_end() {
 
 #[test]
 fn check_opens_a_library_in_a_throwaway_process() {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let check = |path: &std::path::Path| {
         std::process::Command::new(support::RT_BIN).arg("check").arg(path).output().expect("run openplc-rt check")
@@ -353,9 +352,10 @@ fn check_opens_a_library_in_a_throwaway_process() {
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     assert!(String::from_utf8_lossy(&good.stdout).contains("loads, program ABI"));
 
-    // A constructor that crashes takes the checking process down, not a running rt-core.
+    // A constructor that crashes is caught and reported, in the throwaway process.
     let crashing = check(&build_fixture(dir.path(), "ctor.so", &["CRASH_IN_CONSTRUCTOR"]));
-    assert_eq!(crashing.status.signal(), Some(libc::SIGSEGV), "{crashing:?}");
+    assert_eq!(crashing.status.code(), Some(1), "{crashing:?}");
+    assert!(String::from_utf8_lossy(&crashing.stderr).contains("in its constructors"), "{crashing:?}");
 
     let text = dir.path().join("text.so");
     std::fs::write(&text, "not a library").unwrap();
@@ -377,4 +377,30 @@ fn check_opens_a_library_in_a_throwaway_process() {
     let refused = check(&plain);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("exports no oplc_program_entry"), "{refused:?}");
+}
+
+#[test]
+fn the_control_tool_ends_quietly_when_its_reader_goes_away() {
+    let rt = Runtime::start(&[]);
+    {
+        let mut c = rt.client();
+        load_running(&rt, &mut c, &[]);
+    }
+    // `openplc-rt stats | head -1`, with the reader gone before the first line: a closed
+    // pipe. `watch --count 0` would otherwise print forever.
+    for args in [&["stats"][..], &["histogram"], &["status", "--json"], &["watch", "0", "--count", "0"]] {
+        let mut tool = std::process::Command::new(support::RT_BIN)
+            .args(["--shm", &rt.shm])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(tool.stdout.take());
+        wait_for("the tool to end", T, || tool.try_wait().unwrap().map(|_| ()));
+        let out = tool.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: nothing on stderr, no panic: {stderr}");
+    }
 }

@@ -106,6 +106,11 @@ typedef struct oplc_program_abi {
     uint32_t (*retain_count)(void);
     uint32_t (*retain_var)(uint32_t i);
     int32_t (*retain_set)(uint32_t i, const void *value, uint32_t len);
+    /* Appended after the RETAIN functions (read only when struct_size covers it; may be
+     * NULL). Writes debug variable index once, as a program write and not a force, from len
+     * native-order bytes (a short value zero-padded); a forced variable keeps its forced
+     * value. 0 or < 0. */
+    int32_t (*var_write)(uint32_t index, const void *value, uint32_t len);
 } oplc_program_abi_t;
 
 /* The one symbol a program library exports. */

@@ -148,6 +148,13 @@ pub trait Reader {
         Ok(r)
     }
 
+    /// The variables forced in the running program, as rt-core last published them.
+    fn forces(&self) -> Result<Box<crate::debug::ForceTable>, ClientError> {
+        let mut f: Box<crate::debug::ForceTable> = bytemuck::zeroed_box();
+        self.shm().forces.read(&mut f, READ_ATTEMPTS).map_err(|_| ClientError::Torn("forced values"))?;
+        Ok(f)
+    }
+
     fn load_result(&self) -> Result<LoadResult, ClientError> {
         let mut r = LoadResult::zeroed();
         self.shm().load_result.read(&mut r, READ_ATTEMPTS).map_err(|_| ClientError::Torn("load result"))?;
@@ -372,7 +379,7 @@ impl RtClient {
     /// Sets one input point.
     pub fn set_input(&mut self, addr: IecAddress, value: u64) -> Result<(), ClientError> {
         addr.check_value(value).map_err(ClientError::BadAddress)?;
-        if addr.area != crate::image::Area::Input {
+        if addr.area() != crate::image::Area::Input {
             return Err(ClientError::BadAddress(crate::image::AddressError::NoSuchArea));
         }
         self.update_inputs(|img| {

@@ -14,6 +14,10 @@ pub const DEBUG_DATA_BYTES: usize = 32 * 1024;
 pub const MAX_GROUPS: usize = 256;
 /// Bytes of the program path kept in `ProgramInfo`.
 pub const INFO_PATH_BYTES: usize = 240;
+/// Variables that can be forced at once.
+pub const MAX_FORCES: usize = 128;
+/// Largest forced value (a Gen B WSTRING is 253 bytes); `msg::MAX_FORCE_BYTES`.
+pub const FORCE_VALUE_BYTES: usize = crate::msg::MAX_FORCE_BYTES;
 
 /// Written by the companion, read by rt-core (one attempt per cycle; a torn read keeps the
 /// previous list).
@@ -57,6 +61,66 @@ pub struct DebugValues {
     pub data_len: u32,
     pub entries: [WatchedValue; MAX_WATCH],
     pub data: [u8; DEBUG_DATA_BYTES],
+}
+
+/// One forced variable: `len` bytes of `bytes`, in the program's native order, as rt-core
+/// hands them to the program's `var_force` (`oplc_forced_t` in rt-core's guard.c).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct ForcedValue {
+    pub var: u32,
+    pub len: u32,
+    pub bytes: [u8; FORCE_VALUE_BYTES],
+}
+
+impl ForcedValue {
+    /// The value's bytes (never more than the buffer).
+    pub fn value(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(FORCE_VALUE_BYTES)]
+    }
+}
+
+/// The variables forced in the running program, written by rt-core's scan thread whenever
+/// they change. The companion reads it to show what is forced; a restarted rt-core gives
+/// them back to the same program (same MD5 and variable table) on a warm load.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct ForceTable {
+    /// Generation of the program they belong to (0: none).
+    pub program_gen: u32,
+    pub count: u32,
+    /// Hash of the program's variable table (every variable's size and kind).
+    pub vars_hash: u64,
+    /// The program's MD5 as lower-case hex, zeros when it has none.
+    pub md5: [u8; 32],
+    pub entries: [ForcedValue; MAX_FORCES],
+}
+
+impl ForceTable {
+    /// The forced variables (never more than `MAX_FORCES`).
+    pub fn forced(&self) -> &[ForcedValue] {
+        &self.entries[..(self.count as usize).min(MAX_FORCES)]
+    }
+}
+
+/// FNV-1a over every debug variable's (size, kind): two builds with the same MD5 but
+/// another variable table (another adapter) do not share forces.
+pub fn vars_hash(vars: impl Iterator<Item = (u32, u32)>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut count = 0u32;
+    let mut feed = |v: u32| {
+        for b in v.to_le_bytes() {
+            hash ^= b as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (size, kind) in vars {
+        feed(size);
+        feed(kind);
+        count += 1;
+    }
+    feed(count);
+    hash
 }
 
 /// Which generator produced the loaded program (as reported by its adapter).

@@ -104,14 +104,36 @@ impl Width {
 }
 
 /// A directly represented variable such as `%IX0.3`, `%QW12` or `%MD4`.
+///
+/// Always in range: the fields are private, every constructor checks them, and decoding
+/// (`serde`, e.g. a write taken from the shared memory) goes through the same check, so an
+/// address that names no point of the image cannot be built or decoded, and indexing the
+/// image with one never panics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawIecAddress")]
 pub struct IecAddress {
-    pub area: Area,
-    pub width: Width,
+    area: Area,
+    width: Width,
     /// Element index (the byte number for bits), `0..BUFFER_SIZE`.
-    pub index: u16,
+    index: u16,
     /// Bit number for `Width::Bit`, always 0 otherwise.
-    pub bit: u8,
+    bit: u8,
+}
+
+/// An address as it arrives on the wire, before its range is checked.
+#[derive(Deserialize)]
+struct RawIecAddress {
+    area: Area,
+    width: Width,
+    index: u16,
+    bit: u8,
+}
+
+impl TryFrom<RawIecAddress> for IecAddress {
+    type Error = AddressError;
+    fn try_from(raw: RawIecAddress) -> Result<Self, AddressError> {
+        IecAddress::new(raw.area, raw.width, raw.index, raw.bit)
+    }
 }
 
 /// Why a location string or value does not name a point of the image.
@@ -197,6 +219,52 @@ impl IecAddress {
         IecAddress::new(area, width, index as u16, bit as u8)
     }
 
+    pub const fn area(self) -> Area {
+        self.area
+    }
+
+    pub const fn width(self) -> Width {
+        self.width
+    }
+
+    /// Element index (the byte number for bits), always below `BUFFER_SIZE`.
+    pub const fn index(self) -> u16 {
+        self.index
+    }
+
+    /// Bit number for `Width::Bit`, always 0 otherwise.
+    pub const fn bit(self) -> u8 {
+        self.bit
+    }
+
+    /// The same area and width at another element (bit 0 for bits).
+    pub const fn with_index(self, index: u16) -> Result<Self, AddressError> {
+        IecAddress::new(self.area, self.width, index, 0)
+    }
+
+    /// The `k`-th point after this one in its area, counting bits across bytes for
+    /// `Width::Bit` (`%QX0.7` + 1 = `%QX1.0`).
+    pub const fn offset_by(self, k: usize) -> Result<Self, AddressError> {
+        let (index, bit) = match self.width {
+            Width::Bit => {
+                let n = self.index as usize * BITS_PER_BYTE + self.bit as usize + k;
+                (n / BITS_PER_BYTE, (n % BITS_PER_BYTE) as u8)
+            }
+            _ => (self.index as usize + k, 0),
+        };
+        if index >= BUFFER_SIZE {
+            return Err(AddressError::OutOfRange);
+        }
+        IecAddress::new(self.area, self.width, index as u16, bit)
+    }
+
+    /// The (element, bit) array indices. The modulo is the identity for every address
+    /// (the constructors checked the range); it lets the compiler see that indexing an area
+    /// with them cannot go out of bounds.
+    const fn cell(self) -> (usize, usize) {
+        (self.index as usize % BUFFER_SIZE, self.bit as usize % BITS_PER_BYTE)
+    }
+
     /// Checks that `value` fits this location's width.
     pub const fn check_value(self, value: u64) -> Result<u64, AddressError> {
         if value > self.width.max_value() { Err(AddressError::ValueTooLarge) } else { Ok(value) }
@@ -234,9 +302,9 @@ impl fmt::Display for IecAddress {
 impl InputImage {
     /// The value at an input address, zero-extended. Non-input addresses read as `None`.
     pub fn get(&self, addr: IecAddress) -> Option<u64> {
-        let i = addr.index as usize;
+        let (i, b) = addr.cell();
         Some(match (addr.area, addr.width) {
-            (Area::Input, Width::Bit) => self.bool_input[i][addr.bit as usize] as u64,
+            (Area::Input, Width::Bit) => self.bool_input[i][b] as u64,
             (Area::Input, Width::Byte) => self.byte_input[i] as u64,
             (Area::Input, Width::Word) => self.int_input[i] as u64,
             (Area::Input, Width::DWord) => self.dint_input[i] as u64,
@@ -247,9 +315,9 @@ impl InputImage {
 
     /// Stores `value` (truncated to the width) at an input address; false if not an input.
     pub fn set(&mut self, addr: IecAddress, value: u64) -> bool {
-        let i = addr.index as usize;
+        let (i, b) = addr.cell();
         match (addr.area, addr.width) {
-            (Area::Input, Width::Bit) => self.bool_input[i][addr.bit as usize] = (value != 0) as u8,
+            (Area::Input, Width::Bit) => self.bool_input[i][b] = (value != 0) as u8,
             (Area::Input, Width::Byte) => self.byte_input[i] = value as u8,
             (Area::Input, Width::Word) => self.int_input[i] = value as u16,
             (Area::Input, Width::DWord) => self.dint_input[i] = value as u32,
@@ -263,8 +331,7 @@ impl InputImage {
 impl OutputImage {
     /// The value at an output or memory address, zero-extended. Inputs read as `None`.
     pub fn get(&self, addr: IecAddress) -> Option<u64> {
-        let i = addr.index as usize;
-        let b = addr.bit as usize;
+        let (i, b) = addr.cell();
         Some(match (addr.area, addr.width) {
             (Area::Output, Width::Bit) => self.bool_output[i][b] as u64,
             (Area::Output, Width::Byte) => self.byte_output[i] as u64,
@@ -281,8 +348,7 @@ impl OutputImage {
 
     /// Stores `value` (truncated to the width); false if not an output or memory address.
     pub fn set(&mut self, addr: IecAddress, value: u64) -> bool {
-        let i = addr.index as usize;
-        let b = addr.bit as usize;
+        let (i, b) = addr.cell();
         match (addr.area, addr.width) {
             (Area::Output, Width::Bit) => self.bool_output[i][b] = (value != 0) as u8,
             (Area::Output, Width::Byte) => self.byte_output[i] = value as u8,
@@ -397,6 +463,28 @@ mod tests {
         image.outputs.clear_outputs();
         assert_eq!(image.outputs.int_output[1], 0);
         assert_eq!(image.outputs.int_memory[2], 88, "memory survives clearing outputs");
+    }
+
+    #[test]
+    fn decoding_checks_the_range() {
+        let good = IecAddress::parse("%MW7").unwrap();
+        let mut buf = [0u8; 16];
+        let bytes = postcard::to_slice(&good, &mut buf).unwrap();
+        assert_eq!(postcard::from_bytes::<IecAddress>(bytes), Ok(good));
+        // %MW5000: area 2, width 2, index 5000 (varint 0x88 0x27), bit 0.
+        assert!(postcard::from_bytes::<IecAddress>(&[2, 2, 0x88, 0x27, 0]).is_err());
+        // %QX0.9 and %MB0.
+        assert!(postcard::from_bytes::<IecAddress>(&[1, 0, 0, 9]).is_err());
+        assert!(postcard::from_bytes::<IecAddress>(&[2, 1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn offsets_walk_bits_across_bytes() {
+        let q = IecAddress::parse("%QX0.6").unwrap();
+        assert_eq!(q.offset_by(2), IecAddress::parse("%QX1.0"));
+        assert_eq!(IecAddress::parse("%QW1020").unwrap().offset_by(3), IecAddress::parse("%QW1023"));
+        assert_eq!(IecAddress::parse("%QW1020").unwrap().offset_by(4), Err(AddressError::OutOfRange));
+        assert_eq!(IecAddress::parse("%QX1023.7").unwrap().offset_by(1), Err(AddressError::OutOfRange));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | `header.client_pid` | the client holding the lease | everyone |
 //! | `control`, `stats`, `histogram`, `program`, `outputs`, `debug`, `events` | rt-core scan thread | everyone (`events`: the client) |
 //! | `load_result`, `logs` | rt-core control thread | the client |
-//! | `retain_saved` | rt-core scan thread | the client |
+//! | `retain_saved`, `forces` | rt-core scan thread | the client; a restarted rt-core (the live copy) |
 //! | `inputs`, `watch`, `commands`, `writes`, `retain_restore` | the client (lease holder) | rt-core |
 //!
 //! "The client" is the companion, or the control tool while no companion runs. The client
@@ -18,7 +18,7 @@
 //! seqlocks hold across processes. rt-core holds an exclusive `flock` on the file itself
 //! for its whole life, which is how everyone tells whether it is alive.
 
-use crate::debug::{DebugValues, LoadResult, ProgramInfo, WatchList};
+use crate::debug::{DebugValues, ForceTable, LoadResult, ProgramInfo, WatchList};
 use crate::image::{InputImage, OutputImage};
 
 /// `InputSnapshot::dirty` bits: which input areas changed since the previous snapshot.
@@ -36,13 +36,14 @@ use crate::stats::{Histogram, Stats};
 use crate::triple::TripleBuffer;
 use bytemuck::{Pod, Zeroable};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use serde::{Deserialize, Serialize};
 
 /// "OPLC-SHM" little-endian; written last by the creator, so a reader that sees it sees an
 /// initialised layout.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -53,7 +54,7 @@ pub type EventRing = Ring<256, 60>;
 pub type LogRing = Ring<256, 508>;
 
 /// PLC states, as the OpenPLC API names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u32)]
 pub enum PlcState {
     Empty = 0,
@@ -79,6 +80,51 @@ impl PlcState {
             PlcState::Stopped => "STOPPED",
             PlcState::Running => "RUNNING",
             PlcState::Error => "ERROR",
+        }
+    }
+}
+
+/// Where rt-core's scan thread runs (`openplc-rt run --cpu`, the companion's `rt_cpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuChoice {
+    /// An isolated CPU when the kernel has one, otherwise the last allowed CPU.
+    Auto,
+    /// Leave it to the scheduler.
+    None,
+    Cpu(usize),
+}
+
+/// A CPU choice that is not `auto`, `none` or a CPU number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuChoiceError;
+
+impl core::fmt::Display for CpuChoiceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("expected auto, none or a CPU number")
+    }
+}
+
+impl core::str::FromStr for CpuChoice {
+    type Err = CpuChoiceError;
+    fn from_str(s: &str) -> Result<Self, CpuChoiceError> {
+        match s.trim() {
+            "auto" => Ok(CpuChoice::Auto),
+            "none" => Ok(CpuChoice::None),
+            n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse().map(CpuChoice::Cpu).map_err(|_| CpuChoiceError)
+            }
+            _ => Err(CpuChoiceError),
+        }
+    }
+}
+
+/// The spelling `FromStr` reads back (what goes on `openplc-rt run --cpu`).
+impl core::fmt::Display for CpuChoice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CpuChoice::Auto => f.write_str("auto"),
+            CpuChoice::None => f.write_str("none"),
+            CpuChoice::Cpu(n) => write!(f, "{n}"),
         }
     }
 }
@@ -204,6 +250,8 @@ pub struct SharedMemory {
     pub retain_saved: SeqLock<RetainImage>,
     /// RETAIN values for the next `Load` to give back (when they match the program).
     pub retain_restore: SeqLock<RetainImage>,
+    /// The variables forced right now (the live copy a restarted rt-core restores).
+    pub forces: SeqLock<ForceTable>,
     /// Read/written only through atomics; keeps the two ends of the file apart.
     pub tail_guard: CachePadded<AtomicU64>,
 }
@@ -232,6 +280,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SharedMemory, logs) as u64,
         offset_of!(SharedMemory, retain_saved) as u64,
         offset_of!(SharedMemory, retain_restore) as u64,
+        offset_of!(SharedMemory, forces) as u64,
     ];
     // FNV-1a over the little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -325,6 +374,9 @@ impl SharedMemory {
         shm.writes.init();
         shm.events.init();
         shm.logs.init();
+        shm.retain_saved.init();
+        shm.retain_restore.init();
+        shm.forces.init();
         shm.header.magic.store(MAGIC, Ordering::Release);
         shm
     }
@@ -373,6 +425,19 @@ impl SharedMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_choices_read_back_what_they_print() {
+        for text in ["auto", "none", "0", "3"] {
+            let choice: CpuChoice = text.parse().unwrap();
+            let mut buf = heapless::String::<8>::new();
+            core::fmt::write(&mut buf, format_args!("{choice}")).unwrap();
+            assert_eq!(buf.as_str(), text);
+        }
+        for bad in ["", "Auto", "-1", "1x", "cpu2", "99999999999999999999999"] {
+            assert_eq!(bad.parse::<CpuChoice>(), Err(CpuChoiceError), "{bad:?}");
+        }
+    }
 
     #[test]
     fn command_results_match_their_sequence_number() {

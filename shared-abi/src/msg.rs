@@ -3,6 +3,7 @@
 //! byte buffer is a bounded `heapless` type so decoding never allocates.
 
 use crate::image::IecAddress;
+use crate::layout::PlcState;
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,11 @@ pub enum Command {
     ResetStats,
     /// Leave the scan loop and exit the process.
     Shutdown,
+    /// Write a debug variable once (not a force): applied at the start of the next scan,
+    /// before the program runs (at once while the PLC is stopped), converted like `Force`.
+    /// A forced variable keeps its forced value. Needs a program built with `var_write`
+    /// (`CommandStatus::Unsupported` otherwise).
+    SetVar { var: u32, value: Vec<u8, MAX_FORCE_BYTES>, big_endian: bool },
 }
 
 /// What the scan thread made of a command.
@@ -74,6 +80,9 @@ pub enum CommandStatus {
     InError = 10,
     /// The forced-variable table is full.
     TooManyForces = 11,
+    /// The loaded program does not offer what the command needs (a library built before
+    /// `var_write` was added to the program ABI, for `SetVar`).
+    Unsupported = 12,
 }
 
 impl CommandStatus {
@@ -90,6 +99,7 @@ impl CommandStatus {
             9 => Self::Undecodable,
             10 => Self::InError,
             11 => Self::TooManyForces,
+            12 => Self::Unsupported,
             _ => return None,
         })
     }
@@ -107,6 +117,7 @@ impl CommandStatus {
             Self::Undecodable => "command could not be decoded",
             Self::InError => "PLC is in ERROR; load a program first",
             Self::TooManyForces => "too many forced variables",
+            Self::Unsupported => "the loaded program does not support this (rebuild it)",
         }
     }
 }
@@ -119,11 +130,27 @@ pub struct ImageWrite {
     pub value: u64,
 }
 
+/// The rings a client writes, as `Event::BadMessage` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RingId {
+    Commands,
+    Writes,
+}
+
+impl RingId {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RingId::Commands => "command",
+            RingId::Writes => "image write",
+        }
+    }
+}
+
 /// Something rt-core's scan thread wants the companion to know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     StateChanged {
-        state: u32,
+        state: PlcState,
         cycle: u64,
     },
     ProgramSwapped {
@@ -136,25 +163,140 @@ pub enum Event {
         total: u64,
         worst_latency_ns: u64,
     },
-    /// The program raised a signal (`signal`) and was stopped; state is ERROR.
+    /// The program ended its scan its own way (a crash, exit, abort, ...) and was stopped;
+    /// state is ERROR. `restart`: it stopped outside its own code (inside libc, say), so
+    /// rt-core restarts itself in place (same pid) rather than risk a lock left held.
     ProgramFault {
-        signal: i32,
+        cause: FaultCause,
         cycle: u64,
+        restart: bool,
     },
     /// The program ran longer than the watchdog allows and was aborted; state is ERROR.
+    /// `restart` as for `ProgramFault`.
     WatchdogAbort {
         ran_ns: u64,
         cycle: u64,
+        restart: bool,
     },
     /// A forced variable was set or released.
     Forced {
         var: u32,
         forced: bool,
     },
-    /// A command or write slot that did not decode was discarded.
+    /// A command or write slot that did not decode (or named something out of range) was
+    /// discarded.
     BadMessage {
-        ring: u8,
+        ring: RingId,
     },
+}
+
+/// How program code ended a call into it, as rt-core's crash guard saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultCause {
+    /// A signal: a fault (SIGSEGV, SIGFPE, SIGABRT from glibc's checks, ...) or a
+    /// terminating signal the process sent itself.
+    Signal(i32),
+    /// A call of exit, _exit, _Exit or quick_exit with this status.
+    Exit(i32),
+    /// A call of abort().
+    Abort,
+    /// A call of raise() with this signal.
+    Raise(i32),
+    /// A call of pthread_exit().
+    ThreadExit,
+    /// The watchdog's abort of a scan that ran too long.
+    Watchdog,
+}
+
+impl core::fmt::Display for FaultCause {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            FaultCause::Signal(s) => write!(f, "{}", signal_name(s)),
+            FaultCause::Exit(status) => write!(f, "a call of exit({status})"),
+            FaultCause::Abort => f.write_str("a call of abort()"),
+            FaultCause::Raise(s) => write!(f, "raise({})", signal_name(s)),
+            FaultCause::ThreadExit => f.write_str("a call of pthread_exit()"),
+            FaultCause::Watchdog => f.write_str("a watchdog abort (the scan ran too long)"),
+        }
+    }
+}
+
+/// A Linux signal's name, with what it usually means for a program.
+pub const fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL (illegal instruction, or an IEC run-time error)",
+        5 => "SIGTRAP (trap)",
+        6 => "SIGABRT (abort: an assertion, a heap corruption check, a stack overflow check)",
+        7 => "SIGBUS (bus error)",
+        8 => "SIGFPE (arithmetic error, e.g. division by zero)",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV (invalid memory access)",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        16 => "SIGSTKFLT",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        26 => "SIGVTALRM",
+        27 => "SIGPROF",
+        29 => "SIGIO",
+        30 => "SIGPWR",
+        31 => "SIGSYS (bad system call)",
+        34..=64 => "a real-time signal",
+        _ => "a signal",
+    }
+}
+
+/// Why a ring slot was refused by [`decode_command`] or [`decode_write`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a postcard encoding of the message (a bad tag, a bad varint, a field out of
+    /// range such as `%MW5000`, text that is not UTF-8, a buffer over its bound, …).
+    Malformed,
+    /// A message followed by bytes that belong to none.
+    TrailingBytes,
+    /// An image write whose value does not fit the location's width.
+    ValueTooLarge,
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DecodeError::Malformed => "not a valid message",
+            DecodeError::TrailingBytes => "bytes after the message",
+            DecodeError::ValueTooLarge => "value does not fit the location",
+        })
+    }
+}
+
+fn decode_exact<'a, M: Deserialize<'a>>(bytes: &'a [u8]) -> Result<M, DecodeError> {
+    match postcard::take_from_bytes::<M>(bytes) {
+        Ok((message, [])) => Ok(message),
+        Ok(_) => Err(DecodeError::TrailingBytes),
+        Err(_) => Err(DecodeError::Malformed),
+    }
+}
+
+/// Decodes one command slot as rt-core takes it from the shared memory: a pure function
+/// of the slot's bytes that never panics and never allocates, so it can be fuzzed as is.
+/// Everything inside is bounded by its type (`heapless` strings and buffers); what only
+/// the loaded program can judge (a variable index, a value's size) is checked when the
+/// command is carried out.
+pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
+    decode_exact(bytes)
+}
+
+/// Decodes one image-write slot: the address is in range (see [`IecAddress`]) and the
+/// value fits its width, or the slot is refused. Pure, like [`decode_command`].
+pub fn decode_write(bytes: &[u8]) -> Result<ImageWrite, DecodeError> {
+    let write: ImageWrite = decode_exact(bytes)?;
+    write.addr.check_value(write.value).map_err(|_| DecodeError::ValueTooLarge)?;
+    Ok(write)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,4 +350,68 @@ pub fn bounded<const N: usize>(text: &str) -> String<N> {
     }
     let _ = s.push_str(&text[..end]);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::IecAddress;
+
+    fn encode<M: Serialize>(m: &M) -> heapless::Vec<u8, 512> {
+        let mut buf = [0u8; 512];
+        let used = postcard::to_slice(m, &mut buf).unwrap();
+        heapless::Vec::from_slice(used).unwrap()
+    }
+
+    #[test]
+    fn commands_round_trip_and_garbage_is_refused() {
+        let commands = [
+            Command::Start,
+            Command::Load { path: bounded("/x/y.so"), start: true, warm: false },
+            Command::Force { var: 3, value: Vec::from_slice(&[1, 2]).unwrap(), big_endian: true },
+            Command::SetVar { var: 9, value: Vec::from_slice(&[7]).unwrap(), big_endian: false },
+            Command::Shutdown,
+        ];
+        for (seq, command) in commands.into_iter().enumerate() {
+            let envelope = CommandEnvelope { seq: seq as u32, command };
+            let bytes = encode(&envelope);
+            assert_eq!(decode_command(&bytes), Ok(envelope.clone()));
+            let mut longer = bytes.clone();
+            longer.push(0).unwrap();
+            assert_eq!(decode_command(&longer), Err(DecodeError::TrailingBytes));
+        }
+        assert_eq!(decode_command(&[]), Err(DecodeError::Malformed));
+        assert_eq!(decode_command(&[1, 200]), Err(DecodeError::Malformed), "no command 200");
+        // A Force whose value claims 300 bytes (over MAX_FORCE_BYTES).
+        assert_eq!(decode_command(&[1, 4, 0, 0xAC, 0x02]), Err(DecodeError::Malformed));
+    }
+
+    #[test]
+    fn writes_are_checked_for_range_and_width() {
+        let ok = ImageWrite { addr: IecAddress::parse("%QW3").unwrap(), value: 7 };
+        assert_eq!(decode_write(&encode(&ok)), Ok(ok));
+        // %MW5000 = 42, as a client with its own encoder could send it.
+        assert_eq!(decode_write(&[2, 2, 0x88, 0x27, 0, 42]), Err(DecodeError::Malformed));
+        // %QX0.0 = 2: a bit holds 0 or 1.
+        assert_eq!(decode_write(&[1, 0, 0, 0, 2]), Err(DecodeError::ValueTooLarge));
+    }
+
+    #[test]
+    fn decoding_every_short_slot_never_panics() {
+        // Every slot of up to 3 bytes over an alphabet of interesting bytes.
+        let alphabet = [0u8, 1, 2, 4, 7, 9, 0x7F, 0x80, 0xFF];
+        let mut slot = [0u8; 3];
+        for len in 0..=3 {
+            let combos = alphabet.len().pow(len as u32);
+            for n in 0..combos {
+                let mut k = n;
+                for b in slot.iter_mut().take(len) {
+                    *b = alphabet[k % alphabet.len()];
+                    k /= alphabet.len();
+                }
+                let _ = decode_command(&slot[..len]);
+                let _ = decode_write(&slot[..len]);
+            }
+        }
+    }
 }

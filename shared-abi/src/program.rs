@@ -114,15 +114,27 @@ pub struct ProgramAbi {
     /// before the first scan, nothing forced). Returns 0 or a negative error. Null with
     /// `retain_count`.
     pub retain_set: Option<unsafe extern "C" fn(i: u32, value: *const c_void, len: u32) -> i32>,
+    // Appended after the RETAIN functions: present when `struct_size` covers it.
+    /// Writes debug variable `index` once, as a program write (not a force), from `len`
+    /// native-order bytes (a short value zero-padded). A forced variable keeps its forced
+    /// value. Returns 0 or a negative error. May be null: rt-core refuses `SetVar` then.
+    pub var_write: Option<unsafe extern "C" fn(index: u32, value: *const c_void, len: u32) -> i32>,
 }
 
 /// `struct_size` of the first release's table (without the RETAIN functions): libraries
 /// built then still load, without RETAIN.
 pub const PROGRAM_ABI_BASE_SIZE: usize = 16 + 15 * 8;
+/// `struct_size` of a table with the RETAIN functions but without `var_write`.
+pub const PROGRAM_ABI_RETAIN_SIZE: usize = PROGRAM_ABI_BASE_SIZE + 3 * 8;
 
 impl ProgramAbi {
     /// Whether a table of `struct_size` bytes has the RETAIN functions.
     pub const fn has_retain(struct_size: u32) -> bool {
+        struct_size as usize >= PROGRAM_ABI_RETAIN_SIZE
+    }
+
+    /// Whether a table of `struct_size` bytes has `var_write`.
+    pub const fn has_var_write(struct_size: u32) -> bool {
         struct_size as usize >= core::mem::size_of::<ProgramAbi>()
     }
 }
@@ -134,5 +146,6 @@ const _: () = {
     assert!(offset_of!(ProgramAbi, bind_image) == 16);
     assert!(offset_of!(ProgramAbi, located_at) == 16 + 14 * 8);
     assert!(offset_of!(ProgramAbi, retain_count) == PROGRAM_ABI_BASE_SIZE);
-    assert!(size_of::<ProgramAbi>() == PROGRAM_ABI_BASE_SIZE + 3 * 8);
+    assert!(offset_of!(ProgramAbi, var_write) == PROGRAM_ABI_RETAIN_SIZE);
+    assert!(size_of::<ProgramAbi>() == PROGRAM_ABI_RETAIN_SIZE + 8);
 };

@@ -46,6 +46,11 @@ pub struct Ring<const N: usize, const S: usize> {
 unsafe impl<const N: usize, const S: usize> Sync for Ring<N, S> {}
 
 impl<const N: usize, const S: usize> Ring<N, S> {
+    /// Slots in the ring.
+    pub const SLOTS: usize = N;
+    /// Payload bytes per slot.
+    pub const SLOT_BYTES: usize = S;
+
     const CHECK: () = {
         assert!(N.is_power_of_two() && N <= 1 << 16);
         assert!(S >= 8 && S.is_multiple_of(4));

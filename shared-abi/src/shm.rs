@@ -9,13 +9,15 @@
 //! - `ObserverMapping::open`: read-only access for status, stats and outputs, alongside a
 //!   client.
 
-use crate::layout::{AttachError, LAYOUT_SIZE, MAGIC, SharedMemory};
+use crate::layout::{AttachError, CommandRing, EventRing, LAYOUT_SIZE, LogRing, MAGIC, SharedMemory, WriteRing};
+use crate::ring::{Consumer, Producer};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 
 /// The default shared-memory name.
@@ -139,10 +141,28 @@ fn validate<'a>(map: &'a MmapRaw, path: &Path) -> Result<&'a SharedMemory, ShmEr
 /// rt-core's handle: the owner of the file.
 pub struct RtMapping {
     map: MmapRaw,
-    _lock: File,
+    /// The open file, whose exclusive flock says "rt-core is alive".
+    lock: File,
     path: PathBuf,
     created: bool,
+    ends_taken: AtomicBool,
 }
+
+/// rt-core's single-role ends of the rings: the only consumer of commands and image
+/// writes, the only producer of events and log lines. [`RtMapping::take_ends`] hands them
+/// out once per mapping, and only one mapping of a file exists at a time (its exclusive
+/// flock), so holding these proves the single-role contract the rings need.
+pub struct RtEnds<'a> {
+    pub commands: CommandConsumer<'a>,
+    pub writes: WriteConsumer<'a>,
+    pub events: EventProducer<'a>,
+    pub logs: LogProducer<'a>,
+}
+
+pub type CommandConsumer<'a> = Consumer<'a, { CommandRing::SLOTS }, { CommandRing::SLOT_BYTES }>;
+pub type WriteConsumer<'a> = Consumer<'a, { WriteRing::SLOTS }, { WriteRing::SLOT_BYTES }>;
+pub type EventProducer<'a> = Producer<'a, { EventRing::SLOTS }, { EventRing::SLOT_BYTES }>;
+pub type LogProducer<'a> = Producer<'a, { LogRing::SLOTS }, { LogRing::SLOT_BYTES }>;
 
 impl RtMapping {
     /// Creates the file, or takes over one whose rt-core died. Refuses when another rt-core
@@ -168,7 +188,7 @@ impl RtMapping {
             match validate(&map, &path) {
                 Ok(shm) => {
                     shm.header.rt_pid.store(std::process::id(), Ordering::Release);
-                    return Ok(RtMapping { map, _lock: file, path, created: false });
+                    return Ok(RtMapping::new(map, file, path, false));
                 }
                 Err(ShmError::Attach(_, err)) => {
                     // Another version, or a creator that died mid-way. Replace it only if no
@@ -192,12 +212,64 @@ impl RtMapping {
         unsafe {
             SharedMemory::init_in_place(map.as_mut_ptr() as *mut SharedMemory, std::process::id(), monotonic_ns())
         };
-        Ok(RtMapping { map, _lock: file, path, created: true })
+        Ok(RtMapping::new(map, file, path, true))
+    }
+
+    fn new(map: MmapRaw, lock: File, path: PathBuf, created: bool) -> RtMapping {
+        RtMapping { map, lock, path, created, ends_taken: AtomicBool::new(false) }
+    }
+
+    /// Takes over the file behind `fd`, which this process inherited across `execve` from
+    /// the rt-core it replaces (same pid): the exclusive flock stays held throughout, so no
+    /// client ever sees rt-core gone. Checks that the lock is really held through `fd` and
+    /// that the file holds a layout this build can use.
+    ///
+    /// # Safety
+    /// `fd` must not be the file of another live `RtMapping` of this process (it came across
+    /// `execve`, where no mapping survives).
+    pub unsafe fn inherit(fd: OwnedFd, path: PathBuf) -> Result<Self, ShmError> {
+        let file = File::from(fd);
+        let io = |e| ShmError::Io(path.clone(), e);
+        // flock on the open file description that already holds the lock succeeds; on any
+        // other one it fails while the holder lives.
+        if !try_flock(&file, true).map_err(io)? {
+            let pid = peek_pid(&file, false);
+            return Err(ShmError::RtRunning { path, pid });
+        }
+        let map = map(&file, &path, true)?;
+        let shm = validate(&map, &path)?;
+        shm.header.rt_pid.store(std::process::id(), Ordering::Release);
+        Ok(RtMapping::new(map, file, path, false))
     }
 
     pub fn shm(&self) -> &SharedMemory {
         // SAFETY: validated or initialised in `open`; mapped for as long as `self`.
         unsafe { &*(self.map.as_ptr() as *const SharedMemory) }
+    }
+
+    /// rt-core's ring ends, the first time only (`None` after that).
+    pub fn take_ends(&self) -> Option<RtEnds<'_>> {
+        if self.ends_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let shm = self.shm();
+        // SAFETY: one live RtMapping per file (the exclusive flock, held from `open` or
+        // `inherit` until drop) and one call that gets past the flag above per mapping: these
+        // are the only rt-core-side ends in any process. Clients take the other ends only
+        // under the client lease.
+        unsafe {
+            Some(RtEnds {
+                commands: shm.commands.consumer(),
+                writes: shm.writes.consumer(),
+                events: shm.events.producer(),
+                logs: shm.logs.producer(),
+            })
+        }
+    }
+
+    /// The locked file, to hand across `execve` to the rt-core that replaces this one.
+    pub fn lock_fd(&self) -> BorrowedFd<'_> {
+        self.lock.as_fd()
     }
 
     /// Whether `open` made a new file (false: took over a predecessor's).

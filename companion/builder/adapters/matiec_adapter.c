@@ -365,25 +365,15 @@ static uint32_t adapter_retain_var(uint32_t i)
 }
 
 /*
- * Restores RETAIN variable i (after init, before the first scan, nothing forced) from the
- * var_size bytes saved from its var_addr: they go back to the same place, which is the
- * variable's own storage (a located variable's image cell or program storage). A STRING keeps
- * its length within the body.
+ * Writes debug variable `index` from `size` bytes into the variable's own storage (what
+ * get_var_addr() gives: a located variable's image cell or the program's storage); a STRING
+ * keeps its length within the body. A forced variable keeps its forced value (debug.c reads
+ * fvalue while forced). Returns 0, or -2 when the variable has no storage.
  */
-static int32_t adapter_retain_set(uint32_t i, const void *value, uint32_t len)
+static int32_t store_value(uint32_t index, const void *value, size_t size)
 {
-    uint32_t index = adapter_retain_var(i);
-    size_t size;
-    void *addr;
+    void *addr = get_var_addr(index);
 
-    if (index == UINT32_MAX || value == NULL) {
-        return -1;
-    }
-    size = get_var_size(index);
-    if (size == 0 || len != size) {
-        return -1;
-    }
-    addr = get_var_addr(index);
     if (addr == NULL) {
         return -2;
     }
@@ -395,6 +385,46 @@ static int32_t adapter_retain_set(uint32_t i, const void *value, uint32_t len)
         }
     }
     return 0;
+}
+
+/*
+ * Restores RETAIN variable i (after init, before the first scan, nothing forced) from the
+ * var_size bytes saved from its var_addr: they go back to the same place.
+ */
+static int32_t adapter_retain_set(uint32_t i, const void *value, uint32_t len)
+{
+    uint32_t index = adapter_retain_var(i);
+    size_t size;
+
+    if (index == UINT32_MAX || value == NULL) {
+        return -1;
+    }
+    size = get_var_size(index);
+    if (size == 0 || len != size) {
+        return -1;
+    }
+    return store_value(index, value, size);
+}
+
+/* Writes a debug variable once, as a program write (not a force): a short value is
+ * zero-padded, as for var_force. */
+static int32_t adapter_var_write(uint32_t index, const void *value, uint32_t len)
+{
+    unsigned char buf[FORCE_BUFFER_SIZE];
+    size_t size;
+
+    if (index >= get_var_count() || (value == NULL && len != 0)) {
+        return -1;
+    }
+    size = get_var_size(index);
+    if (size == 0 || size > sizeof buf) {
+        return -2;
+    }
+    memset(buf, 0, sizeof buf);
+    if (len != 0) {
+        memcpy(buf, value, len < size ? len : size);
+    }
+    return store_value(index, buf, size);
 }
 
 static const oplc_program_abi_t adapter_abi = {
@@ -419,6 +449,7 @@ static const oplc_program_abi_t adapter_abi = {
     adapter_retain_count,
     adapter_retain_var,
     adapter_retain_set,
+    adapter_var_write,
 };
 
 const oplc_program_abi_t *oplc_program_entry(void)

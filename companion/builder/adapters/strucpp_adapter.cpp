@@ -819,6 +819,31 @@ int32_t adapter_retain_set(uint32_t i, const void *value, uint32_t len)
     return 0;
 }
 
+/* Writes a debug variable once, through the leaf's typed setter as a program write (not a
+ * force: a forced variable keeps its forced value); a short value is zero-padded, as for
+ * var_force. A located %Q/%M variable reaches its image cell at once. */
+int32_t adapter_var_write(uint32_t index, const void *value, uint32_t len)
+{
+    unsigned char buf[MAX_VALUE_BYTES];
+
+    if (index >= var_total || (value == nullptr && len != 0)) {
+        return -1;
+    }
+    const Var &v = vars[index];
+    if (v.size == 0 || v.size > sizeof buf) {
+        return -2;
+    }
+    std::memset(buf, 0, sizeof buf);
+    if (len != 0) {
+        std::memcpy(buf, value, len < v.size ? len : v.size);
+    }
+    if (dbg::handle_write(v.arr, v.elem, buf, static_cast<uint16_t>(v.size)) != dbg::STATUS_OK) {
+        return -2;
+    }
+    show_written(v);
+    return 0;
+}
+
 const oplc_program_abi_t adapter_abi = {
     OPLC_PROGRAM_ABI_VERSION,
     static_cast<uint32_t>(sizeof(oplc_program_abi_t)),
@@ -841,6 +866,7 @@ const oplc_program_abi_t adapter_abi = {
     adapter_retain_count,
     adapter_retain_var,
     adapter_retain_set,
+    adapter_var_write,
 };
 
 } // namespace

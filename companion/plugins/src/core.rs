@@ -305,7 +305,7 @@ impl Core {
         let mut inputs = Vec::new();
         let mut others = Vec::new();
         diff_image(now, before, &mut |addr, v| {
-            if addr.area == Area::Input { inputs.push((addr, v)) } else { others.push((addr, v)) }
+            if addr.area() == Area::Input { inputs.push((addr, v)) } else { others.push((addr, v)) }
         });
         if !inputs.is_empty() {
             self.apply_inputs(&inputs);
@@ -325,7 +325,7 @@ impl Core {
             p.push((addr, value));
             p.len() >= JOURNAL_MAX
         };
-        if addr.area == Area::Input {
+        if addr.area() == Area::Input {
             lock(&self.view).inputs.set(addr, value);
         }
         if full {
@@ -342,7 +342,7 @@ impl Core {
             return;
         }
         self.counters.journal_flushes.fetch_add(1, Ordering::Relaxed);
-        let (inputs, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(a, _)| a.area == Area::Input);
+        let (inputs, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(a, _)| a.area() == Area::Input);
         if !inputs.is_empty() {
             // Detached: the inputs are lost with the rt-core they were meant for.
             let _ = self.plc.update_inputs(|img| {
@@ -405,7 +405,7 @@ impl Core {
         bytemuck::bytes_of_mut(&mut **outputs).copy_from_slice(bytemuck::bytes_of(&*snapshot));
         self.plc.inputs(|i| bytemuck::bytes_of_mut(&mut **view_inputs).copy_from_slice(bytemuck::bytes_of(i)));
         for &(a, v) in lock(&self.pending).iter() {
-            if a.area == Area::Input {
+            if a.area() == Area::Input {
                 view_inputs.set(a, v);
             }
         }
@@ -420,7 +420,7 @@ impl Core {
         let view = lock(&self.view);
         addrs
             .iter()
-            .map(|&a| match a.area {
+            .map(|&a| match a.area() {
                 Area::Input => view.inputs.get(a).unwrap_or(0),
                 Area::Output | Area::Memory => view.outputs.image.get(a).unwrap_or(0),
             })

@@ -265,7 +265,7 @@ fn read(py: Python<'_>, h: Handle, addresses: Vec<String>) -> PyResult<Py<PyList
         .iter()
         .zip(values)
         .map(|(a, v)| -> PyResult<Py<PyAny>> {
-            Ok(if a.width == Width::Bit {
+            Ok(if a.width() == Width::Bit {
                 (v != 0).into_pyobject(py)?.to_owned().into_any().unbind()
             } else {
                 v.into_pyobject(py)?.into_any().unbind()
@@ -299,7 +299,7 @@ fn write(py: Python<'_>, h: Handle, items: Vec<(String, Bound<'_, PyAny>)>) -> P
 
 /// The cell bits of `v` at `addr`'s width, accepting the unsigned and signed ranges.
 fn to_cell(addr: IecAddress, v: i128) -> Option<u64> {
-    let bits = match addr.width {
+    let bits = match addr.width() {
         Width::Bit => return (v == 0 || v == 1).then_some(v as u64),
         Width::Byte => 8,
         Width::Word => 16,

@@ -60,6 +60,9 @@ pub struct SystemCompiler {
     pub checker: Option<PathBuf>,
 }
 
+/// What `openplc-rt check` prints when the library loaded (rt-core's `ctl::CHECK_OK`).
+const CHECK_OK: &str = "loads, program ABI";
+
 /// How long `openplc-rt check` may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -90,10 +93,15 @@ fn check_library(checker: &Path, library: &Path) -> Result<String, String> {
     let output = child.wait_with_output().map_err(|e| e.to_string())?;
     let said = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().trim_start_matches("openplc-rt: ").to_string();
     match (status.success(), status.signal()) {
-        (true, _) => Ok(said(&output.stdout)),
+        // The success line too: a library that ends the checker with status 0 from its
+        // constructors (a raw exit system call) printed nothing.
+        (true, _) if String::from_utf8_lossy(&output.stdout).contains(CHECK_OK) => Ok(said(&output.stdout)),
+        (true, _) => {
+            Err("the program ended the check while loading, without an error: its start-up code is faulty".into())
+        }
         (false, Some(signal)) => Err(format!(
             "the program crashed while loading ({}): its start-up code is faulty",
-            crate::rt_link::signal_name(signal)
+            shared_abi::msg::signal_name(signal)
         )),
         (false, None) => Err(said(&output.stderr)),
     }

@@ -413,7 +413,7 @@ impl IoPoint {
         if self.function.is_bits() {
             self.len as u32
         } else {
-            self.len as u32 * registers_per_element(self.location.width)
+            self.len as u32 * registers_per_element(self.location.width())
         }
     }
 }
@@ -500,7 +500,7 @@ fn parse_point(raw: &RawPoint, device_cycle: Option<u64>, path: &str) -> Result<
     let location = IecAddress::parse(&raw.iec_location)
         .map_err(|e| err(format!("{path}.iec_location"), format!("{:?}: {e}", raw.iec_location)))?;
     let loc_path = format!("{path}.iec_location");
-    if function.is_bits() != (location.width == Width::Bit) {
+    if function.is_bits() != (location.width() == Width::Bit) {
         let want = if function.is_bits() { "a bit location (%IX/%QX/%MX n.b)" } else { "a byte/word location" };
         return Err(err(loc_path, format!("function {} needs {want}, not {}", function.code(), raw.iec_location)));
     }
@@ -524,10 +524,10 @@ fn parse_point(raw: &RawPoint, device_cycle: Option<u64>, path: &str) -> Result<
     if offset as u32 + wire > 65_536 {
         return Err(err(format!("{path}.len"), format!("offset {offset} + {wire} runs past Modbus address 65535")));
     }
-    let (first, room) = if location.width == Width::Bit {
-        (location.index as u32 * BITS_PER_BYTE as u32 + location.bit as u32, IMAGE_BITS)
+    let (first, room) = if location.width() == Width::Bit {
+        (location.index() as u32 * BITS_PER_BYTE as u32 + location.bit() as u32, IMAGE_BITS)
     } else {
-        (location.index as u32, BUFFER_SIZE as u32)
+        (location.index() as u32, BUFFER_SIZE as u32)
     };
     if first + len as u32 > room {
         return Err(err(loc_path, format!("{} + {len} elements run past the end of the image", raw.iec_location)));

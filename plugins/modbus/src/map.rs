@@ -92,8 +92,13 @@ pub enum Holding {
 }
 
 fn addr(area: Area, width: Width, index: u32, bit: u32) -> IecAddress {
-    // Callers pass indices below the fitted counts, which never exceed the image.
-    IecAddress { area, width, index: index as u16, bit: bit as u8 }
+    // Callers pass indices below the fitted counts, which never exceed the image, and never
+    // %MB; the fallback (checked at compile time) is only there so nothing can panic.
+    const FALLBACK: IecAddress = match IecAddress::new(Area::Output, Width::Bit, 0, 0) {
+        Ok(a) => a,
+        Err(_) => panic!("%QX0.0 is a valid address"),
+    };
+    IecAddress::new(area, width, index.min(u16::MAX as u32) as u16, bit.min(u8::MAX as u32) as u8).unwrap_or(FALLBACK)
 }
 
 impl AddressMap {

@@ -382,19 +382,19 @@ fn store(point: &IoPoint, reply: Reply, plc: &PlcPort) -> Result<(), Failure> {
             if words.len() != want {
                 return Err(Failure::NoAnswer(format!("{} registers in a reply to a read of {want}", words.len())));
             }
-            let per = registers_per_element(point.location.width) as usize;
+            let per = registers_per_element(point.location.width()) as usize;
             words
                 .chunks(per)
                 .enumerate()
                 .map(|(k, w)| {
                     let v = w.iter().rev().fold(0u64, |acc, &x| (acc << 16) | x as u64);
-                    let v = if point.location.width == Width::Byte { v & 0xFF } else { v };
+                    let v = if point.location.width() == Width::Byte { v & 0xFF } else { v };
                     (element_at(point.location, k), v)
                 })
                 .collect()
         }
     };
-    if point.location.area == Area::Input {
+    if point.location.area() == Area::Input {
         plc.update_inputs(|img| {
             for &(a, v) in &values {
                 img.set(a, v);
@@ -408,16 +408,17 @@ fn store(point: &IoPoint, reply: Reply, plc: &PlcPort) -> Result<(), Failure> {
 
 /// The `k`-th bit from `first`, carrying into the next byte address.
 fn bit_at(first: IecAddress, k: usize) -> IecAddress {
-    let n = first.index as usize * 8 + first.bit as usize + k;
-    IecAddress { index: (n / 8) as u16, bit: (n % 8) as u8, ..first }
+    // The configuration check keeps every point of a range inside the image.
+    first.offset_by(k).unwrap_or(first)
 }
 
 fn element_at(first: IecAddress, k: usize) -> IecAddress {
-    IecAddress { index: first.index + k as u16, ..first }
+    // As above.
+    first.offset_by(k).unwrap_or(first)
 }
 
 fn image_value(plc: &PlcPort, addrs: &[IecAddress]) -> Vec<u64> {
-    match addrs.first().map(|a| a.area) {
+    match addrs.first().map(|a| a.area()) {
         // Detached: zeros, as before the first scan.
         Some(Area::Input) => plc
             .inputs(|img| addrs.iter().map(|&a| img.get(a).unwrap_or(0)).collect())
@@ -437,7 +438,7 @@ fn image_bits(point: &IoPoint, plc: &PlcPort) -> Vec<bool> {
 
 fn image_words(point: &IoPoint, plc: &PlcPort) -> Vec<u16> {
     let addrs: Vec<_> = (0..point.len as usize).map(|k| element_at(point.location, k)).collect();
-    let per = registers_per_element(point.location.width);
+    let per = registers_per_element(point.location.width());
     image_value(plc, &addrs).into_iter().flat_map(|v| (0..per).map(move |j| (v >> (16 * j)) as u16)).collect()
 }
 

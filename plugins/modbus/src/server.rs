@@ -100,7 +100,7 @@ impl Pending {
             self.0.retain(|_, &mut (_, by)| snap.cycle < by);
         }
         for &(addr, value) in writes {
-            if matches!(addr.width, Width::DWord | Width::LWord) {
+            if matches!(addr.width(), Width::DWord | Width::LWord) {
                 self.0.insert(addr, (value, applied_by));
             }
         }

@@ -114,31 +114,37 @@ pub struct InProcess {
 
 impl InProcess {
     pub fn new() -> InProcess {
-        use rt_core::engine::{Engine, EngineConfig, loader_queues};
+        use rt_core::engine::{Engine, EngineConfig, EngineRings};
+        use rt_core::queue::loader_queues;
         let dir = tempfile::tempdir().unwrap();
         let name = dir.path().join("shm").to_str().unwrap().to_string();
         let mapping: &'static shared_abi::shm::RtMapping =
             Box::leak(Box::new(shared_abi::shm::RtMapping::open(&name).unwrap()));
         let shm = mapping.shm();
+        let (rings, logs) = EngineRings::split(mapping.take_ends().expect("the ring ends, once"));
         let (link, ends) = loader_queues();
-        let engine = Engine::new(shm, link, EngineConfig { idle_period_ns: 1_000_000 });
+        let engine = Engine::new(shm, rings, link, EngineConfig { idle_period_ns: 1_000_000 });
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        // SAFETY: the only log producer of this shared memory.
-        let log = unsafe { rt_core::loader::Log::new(&shm.logs) };
+        let log = rt_core::loader::Log::new(logs);
         let s = stop.clone();
         let loader = std::thread::spawn(move || rt_core::loader::run(shm, ends, log, s));
         let client = RtClient::open(&name).unwrap();
         InProcess { shm, engine, client, dir, stop, loader: Some(loader) }
     }
 
-    pub fn cycle(&mut self) {
+    pub fn cycle(&mut self) -> rt_core::engine::CycleEnd {
         let now = rt_core::sys::now_ns();
-        self.engine.run_cycle(now, now);
+        self.engine.run_cycle(now, now)
     }
 
     /// Loads and starts a fixture build, cycling until it is swapped in.
     pub fn load_fixture(&mut self, defines: &[&str]) {
         let so = build_fixture(self.dir.path(), "inproc.so", defines);
+        self.load_library(&so);
+    }
+
+    /// Loads and starts a library, cycling until it is swapped in.
+    pub fn load_library(&mut self, so: &Path) {
         let before = self.client.status().program_gen;
         let path = shared_abi::msg::bounded(so.to_str().unwrap());
         self.client.send(shared_abi::msg::Command::Load { path, start: true, warm: false }).unwrap();
@@ -147,6 +153,46 @@ impl InProcess {
             assert!(start.elapsed() < Duration::from_secs(10), "program never swapped in");
             self.cycle();
             std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// The STruC++-shaped fixture bundle of the builder's tests, copied into `dir/name` and
+/// changed by `edits` (file, [(from, to)]) , then built with the real STruC++ adapter.
+pub fn build_strucpp(dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
+    let src = dir.join(format!("{name}-src"));
+    copy_dir(&repo_root().join("companion/builder/tests/fixtures/strucpp-demo"), &src);
+    for (file, replacements) in edits {
+        let path = src.join(file);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in *replacements {
+            assert!(text.contains(from), "{file} has no {from:?}");
+            text = text.replace(from, to);
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+    let out = dir.join(name);
+    let mut lines = Vec::new();
+    if let Err(e) = openplc_builder::build(&src, &out, &openplc_builder::BuildOptions::default(), &mut |l| {
+        lines.push(l.to_string())
+    }) {
+        panic!(
+            "the STruC++ fixture does not build: {e}
+{lines:#?}"
+        );
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }

@@ -98,8 +98,13 @@ impl Server {
         let port =
             rt.port_with_log(LogSink::new(move |level, msg| sink.lock().unwrap().push((level, msg.to_string()))));
         if let Some(p) = program {
-            port.load_blocking(p.to_str().expect("utf-8 path"), true, None, Duration::from_secs(10))
-                .expect("program loads");
+            port.load_blocking(
+                p.to_str().expect("utf-8 path"),
+                true,
+                openplc_port::LoadKind::Cold,
+                Duration::from_secs(10),
+            )
+            .expect("program loads");
         }
         let auth = |token: &str| -> Result<Identity, String> {
             match token {

@@ -1,0 +1,106 @@
+//! The scan thread makes no system call but its absolute-deadline sleep: strace attached to
+//! that one thread of a real `openplc-rt` over a few thousand 1 ms cycles, while a client
+//! sends commands, image writes, forces, variable writes, inputs and watch lists and swaps
+//! the program (the loader thread does the loading: not traced). `strace` comes from
+//! scripts/test-deps.
+
+mod support;
+
+use shared_abi::client::Reader;
+use shared_abi::image::IecAddress;
+use shared_abi::msg::Command;
+use std::collections::BTreeMap;
+use std::process::{Command as Process, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::{Runtime, build_fixture, wait_for};
+
+const T: Duration = Duration::from_secs(10);
+
+fn traced_by(tid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+        .or_else(|_| std::fs::read_to_string(format!("/proc/{tid}/status")))
+        .unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("TracerPid:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// `strace -c`'s table: system call → calls.
+fn summary(text: &str) -> BTreeMap<String, u64> {
+    let mut calls = BTreeMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 5 || cols[0].starts_with('%') || cols[0].starts_with('-') {
+            continue;
+        }
+        let name = cols[cols.len() - 1];
+        if name == "total" {
+            continue;
+        }
+        if let Ok(n) = cols[3].parse() {
+            calls.insert(name.to_string(), n);
+        }
+    }
+    calls
+}
+
+#[test]
+fn the_scan_thread_only_ever_sleeps() {
+    let rt = Runtime::start(&[]);
+    let mut c = rt.client();
+    let dir = rt.dir.path();
+    let first = build_fixture(dir, "a.so", &["PERIOD_NS=1000000ULL", "WITH_RETAIN"]);
+    let second = build_fixture(dir, "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3", "WITH_RETAIN"]);
+    c.load(first.to_str().unwrap(), true, T).unwrap();
+    let tid = c.shm().header.scan_tid.load(Ordering::Acquire);
+    let log = dir.join("strace.txt");
+    let mut strace = Process::new("strace")
+        .args(["-qq", "-c", "-o"])
+        .arg(&log)
+        .args(["-p", &tid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace must be installed (scripts/test-deps installs it)");
+    wait_for("strace to attach to the scan thread", T, || (traced_by(tid) != 0).then_some(()));
+
+    let start = c.status().heartbeat;
+    let force = |var, v: &[u8]| Command::Force { var, value: heapless::Vec::from_slice(v).unwrap(), big_endian: false };
+    let mut round = 0u64;
+    while c.status().heartbeat < start + 3000 {
+        round += 1;
+        c.update_inputs(|i| i.int_input[0] = round as u16);
+        c.write(IecAddress::parse("%MW7").unwrap(), round).unwrap();
+        let command = match round % 8 {
+            0 => force(1, &[1]),
+            1 => force(6, b"\x03abc"),
+            2 => Command::Unforce { var: 1 },
+            3 => Command::SetVar { var: 0, value: heapless::Vec::from_slice(&[5, 0]).unwrap(), big_endian: false },
+            4 => Command::Stop,
+            5 => Command::Start,
+            6 => Command::UnforceAll,
+            _ => Command::ResetStats,
+        };
+        let _ = c.command(command, T).unwrap();
+        c.set_watch(&[0, 1, 3, (round % 7) as u32]);
+        if round == 100 {
+            c.load(second.to_str().unwrap(), true, T).expect("a swap under strace");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: SIGINT to our own child: strace detaches, writes its summary and ends by the
+    // same signal.
+    unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
+    strace.wait().unwrap();
+    assert_eq!(traced_by(tid), 0, "strace detached");
+    let text = std::fs::read_to_string(&log).unwrap();
+    eprintln!("{text}");
+    let calls = summary(&text);
+    let sleeps = calls.get("clock_nanosleep").copied().unwrap_or(0);
+    assert!(sleeps >= 2500, "the scan thread slept once per cycle: {text}");
+    for (name, n) in &calls {
+        // The sleep strace interrupted to attach resumes as restart_syscall, once.
+        let allowed = name == "clock_nanosleep" || (name == "restart_syscall" && *n <= 2);
+        assert!(allowed, "the scan thread called {name} {n} times:\n{text}");
+    }
+    assert!(rt.log().contains("loaded") && c.status().program_gen >= 2, "the swap happened");
+}
