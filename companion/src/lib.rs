@@ -167,8 +167,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         ));
     }
 
-    let listener = tokio::net::TcpListener::bind((settings.bind, settings.port))
-        .await
+    let listener = server::bind(std::net::SocketAddr::new(settings.bind, settings.port))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", settings.bind, settings.port))?;
     let local = listener.local_addr()?;
     app.logs.info(format!("Listening on https://{local}"));

@@ -22,6 +22,10 @@ pub const NAMESPACE: &str = "/api/debug";
 /// Engine.IO heartbeat, as upstream's server.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(60);
+/// An Engine.IO connection that has not joined the debugger's namespace (with a valid
+/// token) this long after opening is closed: unauthenticated sockets cannot pile up. The
+/// Editor joins at once, and gives up itself after 5 s.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Socket.IO layer with the debugger mounted, for the companion's axum router:
 /// `Router::new()....layer(layer)`. Serves `/socket.io/` (WebSocket and polling).
@@ -29,6 +33,7 @@ pub fn layer(debugger: Arc<Debugger>) -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
         // Room for a burst of pipelined replies before the writer catches up.
         .max_buffer_size(1024)
         .build_layer();
