@@ -7,7 +7,7 @@ use crate::auth::users::Role;
 use crate::logs::{Level, LogHub};
 use crate::plc::{PlcBridge, PlcError};
 use crate::settings::EditorCompat;
-use openplc_debugger::{Backend, BackendError, Config, Debugger, Family, Identity};
+use openplc_debugger::{Authenticator, Backend, BackendError, Config, Debugger, Family, Identity};
 use shared_abi::client::Reader;
 use shared_abi::debug::{DebugValues, ProgramInfo};
 use shared_abi::msg::{Command, CommandStatus, LogLevel};
@@ -68,18 +68,40 @@ impl Backend for BridgeBackend {
     }
 }
 
+/// The companion's users and tokens, as the debugger sees them.
+struct CompanionAuth(Arc<Auth>);
+
+impl CompanionAuth {
+    fn identity(session: crate::auth::Session) -> Identity {
+        // Escaped: a name stored before names were checked must not act in log lines.
+        let name = crate::text::escape_hidden(&session.user.username, &[]).into_owned();
+        Identity { name, may_force: session.user.role.at_least(Role::User) }
+    }
+}
+
+impl Authenticator for CompanionAuth {
+    fn verify(&self, token: &str) -> Result<Identity, String> {
+        self.0.authenticate_token(token).map(Self::identity).map_err(|e| e.message().to_string())
+    }
+
+    /// Revocation, deletion, demotion and a password change take effect on a connected
+    /// socket; the expiry does not: the Editor never refreshes the socket's token, and a
+    /// long debug session must not break when it expires (reference §3.1).
+    fn recheck(&self, token: &str) -> Result<Identity, String> {
+        self.0.recheck_token(token).map(Self::identity).map_err(|e| e.message().to_string())
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.0.changes())
+    }
+}
+
 /// The debugger for this companion.
 pub fn debugger(plc: Arc<PlcBridge>, logs: Arc<LogHub>, auth: Arc<Auth>, compat: EditorCompat) -> Arc<Debugger> {
     let backend = Arc::new(BridgeBackend { plc, logs });
-    // Checked at connect only: the Editor never refreshes the socket's token, and a long
-    // debug session must not break when it expires (reference §3.1).
-    let authenticate = move |token: &str| -> Result<Identity, String> {
-        let session = auth.authenticate_token(token).map_err(|e| e.message().to_string())?;
-        Ok(Identity { name: session.user.username.clone(), may_force: session.user.role.at_least(Role::User) })
-    };
     let default_family = match compat {
         EditorCompat::Current => Family::ArrayElement,
         _ => Family::FlatIndex,
     };
-    Debugger::new(backend, Arc::new(authenticate), Config { default_family, ..Config::default() })
+    Debugger::new(backend, Arc::new(CompanionAuth(auth)), Config { default_family, ..Config::default() })
 }

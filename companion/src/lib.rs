@@ -19,6 +19,7 @@ pub mod server;
 pub mod settings;
 pub mod state;
 pub mod supervisor;
+pub mod text;
 pub mod timefmt;
 pub mod tls;
 pub mod variables;
@@ -223,7 +224,7 @@ async fn shutdown_signal() {
 fn add_user(settings: &Settings, username: &str, role: &str) -> anyhow::Result<()> {
     let _lock = lock_data_dir(settings)?;
     let role = auth::users::Role::parse(role).ok_or_else(|| anyhow::anyhow!("role must be admin, user or viewer"))?;
-    let username = auth::users::valid_username(username).ok_or_else(|| anyhow::anyhow!("invalid username"))?;
+    let username = auth::users::check_username(username)?;
     eprintln!("Password for {username:?} (one line on standard input):");
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;

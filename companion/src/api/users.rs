@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, JsonBody, MaybeSession, Peer, Viewer};
-use crate::auth::users::{Role, StoreError, User, valid_password, valid_username};
+use crate::auth::users::{Role, StoreError, User, check_username, valid_password};
 use crate::state::App;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -91,11 +91,11 @@ pub async fn create_user(
         }
         (true, Role::Admin)
     };
-    let username = req.username.as_deref().and_then(valid_username).map(str::to_string);
     let password = req.password.filter(|p| valid_password(p));
-    let (Some(username), Some(password)) = (username, password) else {
+    let (Some(username), Some(password)) = (req.username, password) else {
         return Err(ApiError::BadRequest("Missing username or password".into()));
     };
+    let username = check_username(&username).map_err(|e| ApiError::BadRequest(e.to_string()))?.to_string();
     if app.auth.users.by_name(&username).is_some() {
         return Err(ApiError::Conflict("Username already exists".into()));
     }
@@ -195,7 +195,7 @@ pub async fn update_user(
     };
     let username = match req.username.as_deref() {
         None => None,
-        Some(u) => Some(valid_username(u).ok_or_else(|| ApiError::BadRequest("Invalid username".into()))?.to_string()),
+        Some(u) => Some(check_username(u).map_err(|e| ApiError::BadRequest(e.to_string()))?.to_string()),
     };
     let target = app.auth.users.get(id).ok_or_else(|| ApiError::NotFound("User not found".into()))?;
     let new_hash = match req.password {
