@@ -45,6 +45,7 @@ use std::time::Instant;
 pub fn main_entry() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    auth::password::release_large_blocks_at_once();
     let settings = match Settings::resolve(&cli.opts) {
         Ok(s) => s,
         Err(e) => {
@@ -235,7 +236,7 @@ fn add_user(settings: &Settings, username: &str, role: &str) -> anyhow::Result<(
     let store = auth::users::UserStore::open(settings.data_dir.join(auth::users::USERS_FILE))?;
     let role = if store.is_empty() { auth::users::Role::Admin } else { role };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let hash = rt.block_on(auth::password::PasswordHasherPool::with_permits(1).hash(password))?;
+    let hash = rt.block_on(auth::password::PasswordHasherPool::with_threads(1).hash(password))?;
     let user = store.create(username, role, hash, false)?;
     println!("Created user {:?} (id {}, role {})", user.username, user.id, user.role.as_str());
     Ok(())
