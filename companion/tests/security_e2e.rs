@@ -47,14 +47,14 @@ enum Change {
     Demote,
     Delete,
     Logout,
-    PasswordChange,
+    NewPassword,
 }
 
 #[test]
 fn revoked_rights_end_live_debug_sessions() {
     let (rt, admin) = running_demo();
     let url = format!("https://127.0.0.1:{}", rt.port);
-    for (n, change) in [Change::Demote, Change::Delete, Change::Logout, Change::PasswordChange].into_iter().enumerate()
+    for (n, change) in [Change::Demote, Change::Delete, Change::Logout, Change::NewPassword].into_iter().enumerate()
     {
         let name = format!("operator{n}");
         let body = json!({"username": name, "password": "op-pass", "role": "user"}).to_string();
@@ -73,7 +73,7 @@ fn revoked_rights_end_live_debug_sessions() {
             Change::Demote => rt.curl("PUT", &format!("/update-user/{id}"), Some(&admin), Some(r#"{"role":"viewer"}"#)),
             Change::Delete => rt.curl("DELETE", &format!("/delete-user/{id}"), Some(&admin), None),
             Change::Logout => rt.curl("POST", "/logout", Some(&token), None),
-            Change::PasswordChange => rt.curl(
+            Change::NewPassword => rt.curl(
                 "PUT",
                 &format!("/password-change/{id}"),
                 Some(&token),
