@@ -20,6 +20,7 @@ pub mod server;
 pub mod settings;
 pub mod state;
 pub mod supervisor;
+pub mod text;
 pub mod timefmt;
 pub mod tls;
 pub mod variables;
@@ -45,6 +46,7 @@ use std::time::Instant;
 pub fn main_entry() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    auth::password::release_large_blocks_at_once();
     let settings = match Settings::resolve(&cli.opts) {
         Ok(s) => s,
         Err(e) => {
@@ -167,8 +169,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         ));
     }
 
-    let listener = tokio::net::TcpListener::bind((settings.bind, settings.port))
-        .await
+    let listener = server::bind(std::net::SocketAddr::new(settings.bind, settings.port))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", settings.bind, settings.port))?;
     let local = listener.local_addr()?;
     app.logs.info(format!("Listening on https://{local}"));
@@ -224,7 +225,7 @@ async fn shutdown_signal() {
 fn add_user(settings: &Settings, username: &str, role: &str) -> anyhow::Result<()> {
     let _lock = lock_data_dir(settings)?;
     let role = auth::users::Role::parse(role).ok_or_else(|| anyhow::anyhow!("role must be admin, user or viewer"))?;
-    let username = auth::users::valid_username(username).ok_or_else(|| anyhow::anyhow!("invalid username"))?;
+    let username = auth::users::check_username(username)?;
     eprintln!("Password for {username:?} (one line on standard input):");
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;
@@ -235,7 +236,7 @@ fn add_user(settings: &Settings, username: &str, role: &str) -> anyhow::Result<(
     let store = auth::users::UserStore::open(settings.data_dir.join(auth::users::USERS_FILE))?;
     let role = if store.is_empty() { auth::users::Role::Admin } else { role };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let hash = rt.block_on(auth::password::PasswordHasherPool::with_permits(1).hash(password))?;
+    let hash = rt.block_on(auth::password::PasswordHasherPool::with_threads(1).hash(password))?;
     let user = store.create(username, role, hash, false)?;
     println!("Created user {:?} (id {}, role {})", user.username, user.id, user.role.as_str());
     Ok(())

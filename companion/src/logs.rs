@@ -129,8 +129,14 @@ impl LogHub {
         Ok(hub)
     }
 
+    /// Adds an entry. Control, formatting and invisible characters other than newlines
+    /// and tabs are written as `\u{…}`: a message that embeds someone's input (a plugin's
+    /// text, a program's log line) cannot hide, reorder or recolour what follows it.
     pub fn log(&self, level: Level, message: impl Into<String>) {
         let mut message: String = message.into();
+        if let std::borrow::Cow::Owned(escaped) = crate::text::escape_hidden(&message, &['\n', '\t']) {
+            message = escaped;
+        }
         if message.len() > MAX_MESSAGE {
             let mut end = MAX_MESSAGE;
             while !message.is_char_boundary(end) {
@@ -289,6 +295,13 @@ mod tests {
         let json = serde_json::to_value(&all[1]).unwrap();
         assert_eq!(json["level"], "ERROR");
         assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn hidden_characters_are_escaped_but_lines_kept() {
+        let hub = LogHub::in_memory();
+        hub.warn("Failed login for adm\u{202e}nimda\u{1b}[2J\ntraceback line");
+        assert_eq!(hub.since(0, None)[0].message, "Failed login for adm\\u{202e}nimda\\u{1b}[2J\ntraceback line");
     }
 
     #[test]

@@ -21,10 +21,24 @@ pub struct Identity {
     pub may_force: bool,
 }
 
-/// Checks the JWT a client presents when it connects.
+/// Checks the JWT a client presents when it connects, and again whenever the users or
+/// tokens change.
 pub trait Authenticator: Send + Sync + 'static {
     /// The user the token belongs to, or why it is refused (shown to the client).
     fn verify(&self, token: &str) -> Result<Identity, String>;
+
+    /// The token of a connected client, checked again after [`Authenticator::changes`]
+    /// ticked: the user's current rights, or why the token no longer counts (revoked,
+    /// user deleted, password changed); the client is then disconnected. Implementations
+    /// should not check the expiry again (the Editor never renews its socket's token).
+    fn recheck(&self, token: &str) -> Result<Identity, String> {
+        self.verify(token)
+    }
+
+    /// Ticks whenever users or tokens change; `None`: rights never change.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 impl<F> Authenticator for F
@@ -113,6 +127,21 @@ impl Debugger {
 
     pub fn authenticate(&self, token: &str) -> Result<Identity, String> {
         self.auth.verify(token)
+    }
+
+    /// See [`Authenticator::recheck`].
+    pub fn reauthenticate(&self, token: &str) -> Result<Identity, String> {
+        self.auth.recheck(token)
+    }
+
+    /// A line for the runtime log (audit of who did what).
+    pub fn log(&self, level: LogLevel, message: &str) {
+        self.port.log(level, message)
+    }
+
+    /// See [`Authenticator::changes`].
+    pub fn auth_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.auth.changes()
     }
 
     /// Variables currently in the shared watch list.

@@ -9,19 +9,24 @@
 
 use crate::service::{Debugger, Reply, Session};
 use serde_json::{Value, json};
+use shared_abi::msg::LogLevel;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 
 /// The Socket.IO namespace the Editor connects to.
 pub const NAMESPACE: &str = "/api/debug";
 /// Engine.IO heartbeat, as upstream's server.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(60);
+/// An Engine.IO connection that has not joined the debugger's namespace (with a valid
+/// token) this long after opening is closed: unauthenticated sockets cannot pile up. The
+/// Editor joins at once, and gives up itself after 5 s.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Socket.IO layer with the debugger mounted, for the companion's axum router:
 /// `Router::new()....layer(layer)`. Serves `/socket.io/` (WebSocket and polling).
@@ -29,6 +34,7 @@ pub fn layer(debugger: Arc<Debugger>) -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
         // Room for a burst of pipelined replies before the writer catches up.
         .max_buffer_size(1024)
         .build_layer();
@@ -66,9 +72,15 @@ fn admit(debugger: Arc<Debugger>, s: SocketRef, auth: Option<Value>) -> Result<(
     };
     let identity = debugger.authenticate(&token).map_err(|e| format!("Unauthorized: {e}"))?;
     tracing::info!(user = identity.name, sid = %s.id, "debug client connected");
-    let session = Session::new(identity, s.id.to_string());
+    let connection = Connection {
+        socket: s.clone(),
+        token,
+        session: Session::new(identity, s.id.to_string()),
+        gone: Arc::new(Notify::new()),
+    };
+    let gone = connection.gone.clone();
     let (tx, rx) = mpsc::unbounded_channel::<Job>();
-    tokio::spawn(serve(debugger.clone(), session, rx));
+    tokio::spawn(serve(debugger.clone(), connection, rx));
     let d = debugger.clone();
     s.on("debug_command", move |s: SocketRef, TryData(payload): TryData<Value>| {
         let arrival = d.arrival();
@@ -77,21 +89,91 @@ fn admit(debugger: Arc<Debugger>, s: SocketRef, auth: Option<Value>) -> Result<(
         let _ = tx.send(Job { socket: s, payload, arrival });
         std::future::ready(())
     });
-    s.on_disconnect(|s: SocketRef| async move {
-        tracing::info!(sid = %s.id, "debug client disconnected");
+    s.on_disconnect(move |s: SocketRef| {
+        // Ends the queue's task, which holds the socket (the socket holds the queue's
+        // sender through its handler: without this neither would ever be dropped).
+        gone.notify_one();
+        async move { tracing::info!(sid = %s.id, "debug client disconnected") }
     });
     Ok(())
 }
 
-/// The connection's queue: commands in arrival order, one reply each. Ends when the socket
-/// (which owns the sender through its handler) is gone.
-async fn serve(debugger: Arc<Debugger>, mut session: Session, mut rx: mpsc::UnboundedReceiver<Job>) {
-    while let Some(job) = rx.recv().await {
-        let reply = match command_text(&job.payload) {
-            Ok(command) => debugger.handle(&mut session, command, job.arrival).await,
-            Err(e) => Reply::Error(e),
-        };
-        emit(&job.socket, "debug_response", &reply.to_json()).await;
+/// One connected client: its socket, the token it connected with (checked again when
+/// users or tokens change) and its session.
+struct Connection {
+    socket: SocketRef,
+    token: String,
+    session: Session,
+    /// Notified when the socket disconnects, whoever ends it.
+    gone: Arc<Notify>,
+}
+
+impl Connection {
+    /// Checks the token again after users or tokens changed: the session takes the user's
+    /// current rights (a demoted user's forces are refused from now on), or, when the
+    /// token no longer counts (logged out, user deleted, password changed), the reason.
+    fn recheck(&mut self, debugger: &Debugger) -> Result<(), String> {
+        match debugger.reauthenticate(&self.token) {
+            Ok(identity) => {
+                self.session.identity = identity;
+                Ok(())
+            }
+            Err(e) => {
+                debugger.log(
+                    LogLevel::Warning,
+                    &format!("debugger: the session of user '{}' ended: {e}", self.session.identity.name),
+                );
+                Err(format!("Unauthorized: {e}"))
+            }
+        }
+    }
+}
+
+/// Resolves when `changes` ticks; never without a change feed (or once it is gone).
+async fn changed(changes: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = changes
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+/// The connection's queue: commands in arrival order, one reply each; and, between
+/// commands, the end of a session whose rights were taken away. Ends when the socket is
+/// gone.
+async fn serve(debugger: Arc<Debugger>, mut c: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut changes = debugger.auth_changes();
+    loop {
+        tokio::select! {
+            biased;
+            _ = c.gone.notified() => break,
+            _ = changed(&mut changes) => {
+                if c.recheck(&debugger).is_err() {
+                    let _ = c.socket.clone().disconnect();
+                    break;
+                }
+            }
+            job = rx.recv() => {
+                let Some(job) = job else { break };
+                // A change that arrived with this command applies to it.
+                if changes.as_mut().is_some_and(|rx| rx.has_changed().unwrap_or(false)) {
+                    if let Some(rx) = changes.as_mut() {
+                        rx.borrow_and_update();
+                    }
+                    if let Err(e) = c.recheck(&debugger) {
+                        emit(&job.socket, "debug_response", &Reply::Error(e).to_json()).await;
+                        let _ = c.socket.clone().disconnect();
+                        break;
+                    }
+                }
+                let reply = match command_text(&job.payload) {
+                    Ok(command) => debugger.handle(&mut c.session, command, job.arrival).await,
+                    Err(e) => Reply::Error(e),
+                };
+                emit(&job.socket, "debug_response", &reply.to_json()).await;
+            }
+        }
     }
 }
 

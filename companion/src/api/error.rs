@@ -15,7 +15,16 @@ pub enum ApiError {
     BadRequest(String),
     NotFound(String),
     Conflict(String),
-    TooManyRequests(Duration),
+    /// 429 with `Retry-After`.
+    TooManyRequests {
+        wait: Duration,
+        msg: String,
+    },
+    /// 503 with `Retry-After`: refused at once rather than queued.
+    Unavailable {
+        wait: Duration,
+        msg: String,
+    },
     Internal(String),
     /// A body upstream sends verbatim (e.g. the login failure's bare JSON string).
     Raw(StatusCode, serde_json::Value),
@@ -48,6 +57,15 @@ fn msg(status: StatusCode, text: &str) -> Response {
     (status, Json(serde_json::json!({ "msg": text }))).into_response()
 }
 
+fn retry_after(status: StatusCode, wait: Duration, text: &str) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut r = msg(status, &scrub(&text.replace("{secs}", &secs.to_string())));
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
@@ -56,17 +74,8 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => msg(StatusCode::BAD_REQUEST, &scrub(&m)),
             ApiError::NotFound(m) => msg(StatusCode::NOT_FOUND, &scrub(&m)),
             ApiError::Conflict(m) => msg(StatusCode::CONFLICT, &scrub(&m)),
-            ApiError::TooManyRequests(wait) => {
-                let secs = wait.as_secs().max(1);
-                let mut r = msg(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &format!("Too many failed login attempts from this address; try again in {secs} s"),
-                );
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    r.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                r
-            }
+            ApiError::TooManyRequests { wait, msg: m } => retry_after(StatusCode::TOO_MANY_REQUESTS, wait, &m),
+            ApiError::Unavailable { wait, msg: m } => retry_after(StatusCode::SERVICE_UNAVAILABLE, wait, &m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": scrub(&m) }))).into_response()

@@ -4,7 +4,9 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, JsonBody, MaybeSession, Peer, Viewer};
-use crate::auth::users::{Role, StoreError, User, valid_password, valid_username};
+use crate::auth::password::{Busy, HashError};
+use crate::auth::throttle::{Attempt, Refused};
+use crate::auth::users::{Role, StoreError, User, check_username, valid_password};
 use crate::state::App;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -34,6 +36,46 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::NotFirst => ApiError::Raw(StatusCode::UNAUTHORIZED, json!({ "msg": "User already created!" })),
         StoreError::Io(e) => ApiError::internal(format!("user store: {e}")),
     }
+}
+
+fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::LockedOut(wait) => ApiError::TooManyRequests {
+            wait,
+            msg: "Too many failed login attempts from this address; try again in {secs} s".into(),
+        },
+        Refused::Busy => ApiError::TooManyRequests {
+            wait: std::time::Duration::from_secs(1),
+            msg: "Other logins from this address are being checked; try again in {secs} s".into(),
+        },
+    }
+}
+
+fn busy(_: Busy) -> ApiError {
+    ApiError::Unavailable {
+        wait: std::time::Duration::from_secs(1),
+        msg: "The runtime is checking many passwords at the moment; try again in {secs} s".into(),
+    }
+}
+
+fn hash_error(e: HashError) -> ApiError {
+    match e {
+        HashError::Busy(b) => busy(b),
+        HashError::Failed(e) => ApiError::internal(e),
+    }
+}
+
+/// Checks `password` against `user`'s as one throttled attempt of `peer` (a wrong one
+/// counts towards the lockouts like a failed login).
+async fn check_password(app: &App, peer: std::net::IpAddr, user: &User, password: String) -> Result<bool, ApiError> {
+    let attempt: Attempt = app.auth.throttle.reserve(peer, &user.username).map_err(refused)?;
+    let ok = app.auth.hasher.verify(password, Some(user.password_hash.clone())).await.map_err(busy)?;
+    if ok {
+        attempt.right()
+    } else {
+        attempt.wrong()
+    }
+    Ok(ok)
 }
 
 /// `GET /api/get-users-info`: the Editor's first probe. Without credentials it only says
@@ -91,15 +133,15 @@ pub async fn create_user(
         }
         (true, Role::Admin)
     };
-    let username = req.username.as_deref().and_then(valid_username).map(str::to_string);
     let password = req.password.filter(|p| valid_password(p));
-    let (Some(username), Some(password)) = (username, password) else {
+    let (Some(username), Some(password)) = (req.username, password) else {
         return Err(ApiError::BadRequest("Missing username or password".into()));
     };
+    let username = check_username(&username).map_err(|e| ApiError::BadRequest(e.to_string()))?.to_string();
     if app.auth.users.by_name(&username).is_some() {
         return Err(ApiError::Conflict("Username already exists".into()));
     }
-    let hash = app.auth.hasher.hash(password).await.map_err(ApiError::internal)?;
+    let hash = app.auth.hasher.hash(password).await.map_err(hash_error)?;
     let store_app = app.clone();
     let name = username.clone();
     let user = blocking(move || store_app.auth.users.create(&name, role, hash, first)).await?;
@@ -120,20 +162,22 @@ pub struct Login {
 
 /// `POST /api/login` → `{"access_token": …}`; failures are a bare JSON string, as upstream.
 pub async fn login(State(app): State<Arc<App>>, Peer(peer): Peer, JsonBody(req): JsonBody<Login>) -> Reply {
-    app.auth.throttle.check(peer).map_err(ApiError::TooManyRequests)?;
-    let user = req.username.as_deref().and_then(|u| app.auth.users.by_name(u));
+    let username = req.username.unwrap_or_default();
+    // Reserved before hashing: concurrent guesses count before any of them is decided.
+    let attempt = app.auth.throttle.reserve(peer, &username).map_err(refused)?;
+    let user = app.auth.users.by_name(&username);
     let password = req.password.unwrap_or_default();
-    let valid = app.auth.hasher.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let valid = app.auth.hasher.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await.map_err(busy)?;
     let user = match (valid, user) {
         (true, Some(user)) => user,
         (_, user) => {
-            app.auth.throttle.failure(peer);
+            attempt.wrong();
             let who = user.map(|u| format!("user {:?}", u.username)).unwrap_or_else(|| "an unknown user".into());
             app.logs.warn(format!("Failed login for {who} from {peer}"));
             return Err(ApiError::Raw(StatusCode::UNAUTHORIZED, json!("Wrong username or password")));
         }
     };
-    app.auth.throttle.success(peer);
+    attempt.right();
     let token = app.auth.tokens.issue(user.id, user.token_epoch).map_err(ApiError::internal)?;
     app.logs.info(format!("User {:?} logged in from {peer}", user.username));
     ok(json!({ "access_token": token }))
@@ -173,6 +217,7 @@ pub struct UpdateUser {
 /// own password needs `current_password`); only admins edit others or change roles.
 pub async fn update_user(
     State(app): State<Arc<App>>,
+    Peer(peer): Peer,
     Viewer(session): Viewer,
     Path(id): Path<u32>,
     JsonBody(req): JsonBody<UpdateUser>,
@@ -195,7 +240,7 @@ pub async fn update_user(
     };
     let username = match req.username.as_deref() {
         None => None,
-        Some(u) => Some(valid_username(u).ok_or_else(|| ApiError::BadRequest("Invalid username".into()))?.to_string()),
+        Some(u) => Some(check_username(u).map_err(|e| ApiError::BadRequest(e.to_string()))?.to_string()),
     };
     let target = app.auth.users.get(id).ok_or_else(|| ApiError::NotFound("User not found".into()))?;
     let new_hash = match req.password {
@@ -208,11 +253,11 @@ pub async fn update_user(
                 let current = req.current_password.ok_or_else(|| {
                     ApiError::BadRequest("current_password is required to change your own password".into())
                 })?;
-                if !app.auth.hasher.verify(current, Some(target.password_hash.clone())).await {
+                if !check_password(&app, peer, &target, current).await? {
                     return Err(ApiError::Forbidden("Current password is incorrect".into()));
                 }
             }
-            Some(app.auth.hasher.hash(pw).await.map_err(ApiError::internal)?)
+            Some(app.auth.hasher.hash(pw).await.map_err(hash_error)?)
         }
     };
     let store_app = app.clone();
@@ -256,6 +301,7 @@ pub struct PasswordChange {
 /// `PUT /api/password-change/{id}` (the ≤ 4.1.x API): needs the old password.
 pub async fn password_change(
     State(app): State<Arc<App>>,
+    Peer(peer): Peer,
     Viewer(session): Viewer,
     Path(id): Path<u32>,
     JsonBody(req): JsonBody<PasswordChange>,
@@ -267,10 +313,10 @@ pub async fn password_change(
         return Err(ApiError::BadRequest("Both old and new passwords are required".into()));
     };
     let target = app.auth.users.get(id).ok_or_else(|| ApiError::NotFound("User not found".into()))?;
-    if !app.auth.hasher.verify(old, Some(target.password_hash.clone())).await {
+    if !check_password(&app, peer, &target, old).await? {
         return Err(ApiError::Forbidden("Old password is incorrect".into()));
     }
-    let hash = app.auth.hasher.hash(new).await.map_err(ApiError::internal)?;
+    let hash = app.auth.hasher.hash(new).await.map_err(hash_error)?;
     let store_app = app.clone();
     let user = blocking(move || {
         store_app.auth.users.update(id, |u| {

@@ -1,5 +1,6 @@
 //! Users, passwords, tokens and login throttling.
 
+pub mod changes;
 pub mod password;
 pub mod throttle;
 pub mod tokens;
@@ -27,12 +28,14 @@ pub struct Session {
 
 impl Auth {
     pub fn open(data_dir: &Path) -> anyhow::Result<Auth> {
-        Ok(Auth {
-            users: UserStore::open(data_dir.join(users::USERS_FILE))?,
-            hasher: PasswordHasherPool::new(),
-            tokens: TokenService::open(&data_dir.join("secrets"))?,
-            throttle: LoginThrottle::new(),
-        })
+        let users = UserStore::open(data_dir.join(users::USERS_FILE))?;
+        let tokens = TokenService::open(&data_dir.join("secrets"), users.changes().clone())?;
+        Ok(Auth { users, hasher: PasswordHasherPool::new(), tokens, throttle: LoginThrottle::new() })
+    }
+
+    /// Ticks whenever a user or a token changes: sessions opened earlier check again.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.users.changes().subscribe()
     }
 
     /// Checks an `Authorization` header value: a valid, unrevoked token of a user that
@@ -43,7 +46,18 @@ impl Auth {
 
     /// Checks a bare token (the debugger's Socket.IO handshake carries one).
     pub fn authenticate_token(&self, token: &str) -> Result<Session, TokenError> {
-        let claims = self.tokens.verify(token)?;
+        self.session(self.tokens.verify(token)?)
+    }
+
+    /// Checks again the token of a session accepted earlier: revoked (logged out), user
+    /// deleted or password changed since refuse it; the user's current role and name
+    /// come back. The expiry is not checked again: the Editor never renews the token of
+    /// its debugger socket, and a long debug session must outlive it.
+    pub fn recheck_token(&self, token: &str) -> Result<Session, TokenError> {
+        self.session(self.tokens.verify_any_age(token)?)
+    }
+
+    fn session(&self, claims: Claims) -> Result<Session, TokenError> {
         let user = claims.user_id().and_then(|id| self.users.get(id)).ok_or(TokenError::Invalid)?;
         if user.token_epoch != claims.epoch {
             return Err(TokenError::Revoked);

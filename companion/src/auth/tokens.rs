@@ -4,6 +4,7 @@
 //! would have expired, so a restart does not bring them back; a password change bumps the
 //! user's epoch, which retires every older token of that user at once.
 
+use super::changes::Changes;
 use crate::fsutil::{SECRET_MODE, ensure_dir, hex, random_bytes, read_optional, write_atomic};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
@@ -60,8 +61,11 @@ pub struct TokenService {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The same checks without the expiry (for sessions checked again after a change).
+    validation_any_age: Validation,
     revoked: Mutex<Revoked>,
     lifetime: Duration,
+    changes: Changes,
 }
 
 struct Revoked {
@@ -82,8 +86,9 @@ struct RevokedEntry {
 }
 
 impl TokenService {
-    /// Loads (or creates) the signing secret and the revocation list in `secrets_dir`.
-    pub fn open(secrets_dir: &Path) -> anyhow::Result<TokenService> {
+    /// Loads (or creates) the signing secret and the revocation list in `secrets_dir`;
+    /// a revocation ticks `changes`.
+    pub fn open(secrets_dir: &Path, changes: Changes) -> anyhow::Result<TokenService> {
         ensure_dir(secrets_dir, 0o700)?;
         let key_path = secrets_dir.join("jwt.key");
         let secret = match read_optional(&key_path)? {
@@ -106,20 +111,24 @@ impl TokenService {
                 .collect(),
             None => HashMap::new(),
         };
-        Ok(Self::from_secret(&secret, Revoked { path: revoked_path, entries }, TOKEN_LIFETIME))
+        Ok(Self::from_secret(&secret, Revoked { path: revoked_path, entries }, TOKEN_LIFETIME, changes))
     }
 
-    fn from_secret(secret: &[u8], revoked: Revoked, lifetime: Duration) -> TokenService {
+    fn from_secret(secret: &[u8], revoked: Revoked, lifetime: Duration, changes: Changes) -> TokenService {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub", "nbf"]);
+        let mut validation_any_age = validation.clone();
+        validation_any_age.validate_exp = false;
         TokenService {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            validation_any_age,
             revoked: Mutex::new(revoked),
             lifetime,
+            changes,
         }
     }
 
@@ -141,7 +150,17 @@ impl TokenService {
 
     /// Checks signature, expiry and the revocation list.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+        self.verify_with(token, &self.validation)
+    }
+
+    /// Checks signature and the revocation list, not the expiry: for a session that was
+    /// accepted while the token was fresh and is checked again after a change.
+    pub fn verify_any_age(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_with(token, &self.validation_any_age)
+    }
+
+    fn verify_with(&self, token: &str, validation: &Validation) -> Result<Claims, TokenError> {
+        let data = decode::<Claims>(token, &self.decoding, validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
             _ => TokenError::Invalid,
         })?;
@@ -166,7 +185,11 @@ impl TokenService {
             revoked: revoked.entries.iter().map(|(jti, exp)| RevokedEntry { jti: jti.clone(), exp: *exp }).collect(),
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-        write_atomic(&revoked.path, &bytes, SECRET_MODE)
+        // Persisted or not, the token is refused from now on (it is in the list in memory).
+        let written = write_atomic(&revoked.path, &bytes, SECRET_MODE);
+        drop(revoked);
+        self.changes.bump();
+        written
     }
 }
 
@@ -185,14 +208,17 @@ mod tests {
     #[test]
     fn issue_verify_revoke_and_survive_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = TokenService::open(dir.path()).unwrap();
+        let svc = TokenService::open(dir.path(), Changes::default()).unwrap();
         let t = svc.issue(7, 3).unwrap();
         let claims = svc.verify(&t).unwrap();
         assert_eq!((claims.user_id(), claims.epoch), (Some(7), 3));
         assert_eq!(claims.exp - claims.iat, 900);
+        let changes = svc.changes.subscribe();
         svc.revoke(&claims).unwrap();
+        assert!(changes.has_changed().unwrap(), "a revocation is announced");
         assert_eq!(svc.verify(&t), Err(TokenError::Revoked));
-        let restarted = TokenService::open(dir.path()).unwrap();
+        assert_eq!(svc.verify_any_age(&t), Err(TokenError::Revoked));
+        let restarted = TokenService::open(dir.path(), Changes::default()).unwrap();
         assert_eq!(restarted.verify(&t), Err(TokenError::Revoked), "revocation survives a restart");
         let other = restarted.issue(7, 3).unwrap();
         assert!(restarted.verify(&other).is_ok(), "same secret after restart");
@@ -204,9 +230,9 @@ mod tests {
     #[test]
     fn foreign_expired_and_garbage_tokens_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = TokenService::open(dir.path()).unwrap();
+        let svc = TokenService::open(dir.path(), Changes::default()).unwrap();
         let other_dir = tempfile::tempdir().unwrap();
-        let other = TokenService::open(other_dir.path()).unwrap();
+        let other = TokenService::open(other_dir.path(), Changes::default()).unwrap();
         assert_eq!(svc.verify(&other.issue(1, 0).unwrap()), Err(TokenError::Invalid));
         assert_eq!(svc.verify("not.a.jwt"), Err(TokenError::Invalid));
         let secret = parse_hex(&std::fs::read(dir.path().join("jwt.key")).unwrap()).unwrap();
@@ -214,9 +240,12 @@ mod tests {
             &secret,
             Revoked { path: dir.path().join("r.json"), entries: HashMap::new() },
             Duration::from_secs(0),
+            Changes::default(),
         );
         let expired = short.issue(1, 0).unwrap();
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(svc.verify(&expired), Err(TokenError::Expired));
+        assert_eq!(svc.verify_any_age(&expired).map(|c| c.user_id()), Ok(Some(1)), "expiry is not checked again");
+        assert_eq!(svc.verify_any_age(&other.issue(1, 0).unwrap()), Err(TokenError::Invalid), "the signature is");
     }
 }

@@ -6,6 +6,7 @@
 //! the device, and a power cut leaves the previous or the new file, never a half-written
 //! database. Only password hashes (argon2id) are stored.
 
+use super::changes::Changes;
 use crate::fsutil::{SECRET_MODE, read_optional, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -101,6 +102,7 @@ pub enum StoreError {
 pub struct UserStore {
     path: PathBuf,
     inner: Mutex<UsersFile>,
+    changes: Changes,
 }
 
 pub const USERS_FILE: &str = "users.json";
@@ -113,7 +115,12 @@ impl UserStore {
             })?,
             None => UsersFile { version: 1, next_id: 1, users: Vec::new() },
         };
-        Ok(UserStore { path, inner: Mutex::new(file) })
+        Ok(UserStore { path, inner: Mutex::new(file), changes: Changes::default() })
+    }
+
+    /// Ticks after every change to a user.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, UsersFile> {
@@ -165,6 +172,7 @@ impl UserStore {
         next.users.push(user.clone());
         self.persist(&next)?;
         *file = next;
+        self.changes.bump();
         Ok(user)
     }
 
@@ -184,6 +192,7 @@ impl UserStore {
         self.persist(&next)?;
         let user = next.users[idx].clone();
         *file = next;
+        self.changes.bump();
         Ok(user)
     }
 
@@ -197,6 +206,7 @@ impl UserStore {
         }
         self.persist(&next)?;
         *file = next;
+        self.changes.bump();
         Ok(removed)
     }
 
@@ -206,10 +216,38 @@ impl UserStore {
     }
 }
 
-/// A username the API accepts: 1–64 characters after trimming, no control characters.
-pub fn valid_username(name: &str) -> Option<&str> {
+/// Longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// Why a username is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UsernameError {
+    #[error("Invalid username: it is empty")]
+    Empty,
+    #[error("Invalid username: longer than {MAX_USERNAME_CHARS} characters")]
+    TooLong,
+    /// The code point and its position (in characters, from 1).
+    #[error(
+        "Invalid username: character {1} is U+{0:04X}, a control, formatting or invisible character (these can make \
+         one name look like another)"
+    )]
+    Hidden(u32, usize),
+}
+
+/// A username the API accepts, trimmed: 1–64 characters, none of them a control,
+/// formatting or invisible one ([`crate::text::is_hidden`]).
+pub fn check_username(name: &str) -> Result<&str, UsernameError> {
     let name = name.trim();
-    (!name.is_empty() && name.chars().count() <= 64 && !name.chars().any(char::is_control)).then_some(name)
+    if name.is_empty() {
+        return Err(UsernameError::Empty);
+    }
+    if let Some((i, c)) = name.chars().enumerate().find(|(_, c)| crate::text::is_hidden(*c)) {
+        return Err(UsernameError::Hidden(c as u32, i + 1));
+    }
+    if name.chars().count() > MAX_USERNAME_CHARS {
+        return Err(UsernameError::TooLong);
+    }
+    Ok(name)
 }
 
 /// A password the API accepts: not empty, at most 1 KiB.
@@ -279,13 +317,27 @@ mod tests {
     }
 
     #[test]
+    fn usernames_with_hidden_characters_are_refused() {
+        assert_eq!(check_username("Jürgen Müller-Ødegård"), Ok("Jürgen Müller-Ødegård"));
+        assert_eq!(check_username("操作员"), Ok("操作员"));
+        assert_eq!(check_username("adm\u{202e}nim"), Err(UsernameError::Hidden(0x202E, 4)));
+        for bad in ["\u{2066}x\u{2069}", "a\u{200b}b", "a\u{2028}b", "a\nb", "\u{feff}a", "a\u{fe0f}"] {
+            assert!(matches!(check_username(bad), Err(UsernameError::Hidden(..))), "{bad:?}");
+        }
+        assert_eq!(check_username(&"x".repeat(64)), Ok(&*"x".repeat(64)));
+        assert_eq!(check_username(&"x".repeat(65)), Err(UsernameError::TooLong));
+        let msg = UsernameError::Hidden(0x202E, 4).to_string();
+        assert!(msg.contains("U+202E") && msg.contains("character 4"), "{msg}");
+    }
+
+    #[test]
     fn roles_order() {
         assert!(Role::Admin.at_least(Role::User));
         assert!(Role::User.at_least(Role::Viewer));
         assert!(!Role::Viewer.at_least(Role::User));
         assert_eq!(Role::parse(" Admin "), Some(Role::Admin));
         assert_eq!(Role::parse("root"), None);
-        assert_eq!(valid_username("  bob "), Some("bob"));
-        assert_eq!(valid_username("   "), None);
+        assert_eq!(check_username("  bob "), Ok("bob"));
+        assert_eq!(check_username("   "), Err(UsernameError::Empty));
     }
 }

@@ -2,7 +2,7 @@
 // Editor uses. Reads one JSON request per line on stdin, writes one JSON answer per line.
 //
 // Ops: connect {url, token, query?}, cmd {hex}, pipeline {hexes}, md5, poll {indices, types},
-//      force {index, type, value}, release {index}, close.
+//      force {index, type, value}, release {index}, state (whether the socket is connected), close.
 // Requests are encoded and replies decoded following the Editor's rules (big-endian
 // forced values, little-endian reads, TIME as i32 seconds + i32 nanoseconds, STRING as
 // 127 bytes); the code is ours.
@@ -49,6 +49,8 @@ function connect(url, token, viaQuery) {
 // One command, one one-shot listener: how the Editor matches replies.
 function command(hex) {
   return new Promise((resolve) => {
+    // With reconnection off, a disconnected socket would only buffer the command.
+    if (!socket || !socket.connected) return resolve({ success: false, error: 'not connected' });
     const timer = setTimeout(() => {
       socket.off('debug_response', handler);
       resolve({ success: false, error: 'Request timeout' });
@@ -200,6 +202,7 @@ async function handle(req) {
     case 'poll': return poll(req.indices, req.types);
     case 'force': return set(req.index, true, encodeValue(req.type, req.value));
     case 'release': return set(req.index, false);
+    case 'state': return { connected: !!(socket && socket.connected) };
     case 'close':
       if (socket) socket.disconnect();
       return { ok: true };
