@@ -119,9 +119,11 @@ pub(crate) fn run(
         let event = match rx.recv_timeout(ctx.deadline.saturating_duration_since(Instant::now())) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                // The step still running when time ran out: the earliest unfinished job,
+                // named before the killed jobs finish and the cursor moves past them.
+                let step = jobs.get(cursor.min(jobs.len().saturating_sub(1))).map(|j| j.step.clone());
                 abandon(&mut states, &rx);
                 deliver(&mut states, &mut cursor, on_line);
-                let step = jobs.get(cursor.min(jobs.len().saturating_sub(1))).map(|j| j.step.clone());
                 return Err(BuildError::TimedOut { step: step.unwrap_or_default(), limit: ctx.timeout });
             }
         };
@@ -146,7 +148,7 @@ pub(crate) fn run(
         }
         Some((job, state)) => {
             let (exit_code, signal) = match &state.status {
-                Some(Ok(status)) => (status.code(), status.signal()),
+                Some(Ok(status)) => ctx.launcher.outcome(*status),
                 _ => (None, None),
             };
             Err(BuildError::CompilerFailed {

@@ -136,10 +136,21 @@ impl Launcher {
         }
     }
 
+    /// A job's exit code or fatal signal. bwrap reports a child killed by signal N as exit
+    /// code 128 + N, as a shell does.
+    pub fn outcome(&self, status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) if self.sandboxed() && (129..=128 + 64).contains(&code) => (None, Some(code - 128)),
+            (code, signal) => (code, signal),
+        }
+    }
+
     /// Checks that `program` can run in the sandbox: it exists on PATH (or at its path) and
-    /// lives in what the sandbox shows. Unconfined, spawning it tells.
+    /// lives in what the sandbox shows, or it is one we put in the build folder. Unconfined,
+    /// spawning it tells.
     pub fn check_program(&self, program: &str) -> io::Result<()> {
-        if !self.sandboxed() {
+        if !self.sandboxed() || Path::new(program).starts_with(BUILD_ROOT) {
             return Ok(());
         }
         let found = find_program(OsStr::new(program))
