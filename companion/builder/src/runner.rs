@@ -8,7 +8,7 @@ use crate::sandbox::{Launcher, Limits, View, confine};
 use crate::{BuildError, BuildLine, Level};
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
