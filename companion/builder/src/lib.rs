@@ -49,7 +49,15 @@ pub const IMAGE_SLOT_HEADER: &str = include_str!("../adapters/oplc_image_slot.h"
 pub const ADAPTER_HEADERS: [(&str, &str); 2] =
     [("openplc_abi.h", PROGRAM_ABI_HEADER), ("oplc_image_slot.h", IMAGE_SLOT_HEADER)];
 /// The parts of the STruC++ adapter, one job each, which its one `.cpp` includes in this order.
-pub const STRUCPP_ADAPTER_HEADERS: [(&str, &str); 0] = [];
+pub const STRUCPP_ADAPTER_HEADERS: [(&str, &str); 7] = [
+    ("oplc_strucpp_types.hpp", include_str!("../adapters/oplc_strucpp_types.hpp")),
+    ("oplc_strucpp_state.hpp", include_str!("../adapters/oplc_strucpp_state.hpp")),
+    ("oplc_strucpp_located.hpp", include_str!("../adapters/oplc_strucpp_located.hpp")),
+    ("oplc_strucpp_force.hpp", include_str!("../adapters/oplc_strucpp_force.hpp")),
+    ("oplc_strucpp_retain.hpp", include_str!("../adapters/oplc_strucpp_retain.hpp")),
+    ("oplc_strucpp_tables.hpp", include_str!("../adapters/oplc_strucpp_tables.hpp")),
+    ("oplc_strucpp_tasks.hpp", include_str!("../adapters/oplc_strucpp_tasks.hpp")),
+];
 
 /// How long `openplc-rt check` may take to open a library.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
