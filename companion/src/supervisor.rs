@@ -10,6 +10,12 @@
 //!   started again.
 //!
 //! The companion never stops rt-core, not even when it exits itself.
+//!
+//! With `rt_external` rt-core is started and restarted by its own service (on a device,
+//! scripts/install's `openplc-rt.service`, as its own unprivileged account): the companion
+//! never starts one, it waits for the service's and attaches to it, and recovers the
+//! program after a restart as above. With `rt_user` (a companion running as root) it starts
+//! `openplc-rt run --user NAME`, which drops root keeping what real time needs.
 
 use crate::logs::LogHub;
 use crate::plc::PlcBridge;
@@ -152,7 +158,8 @@ impl Supervisor {
             }
             crashes.len()
         };
-        self.logs.error(format!("{how}; restarting it"));
+        let next = if self.settings.rt_external { "waiting for its service to restart it" } else { "restarting it" };
+        self.logs.error(format!("{how}; {next}"));
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.spawn_and_attach().await {
@@ -198,35 +205,50 @@ impl Supervisor {
         }
     }
 
-    /// Starts `openplc-rt run` in its own session and attaches to it.
+    /// Starts `openplc-rt run` in its own session (or, with `rt_external`, waits for its
+    /// service to start one) and attaches to it.
     async fn spawn_and_attach(&self) -> anyhow::Result<()> {
         let path = shm_path(&self.settings.shm);
         // rt-core drops commands queued before its engine exists; the engine's first cycle
         // moves the heartbeat, so wait for that before sending anything.
         let heartbeat_before = Observer::open(&self.settings.shm).map(|o| o.status().heartbeat).unwrap_or(0);
-        let child_pid = self.spawn()?;
+        let child_pid = if self.settings.rt_external { None } else { Some(self.spawn()?) };
         let start = Instant::now();
-        loop {
+        let pid = loop {
             if rt_alive(&path)
                 && let Ok(obs) = Observer::open(&self.settings.shm)
                 && let status = obs.status()
-                && status.rt_pid == child_pid
+                && status.rt_pid != 0
+                && child_pid.is_none_or(|pid| status.rt_pid == pid)
                 && status.heartbeat != heartbeat_before
             {
-                break;
+                break status.rt_pid;
             }
             if start.elapsed() > ATTACH_TIMEOUT {
-                anyhow::bail!(
-                    "openplc-rt (pid {child_pid}) did not set up {} within {ATTACH_TIMEOUT:?}; see logs/openplc-rt.log",
-                    path.display()
-                );
+                match child_pid {
+                    Some(pid) => anyhow::bail!(
+                        "openplc-rt (pid {pid}) did not set up {} within {ATTACH_TIMEOUT:?}; see logs/openplc-rt.log",
+                        path.display()
+                    ),
+                    None => anyhow::bail!(
+                        "no openplc-rt came up on {} within {ATTACH_TIMEOUT:?}; it is started by its own service \
+                         (rt_external): see `systemctl status openplc-rt`",
+                        path.display()
+                    ),
+                }
             }
-            if !process_exists(child_pid) {
-                anyhow::bail!("openplc-rt (pid {child_pid}) exited at start; see logs/openplc-rt.log");
+            if let Some(pid) = child_pid
+                && !process_exists(pid)
+            {
+                anyhow::bail!("openplc-rt (pid {pid}) exited at start; see logs/openplc-rt.log");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if child_pid.is_some() {
+            self.logs.info(format!("Started openplc-rt (pid {pid})"));
+        } else {
+            self.logs.info(format!("openplc-rt (pid {pid}) is up, started by its own service"));
         }
-        self.logs.info(format!("Started openplc-rt (pid {child_pid})"));
         self.attach().await
     }
 
@@ -277,6 +299,10 @@ impl Supervisor {
         }
         if let Some(w) = self.settings.rt_watchdog_ms {
             cmd.arg("--watchdog-ms").arg(w.to_string());
+        }
+        if let Some(user) = &self.settings.rt_user {
+            // rt-core drops root for this account, keeping CAP_SYS_NICE and CAP_IPC_LOCK.
+            cmd.arg("--user").arg(user);
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent; its own
