@@ -293,17 +293,7 @@ impl Supervisor {
         std::fs::create_dir_all(&log_dir)?;
         let log = OpenOptions::new().create(true).append(true).open(log_dir.join("openplc-rt.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.arg("run").arg("--shm").arg(&self.settings.shm).arg("--cpu").arg(&self.settings.rt_cpu);
-        if let Some(p) = self.settings.rt_priority {
-            cmd.arg("--priority").arg(p.to_string());
-        }
-        if let Some(w) = self.settings.rt_watchdog_ms {
-            cmd.arg("--watchdog-ms").arg(w.to_string());
-        }
-        if let Some(user) = &self.settings.rt_user {
-            // rt-core drops root for this account, keeping CAP_SYS_NICE and CAP_IPC_LOCK.
-            cmd.arg("--user").arg(user);
-        }
+        cmd.args(run_args(&self.settings));
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent; its own
         // session keeps rt-core alive when the companion (or its terminal) goes away.
@@ -327,6 +317,22 @@ impl Supervisor {
     }
 }
 
+/// `openplc-rt run` and its options, from the settings.
+fn run_args(settings: &Settings) -> Vec<String> {
+    let mut args = vec!["run".into(), "--shm".into(), settings.shm.clone(), "--cpu".into(), settings.rt_cpu.clone()];
+    if let Some(p) = settings.rt_priority {
+        args.extend(["--priority".into(), p.to_string()]);
+    }
+    if let Some(w) = settings.rt_watchdog_ms {
+        args.extend(["--watchdog-ms".into(), w.to_string()]);
+    }
+    if let Some(user) = &settings.rt_user {
+        // rt-core drops root for this account, keeping CAP_SYS_NICE and CAP_IPC_LOCK.
+        args.extend(["--user".into(), user.clone()]);
+    }
+    args
+}
+
 fn describe_exit(pid: u32, status: std::io::Result<ExitStatus>) -> String {
     match status {
         Ok(s) => match (s.code(), s.signal()) {
@@ -342,4 +348,24 @@ fn process_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Options;
+
+    #[test]
+    fn rt_core_is_asked_to_become_rt_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options { data_dir: Some(dir.path().into()), shm: Some("x".into()), ..Default::default() };
+        let settings = Settings::resolve(&opts).unwrap();
+        assert_eq!(run_args(&settings), ["run", "--shm", "x", "--cpu", "auto"]);
+        let opts = Options { rt_user: Some("openplc-rt".into()), rt_priority: Some(40), ..opts };
+        let settings = Settings::resolve(&opts).unwrap();
+        assert_eq!(
+            run_args(&settings),
+            ["run", "--shm", "x", "--cpu", "auto", "--priority", "40", "--user", "openplc-rt"]
+        );
+    }
 }
