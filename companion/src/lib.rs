@@ -109,13 +109,29 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
     }
     let debugger = debugging::debugger(plc.port().clone(), auth.clone(), settings.editor_compat);
     let store = ProgramStore::open(&data)?;
+    if let Some(user) = &settings.rt_user {
+        // rt-core runs as its own account: it may read the built programs, nothing else.
+        match program::rt_access::account(user).and_then(|a| program::rt_access::share_programs(&data, a.gid)) {
+            Ok(()) => logs.info(format!(
+                "Programs are readable by {user} (rt-core's account); secrets, TLS keys, users and logs are not"
+            )),
+            Err(e) => logs.error(format!(
+                "Cannot share the programs with rt_user {user}: {e}; rt-core may not be able to load them"
+            )),
+        }
+    }
     let compiler = Arc::new(SystemCompiler {
         cc: settings.cc.clone(),
         cxx: settings.cxx.clone(),
         jobs: settings.build_jobs,
         timeout: settings.build_timeout,
         checker: Some(settings.rt_binary.clone()),
+        sandbox: settings.build_sandbox,
     });
+    match compiler.sandbox_status() {
+        Ok(how) => logs.info(format!("Program builds: {how}")),
+        Err(e) => logs.error(format!("Uploaded programs cannot be built: {e}")),
+    }
     let programs =
         Arc::new(Programs::new(store, compiler, plc.clone(), logs.clone(), data.join("logs").join("build.log")));
     let plugins = plugins::Plugins::new(&data, plc.clone(), logs.clone());

@@ -170,6 +170,14 @@ pub struct Options {
     /// Shared-memory name (/dev/shm/NAME), or a path when it contains a slash.
     #[arg(long, global = true, value_name = "NAME")]
     pub shm: Option<String>,
+    /// Start rt-core as this user (`openplc-rt run --user NAME`: it drops root keeping only
+    /// what real time needs); for a companion that runs as root.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub rt_user: Option<String>,
+    /// rt-core is started and restarted by its own service (scripts/install's
+    /// openplc-rt.service): attach to it, never start one.
+    #[arg(long, global = true, value_name = "true|false")]
+    pub rt_external: Option<bool>,
     /// Which Editor generation the version reports target (see the README).
     #[arg(long, global = true, value_enum)]
     pub editor_compat: Option<EditorCompat>,
@@ -191,6 +199,10 @@ pub struct Options {
     /// Give up a build after this many seconds.
     #[arg(long, global = true)]
     pub build_timeout_s: Option<u64>,
+    /// Compile uploads in the bubblewrap sandbox (default true; false lets an upload's
+    /// compiler read every file this runtime can: not for a production device).
+    #[arg(long, global = true, value_name = "true|false")]
+    pub build_sandbox: Option<bool>,
     /// Keep RETAIN variables across restarts, written to the data directory at most every
     /// N seconds (1 to 3600) when they changed; 0 (the default) keeps none.
     #[arg(long, global = true, value_name = "SECONDS")]
@@ -210,6 +222,8 @@ pub struct FileSettings {
     pub rt_priority: Option<u32>,
     pub rt_watchdog_ms: Option<u64>,
     pub shm: Option<String>,
+    pub rt_user: Option<String>,
+    pub rt_external: Option<bool>,
     pub editor_compat: Option<EditorCompat>,
     pub first_user_from: Option<FirstUserPolicy>,
     pub discovery_port: Option<u16>,
@@ -217,6 +231,7 @@ pub struct FileSettings {
     pub cxx: Option<String>,
     pub build_jobs: Option<usize>,
     pub build_timeout_s: Option<u64>,
+    pub build_sandbox: Option<bool>,
     pub retain_flush_s: Option<u64>,
 }
 
@@ -232,6 +247,10 @@ pub struct Settings {
     pub rt_priority: Option<u32>,
     pub rt_watchdog_ms: Option<u64>,
     pub shm: String,
+    /// The account rt-core runs as, when the companion starts it as root.
+    pub rt_user: Option<String>,
+    /// rt-core is managed by its own service: never started by the companion.
+    pub rt_external: bool,
     pub editor_compat: EditorCompat,
     pub first_user_from: FirstUserPolicy,
     pub discovery_port: u16,
@@ -239,6 +258,8 @@ pub struct Settings {
     pub cxx: Option<String>,
     pub build_jobs: Option<usize>,
     pub build_timeout: Duration,
+    /// Whether uploads compile in the sandbox.
+    pub build_sandbox: bool,
     /// How often RETAIN values are written when they changed; `None`: retain is off.
     pub retain_flush: Option<Duration>,
 }
@@ -283,6 +304,8 @@ impl Settings {
             rt_priority: opts.rt_priority.or(file.rt_priority),
             rt_watchdog_ms: opts.rt_watchdog_ms.or(file.rt_watchdog_ms),
             shm: opts.shm.clone().or(file.shm).unwrap_or_else(|| shared_abi::shm::DEFAULT_NAME.to_string()),
+            rt_user: opts.rt_user.clone().or(file.rt_user).filter(|u| !u.is_empty()),
+            rt_external: opts.rt_external.or(file.rt_external).unwrap_or(false),
             editor_compat: opts.editor_compat.or(file.editor_compat).unwrap_or(EditorCompat::Dual),
             first_user_from: opts.first_user_from.or(file.first_user_from).unwrap_or(FirstUserPolicy::Local),
             discovery_port: opts.discovery_port.or(file.discovery_port).unwrap_or(DEFAULT_DISCOVERY_PORT),
@@ -290,6 +313,7 @@ impl Settings {
             cxx: opts.cxx.clone().or(file.cxx),
             build_jobs: opts.build_jobs.or(file.build_jobs),
             build_timeout: Duration::from_secs(opts.build_timeout_s.or(file.build_timeout_s).unwrap_or(600)),
+            build_sandbox: opts.build_sandbox.or(file.build_sandbox).unwrap_or(true),
             retain_flush: (retain_flush_s > 0).then(|| Duration::from_secs(retain_flush_s)),
             data_dir,
         })
@@ -335,6 +359,8 @@ mod tests {
         assert_eq!(s.discovery_port, 0);
         assert_eq!(s.first_user_from, FirstUserPolicy::Local);
         assert_eq!(s.rt_cpu, shared_abi::layout::CpuChoice::Auto);
+        assert!(s.build_sandbox, "uploads compile in the sandbox unless told otherwise");
+        assert_eq!((s.rt_user.as_deref(), s.rt_external), (None, false), "the companion starts rt-core as itself");
 
         let bare = tempfile::tempdir().unwrap();
         let opts = Options { data_dir: Some(bare.path().into()), ..Default::default() };

@@ -10,6 +10,12 @@
 //!   started again.
 //!
 //! The companion never stops rt-core, not even when it exits itself.
+//!
+//! With `rt_external` rt-core is started and restarted by its own service (on a device,
+//! scripts/install's `openplc-rt.service`, as its own unprivileged account): the companion
+//! never starts one, it waits for the service's and attaches to it, and recovers the
+//! program after a restart as above. With `rt_user` (a companion running as root) it starts
+//! `openplc-rt run --user NAME`, which drops root keeping what real time needs.
 
 use crate::logs::LogHub;
 use crate::program::store::ProgramStore;
@@ -147,7 +153,8 @@ impl Supervisor {
             }
             crashes.len()
         };
-        self.logs.error(format!("{how}; restarting it"));
+        let next = if self.settings.rt_external { "waiting for its service to restart it" } else { "restarting it" };
+        self.logs.error(format!("{how}; {next}"));
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.spawn_and_attach().await {
@@ -190,35 +197,50 @@ impl Supervisor {
         }
     }
 
-    /// Starts `openplc-rt run` in its own session and attaches to it.
+    /// Starts `openplc-rt run` in its own session (or, with `rt_external`, waits for its
+    /// service to start one) and attaches to it.
     async fn spawn_and_attach(&self) -> anyhow::Result<()> {
         let path = shm_path(&self.settings.shm);
         // rt-core drops commands queued before its engine exists; the engine's first cycle
         // moves the heartbeat, so wait for that before sending anything.
         let heartbeat_before = Observer::open(&self.settings.shm).map(|o| o.status().heartbeat).unwrap_or(0);
-        let child_pid = self.spawn()?;
+        let child_pid = if self.settings.rt_external { None } else { Some(self.spawn()?) };
         let start = Instant::now();
-        loop {
+        let pid = loop {
             if rt_alive(&path)
                 && let Ok(obs) = Observer::open(&self.settings.shm)
                 && let status = obs.status()
-                && status.rt_pid == child_pid
+                && status.rt_pid != 0
+                && child_pid.is_none_or(|pid| status.rt_pid == pid)
                 && status.heartbeat != heartbeat_before
             {
-                break;
+                break status.rt_pid;
             }
             if start.elapsed() > ATTACH_TIMEOUT {
-                anyhow::bail!(
-                    "openplc-rt (pid {child_pid}) did not set up {} within {ATTACH_TIMEOUT:?}; see logs/openplc-rt.log",
-                    path.display()
-                );
+                match child_pid {
+                    Some(pid) => anyhow::bail!(
+                        "openplc-rt (pid {pid}) did not set up {} within {ATTACH_TIMEOUT:?}; see logs/openplc-rt.log",
+                        path.display()
+                    ),
+                    None => anyhow::bail!(
+                        "no openplc-rt came up on {} within {ATTACH_TIMEOUT:?}; it is started by its own service \
+                         (rt_external): see `systemctl status openplc-rt`",
+                        path.display()
+                    ),
+                }
             }
-            if !process_exists(child_pid) {
-                anyhow::bail!("openplc-rt (pid {child_pid}) exited at start; see logs/openplc-rt.log");
+            if let Some(pid) = child_pid
+                && !process_exists(pid)
+            {
+                anyhow::bail!("openplc-rt (pid {pid}) exited at start; see logs/openplc-rt.log");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if child_pid.is_some() {
+            self.logs.info(format!("Started openplc-rt (pid {pid})"));
+        } else {
+            self.logs.info(format!("openplc-rt (pid {pid}) is up, started by its own service"));
         }
-        self.logs.info(format!("Started openplc-rt (pid {child_pid})"));
         self.attach().await
     }
 
@@ -263,13 +285,7 @@ impl Supervisor {
         std::fs::create_dir_all(&log_dir)?;
         let log = OpenOptions::new().create(true).append(true).open(log_dir.join("openplc-rt.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.arg("run").arg("--shm").arg(&self.settings.shm).arg("--cpu").arg(self.settings.rt_cpu.to_string());
-        if let Some(p) = self.settings.rt_priority {
-            cmd.arg("--priority").arg(p.to_string());
-        }
-        if let Some(w) = self.settings.rt_watchdog_ms {
-            cmd.arg("--watchdog-ms").arg(w.to_string());
-        }
+        cmd.args(run_args(&self.settings));
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent; its own
         // session keeps rt-core alive when the companion (or its terminal) goes away.
@@ -293,6 +309,23 @@ impl Supervisor {
     }
 }
 
+/// `openplc-rt run` and its options, from the settings.
+fn run_args(settings: &Settings) -> Vec<String> {
+    let mut args =
+        vec!["run".into(), "--shm".into(), settings.shm.clone(), "--cpu".into(), settings.rt_cpu.to_string()];
+    if let Some(p) = settings.rt_priority {
+        args.extend(["--priority".into(), p.to_string()]);
+    }
+    if let Some(w) = settings.rt_watchdog_ms {
+        args.extend(["--watchdog-ms".into(), w.to_string()]);
+    }
+    if let Some(user) = &settings.rt_user {
+        // rt-core drops root for this account, keeping CAP_SYS_NICE and CAP_IPC_LOCK.
+        args.extend(["--user".into(), user.clone()]);
+    }
+    args
+}
+
 fn describe_exit(pid: u32, status: std::io::Result<ExitStatus>) -> String {
     match status {
         Ok(s) => match (s.code(), s.signal()) {
@@ -308,4 +341,24 @@ fn process_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Options;
+
+    #[test]
+    fn rt_core_is_asked_to_become_rt_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options { data_dir: Some(dir.path().into()), shm: Some("x".into()), ..Default::default() };
+        let settings = Settings::resolve(&opts).unwrap();
+        assert_eq!(run_args(&settings), ["run", "--shm", "x", "--cpu", "auto"]);
+        let opts = Options { rt_user: Some("openplc-rt".into()), rt_priority: Some(40), ..opts };
+        let settings = Settings::resolve(&opts).unwrap();
+        assert_eq!(
+            run_args(&settings),
+            ["run", "--shm", "x", "--cpu", "auto", "--priority", "40", "--user", "openplc-rt"]
+        );
+    }
 }

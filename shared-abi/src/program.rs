@@ -149,3 +149,8 @@ const _: () = {
     assert!(offset_of!(ProgramAbi, var_write) == PROGRAM_ABI_RETAIN_SIZE);
     assert!(size_of::<ProgramAbi>() == PROGRAM_ABI_RETAIN_SIZE + 8);
 };
+
+/// What `openplc-rt check <library>` prints when the library loaded and initialised in its
+/// throwaway process; the builder requires it, so a library whose start-up code ends the
+/// checker with status 0 (a raw exit system call) still fails the build.
+pub const CHECK_OK: &str = "loads, program ABI";

@@ -175,7 +175,9 @@ impl RtMapping {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            // Group read-write: on a device rt-core and the companion run as two accounts
+            // sharing rt-core's group (scripts/install); others get nothing.
+            .mode(0o660)
             .open(&path)
             .map_err(io)?;
         if !try_flock(&file, true).map_err(io)? {
@@ -193,7 +195,7 @@ impl RtMapping {
                 Err(ShmError::Attach(_, err)) => {
                     // Another version, or a creator that died mid-way. Replace it only if no
                     // client still maps it.
-                    if let Ok(client) = OpenOptions::new().read(true).write(true).open(client_lock_path(&path))
+                    if let Ok(client) = OpenOptions::new().read(true).open(client_lock_path(&path))
                         && !try_flock(&client, true).map_err(io)?
                     {
                         return Err(ShmError::IncompatibleInUse(path, err));
@@ -312,7 +314,7 @@ impl ClientMapping {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(0o660)
             .open(client_lock_path(&path))
             .map_err(io)?;
         if !try_flock(&lease, true).map_err(io)? {

@@ -3,25 +3,39 @@
 //!
 //! The Editor uploads C or C++ sources, not a binary, and two generations of them exist:
 //! MatIEC C from Editor 4.1.4 and earlier, STruC++ C++ from Editor 4.2 on. [`detect`] tells
-//! them apart; [`build`] compiles the bundle together with our adapter for its generation:
-//! `adapters/matiec_adapter.c` (C) for MatIEC, `adapters/strucpp_adapter.cpp` (C++17) for
-//! STruC++, against the runtime headers the bundle itself ships. For MatIEC the builder also
-//! generates the adapter's table of RETAIN variables (`oplc_retain_table.c`) from the bundle's
-//! `VARIABLES.csv`, as `debug.c` keeps the variables' flags to itself.
+//! them apart; [`build`] compiles the bundle together with our adapter for its generation
+//! (`matiec.rs`, `strucpp.rs`, one [`toolchain::Toolchain`] each), links it, and opens the
+//! library once in a throwaway process (`openplc-rt check`) when asked to.
 //!
-//! The compiler runs with a scrubbed environment (PATH and LANG only), resource limits (CPU
-//! time, 2 GiB of address space, file size), in its own process group that is killed when
-//! the build's timeout expires; every line it prints reaches the caller as it arrives.
+//! Every compiler, the linker and the load check run in a sandbox (`sandbox.rs`: bubblewrap,
+//! as an unprivileged user, seeing only a build folder with a copy of the bundle and the
+//! toolchain; `folder.rs`), with a scrubbed environment, resource limits (CPU time, 2 GiB of
+//! address space, file size), in their own process group that is killed when the build's
+//! timeout expires; every line they print reaches the caller as it arrives (`runner.rs`).
 
+mod detect;
+mod error;
+mod folder;
+mod matiec;
+mod md5;
 mod runner;
+mod sandbox;
+mod strucpp;
+mod toolchain;
 
-use std::ffi::OsString;
+pub use detect::{Generation, MATIEC_REQUIRED_FILES, detect};
+pub use error::{BuildError, storage_problem};
+pub use matiec::{CsvError, MatiecVariable, matiec_retain_indices, matiec_variables};
+pub use md5::program_md5;
+pub use sandbox::{Identity, Isolation, NOBODY, sandbox_status};
+pub use strucpp::STRUCPP_REQUIRED_FILES;
+
+use folder::BuildFolder;
+use sandbox::{Launcher, Limits, View};
 use std::fmt;
-use std::fs;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use toolchain::{LIBRARY, Paths, Toolchain};
 
 /// The C adapter compiled into every MatIEC program library.
 pub const MATIEC_ADAPTER_SOURCE: &str = include_str!("../adapters/matiec_adapter.c");
@@ -31,53 +45,22 @@ pub const STRUCPP_ADAPTER_SOURCE: &str = include_str!("../adapters/strucpp_adapt
 pub const PROGRAM_ABI_HEADER: &str = include_str!("../../../shared-abi/include/openplc_abi.h");
 /// Where located variables live in rt-core's image: shared by both adapters.
 pub const IMAGE_SLOT_HEADER: &str = include_str!("../adapters/oplc_image_slot.h");
-/// The headers the adapters include, by file name, written beside them for every build.
+/// The headers both adapters include, by file name, written beside them for every build.
 pub const ADAPTER_HEADERS: [(&str, &str); 2] =
-    [(ABI_HEADER_FILE, PROGRAM_ABI_HEADER), ("oplc_image_slot.h", IMAGE_SLOT_HEADER)];
+    [("openplc_abi.h", PROGRAM_ABI_HEADER), ("oplc_image_slot.h", IMAGE_SLOT_HEADER)];
+/// The parts of the STruC++ adapter, one job each, which its one `.cpp` includes in this order.
+pub const STRUCPP_ADAPTER_HEADERS: [(&str, &str); 7] = [
+    ("oplc_strucpp_types.hpp", include_str!("../adapters/oplc_strucpp_types.hpp")),
+    ("oplc_strucpp_state.hpp", include_str!("../adapters/oplc_strucpp_state.hpp")),
+    ("oplc_strucpp_located.hpp", include_str!("../adapters/oplc_strucpp_located.hpp")),
+    ("oplc_strucpp_force.hpp", include_str!("../adapters/oplc_strucpp_force.hpp")),
+    ("oplc_strucpp_retain.hpp", include_str!("../adapters/oplc_strucpp_retain.hpp")),
+    ("oplc_strucpp_tables.hpp", include_str!("../adapters/oplc_strucpp_tables.hpp")),
+    ("oplc_strucpp_tasks.hpp", include_str!("../adapters/oplc_strucpp_tasks.hpp")),
+];
 
-/// The files every MatIEC bundle has; `POUS.c` is not among them because `Res0.c` includes it.
-pub const MATIEC_REQUIRED_FILES: [&str; 4] = ["Config0.c", "Res0.c", "debug.c", "glueVars.c"];
-
-/// The files a STruC++ bundle needs besides its `*.cpp` and `strucpp_runtime/include/`: the
-/// declarations, and the debugger's pointer table (which names the configuration object).
-pub const STRUCPP_REQUIRED_FILES: [&str; 2] = ["generated.hpp", "generated_debug.cpp"];
-
-const ADAPTER_FILE: &str = "oplc_matiec_adapter.c";
-/// The MatIEC adapter's table of RETAIN variables, generated from `VARIABLES.csv`.
-const RETAIN_TABLE_FILE: &str = "oplc_retain_table.c";
-const STRUCPP_ADAPTER_FILE: &str = "oplc_strucpp_adapter.cpp";
-const ABI_HEADER_FILE: &str = "openplc_abi.h";
-/// Largest text file the builder reads itself (program.st, debug.c, defines.h, VARIABLES.csv,
-/// and a STruC++ bundle's generated.hpp, generated_debug.cpp, debug-map.json).
-const MAX_TEXT_BYTES: u64 = 64 << 20;
-
-/// Which Editor generation produced a bundle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Generation {
-    /// MatIEC C: `Config0.c`, `Res0.c` (+ `POUS.c`), `debug.c`, `glueVars.c` (Editor <= 4.1.4).
-    Matiec,
-    /// STruC++ C++: `generated.cpp/.hpp`, `defines.h`, `strucpp_runtime/include/` (Editor >= 4.2).
-    Strucpp,
-}
-
-impl Generation {
-    /// The Editor versions that produce this generation.
-    pub const fn editor_versions(self) -> &'static str {
-        match self {
-            Generation::Matiec => "OpenPLC Editor 4.1.4 and earlier",
-            Generation::Strucpp => "OpenPLC Editor 4.2 and later",
-        }
-    }
-}
-
-impl fmt::Display for Generation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Generation::Matiec => "MatIEC",
-            Generation::Strucpp => "STruC++",
-        })
-    }
-}
+/// How long `openplc-rt check` may take to open a library.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a line of build output should be shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,11 +105,28 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// Limit for the whole build; the compilers are killed when it expires.
     pub timeout: Duration,
+    /// Whether the compilers run in the sandbox (by default they do, and a build is refused
+    /// where the sandbox cannot run).
+    pub isolation: Isolation,
+    /// `openplc-rt`, to open the built library once in a throwaway process (`openplc-rt
+    /// check`, in the sandbox too) before it is handed out: code that runs while a library
+    /// loads (C++ constructors) runs outside any fault guard.
+    pub load_check: Option<PathBuf>,
+    /// Where build folders are made (the system's temporary directory by default).
+    pub build_root: Option<PathBuf>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { cc: "cc".into(), cxx: "c++".into(), jobs: 1, timeout: Duration::from_secs(300) }
+        BuildOptions {
+            cc: "cc".into(),
+            cxx: "c++".into(),
+            jobs: 1,
+            timeout: Duration::from_secs(300),
+            isolation: Isolation::Sandbox,
+            load_check: None,
+            build_root: None,
+        }
     }
 }
 
@@ -141,172 +141,6 @@ pub struct BuildReport {
     pub duration: Duration,
 }
 
-/// Why a bundle could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    #[error("cannot read the bundle directory {}: {source}", path.display())]
-    BundleUnreadable { path: PathBuf, source: io::Error },
-    #[error("not an OpenPLC Editor program bundle: {detail}")]
-    NotABundle { detail: String },
-    #[error(
-        "incomplete {generation} bundle ({}): {} missing",
-        generation.editor_versions(),
-        missing_list(missing)
-    )]
-    IncompleteBundle { generation: Generation, missing: Vec<String> },
-    #[error("cannot build this {generation} bundle ({}): {detail}", generation.editor_versions())]
-    Unbuildable { generation: Generation, detail: String },
-    #[error("{what}: {source}")]
-    Io { what: String, source: io::Error },
-    #[error("cannot run the compiler `{program}`: {source}")]
-    CompilerUnavailable { program: String, source: io::Error },
-    #[error("{}", compiler_failure(step, *exit_code, *signal, first_error.as_deref()))]
-    CompilerFailed { step: String, exit_code: Option<i32>, signal: Option<i32>, first_error: Option<String> },
-    #[error("the build took longer than {} s and was stopped while {step}", limit.as_secs_f64())]
-    TimedOut { step: String, limit: Duration },
-}
-
-impl BuildError {
-    /// The compiler's exit code, where a compiler failed with one.
-    pub fn exit_code(&self) -> Option<i32> {
-        match self {
-            BuildError::CompilerFailed { exit_code, .. } => *exit_code,
-            _ => None,
-        }
-    }
-}
-
-fn missing_list(missing: &[String]) -> String {
-    match missing {
-        [one] => format!("{one} is"),
-        many => format!("{} are", many.join(", ")),
-    }
-}
-
-fn compiler_failure(step: &str, exit_code: Option<i32>, signal: Option<i32>, first_error: Option<&str>) -> String {
-    let how = match (exit_code, signal) {
-        (Some(code), _) => format!("failed with exit code {code}"),
-        (None, Some(9)) => "was killed (signal 9; the compiler may have exceeded its CPU or memory limit)".into(),
-        (None, Some(sig)) => format!("was killed by signal {sig}"),
-        (None, None) => "failed".into(),
-    };
-    match first_error {
-        Some(line) => format!("{step} {how}: {line}"),
-        None => format!("{step} {how}"),
-    }
-}
-
-/// Tells which Editor generation produced the bundle in `dir`.
-///
-/// MatIEC: `Config0.c`, `Res0.c`, `debug.c` and `glueVars.c`. STruC++: `generated.hpp` or
-/// `defines.h`, at least one `*.cpp` of its own and `strucpp_runtime/include/`. Anything
-/// else is an error naming what is missing.
-pub fn detect(dir: &Path) -> Result<Generation, BuildError> {
-    let meta = fs::metadata(dir).map_err(|source| BuildError::BundleUnreadable { path: dir.into(), source })?;
-    if !meta.is_dir() {
-        return Err(BuildError::NotABundle { detail: format!("{} is not a directory", dir.display()) });
-    }
-    let has = |name: &str| dir.join(name).is_file();
-
-    let matiec_missing: Vec<String> =
-        MATIEC_REQUIRED_FILES.iter().filter(|name| !has(name)).map(|name| name.to_string()).collect();
-    if matiec_missing.is_empty() {
-        return Ok(Generation::Matiec);
-    }
-
-    let header = has("generated.hpp") || has("defines.h");
-    let sources = has_own_cpp(dir).map_err(|source| BuildError::BundleUnreadable { path: dir.into(), source })?;
-    let runtime = dir.join("strucpp_runtime").join("include").is_dir();
-    if header && sources && runtime {
-        return Ok(Generation::Strucpp);
-    }
-
-    if matiec_missing.len() < MATIEC_REQUIRED_FILES.len() {
-        return Err(BuildError::IncompleteBundle { generation: Generation::Matiec, missing: matiec_missing });
-    }
-    if header || runtime {
-        let mut missing = Vec::new();
-        if !header {
-            missing.push("generated.hpp or defines.h".to_string());
-        }
-        if !sources {
-            missing.push("a generated *.cpp".to_string());
-        }
-        if !runtime {
-            missing.push("strucpp_runtime/include/".to_string());
-        }
-        return Err(BuildError::IncompleteBundle { generation: Generation::Strucpp, missing });
-    }
-    Err(BuildError::NotABundle {
-        detail: format!(
-            "found neither {} (MatIEC, {}) nor generated.hpp/defines.h, *.cpp and strucpp_runtime/include/ \
-             (STruC++, {})",
-            MATIEC_REQUIRED_FILES.join(", "),
-            Generation::Matiec.editor_versions(),
-            Generation::Strucpp.editor_versions()
-        ),
-    })
-}
-
-/// A `*.cpp` other than the `c_blocks_code.cpp` every MatIEC bundle has too.
-fn has_own_cpp(dir: &Path) -> io::Result<bool> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.ends_with(".cpp") && name != "c_blocks_code.cpp" && entry.path().is_file() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// The program's MD5 as the Editor sees it: from `program.st`'s
-/// `(*DBG:char md5[] = "<32 hex>";*)` line, else from a STruC++ `defines.h`
-/// (`#define PROGRAM_MD5 "<32 hex>"`). Lower case.
-pub fn program_md5(dir: &Path) -> Option<String> {
-    if let Some(text) = read_text(&dir.join("program.st"))
-        && let Some(md5) = find_md5(&text, b"(*DBG:char md5[] = \"", &[b"\";*)", b"\"*)"])
-    {
-        return Some(md5);
-    }
-    let defines = read_text(&dir.join("defines.h"))?;
-    find_md5(&defines, b"PROGRAM_MD5 \"", &[b"\""])
-}
-
-/// The MD5 `debug.c` compiles into the program (`char plc_program_md5[] = "..."`).
-fn debug_c_md5(dir: &Path) -> Option<String> {
-    let text = read_text(&dir.join("debug.c"))?;
-    find_md5(&text, b"plc_program_md5[] = \"", &[b"\""])
-}
-
-/// The first 32 hex digits that follow `prefix` and are followed by one of `suffixes`.
-fn find_md5(text: &[u8], prefix: &[u8], suffixes: &[&[u8]]) -> Option<String> {
-    let mut from = 0;
-    while let Some(at) = find(&text[from..], prefix) {
-        let start = from + at + prefix.len();
-        if let Some(hex) = text.get(start..start + 32)
-            && hex.iter().all(u8::is_ascii_hexdigit)
-            && suffixes.iter().any(|s| text[start + 32..].starts_with(s))
-        {
-            return Some(String::from_utf8_lossy(hex).to_ascii_lowercase());
-        }
-        from = start;
-    }
-    None
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn read_text(path: &Path) -> Option<Vec<u8>> {
-    let mut text = Vec::new();
-    fs::File::open(path).ok()?.take(MAX_TEXT_BYTES).read_to_end(&mut text).ok()?;
-    Some(text)
-}
-
 /// Builds the bundle in `dir` into the program library `out`, handing every line of output
 /// to `on_line` as it arrives. `out` is replaced atomically, and only on success.
 pub fn build(
@@ -316,545 +150,136 @@ pub fn build(
     on_line: &mut dyn FnMut(BuildLine),
 ) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
-    let generation = detect(dir)?;
-    // The compilers run in a scratch directory, so every path they get is absolute.
-    let dir = fs::canonicalize(dir).map_err(|source| BuildError::BundleUnreadable { path: dir.into(), source })?;
+    let detected = detect(dir)?;
+    let dir = std::fs::canonicalize(dir).map_err(|source| BuildError::BundleUnreadable { path: dir.into(), source })?;
     let out = absolute(out)?;
-    let out_dir = match (out.parent(), out.file_name()) {
-        (Some(parent), Some(_)) => parent.to_path_buf(),
-        _ => {
-            let source = io::Error::new(io::ErrorKind::InvalidInput, "not a file name");
-            return Err(BuildError::Io { what: format!("cannot write the library to {}", out.display()), source });
-        }
+    // A bundle is checked (and refused) before anything is compiled.
+    let toolchain: Box<dyn Toolchain> = match detected {
+        Generation::Matiec => Box::new(matiec::Matiec),
+        Generation::Strucpp => Box::new(strucpp::Strucpp::for_bundle(&dir)?),
     };
-    if !out_dir.is_dir() {
-        let source = io::Error::new(io::ErrorKind::NotFound, "no such directory");
-        return Err(BuildError::Io { what: format!("cannot write the library into {}", out_dir.display()), source });
+    let generation = toolchain.generation();
+    on_line(info(format!("Building a {generation} program ({})", generation.editor_versions())));
+    let (editor_md5, program_md5) = toolchain.md5_witnesses(&dir);
+    if let Some(warning) = md5::mismatch_warning(&editor_md5, &program_md5) {
+        on_line(BuildLine { level: Level::Warning, text: warning });
     }
 
-    // A STruC++ bundle is checked before anything is compiled.
-    let config_class = match generation {
-        Generation::Matiec => None,
-        Generation::Strucpp => Some(strucpp_config_class(&dir)?),
-    };
-
+    let launcher = Launcher::new(opts.isolation)?;
     on_line(BuildLine {
-        level: Level::Info,
-        text: format!("Building a {generation} program ({})", generation.editor_versions()),
+        level: if launcher.sandboxed() { Level::Info } else { Level::Warning },
+        text: launcher.describe(),
     });
-    let md5 = program_md5(&dir);
-    match generation {
-        Generation::Matiec => check_md5(md5.as_deref(), debug_c_md5(&dir).as_deref(), on_line),
-        Generation::Strucpp => check_strucpp_md5(md5.as_deref(), debug_map_md5(&dir).as_deref(), on_line),
+    let folder = BuildFolder::create(opts.build_root.as_deref(), launcher.identity())?;
+    folder.copy_bundle(&dir)?;
+    for source in toolchain.our_sources(&dir, on_line) {
+        folder.write(source.name, &source.text)?;
     }
 
-    let scratch = tempfile::Builder::new()
-        .prefix("openplc-build-")
-        .tempdir()
-        .map_err(|source| BuildError::Io { what: "cannot create a scratch directory".into(), source })?;
-    let adapter = match generation {
-        Generation::Matiec => (ADAPTER_FILE, MATIEC_ADAPTER_SOURCE.to_string()),
-        Generation::Strucpp => (STRUCPP_ADAPTER_FILE, STRUCPP_ADAPTER_SOURCE.to_string()),
-    };
-    let mut generated = vec![adapter];
-    generated.extend(ADAPTER_HEADERS.iter().map(|(name, text)| (*name, text.to_string())));
-    if generation == Generation::Matiec {
-        let retain = matiec_retain(&dir, on_line);
-        generated.push((RETAIN_TABLE_FILE, retain_table_source(&retain)));
-    }
-    for (name, text) in generated {
-        fs::write(scratch.path().join(name), text).map_err(|source| BuildError::Io {
-            what: format!("cannot write {name} to the scratch directory"),
-            source,
-        })?;
-    }
-
-    let ctx = runner::Context {
-        cwd: scratch.path(),
-        // A timeout too long for the clock is no timeout (about 136 years).
-        deadline: started
-            .checked_add(opts.timeout)
-            .or_else(|| started.checked_add(Duration::from_secs(u32::MAX.into())))
-            .unwrap_or(started),
+    let root = launcher.build_root(folder.host());
+    let at = Paths { src: root.join(folder::SRC), out: root.join(folder::OUT) };
+    let mut ctx = runner::Context {
+        launcher: &launcher,
+        view: View { host: folder.host(), writable: true, cwd: folder::OUT },
+        tmpdir: root.join(folder::TMP),
+        deadline: deadline(started, opts.timeout),
         timeout: opts.timeout,
-        limits: runner::Limits {
+        limits: Limits {
             cpu_seconds: opts.timeout.as_secs().saturating_add(1),
             address_space: 2 << 30,
             file_size: 1 << 30,
         },
     };
-    let (compile, objects) = match config_class {
-        None => compile_jobs(&dir, scratch.path(), opts),
-        Some(class) => strucpp_compile_jobs(&dir, scratch.path(), &class, opts)
-            .map_err(|source| BuildError::BundleUnreadable { path: dir.clone(), source })?,
-    };
+    let (compile, objects) = toolchain.compile_jobs(&dir, &at, opts)?;
     runner::run(&compile, opts.jobs, &ctx, on_line)?;
+    let shown_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let link = toolchain::link_job(&objects, &at, &shown_name, opts);
+    runner::run(std::slice::from_ref(&link), 1, &ctx, on_line)?;
 
-    let partial = partial_path(&out_dir, &out);
-    let link = link_job(&objects, &partial, &out, opts);
-    let linked = runner::run(std::slice::from_ref(&link), 1, &ctx, on_line);
-    let placed = linked.and_then(|()| {
-        fs::rename(&partial, &out)
-            .map_err(|source| BuildError::Io { what: format!("cannot move the library to {}", out.display()), source })
-    });
-    if let Err(err) = placed {
-        let _ = fs::remove_file(&partial);
-        return Err(err);
+    if let Some(checker) = &opts.load_check {
+        folder.add_executable(checker, "openplc-rt")?;
+        // Read-only: the library's start-up code runs here, and may write nothing.
+        ctx.view.writable = false;
+        ctx.deadline = deadline(Instant::now(), CHECK_TIMEOUT);
+        ctx.timeout = CHECK_TIMEOUT;
+        ctx.limits.cpu_seconds = CHECK_TIMEOUT.as_secs() + 1;
+        let check = toolchain::check_job(&root.join(folder::BIN).join("openplc-rt"), &at);
+        load_check(&check, &ctx, on_line)?;
     }
 
+    folder.place(LIBRARY, &out)?;
     let duration = started.elapsed();
-    on_line(BuildLine {
-        level: Level::Info,
-        text: format!("Built {} in {:.1} s", out.display(), duration.as_secs_f64()),
+    on_line(info(format!("Built {} in {:.1} s", out.display(), duration.as_secs_f64())));
+    Ok(BuildReport { generation, library: out, md5: editor_md5.md5, duration })
+}
+
+/// Runs the load check; its failure says why the program does not load.
+fn load_check(
+    check: &runner::Job,
+    ctx: &runner::Context<'_>,
+    on_line: &mut dyn FnMut(BuildLine),
+) -> Result<(), BuildError> {
+    let mut said = None;
+    let mut loaded = false;
+    let result = runner::run(std::slice::from_ref(check), 1, ctx, &mut |line| {
+        if line.text != check.label {
+            loaded |= line.text.contains(shared_abi::program::CHECK_OK);
+            said = Some(line.text.trim().trim_start_matches("openplc-rt: ").to_string());
+        }
+        on_line(line);
     });
-    Ok(BuildReport { generation, library: out, md5, duration })
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, BuildError> {
-    if path.is_absolute() {
-        return Ok(path.to_path_buf());
-    }
-    let cwd = std::env::current_dir()
-        .map_err(|source| BuildError::Io { what: "cannot resolve the output path".into(), source })?;
-    Ok(cwd.join(path))
-}
-
-/// Warns when the Editor's view of the MD5 (program.st) and the program's own (debug.c)
-/// differ: the Editor's debugger would then refuse to attach.
-fn check_md5(program_st: Option<&str>, debug_c: Option<&str>, on_line: &mut dyn FnMut(BuildLine)) {
-    let warning = match (program_st, debug_c) {
-        (Some(a), Some(b)) if a != b => {
-            format!(
-                "program.st says the program MD5 is {a} but debug.c says {b}; the Editor's debugger will not attach"
-            )
+    let reason = match result {
+        // The success line too: a library that ends the checker with status 0 from its
+        // start-up code (a raw exit system call, which no interposer sees) printed nothing.
+        Ok(()) if loaded => return Ok(()),
+        Ok(()) => "it ended the check while loading, without an error: its start-up code is faulty".to_string(),
+        Err(BuildError::CompilerFailed { signal: Some(signal), .. }) => {
+            format!("it crashed while loading ({}): its start-up code is faulty", shared_abi::msg::signal_name(signal))
         }
-        (None, _) => "program.st has no (*DBG:char md5[] = ...*) line; the Editor's debugger will not attach".into(),
-        (_, None) => "debug.c defines no plc_program_md5".into(),
-        _ => return,
+        Err(BuildError::CompilerFailed { exit_code, .. }) => {
+            said.unwrap_or_else(|| format!("openplc-rt check failed with exit code {}", exit_code.unwrap_or(-1)))
+        }
+        Err(BuildError::TimedOut { .. }) => {
+            format!("it did not finish loading within {} s", CHECK_TIMEOUT.as_secs())
+        }
+        Err(other) => return Err(other),
     };
-    on_line(BuildLine { level: Level::Warning, text: warning });
+    Err(BuildError::LoadCheckFailed { reason })
 }
 
-/// One debug variable of a MatIEC `VARIABLES.csv`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatiecVariable {
-    /// Its debug index (the Editor's `debug_vars[]` position).
-    pub index: u32,
-    /// The IEC path (`CONFIG0.RES0.INSTANCE0.COUNTER`).
-    pub name: String,
-    /// The IEC type name.
-    pub iec_type: String,
-    /// Declared `RETAIN`.
-    pub retain: bool,
+fn info(text: String) -> BuildLine {
+    BuildLine { level: Level::Info, text }
 }
 
-/// The debug variables of a MatIEC `VARIABLES.csv`, in debug-index order.
-///
-/// Rows `num;class;IEC path;C path;type;derived;retain;` of the `// Variables` section: rows
-/// of program and function-block instances (class `FB`) have no debug index, every other row
-/// takes the next one, in order (as the Editor numbers `debug_vars[]`); a row whose `retain`
-/// field is `1` is RETAIN (MatIEC writes it for `VAR RETAIN`). A file from a MatIEC without the
-/// `retain` column has no RETAIN variable.
-pub fn matiec_variables(csv: &str) -> Result<Vec<MatiecVariable>, String> {
-    let mut in_variables = false;
-    let mut vars = Vec::new();
-    for line in csv.lines().map(str::trim) {
-        if let Some(section) = line.strip_prefix("//") {
-            in_variables = section.trim().eq_ignore_ascii_case("Variables");
-            continue;
-        }
-        if !in_variables || line.is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(';').collect();
-        if fields.len() < 5 {
-            return Err(format!("a row with {} fields: {line:?}", fields.len()));
-        }
-        if fields[1].trim().eq_ignore_ascii_case("FB") {
-            continue;
-        }
-        let index = u32::try_from(vars.len()).map_err(|_| "too many variables")?;
-        vars.push(MatiecVariable {
-            index,
-            name: fields[2].trim().to_string(),
-            iec_type: fields[4].trim().to_string(),
-            retain: fields.get(6).is_some_and(|f| f.trim() == "1"),
-        });
-    }
-    Ok(vars)
+/// `started + timeout`; a timeout too long for the clock is no timeout (about 136 years).
+fn deadline(started: Instant, timeout: Duration) -> Instant {
+    started
+        .checked_add(timeout)
+        .or_else(|| started.checked_add(Duration::from_secs(u32::MAX.into())))
+        .unwrap_or(started)
 }
 
-/// The debug indices of the RETAIN variables of a MatIEC `VARIABLES.csv`, in order, and the
-/// number of debug variables it lists.
-pub fn matiec_retain_indices(csv: &str) -> Result<(Vec<u32>, u32), String> {
-    let vars = matiec_variables(csv)?;
-    Ok((vars.iter().filter(|v| v.retain).map(|v| v.index).collect(), vars.len() as u32))
-}
-
-/// `#define VAR_COUNT <n>` of a debug.c.
-fn debug_c_var_count(dir: &Path) -> Option<u32> {
-    let text = read_text(&dir.join("debug.c"))?;
-    String::from_utf8_lossy(&text).lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("#define")?.trim_start().strip_prefix("VAR_COUNT")?;
-        rest.trim().parse().ok()
-    })
-}
-
-/// The RETAIN variables of a MatIEC bundle (debug indices): none without `VARIABLES.csv`
-/// (bundles stored before RETAIN was supported build as they did), and none, with a warning,
-/// when the file cannot be read or numbers its variables differently from `debug.c`.
-fn matiec_retain(dir: &Path, on_line: &mut dyn FnMut(BuildLine)) -> Vec<u32> {
-    let path = dir.join("VARIABLES.csv");
-    if !path.is_file() {
-        return Vec::new();
-    }
-    let mut warn = |text: String| {
-        on_line(BuildLine { level: Level::Warning, text: format!("{text}; RETAIN variables will not be kept") })
-    };
-    let Some(text) = read_text(&path) else {
-        warn("VARIABLES.csv cannot be read".into());
-        return Vec::new();
-    };
-    let (retain, indexed) = match matiec_retain_indices(&String::from_utf8_lossy(&text)) {
-        Ok(found) => found,
-        Err(err) => {
-            warn(format!("VARIABLES.csv: {err}"));
-            return Vec::new();
-        }
-    };
-    if retain.is_empty() {
-        return retain;
-    }
-    if let Some(count) = debug_c_var_count(dir)
-        && count != indexed
-    {
-        warn(format!("VARIABLES.csv lists {indexed} debug variables but debug.c has {count}"));
-        return Vec::new();
-    }
-    on_line(BuildLine {
-        level: Level::Info,
-        text: format!(
-            "{} RETAIN variable{} (kept across restarts)",
-            retain.len(),
-            if retain.len() == 1 { "" } else { "s" }
-        ),
-    });
-    retain
-}
-
-/// The C source of the MatIEC adapter's RETAIN table: `oplc_retain_indices[]` (the debug
-/// indices) and `oplc_retain_count`.
-fn retain_table_source(indices: &[u32]) -> String {
-    let list = if indices.is_empty() {
-        "0 /* an array may not be empty */".to_string()
+/// `out` made absolute, checked to be a file name in an existing directory.
+fn absolute(out: &Path) -> Result<PathBuf, BuildError> {
+    let out = if out.is_absolute() {
+        out.to_path_buf()
     } else {
-        indices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        let cwd = std::env::current_dir().map_err(|e| BuildError::io("cannot resolve the output path", e))?;
+        cwd.join(out)
     };
-    format!(
-        "/* Generated by openplc-builder from the bundle's VARIABLES.csv: the debug indices of\n \
-         * the program's RETAIN variables. */\n#include <stdint.h>\n\n\
-         const uint32_t oplc_retain_indices[] = {{{list}}};\n\
-         const uint32_t oplc_retain_count = {};\n",
-        indices.len()
-    )
-}
-
-fn compile_jobs(dir: &Path, scratch: &Path, opts: &BuildOptions) -> (Vec<runner::Job>, Vec<PathBuf>) {
-    let includes = [dir.to_path_buf(), dir.join("lib"), dir.join("lib").join("C"), scratch.to_path_buf()];
-    let mut sources: Vec<(PathBuf, &str, bool, &[&str])> = vec![
-        (dir.join("Config0.c"), "Config0.c", false, &[]),
-        (dir.join("Res0.c"), "Res0.c", false, &[]),
-        (dir.join("debug.c"), "debug.c", false, &[]),
-        (dir.join("glueVars.c"), "glueVars.c", false, &["-DOPENPLC_V4"]),
-        (scratch.join(ADAPTER_FILE), "the runtime adapter", false, &[]),
-        (scratch.join(RETAIN_TABLE_FILE), "the RETAIN table", false, &[]),
-    ];
-    if dir.join("c_blocks_code.cpp").is_file() {
-        sources.push((dir.join("c_blocks_code.cpp"), "c_blocks_code.cpp", true, &[]));
-    }
-
-    let mut jobs = Vec::new();
-    let mut objects = Vec::new();
-    for (index, (source, name, cplusplus, extra)) in sources.into_iter().enumerate() {
-        let object = scratch.join(format!("{index}.o"));
-        let mut args: Vec<OsString> =
-            ["-w", "-O2", "-fPIC", "-fno-strict-aliasing"].iter().map(OsString::from).collect();
-        args.extend(extra.iter().map(OsString::from));
-        for dir in &includes {
-            args.push("-I".into());
-            args.push(dir.into());
-        }
-        args.extend(["-c".into(), source.into_os_string(), "-o".into(), object.clone().into_os_string()]);
-        jobs.push(runner::Job {
-            label: format!("Compiling {name}"),
-            step: format!("compiling {name}"),
-            program: if cplusplus { opts.cxx.clone() } else { opts.cc.clone() },
-            args,
-        });
-        objects.push(object);
-    }
-    (jobs, objects)
-}
-
-/// The configuration class a STruC++ bundle's adapter must instantiate as `g_config`.
-///
-/// The debugger table (`generated_debug.cpp`) declares the object it reads
-/// (`extern ::strucpp::Configuration_<NAME> g_config;`): that is the class, whatever the
-/// header holds. A bundle without that declaration falls back to the one configuration class
-/// of `generated.hpp`.
-fn strucpp_config_class(dir: &Path) -> Result<String, BuildError> {
-    let missing: Vec<String> =
-        STRUCPP_REQUIRED_FILES.iter().filter(|name| !dir.join(name).is_file()).map(|name| name.to_string()).collect();
-    if !missing.is_empty() {
-        return Err(BuildError::IncompleteBundle { generation: Generation::Strucpp, missing });
-    }
-    let unbuildable = |detail: String| BuildError::Unbuildable { generation: Generation::Strucpp, detail };
-    let debug_table = read_text(&dir.join("generated_debug.cpp"))
-        .ok_or_else(|| unbuildable("generated_debug.cpp cannot be read".into()))?;
-    if let Some(class) = config_class_in_debug_table(&String::from_utf8_lossy(&debug_table)) {
-        return Ok(class);
-    }
-    let header =
-        read_text(&dir.join("generated.hpp")).ok_or_else(|| unbuildable("generated.hpp cannot be read".into()))?;
-    let classes = config_classes_in_header(&String::from_utf8_lossy(&header));
-    match classes.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(unbuildable("generated.hpp declares no CONFIGURATION (no Configuration_<NAME> class)".into())),
-        many => Err(unbuildable(format!(
-            "generated.hpp declares {} configurations ({}) and generated_debug.cpp does not say which one the \
-             debugger reads",
-            many.len(),
-            many.join(", ")
-        ))),
-    }
-}
-
-/// `Configuration_<NAME>` from `extern ::strucpp::Configuration_<NAME> g_config;`.
-fn config_class_in_debug_table(text: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("extern")?.trim_start();
-        let rest = rest.strip_prefix("::").unwrap_or(rest);
-        let rest = rest.strip_prefix("strucpp::")?;
-        let (class, object) = rest.split_once(char::is_whitespace)?;
-        (object.trim() == "g_config;" && is_config_class(class)).then(|| class.to_string())
-    })
-}
-
-/// Every `class Configuration_<NAME> : public ConfigurationInstance` of the header.
-fn config_classes_in_header(text: &str) -> Vec<String> {
-    let mut classes = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.trim().strip_prefix("class ") else { continue };
-        let Some((class, base)) = rest.split_once(':') else { continue };
-        let class = class.trim();
-        if is_config_class(class) && base.contains("ConfigurationInstance") && !classes.iter().any(|c| c == class) {
-            classes.push(class.to_string());
-        }
-    }
-    classes
-}
-
-/// A C++ identifier of the form `Configuration_<NAME>` (it becomes a -D value).
-fn is_config_class(name: &str) -> bool {
-    name.strip_prefix("Configuration_")
-        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-}
-
-/// The MD5 the Editor wrote into `debug-map.json` (`"md5": "<32 hex>"`).
-fn debug_map_md5(dir: &Path) -> Option<String> {
-    let text = read_text(&dir.join("debug-map.json"))?;
-    find_md5(&text, b"\"md5\": \"", &[b"\""]).or_else(|| find_md5(&text, b"\"md5\":\"", &[b"\""]))
-}
-
-/// Warns when the program will not answer the Editor's MD5 check: no `PROGRAM_MD5` in
-/// `defines.h`, or one that differs from the debug map's.
-fn check_strucpp_md5(defines_h: Option<&str>, debug_map: Option<&str>, on_line: &mut dyn FnMut(BuildLine)) {
-    let warning = match (defines_h, debug_map) {
-        (Some(a), Some(b)) if a != b => {
-            format!(
-                "defines.h says the program MD5 is {a} but debug-map.json says {b}; the Editor's debugger will not attach"
-            )
-        }
-        (None, _) => "defines.h has no #define PROGRAM_MD5 \"<md5>\"; the Editor's debugger will not attach".into(),
-        _ => return,
-    };
-    on_line(BuildLine { level: Level::Warning, text: warning });
-}
-
-/// One job per `*.cpp` of the bundle root (STruC++ writes one per POU plus
-/// `configuration.cpp` and `generated_debug.cpp`, older versions a single `generated.cpp`;
-/// `c_blocks_code.cpp` too), in name order, then the adapter.
-///
-/// C++17, position-independent, and `-fno-gnu-unique`: the generated code's C++17 inline
-/// variables (the program clock, the debug type table, ...) would otherwise be GNU unique
-/// symbols, which glibc never unloads and binds a later program to, so a reloaded program
-/// would inherit the old one's globals. `STRUCPP_THREADED` is not defined: every task runs on
-/// rt-core's scan thread, so the per-global mutexes are not needed, and the program clock
-/// stays a plain global rather than a thread-local that a dlopened library allocates on a
-/// thread's first access.
-fn strucpp_compile_jobs(
-    dir: &Path,
-    scratch: &Path,
-    config_class: &str,
-    opts: &BuildOptions,
-) -> io::Result<(Vec<runner::Job>, Vec<PathBuf>)> {
-    // (path, name, is the adapter)
-    let mut sources: Vec<(PathBuf, String, bool)> = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".cpp") && entry.file_type()?.is_file() {
-            sources.push((entry.path(), name, false));
-        }
-    }
-    sources.sort_by(|a, b| a.1.cmp(&b.1));
-    sources.push((scratch.join(STRUCPP_ADAPTER_FILE), "the runtime adapter".into(), true));
-
-    let includes = [dir.to_path_buf(), dir.join("strucpp_runtime").join("include"), scratch.to_path_buf()];
-    let define = format!("-DOPLC_STRUCPP_CONFIG={config_class}");
-    let mut jobs = Vec::new();
-    let mut objects = Vec::new();
-    for (index, (source, name, adapter)) in sources.into_iter().enumerate() {
-        let object = scratch.join(format!("{index}.o"));
-        let mut args: Vec<OsString> =
-            ["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"].iter().map(OsString::from).collect();
-        if adapter {
-            args.push(define.clone().into());
-        }
-        for dir in &includes {
-            args.push("-I".into());
-            args.push(dir.into());
-        }
-        args.extend(["-c".into(), source.into_os_string(), "-o".into(), object.clone().into_os_string()]);
-        jobs.push(runner::Job {
-            label: format!("Compiling {name}"),
-            step: format!("compiling {name}"),
-            program: opts.cxx.clone(),
-            args,
-        });
-        objects.push(object);
-    }
-    Ok((jobs, objects))
-}
-
-/// Links with the C++ compiler (c_blocks_code.cpp may need its runtime). `-z defs` turns a
-/// symbol the program needs but nobody defines into a build error rather than a crash of
-/// the scan when it is first called (programs are loaded with lazy binding); `-Bsymbolic`
-/// keeps two loaded programs from binding to each other's globals.
-fn link_job(objects: &[PathBuf], partial: &Path, out: &Path, opts: &BuildOptions) -> runner::Job {
-    let mut args: Vec<OsString> = vec!["-shared".into(), "-o".into(), partial.into()];
-    args.extend(objects.iter().map(OsString::from));
-    args.extend(["-Wl,-z,defs", "-Wl,-Bsymbolic", "-lpthread", "-lrt", "-lm"].iter().map(OsString::from));
-    runner::Job {
-        label: format!("Linking {}", out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
-        step: "linking the program library".into(),
-        program: opts.cxx.clone(),
-        args,
-    }
-}
-
-/// A unique name beside `out`, so that the final rename is atomic.
-fn partial_path(out_dir: &Path, out: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "program.so".into());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    out_dir.join(format!(".{name}.partial-{}-{n}", std::process::id()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_md5_like_the_editor() {
-        let md5 = "0123456789abcdefABCDEF0123456789";
-        for trailer in [format!("(*DBG:char md5[] = \"{md5}\";*)"), format!("(*DBG:char md5[] = \"{md5}\"*)")] {
-            let text = format!("PROGRAM x\nEND_PROGRAM\n\n{trailer}\n(*DBG:rest*)");
-            let found = find_md5(text.as_bytes(), b"(*DBG:char md5[] = \"", &[b"\";*)", b"\"*)"]);
-            assert_eq!(found.as_deref(), Some("0123456789abcdefabcdef0123456789"));
-        }
-        for bad in [
-            "(*DBG:char md5[] = \"0123\";*)",
-            "(*DBG:char md5[] = \"0123456789abcdef0123456789abcdeg\";*)",
-            "(*DBG:char md5[] = \"0123456789abcdef0123456789abcdef\";",
-            "(*DBG:char md5[] = \"",
-        ] {
-            assert_eq!(find_md5(bad.as_bytes(), b"(*DBG:char md5[] = \"", &[b"\";*)", b"\"*)"]), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn finds_the_retain_variables_of_variables_csv() {
-        let csv = "// Programs\n0;CONFIG0.RES0.INSTANCE0;MAIN;\n\n// Variables\n\
-                   0;FB;CONFIG0.RES0.INSTANCE0;CONFIG0.RES0.INSTANCE0;MAIN;;0;\n\
-                   1;VAR;CONFIG0.RES0.INSTANCE0.A;CONFIG0.RES0.INSTANCE0.A;INT;INT;1;\n\
-                   2;FB;CONFIG0.RES0.INSTANCE0.T;CONFIG0.RES0.INSTANCE0.T;TON;;1;\n\
-                   3;VAR;CONFIG0.RES0.INSTANCE0.T.IN;CONFIG0.RES0.INSTANCE0.T.IN;BOOL;BOOL;0;\n\
-                   4;MEM;CONFIG0.RES0.INSTANCE0.B;CONFIG0.RES0.INSTANCE0.B;UINT;UINT;1;\n\n\
-                   // Ticktime\n10000000\n";
-        assert_eq!(matiec_retain_indices(csv), Ok((vec![0, 2], 3)));
-        // A MatIEC without the retain column: no RETAIN variable.
-        let old = "// Variables\n0;FB;C.R.I;C.R.I;MAIN;;\n1;VAR;C.R.I.A;C.R.I.A;INT;INT;\n";
-        assert_eq!(matiec_retain_indices(old), Ok((vec![], 1)));
-        assert!(matiec_retain_indices("// Variables\n1;VAR;x\n").is_err());
-
-        assert_eq!(
-            retain_table_source(&[12, 32]),
-            "/* Generated by openplc-builder from the bundle's VARIABLES.csv: the debug indices of\n \
-             * the program's RETAIN variables. */\n#include <stdint.h>\n\n\
-             const uint32_t oplc_retain_indices[] = {12, 32};\nconst uint32_t oplc_retain_count = 2;\n"
-        );
-        assert!(retain_table_source(&[]).contains("oplc_retain_indices[] = {0 /* an array may not be empty */};"));
-        assert!(retain_table_source(&[]).contains("oplc_retain_count = 0;"));
-    }
-
-    #[test]
-    fn finds_the_strucpp_configuration_class() {
-        let table = "#include \"generated.hpp\"\n// comment: strucpp::Configuration_X g_config;\n\
-                     extern ::strucpp::Configuration_CONFIG0 g_config;\n";
-        assert_eq!(config_class_in_debug_table(table).as_deref(), Some("Configuration_CONFIG0"));
-        assert_eq!(
-            config_class_in_debug_table("extern strucpp::Configuration_PLANT_2 g_config;").as_deref(),
-            Some("Configuration_PLANT_2")
-        );
-        for bad in [
-            "extern ::strucpp::Configuration_CONFIG0 other;",
-            "extern ::strucpp::Configuration_ g_config;",
-            "extern ::strucpp::Configuration_A-B g_config;",
-            "extern ::other::Configuration_CONFIG0 g_config;",
-            "::strucpp::Configuration_CONFIG0 g_config;",
-        ] {
-            assert_eq!(config_class_in_debug_table(bad), None, "{bad}");
-        }
-        let header = "class Program_MAIN : public ProgramBase {\nclass Configuration_CONFIG0;\n\
-                      class Configuration_CONFIG0 : public ConfigurationInstance {\n\
-                      class Configuration_B : public ConfigurationInstance {\n";
-        assert_eq!(config_classes_in_header(header), ["Configuration_CONFIG0", "Configuration_B"]);
-    }
-
-    #[test]
-    fn error_messages_are_one_line_and_name_the_problem() {
-        let err = BuildError::IncompleteBundle { generation: Generation::Matiec, missing: vec!["glueVars.c".into()] };
-        assert_eq!(
-            err.to_string(),
-            "incomplete MatIEC bundle (OpenPLC Editor 4.1.4 and earlier): glueVars.c is missing"
-        );
-        let err = BuildError::CompilerFailed {
-            step: "compiling Res0.c".into(),
-            exit_code: Some(1),
-            signal: None,
-            first_error: Some("POUS.c:3:5: error: expected ';'".into()),
-        };
-        assert_eq!(err.to_string(), "compiling Res0.c failed with exit code 1: POUS.c:3:5: error: expected ';'");
-        assert_eq!(err.exit_code(), Some(1));
-        let err = BuildError::Unbuildable {
-            generation: Generation::Strucpp,
-            detail: "generated.hpp declares no CONFIGURATION (no Configuration_<NAME> class)".into(),
-        };
-        assert_eq!(
-            err.to_string(),
-            "cannot build this STruC++ bundle (OpenPLC Editor 4.2 and later): generated.hpp declares no \
-             CONFIGURATION (no Configuration_<NAME> class)"
-        );
+    let invalid =
+        |what: String, why: &str, kind| BuildError::Io { what, source: std::io::Error::new(kind, why.to_string()) };
+    match (out.parent(), out.file_name()) {
+        (Some(parent), Some(_)) if parent.is_dir() => Ok(out),
+        (Some(parent), Some(_)) => Err(invalid(
+            format!("cannot write the library into {}", parent.display()),
+            "no such directory",
+            std::io::ErrorKind::NotFound,
+        )),
+        _ => Err(invalid(
+            format!("cannot write the library to {}", out.display()),
+            "not a file name",
+            std::io::ErrorKind::InvalidInput,
+        )),
     }
 }

@@ -1,13 +1,16 @@
-//! Running compiler processes: a scrubbed environment, resource limits set in the child,
-//! one process group per job (so a timeout kills the compiler's own subprocesses too), one
-//! deadline for the whole build, and every output line handed on in job order as it arrives.
+//! Running compiler processes: in the sandbox (`sandbox.rs`), with a scrubbed environment,
+//! resource limits set in the child, one process group per job (so a timeout kills the
+//! compiler's own subprocesses too), one deadline for the whole build, and every output line
+//! handed on in job order as it arrives.
 
+use crate::error::says_no_space;
+use crate::sandbox::{Launcher, Limits, View, confine};
 use crate::{BuildError, BuildLine, Level};
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,7 +22,7 @@ const MAX_LINES: usize = 20_000;
 /// How long killed processes get to be reaped before the build gives up on them.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
-/// One compiler or linker invocation.
+/// One compiler, linker or load-check invocation.
 pub(crate) struct Job {
     /// Progress line shown when the job's output starts, e.g. "Compiling Config0.c".
     pub label: String,
@@ -29,17 +32,13 @@ pub(crate) struct Job {
     pub args: Vec<OsString>,
 }
 
-/// Resource limits of every compiler process.
-#[derive(Clone, Copy)]
-pub(crate) struct Limits {
-    pub cpu_seconds: u64,
-    pub address_space: u64,
-    pub file_size: u64,
-}
-
-/// What all jobs of one build share.
+/// What all jobs of one run share.
 pub(crate) struct Context<'a> {
-    pub cwd: &'a Path,
+    pub launcher: &'a Launcher,
+    /// What the jobs see of the build folder.
+    pub view: View<'a>,
+    /// The compilers' temporary directory, as they see it.
+    pub tmpdir: PathBuf,
     pub deadline: Instant,
     pub timeout: Duration,
     pub limits: Limits,
@@ -59,6 +58,8 @@ struct JobState {
     pending: Vec<BuildLine>,
     stderr_level: Option<Level>,
     first_error: Option<String>,
+    /// The compiler said the device is full.
+    no_space: bool,
 }
 
 impl JobState {
@@ -118,9 +119,11 @@ pub(crate) fn run(
         let event = match rx.recv_timeout(ctx.deadline.saturating_duration_since(Instant::now())) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                // The step still running when time ran out: the earliest unfinished job,
+                // named before the killed jobs finish and the cursor moves past them.
+                let step = jobs.get(cursor.min(jobs.len().saturating_sub(1))).map(|j| j.step.clone());
                 abandon(&mut states, &rx);
                 deliver(&mut states, &mut cursor, on_line);
-                let step = jobs.get(cursor.min(jobs.len().saturating_sub(1))).map(|j| j.step.clone());
                 return Err(BuildError::TimedOut { step: step.unwrap_or_default(), limit: ctx.timeout });
             }
         };
@@ -140,9 +143,12 @@ pub(crate) fn run(
 
     match jobs.iter().zip(&states).find(|(_, s)| s.failed()) {
         None => Ok(()),
+        Some((job, state)) if state.no_space => {
+            Err(BuildError::Storage { what: job.step.clone(), source: io::Error::from_raw_os_error(libc::ENOSPC) })
+        }
         Some((job, state)) => {
             let (exit_code, signal) = match &state.status {
-                Some(Ok(status)) => (status.code(), status.signal()),
+                Some(Ok(status)) => ctx.launcher.outcome(*status),
                 _ => (None, None),
             };
             Err(BuildError::CompilerFailed {
@@ -172,6 +178,7 @@ fn apply(event: Event, states: &mut [JobState], budget: &mut Budget) -> Option<u
             if level == Level::Error && state.first_error.is_none() {
                 state.first_error = Some(text.clone());
             }
+            state.no_space |= stderr && says_no_space(&text);
             if budget.left > 0 {
                 budget.left -= 1;
                 state.pending.push(BuildLine { level, text });
@@ -254,14 +261,11 @@ pub(crate) fn classify(text: &str, previous: Option<Level>) -> Level {
 }
 
 fn spawn(job: &Job, index: usize, ctx: &Context<'_>, tx: &Sender<Event>) -> Result<i32, BuildError> {
-    let mut cmd = Command::new(&job.program);
-    cmd.args(&job.args)
-        .current_dir(ctx.cwd)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    ctx.launcher
+        .check_program(&job.program)
+        .map_err(|source| BuildError::CompilerUnavailable { program: job.program.clone(), source })?;
+    let mut cmd = ctx.launcher.command(&job.program, &job.args, &ctx.view);
+    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     for key in ["PATH", "LANG"] {
         if let Some(value) = std::env::var_os(key) {
             cmd.env(key, value);
@@ -269,12 +273,14 @@ fn spawn(job: &Job, index: usize, ctx: &Context<'_>, tx: &Sender<Event>) -> Resu
     }
     // English diagnostics whatever LANG says, so that their level can be read off them.
     cmd.env("LC_MESSAGES", "C");
-    let limits = ctx.limits;
-    // SAFETY: the closure runs in the forked child before exec. It only calls getrlimit and
-    // setrlimit, which are async-signal-safe, on values copied into it; it allocates nothing
-    // and touches no lock.
+    // Temporary files in the build folder: nowhere else is writable in the sandbox.
+    cmd.env("TMPDIR", &ctx.tmpdir);
+    let (limits, identity) = (ctx.limits, ctx.launcher.identity());
+    // SAFETY: the closure runs in the forked child before exec. `confine` only makes
+    // async-signal-safe system calls (getrlimit/setrlimit, prctl, setgroups, setresgid,
+    // setresuid) on values copied into it; it allocates nothing and touches no lock.
     unsafe {
-        cmd.pre_exec(move || apply_limits(&limits));
+        cmd.pre_exec(move || confine(Some(limits), identity));
     }
 
     let mut child =
@@ -337,34 +343,6 @@ fn read_lines_in_thread(
         }
         let _ = tx.send(Event::Closed { job });
     })?;
-    Ok(())
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-type Resource = libc::c_int;
-
-fn apply_limits(limits: &Limits) -> io::Result<()> {
-    set_limit(libc::RLIMIT_CPU, limits.cpu_seconds)?;
-    set_limit(libc::RLIMIT_AS, limits.address_space)?;
-    set_limit(libc::RLIMIT_FSIZE, limits.file_size)?;
-    set_limit(libc::RLIMIT_CORE, 0)
-}
-
-/// Lowers both the soft and the hard limit to `value`, never raising them.
-fn set_limit(resource: Resource, value: u64) -> io::Result<()> {
-    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into the struct we own on this stack frame.
-    if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let value = (value as libc::rlim_t).min(current.rlim_max);
-    let wanted = libc::rlimit { rlim_cur: value, rlim_max: value };
-    // SAFETY: setrlimit reads one rlimit from the struct we own on this stack frame.
-    if unsafe { libc::setrlimit(resource, &wanted) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
     Ok(())
 }
 

@@ -3,13 +3,13 @@
 use super::error::ApiError;
 use super::extract::{Operator, Viewer};
 use crate::program::CompilationStatus;
+use crate::program::upload::{PartialUpload, ReceiveError};
 use crate::state::App;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 
 /// Largest `program.zip` accepted (its contents may not inflate beyond 50 MiB either).
 pub const MAX_ZIP_BYTES: u64 = 50 * 1024 * 1024;
@@ -19,6 +19,17 @@ pub const MAX_UPLOAD_BODY: usize = 256 * 1024 * 1024;
 
 fn upload_fail(status: StatusCode, why: &str) -> ApiError {
     ApiError::Raw(status, json!({ "UploadFileFail": super::error::scrub(why), "CompilationStatus": "FAILED" }))
+}
+
+/// 413 too large, 507 for a full (or failing) device, 500 for another write failure; the
+/// partial file is gone by then.
+fn receive_fail(e: ReceiveError) -> ApiError {
+    let status = match &e {
+        ReceiveError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        e if e.is_storage() => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    upload_fail(status, &e.to_string())
 }
 
 /// Saves the part `file` and starts the build in the background; answers at once.
@@ -42,22 +53,12 @@ pub async fn upload_file(
     let bad = |_| upload_fail(StatusCode::BAD_REQUEST, "The multipart body could not be read");
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         if field.name() == Some("file") && saved.is_none() {
-            let mut file = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
-            let mut written = 0u64;
+            // Dropped unfinished on any early return: the partial file goes with it.
+            let mut file = PartialUpload::create(&path, MAX_ZIP_BYTES).await.map_err(receive_fail)?;
             while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                written += chunk.len() as u64;
-                if written > MAX_ZIP_BYTES {
-                    drop(file);
-                    let _ = tokio::fs::remove_file(&path).await;
-                    return Err(upload_fail(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("The upload is larger than {} MiB", MAX_ZIP_BYTES >> 20),
-                    ));
-                }
-                file.write_all(&chunk).await.map_err(ApiError::internal)?;
+                file.write(&chunk).await.map_err(receive_fail)?;
             }
-            file.sync_all().await.map_err(ApiError::internal)?;
-            saved = Some(written);
+            saved = Some(file.finish().await.map_err(receive_fail)?);
         } else {
             while field.chunk().await.map_err(bad)?.is_some() {}
         }

@@ -6,13 +6,17 @@
 //! keeps running (upstream leaves the device empty).
 
 pub mod compiler;
+pub mod rt_access;
 pub mod store;
 pub mod unzip;
+pub mod upload;
 
-use self::compiler::{BundleKind, LineLevel, ProgramCompiler};
+use self::compiler::ProgramCompiler;
 use self::store::ProgramStore;
+use self::unzip::UnzipError;
 use crate::logs::LogHub;
 use crate::rt_link::RtLink;
+use openplc_builder::{BuildError, Level};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +53,55 @@ pub struct CompilationStatus {
 /// thread.
 pub trait DeployHook: Send + Sync + 'static {
     fn deployed(&self, bundle_root: &Path);
+}
+
+/// Why an upload was not deployed; the build log's last line says it. The running program
+/// is never touched.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("Uploaded ZIP file failed safety checks: {0}")]
+    Refused(String),
+    #[error("Could not extract the upload: {0}")]
+    Extract(UnzipError),
+    #[error("Not a program bundle this runtime can build: {0}")]
+    NotABundle(BuildError),
+    #[error("Compilation failed: {0}")]
+    Compile(BuildError),
+    #[error("The real-time core (openplc-rt) is not running; the program was not loaded")]
+    NoCore,
+    #[error("The real-time core refused the program: {0}")]
+    Rejected(Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0} stopped unexpectedly: {1}")]
+    Task(&'static str, tokio::task::JoinError),
+}
+
+impl From<UnzipError> for DeployError {
+    fn from(e: UnzipError) -> DeployError {
+        match e {
+            UnzipError::Refused(why) => DeployError::Refused(why),
+            write => DeployError::Extract(write),
+        }
+    }
+}
+
+impl DeployError {
+    /// Whether the device could not store what the deployment wrote (full, over quota,
+    /// failing): then the upload itself is removed too, to give the space back.
+    pub fn is_storage(&self) -> bool {
+        match self {
+            DeployError::Extract(e) => e.is_storage(),
+            DeployError::Compile(e) => e.is_storage(),
+            _ => false,
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool; a panic in it becomes [`DeployError::Task`].
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, DeployError> + Send + 'static,
+) -> Result<T, DeployError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| DeployError::Task(what, e))?
 }
 
 pub struct Programs {
@@ -133,12 +186,12 @@ impl Programs {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let ok = this.clone().run(&id).await;
-            this.finish(&id, ok);
+            let result = this.clone().run(&id).await;
+            this.finish(&id, result);
         });
     }
 
-    fn push(&self, level: LineLevel, text: &str) {
+    fn push(&self, level: Level, text: &str) {
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if st.logs.len() == MAX_BUILD_LINES {
             st.logs.push("[WARNING] … further compiler output omitted".into());
@@ -146,7 +199,7 @@ impl Programs {
         if st.logs.len() > MAX_BUILD_LINES {
             return;
         }
-        let mut line = format!("{}{}", level.prefix(), text.trim_end());
+        let mut line = format!("[{level}] {}", text.trim_end());
         if line.len() > MAX_LINE {
             let mut end = MAX_LINE;
             while !line.is_char_boundary(end) {
@@ -158,72 +211,38 @@ impl Programs {
         st.logs.push(line);
     }
 
-    async fn run(self: Arc<Self>, id: &str) -> bool {
+    /// The pipeline: unzip → detect → build (with the load check) → load → plugins.
+    async fn run(self: Arc<Self>, id: &str) -> Result<(), DeployError> {
         let record = self.store.record(id);
-        let zip = self.store.upload_path(id);
-        self.push(LineLevel::Info, "Starting compilation");
+        self.push(Level::Info, "Starting compilation");
         self.logs.info(format!("Building uploaded program {id}"));
 
-        let src = record.sources();
-        let dir = record.dir.clone();
-        let extracted = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| unzip::UnzipError(format!("{}: {e}", dir.display())))?;
-            unzip::extract(&zip, &src)
+        let (zip, src, dir) = (self.store.upload_path(id), record.sources(), record.dir.clone());
+        let extracted = blocking("extraction", move || {
+            std::fs::create_dir_all(&dir).map_err(|source| UnzipError::Write {
+                what: format!("creating {} ({source})", dir.display()),
+                source,
+            })?;
+            Ok(unzip::extract(&zip, &src)?)
         })
-        .await;
-        match extracted {
-            Ok(Ok(x)) => {
-                self.push(LineLevel::Info, &format!("Extracted {} files ({} KiB)", x.files, x.bytes.div_ceil(1024)))
-            }
-            Ok(Err(e)) => {
-                self.push(LineLevel::Error, &format!("Uploaded ZIP file failed safety checks: {e}"));
-                return false;
-            }
-            Err(e) => {
-                self.push(LineLevel::Error, &format!("Extraction failed: {e}"));
-                return false;
-            }
-        }
-
-        let compiler = self.compiler.clone();
-        let src = record.sources();
-        let kind = match tokio::task::spawn_blocking(move || compiler.detect(&src)).await {
-            Ok(Ok(kind)) => kind,
-            Ok(Err(e)) => {
-                self.push(LineLevel::Error, &format!("Not a program bundle this runtime can build: {e}"));
-                return false;
-            }
-            Err(e) => {
-                self.push(LineLevel::Error, &format!("Bundle detection failed: {e}"));
-                return false;
-            }
-        };
-        match kind {
-            BundleKind::Matiec => self.push(LineLevel::Info, "MatIEC bundle (OpenPLC Editor 4.1.4 or earlier)"),
-            BundleKind::Strucpp => self.push(LineLevel::Info, "STruC++ bundle (OpenPLC Editor 4.2 or later)"),
-        }
-
-        let compiler = self.compiler.clone();
-        let src = record.sources();
-        let library = record.library();
-        let this = self.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            compiler.build(&src, &library, &mut |level, text| this.push(level, text))
-        })
-        .await;
-        let built = match built {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                self.push(LineLevel::Error, &format!("Compilation failed: {e}"));
-                return false;
-            }
-            Err(e) => {
-                self.push(LineLevel::Error, &format!("Compilation failed: {e}"));
-                return false;
-            }
-        };
+        .await?;
         self.push(
-            LineLevel::Info,
+            Level::Info,
+            &format!("Extracted {} files ({} KiB)", extracted.files, extracted.bytes.div_ceil(1024)),
+        );
+
+        let (compiler, src) = (self.compiler.clone(), record.sources());
+        let generation =
+            blocking("bundle detection", move || compiler.detect(&src).map_err(DeployError::NotABundle)).await?;
+        self.push(Level::Info, &format!("{generation} bundle ({})", generation.editor_versions()));
+
+        let (compiler, src, library, this) = (self.compiler.clone(), record.sources(), record.library(), self.clone());
+        let built = blocking("compilation", move || {
+            compiler.build(&src, &library, &mut |line| this.push(line.level, &line.text)).map_err(DeployError::Compile)
+        })
+        .await?;
+        self.push(
+            Level::Info,
             &format!(
                 "Compiled in {:.1} s{}",
                 built.duration.as_secs_f64(),
@@ -232,42 +251,42 @@ impl Programs {
         );
 
         if !self.plc.wait_attached(self.attach_timeout).await {
-            self.push(LineLevel::Error, "The real-time core (openplc-rt) is not running; the program was not loaded");
-            return false;
+            return Err(DeployError::NoCore);
         }
-        self.push(LineLevel::Info, "Loading the program into the real-time core");
+        self.push(Level::Info, "Loading the program into the real-time core");
         // Busy until the deploy hook has applied the upload's plugin configuration too, so
         // the plugin watcher starts the new set once, not once per half-applied step.
         let _deploying = self.plc.busy_guard();
         // A new upload starts cold, as upstream: its RETAIN variables take their initial
         // values, and the values saved for the previous program are dropped.
-        match self.plc.load(&record.library(), true, false, LOAD_TIMEOUT).await {
-            Ok(loaded) => {
-                if let Err(e) = self.store.set_current(id, true, built.md5.clone()) {
-                    self.logs.error(format!("Could not record the new program as current: {e}"));
-                }
-                self.plc.leave_safe_mode();
-                if let Some(store) = self.plc.retain_store().cloned()
-                    && let Err(e) = tokio::task::spawn_blocking(move || store.clear()).await.unwrap_or(Ok(()))
-                {
-                    self.logs.warn(format!("Could not remove the previous program's RETAIN values: {e}"));
-                }
-                self.push(LineLevel::Info, &format!("Program #{} loaded and started", loaded.program_gen));
-                if let Some(hook) = self.deploy_hook.get().cloned() {
-                    let src = record.sources();
-                    let _ = tokio::task::spawn_blocking(move || hook.deployed(&src)).await;
-                }
-                true
-            }
-            Err(e) => {
-                self.push(LineLevel::Error, &format!("The real-time core refused the program: {e}"));
-                false
-            }
+        let loaded = self
+            .plc
+            .load(&record.library(), true, false, LOAD_TIMEOUT)
+            .await
+            .map_err(|e| DeployError::Rejected(Box::new(e)))?;
+        if let Err(e) = self.store.set_current(id, true, built.md5.clone()) {
+            self.logs.error(format!("Could not record the new program as current: {e}"));
         }
+        self.plc.leave_safe_mode();
+        if let Some(store) = self.plc.retain_store().cloned()
+            && let Err(e) = tokio::task::spawn_blocking(move || store.clear()).await.unwrap_or(Ok(()))
+        {
+            self.logs.warn(format!("Could not remove the previous program's RETAIN values: {e}"));
+        }
+        self.push(Level::Info, &format!("Program #{} loaded and started", loaded.program_gen));
+        if let Some(hook) = self.deploy_hook.get().cloned() {
+            let src = record.sources();
+            let _ = tokio::task::spawn_blocking(move || hook.deployed(&src)).await;
+        }
+        Ok(())
     }
 
-    fn finish(&self, id: &str, ok: bool) {
+    fn finish(&self, id: &str, result: Result<(), DeployError>) {
+        let ok = result.is_ok();
         let logs = {
+            if let Err(e) = &result {
+                self.push(Level::Error, &e.to_string());
+            }
             let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
             if !ok {
                 let tail = if self.store.current().is_some() {
@@ -275,19 +294,27 @@ impl Programs {
                 } else {
                     "Build FAILED"
                 };
-                st.logs.push(format!("{}{tail}", LineLevel::Error.prefix()));
+                st.logs.push(format!("[{}] {tail}", Level::Error));
             }
             st.status = if ok { BuildState::Success } else { BuildState::Failed };
             st.exit_code = Some(if ok { 0 } else { 1 });
             st.logs.join("\n")
         };
-        if ok {
-            self.logs.info(format!("Program {id} built, loaded and running"));
-        } else {
-            self.store.discard(id);
-            self.logs.error(format!("Build of program {id} failed; the PLC keeps its previous program"));
+        match &result {
+            Ok(()) => self.logs.info(format!("Program {id} built, loaded and running")),
+            Err(e) => {
+                // Nothing of a failed build stays (its folder; the upload too when the
+                // device is full, to give the space back).
+                self.store.discard(id);
+                if e.is_storage() {
+                    self.store.discard_upload(id);
+                }
+                self.logs.error(format!("Build of program {id} failed; the PLC keeps its previous program: {e}"));
+            }
         }
-        let _ = std::fs::write(&self.build_log, logs + "\n");
+        if let Err(e) = std::fs::write(&self.build_log, logs + "\n") {
+            self.logs.warn(format!("Could not write {}: {e}", self.build_log.display()));
+        }
         self.building.store(false, Ordering::Release);
     }
 }
@@ -296,6 +323,7 @@ impl Programs {
 mod tests {
     use super::compiler::Built;
     use super::*;
+    use openplc_builder::{BuildLine, Generation};
     use std::path::Path;
 
     struct FakeCompiler {
@@ -303,20 +331,25 @@ mod tests {
     }
 
     impl ProgramCompiler for FakeCompiler {
-        fn detect(&self, src: &Path) -> Result<BundleKind, String> {
+        fn detect(&self, src: &Path) -> Result<Generation, BuildError> {
             if src.join("generated.hpp").exists() {
-                Ok(BundleKind::Strucpp)
+                Ok(Generation::Strucpp)
             } else if src.join("Config0.c").exists() {
-                Ok(BundleKind::Matiec)
+                Ok(Generation::Matiec)
             } else {
-                Err("no Config0.c".into())
+                Err(BuildError::NotABundle { detail: "no Config0.c".into() })
             }
         }
-        fn build(&self, _src: &Path, out: &Path, on_line: &mut dyn FnMut(LineLevel, &str)) -> Result<Built, String> {
-            on_line(LineLevel::Info, "cc -c Config0.c");
+        fn build(&self, _src: &Path, out: &Path, on_line: &mut dyn FnMut(BuildLine)) -> Result<Built, BuildError> {
+            on_line(BuildLine { level: Level::Info, text: "cc -c Config0.c".into() });
             if self.fail {
-                on_line(LineLevel::Error, "Config0.c:1: error: expected ';'");
-                return Err("cc exited with status 1".into());
+                on_line(BuildLine { level: Level::Error, text: "Config0.c:1: error: expected ';'".into() });
+                return Err(BuildError::CompilerFailed {
+                    step: "compiling Config0.c".into(),
+                    exit_code: Some(1),
+                    signal: None,
+                    first_error: None,
+                });
             }
             std::fs::write(out, b"not really a library").unwrap();
             Ok(Built { md5: Some("0123".into()), duration: Duration::from_millis(5) })
@@ -382,7 +415,7 @@ mod tests {
         let id = upload(&p, &[("generated.hpp", b"x"), ("generated.cpp", b"x")]);
         p.spawn_build(p.begin().unwrap(), id);
         let st = wait_done(&p).await;
-        assert!(st.logs.iter().any(|l| l.contains("STruC++ bundle (OpenPLC Editor 4.2 or later)")), "{:?}", st.logs);
+        assert!(st.logs.iter().any(|l| l.contains("STruC++ bundle (OpenPLC Editor 4.2 and later)")), "{:?}", st.logs);
         assert!(st.logs.iter().any(|l| l.contains("Compiled in")), "{:?}", st.logs);
     }
 

@@ -157,6 +157,11 @@ impl ProgramStore {
         }
     }
 
+    /// Removes the upload `id` (its build failed for lack of space).
+    pub fn discard_upload(&self, id: &str) {
+        let _ = fs::remove_file(self.upload_path(id));
+    }
+
     /// Removes one program folder (a failed build), unless it is current.
     pub fn discard(&self, id: &str) {
         if self.state().current.as_deref() != Some(id) {

@@ -7,7 +7,12 @@
 //! compression ratio 1000) and are enforced on the bytes actually inflated, not only on
 //! what the headers claim; files are created with `create_new` in a directory nobody
 //! else has written to, so nothing existing is followed or overwritten.
+//!
+//! A zip that breaks a rule is [`UnzipError::Refused`] ("failed safety checks"); a write
+//! that fails (a full device above all) is [`UnzipError::Write`], which says so. The caller
+//! removes the half-extracted folder either way.
 
+use openplc_builder::storage_problem;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,9 +25,34 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// Upstream's refused extensions.
 const REFUSED_EXTENSIONS: &[&str] = &["exe", "dll", "sh", "bat", "js", "vbs", "scr"];
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct UnzipError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum UnzipError {
+    /// The upload breaks a rule (a name, a size, a ratio) or is no readable zip.
+    #[error("{0}")]
+    Refused(String),
+    /// Writing the extracted files failed.
+    #[error("{}: {what}", storage_problem(source).unwrap_or("cannot write"))]
+    Write { what: String, source: io::Error },
+}
+
+impl UnzipError {
+    /// The refusal's text, for a refused upload.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            UnzipError::Refused(why) => Some(why),
+            UnzipError::Write { .. } => None,
+        }
+    }
+
+    /// Whether a write failed because of the storage (full, over quota, failing).
+    pub fn is_storage(&self) -> bool {
+        matches!(self, UnzipError::Write { source, .. } if storage_problem(source).is_some())
+    }
+
+    fn write(what: impl std::fmt::Display, source: io::Error) -> UnzipError {
+        UnzipError::Write { what: format!("extracting {what} ({source})"), source }
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Extracted {
@@ -38,43 +68,49 @@ struct Planned {
 
 /// Extracts `zip` into `dest`, which must not exist yet.
 pub fn extract(zip: &Path, dest: &Path) -> Result<Extracted, UnzipError> {
-    let file = File::open(zip).map_err(|e| UnzipError(format!("cannot open the upload: {e}")))?;
+    let file = File::open(zip).map_err(|e| UnzipError::Refused(format!("cannot open the upload: {e}")))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| UnzipError(format!("the upload is not a valid zip file ({e})")))?;
+        .map_err(|e| UnzipError::Refused(format!("the upload is not a valid zip file ({e})")))?;
     if archive.len() > MAX_ENTRIES {
-        return Err(UnzipError(format!("too many entries ({} > {MAX_ENTRIES})", archive.len())));
+        return Err(UnzipError::Refused(format!("too many entries ({} > {MAX_ENTRIES})", archive.len())));
     }
     let plan = plan(&mut archive)?;
-    fs::create_dir(dest).map_err(|e| UnzipError(format!("cannot create {}: {e}", dest.display())))?;
+    fs::create_dir(dest).map_err(|e| UnzipError::write(dest.display(), e))?;
     let mut total = 0u64;
     let mut files = 0usize;
     for item in &plan {
         let target = dest.join(&item.path);
         if item.is_dir {
-            fs::create_dir_all(&target).map_err(|e| UnzipError(format!("{}: {e}", item.path.display())))?;
+            fs::create_dir_all(&target).map_err(|e| UnzipError::write(item.path.display(), e))?;
             continue;
         }
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| UnzipError(format!("{}: {e}", item.path.display())))?;
+            fs::create_dir_all(parent).map_err(|e| UnzipError::write(item.path.display(), e))?;
         }
         let mut entry = archive
             .by_index(item.index)
-            .map_err(|e| UnzipError(format!("{}: cannot read the entry ({e})", item.path.display())))?;
+            .map_err(|e| UnzipError::Refused(format!("{}: cannot read the entry ({e})", item.path.display())))?;
         let mut out = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&target).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
-                UnzipError(format!("{}: duplicate entry", item.path.display()))
+                UnzipError::Refused(format!("{}: duplicate entry", item.path.display()))
             } else {
-                UnzipError(format!("{}: {e}", item.path.display()))
+                UnzipError::write(item.path.display(), e)
             }
         })?;
         let budget = MAX_FILE_BYTES.min(MAX_TOTAL_BYTES - total);
-        let written = copy_limited(&mut entry, &mut out, budget)
-            .map_err(|e| UnzipError(format!("{}: {e}", item.path.display())))?;
+        let written = copy_limited(&mut entry, &mut out, budget).map_err(|e| match e {
+            Copy::Read(e) => UnzipError::Refused(format!("{}: cannot inflate the entry ({e})", item.path.display())),
+            Copy::Write(e) => UnzipError::write(item.path.display(), e),
+        })?;
         let Some(written) = written else {
             return Err(if budget < MAX_FILE_BYTES {
-                UnzipError(format!("the files inflate to more than {} MiB in total", MAX_TOTAL_BYTES >> 20))
+                UnzipError::Refused(format!("the files inflate to more than {} MiB in total", MAX_TOTAL_BYTES >> 20))
             } else {
-                UnzipError(format!("{}: inflates to more than {} MiB", item.path.display(), MAX_FILE_BYTES >> 20))
+                UnzipError::Refused(format!(
+                    "{}: inflates to more than {} MiB",
+                    item.path.display(),
+                    MAX_FILE_BYTES >> 20
+                ))
             });
         };
         total += written;
@@ -88,32 +124,33 @@ fn plan<R: Read + io::Seek>(archive: &mut zip::ZipArchive<R>) -> Result<Vec<Plan
     let mut planned = Vec::new();
     let mut declared_total = 0u64;
     for index in 0..archive.len() {
-        let entry = archive.by_index_raw(index).map_err(|e| UnzipError(format!("entry {index}: {e}")))?;
+        let entry = archive.by_index_raw(index).map_err(|e| UnzipError::Refused(format!("entry {index}: {e}")))?;
         let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
         let name = raw.replace('\\', "/");
         if name.starts_with("__MACOSX/") || name.rsplit('/').next() == Some(".DS_Store") {
             continue;
         }
-        let path = safe_relative(&name).map_err(|why| UnzipError(format!("unsafe entry name {raw:?}: {why}")))?;
+        let path =
+            safe_relative(&name).map_err(|why| UnzipError::Refused(format!("unsafe entry name {raw:?}: {why}")))?;
         if entry.is_symlink() {
-            return Err(UnzipError(format!("unsafe entry {raw:?}: symbolic links are not accepted")));
+            return Err(UnzipError::Refused(format!("unsafe entry {raw:?}: symbolic links are not accepted")));
         }
         let is_dir = name.ends_with('/') || entry.is_dir();
         if path.as_os_str().is_empty() {
             if is_dir {
                 continue;
             }
-            return Err(UnzipError(format!("unsafe entry name {raw:?}: empty path")));
+            return Err(UnzipError::Refused(format!("unsafe entry name {raw:?}: empty path")));
         }
         if !is_dir {
             if let Some(ext) = path.extension().and_then(|e| e.to_str())
                 && REFUSED_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
             {
-                return Err(UnzipError(format!("{raw:?}: .{ext} files are not accepted")));
+                return Err(UnzipError::Refused(format!("{raw:?}: .{ext} files are not accepted")));
             }
             let size = entry.size();
             if size > MAX_FILE_BYTES {
-                return Err(UnzipError(format!(
+                return Err(UnzipError::Refused(format!(
                     "{raw:?} is {} MiB, over the {} MiB limit",
                     size >> 20,
                     MAX_FILE_BYTES >> 20
@@ -121,11 +158,13 @@ fn plan<R: Read + io::Seek>(archive: &mut zip::ZipArchive<R>) -> Result<Vec<Plan
             }
             let compressed = entry.compressed_size();
             if size > 0 && size > compressed.saturating_mul(MAX_RATIO) {
-                return Err(UnzipError(format!("{raw:?} has a compression ratio over {MAX_RATIO} (a zip bomb?)")));
+                return Err(UnzipError::Refused(format!(
+                    "{raw:?} has a compression ratio over {MAX_RATIO} (a zip bomb?)"
+                )));
             }
             declared_total += size;
             if declared_total > MAX_TOTAL_BYTES {
-                return Err(UnzipError(format!(
+                return Err(UnzipError::Refused(format!(
                     "the files inflate to more than {} MiB in total",
                     MAX_TOTAL_BYTES >> 20
                 )));
@@ -176,10 +215,28 @@ fn strip_common_root(planned: &mut [Planned]) {
     }
 }
 
+/// Why a copy stopped: the entry could not be inflated, or its bytes could not be written.
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+}
+
 /// Copies at most `limit` bytes; `None` when the source has more.
-fn copy_limited(src: &mut impl Read, dst: &mut impl Write, limit: u64) -> io::Result<Option<u64>> {
+fn copy_limited(src: &mut impl Read, dst: &mut impl Write, limit: u64) -> Result<Option<u64>, Copy> {
     let mut limited = src.take(limit + 1);
-    let n = io::copy(&mut limited, dst)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Read(e)),
+        };
+        dst.write_all(&buf[..got]).map_err(Copy::Write)?;
+        n += got as u64;
+    }
+    dst.flush().map_err(Copy::Write)?;
     if n > limit { Ok(None) } else { Ok(Some(n)) }
 }
 
@@ -231,6 +288,7 @@ pub(crate) mod tests {
             let (dir, zip) = stored(&[("ok.c", b"x"), (bad, b"x")]);
             let dest = dir.path().join("src");
             let err = extract(&zip, &dest).unwrap_err();
+            assert!(err.refusal().is_some(), "{bad}: refused ({err})");
             assert!(!dest.exists(), "{bad}: nothing is written when the plan fails ({err})");
         }
     }
@@ -253,7 +311,8 @@ pub(crate) mod tests {
         let zeros = vec![0u8; 11 * 1024 * 1024];
         make_zip(&zip, &[("Config0.c", b"x"), ("big.c", &zeros)], zip::CompressionMethod::Deflated);
         let err = extract(&zip, &dir.path().join("src")).unwrap_err();
-        assert!(err.0.contains("limit") || err.0.contains("ratio"), "{err}");
+        let why = err.refusal().expect("refused");
+        assert!(why.contains("limit") || why.contains("ratio"), "{err}");
     }
 
     #[test]
@@ -261,8 +320,8 @@ pub(crate) mod tests {
         let mut data = Vec::new();
         data.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
         let mut out = Vec::new();
-        assert_eq!(copy_limited(&mut Cursor::new(&data), &mut out, 1024).unwrap(), None);
-        assert_eq!(copy_limited(&mut Cursor::new(&data[..1024]), &mut out, 1024).unwrap(), Some(1024));
+        assert_eq!(copy_limited(&mut Cursor::new(&data), &mut out, 1024).ok(), Some(None));
+        assert_eq!(copy_limited(&mut Cursor::new(&data[..1024]), &mut out, 1024).ok(), Some(Some(1024)));
     }
 
     #[test]
@@ -273,7 +332,7 @@ pub(crate) mod tests {
         w.add_symlink("lib", "/etc", SimpleFileOptions::default()).unwrap();
         w.finish().unwrap();
         let err = extract(&zip, &dir.path().join("src")).unwrap_err();
-        assert!(err.0.contains("symbolic"), "{err}");
+        assert!(err.refusal().is_some_and(|why| why.contains("symbolic")), "{err}");
     }
 
     #[test]
@@ -281,6 +340,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.zip");
         fs::write(&p, b"hello").unwrap();
-        assert!(extract(&p, &dir.path().join("src")).unwrap_err().0.contains("not a valid zip"));
+        let err = extract(&p, &dir.path().join("src")).unwrap_err();
+        assert!(err.refusal().is_some_and(|why| why.contains("not a valid zip")), "{err}");
     }
 }

@@ -79,18 +79,24 @@ pub struct Runtime {
 impl Runtime {
     /// Starts a companion on a fresh data directory, with `extra` arguments.
     pub fn start(extra: &[&str]) -> Runtime {
+        let mut rt = Runtime::prepared(extra);
+        rt.spawn_companion();
+        rt
+    }
+
+    /// A runtime whose companion is not started yet: the test prepares the directory (a
+    /// file system of its own, an rt-core it starts itself), then calls `spawn_companion`.
+    pub fn prepared(extra: &[&str]) -> Runtime {
         let dir = tempfile::Builder::new().prefix("oplc-e2e").tempdir().expect("temp dir");
         let shm = dir.path().join("shm");
-        let mut rt = Runtime {
+        Runtime {
             port: free_port(),
             shm,
             args: extra.iter().map(|s| s.to_string()).collect(),
             dir,
             companion: None,
             rt_pids: Vec::new(),
-        };
-        rt.spawn_companion();
-        rt
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -101,7 +107,7 @@ impl Runtime {
         format!("https://127.0.0.1:{}/api", self.port)
     }
 
-    fn spawn_companion(&mut self) {
+    pub fn spawn_companion(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -111,9 +111,7 @@ pub fn load(shm: &str, path: &str, start: bool, timeout_ms: u64) -> CtlResult {
     out!("program generation {}, state {}", result.program_gen, c.status().state.as_str())
 }
 
-/// The line `check` prints on success; the companion looks for it, so a library that ends
-/// the checking process with status 0 (a raw exit system call) is not taken for a good one.
-pub const CHECK_OK: &str = "loads, program ABI";
+pub use shared_abi::program::CHECK_OK;
 
 pub fn check(path: &str) -> CtlResult {
     let checked = LoadedProgram::check(std::path::Path::new(path)).map_err(CtlError::Load)?;
