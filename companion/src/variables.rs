@@ -115,12 +115,26 @@ struct Leaf {
 /// index the loaded program gives that pair.
 pub fn from_debug_map(text: &str, info: &ProgramInfo) -> Result<Vec<Variable>, String> {
     let map: DebugMap = serde_json::from_str(text).map_err(|e| format!("debug-map.json: {e}"))?;
+    // The count and the group lengths come from rt-core: a map naming fewer variables than
+    // the count cannot name them all (checked before a slot is allocated for each), and an
+    // index past the count is refused like one outside the groups.
+    if map.leaves.len() < info.var_count as usize {
+        return Err(format!(
+            "debug-map.json names {} variables but the running program has {}",
+            map.leaves.len(),
+            info.var_count
+        ));
+    }
     let mut slots: Vec<Option<Variable>> = vec![None; info.var_count as usize];
     for leaf in map.leaves {
-        let index = info.flat_index(leaf.array_idx, leaf.elem_idx).ok_or_else(|| {
-            format!("debug-map.json: ({}, {}) is not a variable of the running program", leaf.array_idx, leaf.elem_idx)
-        })?;
-        slots[index as usize] = Some(Variable { index, name: leaf.path, iec_type: leaf.iec_type });
+        let found = info.flat_index(leaf.array_idx, leaf.elem_idx).and_then(|i| Some((i, slots.get_mut(i as usize)?)));
+        let Some((index, slot)) = found else {
+            return Err(format!(
+                "debug-map.json: ({}, {}) is not a variable of the running program",
+                leaf.array_idx, leaf.elem_idx
+            ));
+        };
+        *slot = Some(Variable { index, name: leaf.path, iec_type: leaf.iec_type });
     }
     slots
         .into_iter()
@@ -152,9 +166,12 @@ pub fn decode(iec_type: &str, raw: &[u8]) -> Value {
         "REAL" => raw.get(..4).map(|b| json!(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         "LREAL" => int(8).map(|b| json!(f64::from_le_bytes(b))),
         "TIME" => time_ns(raw).map(|ns| json!(format!("T#{}", duration_text(ns)))),
-        "DATE" => time_ns(raw).map(|ns| json!(format!("D#{}", &date_time_text(ns)[..10]))),
-        "TOD" | "TIME_OF_DAY" => time_ns(raw).map(|ns| json!(format!("TOD#{}", &date_time_text(ns)[11..]))),
-        "DT" | "DATE_AND_TIME" => time_ns(raw).map(|ns| json!(format!("DT#{}", date_time_text(ns)))),
+        "DATE" => time_ns(raw).map(|ns| json!(format!("D#{}", date_and_time(ns).0))),
+        "TOD" | "TIME_OF_DAY" => time_ns(raw).map(|ns| json!(format!("TOD#{}", date_and_time(ns).1))),
+        "DT" | "DATE_AND_TIME" => time_ns(raw).map(|ns| {
+            let (date, time) = date_and_time(ns);
+            json!(format!("DT#{date}-{time}"))
+        }),
         "STRING" => raw
             .split_first()
             .map(|(&len, body)| json!(String::from_utf8_lossy(&body[..(len as usize).min(body.len())]).into_owned())),
@@ -199,17 +216,19 @@ fn duration_text(ns: i128) -> String {
     out
 }
 
-/// `YYYY-MM-DD-hh:mm:ss[.fff]` for nanoseconds since 1970 (UTC, as IEC DT literals).
-fn date_time_text(ns: i128) -> String {
+/// `YYYY-MM-DD` and `hh:mm:ss[.fff]` for nanoseconds since 1970 (UTC, as IEC literals). The
+/// year can have more than four digits or a sign (a program's DT holds any 64-bit value), so
+/// the two parts are made apart rather than cut out of one text at fixed places.
+fn date_and_time(ns: i128) -> (String, String) {
     let secs = ns.div_euclid(1_000_000_000);
     let frac_ms = ns.rem_euclid(1_000_000_000) / 1_000_000;
     let (y, m, d) = crate::timefmt::civil_from_days(secs.div_euclid(86_400) as i64);
     let day = secs.rem_euclid(86_400);
-    let mut text = format!("{y:04}-{m:02}-{d:02}-{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60);
+    let mut time = format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60);
     if frac_ms != 0 {
-        text.push_str(&format!(".{frac_ms:03}"));
+        time.push_str(&format!(".{frac_ms:03}"));
     }
-    text
+    (format!("{y:04}-{m:02}-{d:02}"), time)
 }
 
 #[cfg(test)]
@@ -245,9 +264,19 @@ mod tests {
         let vars = from_debug_map(map, &info).unwrap();
         assert_eq!(vars.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["G", "P.B", "P.C"]);
         let missing = r#"{"leaves":[{"arrayIdx":0,"elemIdx":0,"path":"G","type":"BOOL"}]}"#;
-        assert!(from_debug_map(missing, &info).unwrap_err().contains("does not name variable 1"));
+        assert!(
+            from_debug_map(missing, &info).unwrap_err().contains("names 1 variables but the running program has 3")
+        );
+        let twice = r#"{"leaves":[{"arrayIdx":0,"elemIdx":0,"path":"G","type":"BOOL"},
+            {"arrayIdx":0,"elemIdx":0,"path":"G","type":"BOOL"},{"arrayIdx":1,"elemIdx":0,"path":"P.B","type":"TIME"}]}"#;
+        assert!(from_debug_map(twice, &info).unwrap_err().contains("does not name variable 2"));
         let outside = r#"{"leaves":[{"arrayIdx":3,"elemIdx":0,"path":"G","type":"BOOL"}]}"#;
         assert!(from_debug_map(outside, &info).is_err());
+        // Facts from rt-core that do not agree: no slot for an index, or a count far too large.
+        info.var_count = 2;
+        assert!(from_debug_map(map, &info).unwrap_err().contains("(1, 1) is not a variable"));
+        info.var_count = u32::MAX;
+        assert!(from_debug_map(map, &info).is_err());
     }
 
     #[test]
@@ -268,6 +297,12 @@ mod tests {
         assert_eq!(decode("DT", &dt.to_le_bytes()), json!("DT#2026-11-24-21:55:03.250"));
         assert_eq!(decode("DATE", &dt.to_le_bytes()), json!("D#2026-11-24"));
         assert_eq!(decode("TOD", &dt.to_le_bytes()), json!("TOD#21:55:03.250"));
+        // Year 14645: DATE and TOD are the two halves of DT, not cut at fixed places.
+        let mut far = 400_000_000_000i64.to_le_bytes().to_vec();
+        far.extend_from_slice(&0i64.to_le_bytes());
+        assert_eq!(decode("DATE", &far), json!("D#14645-06-30"));
+        assert_eq!(decode("TOD", &far), json!("TOD#15:06:40"));
+        assert_eq!(decode("DT", &far), json!("DT#14645-06-30-15:06:40"));
         let mut s = vec![0u8; 127];
         s[0] = 3;
         s[1..4].copy_from_slice(b"abc");

@@ -34,6 +34,11 @@
 //! rt-core keeps per cycle are shared-abi's: [`MAX_WRITES_PER_CYCLE`],
 //! [`MAX_COMMANDS_PER_CYCLE`], and `WriteRing::CAPACITY` writes queued at most.
 //!
+//! Protocol servers that only need the process image (Modbus, S7, the OPC-UA client) take
+//! an `Arc<dyn `[`ImagePort`]`>`: that slice of the port as a trait, so their protocol code
+//! can be unit-tested and fuzzed against [`MemoryImage`] (feature `model`) while production
+//! passes the `PlcPort`.
+//!
 //! The debug variables' watch list belongs to the port's [`Sampler`]: every reader leases
 //! its variables there, so the Editor's debugger, plugins and the REST monitor share one
 //! list in rt-core.
@@ -54,6 +59,7 @@
 
 mod commands;
 mod error;
+mod image;
 mod log;
 mod port;
 mod sampler;
@@ -63,6 +69,9 @@ mod wait;
 
 pub use commands::force_command;
 pub use error::{Incarnation, PortError};
+#[cfg(any(test, feature = "model"))]
+pub use image::MemoryImage;
+pub use image::{ImagePort, PortFuture};
 pub use log::LogSink;
 pub use port::{CommandTicket, LoadKind, PlcPort, WriteTicket};
 pub use sampler::{Lease, Sample, SampleError, Sampler, Snapshot, Value};

@@ -17,6 +17,23 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
+/// rt-core's rules for a batch of image writes, checked before anything is queued: no
+/// input, every value within its point's width, no more than the queue holds.
+pub(crate) fn check_writes(writes: &[(IecAddress, u64)]) -> Result<(), PortError> {
+    for &(addr, value) in writes {
+        if addr.area() == Area::Input {
+            return Err(PortError::InputNotWritable(addr));
+        }
+        if addr.check_value(value).is_err() {
+            return Err(PortError::ValueTooLarge { addr, value });
+        }
+    }
+    if writes.len() > WriteRing::CAPACITY {
+        return Err(PortError::TooManyWrites { count: writes.len(), capacity: WriteRing::CAPACITY });
+    }
+    Ok(())
+}
+
 /// How a program starts after a load.
 #[derive(Clone, Copy)]
 pub enum LoadKind<'a> {
@@ -288,17 +305,7 @@ impl PlcPort {
     /// queue). rt-core applies them at the start of a later cycle, at most
     /// `MAX_WRITES_PER_CYCLE` per cycle, in order.
     pub fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError> {
-        for &(addr, value) in writes {
-            if addr.area() == Area::Input {
-                return Err(PortError::InputNotWritable(addr));
-            }
-            if addr.check_value(value).is_err() {
-                return Err(PortError::ValueTooLarge { addr, value });
-            }
-        }
-        if writes.len() > WriteRing::CAPACITY {
-            return Err(PortError::TooManyWrites { count: writes.len(), capacity: WriteRing::CAPACITY });
-        }
+        check_writes(writes)?;
         let mut client = lock(&self.client);
         let client = client.as_mut().ok_or(PortError::NotAttached)?;
         let ring = &client.shm().writes;

@@ -186,14 +186,15 @@ impl ProgramInfo {
         core::str::from_utf8(&self.path[..n]).unwrap_or("")
     }
 
-    /// Flat index of `(group, element)`, if both exist.
+    /// Flat index of `(group, element)`, if both exist. The lengths come from the other
+    /// process, so a sum past `u32::MAX` is no index rather than an overflow.
     pub fn flat_index(&self, group: u32, element: u32) -> Option<u32> {
         let groups = (self.group_count as usize).min(MAX_GROUPS);
         if group as usize >= groups || element >= self.group_len[group as usize] {
             return None;
         }
-        let before: u32 = self.group_len[..group as usize].iter().sum();
-        Some(before + element)
+        let before = self.group_len[..group as usize].iter().try_fold(0u32, |sum, &len| sum.checked_add(len))?;
+        before.checked_add(element)
     }
 }
 
@@ -260,6 +261,9 @@ mod tests {
         assert_eq!(info.flat_index(1, 0), None);
         assert_eq!(info.flat_index(2, 1), Some(5));
         assert_eq!(info.flat_index(3, 0), None);
+        info.group_len[..3].copy_from_slice(&[u32::MAX, 1, 1]);
+        assert_eq!(info.flat_index(0, u32::MAX - 1), Some(u32::MAX - 1));
+        assert_eq!(info.flat_index(2, 0), None, "past u32::MAX");
     }
 
     #[test]

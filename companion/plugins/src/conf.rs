@@ -120,7 +120,10 @@ impl PluginsConf {
             }
             let trimmed = raw.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
-                lines.push(Line::Text(raw.to_string()));
+                // Without the carriage returns `lines` leaves at the end (a file edited on
+                // Windows): written back with '\n', they would be read as part of the line
+                // ending, and each save would change the comment.
+                lines.push(Line::Text(raw.trim_end_matches('\r').to_string()));
                 continue;
             }
             let entry = parse_entry(trimmed).map_err(|m| err(n, m))?;
@@ -385,6 +388,11 @@ mod tests {
             "# plugins\n\na,./a.so,1,1\nb,./b.py,0,0,conf/b.json\n  # indented comment\nc,/x/c.py,1,0,,/venvs/c\n"
         );
         assert_eq!(parse(&written).unwrap(), conf);
+        // Carriage returns at the end of a comment (fuzz/regressions/plugins_conf/) do not
+        // survive as part of it, so a save does not change the file again.
+        let windows = parse("# plugins\r\r\na,./a.so,1,1\r\n#\r\r").unwrap();
+        assert_eq!(windows.to_text(), "# plugins\na,./a.so,1,1\n#\n");
+        assert_eq!(parse(&windows.to_text()).unwrap(), windows);
     }
 
     #[test]

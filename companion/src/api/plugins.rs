@@ -21,10 +21,10 @@ pub async fn plugins(State(app): State<Arc<App>>, _v: Viewer) -> Json<Value> {
 
 #[derive(Deserialize)]
 pub struct PluginCommand {
-    plugin: String,
-    command: String,
+    pub plugin: String,
+    pub command: String,
     #[serde(default)]
-    params: Value,
+    pub params: Value,
 }
 
 /// `POST /api/plugin-command` `{"plugin", "command", "params"}`: the plugin receives

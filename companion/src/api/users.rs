@@ -94,9 +94,9 @@ pub async fn get_users_info(State(app): State<Arc<App>>, session: MaybeSession) 
 
 #[derive(Deserialize)]
 pub struct CreateUser {
-    username: Option<String>,
-    password: Option<String>,
-    role: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub role: Option<String>,
 }
 
 /// `POST /api/create-user`: the first user without credentials (from where the
@@ -156,8 +156,8 @@ pub async fn create_user(
 
 #[derive(Deserialize)]
 pub struct Login {
-    username: Option<String>,
-    password: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// `POST /api/login` → `{"access_token": …}`; failures are a bare JSON string, as upstream.
@@ -207,10 +207,10 @@ pub async fn get_user_info(State(app): State<Arc<App>>, _v: Viewer, Path(id): Pa
 
 #[derive(Deserialize)]
 pub struct UpdateUser {
-    username: Option<String>,
-    password: Option<String>,
-    current_password: Option<String>,
-    role: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub current_password: Option<String>,
+    pub role: Option<String>,
 }
 
 /// `PUT /api/update-user/{id}`: rename, password, role. Users may edit themselves (their
@@ -294,8 +294,8 @@ pub async fn delete_user(State(app): State<Arc<App>>, Admin(session): Admin, Pat
 
 #[derive(Deserialize)]
 pub struct PasswordChange {
-    old_password: Option<String>,
-    new_password: Option<String>,
+    pub old_password: Option<String>,
+    pub new_password: Option<String>,
 }
 
 /// `PUT /api/password-change/{id}` (the ≤ 4.1.x API): needs the old password.

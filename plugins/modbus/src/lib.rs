@@ -91,7 +91,7 @@ pub struct Handle {
 
 /// Starts what `config` enables (inside a tokio runtime). The server is listening when
 /// this returns; the master's devices are being polled.
-pub async fn start(config: Config, plc: Arc<openplc_port::PlcPort>) -> Result<Handle, StartError> {
+pub async fn start(config: Config, plc: Arc<dyn openplc_port::ImagePort>) -> Result<Handle, StartError> {
     let server = match config.server {
         Some(cfg) => Some(Server::start(cfg, plc.clone()).await?),
         None => None,

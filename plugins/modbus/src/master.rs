@@ -21,7 +21,7 @@
 //! upstream's master does. Values of a failing device keep their last value.
 
 use crate::config::{DeviceConfig, Function, IoPoint, Link, MasterConfig, Parity, registers_per_element};
-use openplc_port::PlcPort;
+use openplc_port::ImagePort;
 use serde::Serialize;
 use shared_abi::image::{Area, IecAddress, Width};
 use std::borrow::Cow;
@@ -113,7 +113,7 @@ pub struct Master {
 
 impl Master {
     /// Starts one task per device (inside a tokio runtime).
-    pub fn start(cfg: MasterConfig, options: MasterOptions, plc: Arc<PlcPort>) -> Master {
+    pub fn start(cfg: MasterConfig, options: MasterOptions, plc: Arc<dyn ImagePort>) -> Master {
         let (shutdown, rx) = watch::channel(false);
         let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
         let mut devices = Vec::new();
@@ -186,7 +186,7 @@ enum Failure {
 async fn run_device(
     dev: DeviceConfig,
     ep: Arc<Endpoint>,
-    plc: Arc<PlcPort>,
+    plc: Arc<dyn ImagePort>,
     tracked: Arc<Mutex<Tracked>>,
     options: MasterOptions,
     mut shutdown: watch::Receiver<bool>,
@@ -207,7 +207,7 @@ async fn run_device(
         }
         let point = &dev.points[i];
         let result = tokio::select! {
-            r = exchange(&dev, point, &ep, &plc) => r,
+            r = exchange(&dev, point, &ep, &*plc) => r,
             _ = shutdown.changed() => return,
         };
         let now = Instant::now();
@@ -293,7 +293,7 @@ async fn connect(link: &Link, slave: Slave) -> Result<Context, String> {
 }
 
 /// The request for `point`; writes carry the image's current values.
-fn request(point: &IoPoint, plc: &PlcPort) -> Vec<Request<'static>> {
+fn request(point: &IoPoint, plc: &dyn ImagePort) -> Vec<Request<'static>> {
     let n = point.wire_count() as u16;
     let a = point.offset;
     match point.function {
@@ -318,7 +318,7 @@ fn request(point: &IoPoint, plc: &PlcPort) -> Vec<Request<'static>> {
 }
 
 /// One exchange (or, for FC 5/6 over several items, one series) with the device.
-async fn exchange(dev: &DeviceConfig, point: &IoPoint, ep: &Endpoint, plc: &PlcPort) -> Result<(), Failure> {
+async fn exchange(dev: &DeviceConfig, point: &IoPoint, ep: &Endpoint, plc: &dyn ImagePort) -> Result<(), Failure> {
     let requests = request(point, plc);
     let mut conn = ep.conn.lock().await;
     let ctx = match conn.as_mut() {
@@ -367,7 +367,7 @@ async fn exchange(dev: &DeviceConfig, point: &IoPoint, ep: &Endpoint, plc: &PlcP
 }
 
 /// Puts what a read brought back into the image.
-fn store(point: &IoPoint, reply: Reply, plc: &PlcPort) -> Result<(), Failure> {
+fn store(point: &IoPoint, reply: Reply, plc: &dyn ImagePort) -> Result<(), Failure> {
     let want = point.wire_count() as usize;
     let values: Vec<(IecAddress, u64)> = match reply {
         Reply::Written => return Ok(()),
@@ -395,7 +395,7 @@ fn store(point: &IoPoint, reply: Reply, plc: &PlcPort) -> Result<(), Failure> {
         }
     };
     if point.location.area() == Area::Input {
-        plc.update_inputs(|img| {
+        plc.update_inputs(&mut |img| {
             for &(a, v) in &values {
                 img.set(a, v);
             }
@@ -417,7 +417,7 @@ fn element_at(first: IecAddress, k: usize) -> IecAddress {
     first.offset_by(k).unwrap_or(first)
 }
 
-fn image_value(plc: &PlcPort, addrs: &[IecAddress]) -> Vec<u64> {
+fn image_value(plc: &dyn ImagePort, addrs: &[IecAddress]) -> Vec<u64> {
     match addrs.first().map(|a| a.area()) {
         // Detached: zeros, as before the first scan.
         Some(Area::Input) => plc
@@ -431,12 +431,12 @@ fn image_value(plc: &PlcPort, addrs: &[IecAddress]) -> Vec<u64> {
     }
 }
 
-fn image_bits(point: &IoPoint, plc: &PlcPort) -> Vec<bool> {
+fn image_bits(point: &IoPoint, plc: &dyn ImagePort) -> Vec<bool> {
     let addrs: Vec<_> = (0..point.len as usize).map(|k| bit_at(point.location, k)).collect();
     image_value(plc, &addrs).into_iter().map(|v| v != 0).collect()
 }
 
-fn image_words(point: &IoPoint, plc: &PlcPort) -> Vec<u16> {
+fn image_words(point: &IoPoint, plc: &dyn ImagePort) -> Vec<u16> {
     let addrs: Vec<_> = (0..point.len as usize).map(|k| element_at(point.location, k)).collect();
     let per = registers_per_element(point.location.width());
     image_value(plc, &addrs).into_iter().flat_map(|v| (0..per).map(move |j| (v >> (16 * j)) as u16)).collect()

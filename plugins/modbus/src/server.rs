@@ -24,7 +24,7 @@
 use crate::config::ServerConfig;
 use crate::map::{AddressMap, Holding};
 use crate::pdu::{self, Exception, Request};
-use openplc_port::{PlcPort, PortError};
+use openplc_port::{ImagePort, PortError};
 use serde::Serialize;
 use shared_abi::image::{IecAddress, Width};
 use shared_abi::layout::OutputSnapshot;
@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -109,7 +109,7 @@ impl Pending {
 
 struct Shared {
     cfg: ServerConfig,
-    plc: Arc<PlcPort>,
+    plc: Arc<dyn ImagePort>,
     pending: Mutex<Pending>,
     n: Counters,
     local_addr: SocketAddr,
@@ -124,7 +124,7 @@ pub struct Server {
 
 impl Server {
     /// Binds `cfg.host:cfg.port` and starts serving (inside a tokio runtime).
-    pub async fn start(cfg: ServerConfig, plc: Arc<PlcPort>) -> io::Result<Server> {
+    pub async fn start(cfg: ServerConfig, plc: Arc<dyn ImagePort>) -> io::Result<Server> {
         let listener = TcpListener::bind((cfg.host.as_str(), cfg.port)).await.map_err(|e| {
             io::Error::new(e.kind(), format!("Modbus server cannot listen on {}:{}: {e}", cfg.host, cfg.port))
         })?;
@@ -223,10 +223,15 @@ impl Drop for Open<'_> {
 
 /// Serves one connection until it closes, times out or sends an impossible frame.
 async fn serve(stream: TcpStream, peer: SocketAddr, s: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    serve_io(rd, wr, peer, s).await;
+}
+
+/// [`serve`] over any byte stream (the fuzz target feeds it a slice).
+async fn serve_io(rd: impl AsyncRead + Unpin, mut wr: impl AsyncWrite + Unpin, peer: SocketAddr, s: &Shared) {
     s.n.open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&s.n.open);
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(MBAP + pdu::MAX_PDU, rd);
     let mut head = [0u8; MBAP];
     let mut body = [0u8; pdu::MAX_PDU];
@@ -388,6 +393,28 @@ fn holding_writes(
                 }
             },
         }
+    }
+}
+
+/// A server without a listener, for the fuzz target and its replay test
+/// (`fuzz/entries`): what a client sends in, what it would receive out, through the same
+/// framing, decoding and execution as a TCP connection.
+#[doc(hidden)]
+pub struct Detached(Shared);
+
+impl Detached {
+    pub fn new(cfg: ServerConfig, plc: Arc<dyn ImagePort>) -> Detached {
+        let local_addr = SocketAddr::from(([127, 0, 0, 1], cfg.port));
+        Detached(Shared { cfg, plc, pending: Mutex::new(Pending::default()), n: Counters::default(), local_addr })
+    }
+
+    /// Serves `input` as one connection's bytes (inside a tokio runtime with time enabled).
+    /// Each call starts with no pending `%MD`/`%ML` writes, so equal input gives equal output.
+    pub async fn serve_bytes(&self, input: &[u8]) -> Vec<u8> {
+        *self.0.pending.lock().unwrap_or_else(|p| p.into_inner()) = Pending::default();
+        let mut out = Vec::new();
+        serve_io(input, &mut out, self.0.local_addr, &self.0).await;
+        out
     }
 }
 

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `openplc_fuzz_entries::modbus_conf`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| openplc_fuzz_entries::modbus_conf::run(data));
