@@ -48,8 +48,8 @@ pub struct Args {
     /// SCHED_FIFO priority of both.
     #[arg(long, default_value_t = 49)]
     priority: i32,
-    /// Where cyclictest's wake-ups fall after rt-core's, in µs (default: half the period, so
-    /// the two never want the CPU at once; 0 makes them collide, to see what that costs).
+    /// Where cyclictest's wake-ups fall after rt-core's, in µs (default: 200 to 800, a
+    /// different distance in each slice; 0 makes them collide, to see what that costs).
     #[arg(long)]
     phase_us: Option<u64>,
     /// HTTPS keep-alive connections, each alternating GET /api/status and /api/runtime-logs (0: none).
@@ -177,9 +177,15 @@ fn run(args: &Args) -> Result<()> {
     let observer = stack.observe()?;
     let period_ns = observer.status().period_ns;
     let phase_ns = measure::deadline_phase_ns(&observer, period_ns)?;
-    let offset_ns = (phase_ns + args.phase_us.map_or(period_ns / 2, |us| us * 1000)) % period_ns;
-
-    let plan = measure::Plan::new(slices, args.slice_seconds, Duration::from_secs(args.warmup_seconds), offset_ns);
+    let distance = args.phase_us.map_or(measure::Distance::Spread, |us| measure::Distance::Fixed(us * 1000));
+    let plan = measure::Plan::new(
+        slices,
+        args.slice_seconds,
+        Duration::from_secs(args.warmup_seconds),
+        period_ns,
+        phase_ns,
+        distance,
+    );
     let run_for = Duration::from_nanos(plan.end_ns().saturating_sub(monotonic_ns())) + Duration::from_secs(1);
     let target = Target {
         api: stack.api.clone(),
@@ -190,12 +196,11 @@ fn run(args: &Args) -> Result<()> {
         dir: work.path().to_path_buf(),
     };
     eprintln!(
-        "full-load: load for {:.0} s; {slices} slices of {} s from {} s on; rt-core's deadlines at {} us in each ms, cyclictest's at {} us",
+        "full-load: load for {:.0} s; {slices} slices of {} s from {} s on; rt-core's deadlines at {} us in each ms",
         run_for.as_secs_f64(),
         args.slice_seconds,
         args.warmup_seconds,
         phase_ns / 1000,
-        offset_ns / 1000
     );
     let before = observer.stats()?;
     let running: Vec<Box<dyn loads::Running>> =

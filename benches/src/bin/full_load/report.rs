@@ -25,10 +25,10 @@ fn show(q: Option<Quantile>) -> String {
 }
 
 pub fn slice_line(s: &Slice) {
-    let ct = s
-        .ct
-        .as_ref()
-        .map_or(String::new(), |c| format!("  cyclictest p99 {:>5} max {:>6}", show(c.quantile(0.99)), show(c.max())));
+    let ct = s.ct.as_ref().map_or(String::new(), |c| {
+        let at = s.distance_us.map_or(String::new(), |d| format!(" +{d:<3} us"));
+        format!("  cyclictest{at} p99 {:>5} max {:>6}", show(c.quantile(0.99)), show(c.max()))
+    });
     eprintln!(
         "slice {:<14} rt-core p99 {:>5} max {:>6} overruns {} (periods skipped {}){ct}{}",
         match s.kind {
@@ -162,6 +162,25 @@ pub fn print(s: &Summary) {
         rt_late.map_or("-".into(), |n| n.to_string()),
         ct_late.map_or("-".into(), |n| n.to_string())
     );
+    if let Some(ct_late) = ct_late {
+        // A host stall makes whichever tool's deadline it straddles late: per stall it is
+        // chance which one, so compare the counts as two Poisson counts (about 2 sigma).
+        let extra = b_overruns.saturating_sub(ct_late);
+        let chance = 2.0 * ((b_overruns + ct_late) as f64).sqrt();
+        if extra == 0 {
+            println!(
+                "  rt-core missed no more cycles than cyclictest woke a period late beside it: none attributable to the load"
+            );
+        } else if (extra as f64) <= chance {
+            println!(
+                "  rt-core missed {extra} more than cyclictest woke a period late: within chance (about {chance:.0})"
+            );
+        } else {
+            println!(
+                "  rt-core missed {extra} more than cyclictest woke a period late: beyond chance, the load's or rt-core's doing"
+            );
+        }
+    }
     let slip = s.slices.iter().map(|x| x.slip_ms).fold(0.0, f64::max);
     if slip > 20.0 {
         println!("  the bench took a snapshot up to {slip:.0} ms late (it runs at normal priority under the load)");
