@@ -36,7 +36,7 @@ pub struct Args {
     /// Seconds per slice (ABBA: rt-core alone, cyclictest beside it, …).
     #[arg(long, default_value_t = 3)]
     slice_seconds: u64,
-    /// 12 s in 2 s slices (about 25 s of load).
+    /// 12 s in 2 s slices (about 22 s of load).
     #[arg(long)]
     quick: bool,
     /// Seconds of load before the first slice.
