@@ -29,7 +29,14 @@ function request(k) {
 function session(k) {
   return new Promise((resolve) => {
     const stats = { replies: 0, errors: 0, skipped: 0, latencies: [], firstError: null };
-    const socket = io(url + '/api/debug', { transports: ['websocket'], auth: { token }, reconnection: false, timeout: 5000 });
+    // As the Editor: the runtime's self-signed certificate is accepted (wss).
+    const socket = io(url + '/api/debug', {
+      transports: ['websocket'],
+      auth: { token },
+      reconnection: false,
+      timeout: 5000,
+      rejectUnauthorized: false,
+    });
     const hex = request(k);
     let inFlight = false;
     let sentAt = 0n;

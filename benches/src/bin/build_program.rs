@@ -30,7 +30,10 @@ fn main() {
     } else {
         openplc_benches::demo_program(work.path(), args.period_ms)
     };
-    match built.and_then(|so| std::fs::copy(&so, &args.out).map_err(|e| format!("{}: {e}", args.out.display()))) {
+    let copied = built.and_then(|so| {
+        std::fs::copy(&so, &args.out).map_err(openplc_benches::Error::io(args.out.display().to_string()))
+    });
+    match copied {
         Ok(_) => println!("{}", args.out.display()),
         Err(e) => {
             eprintln!("build-program: {e}");
