@@ -9,7 +9,7 @@
 //! `o` is `%IX(start+o).b` (`DB1.DBX3.5` of a `bool_output` region from 0 is `%QX3.5`).
 
 use crate::config::{CellType, Region, S7Config};
-use shared_abi::image::{BITS_PER_BYTE, IecAddress, InputImage, OutputImage};
+use shared_abi::image::{BITS_PER_BYTE, IecAddress, InputImage, OutputImage, Width};
 
 /// S7 area codes (the `area` byte of an S7ANY address).
 pub mod area {
@@ -56,7 +56,7 @@ fn address(cell: CellType, index: usize, bit: u8) -> IecAddress {
         area: cell.area(),
         width: cell.width(),
         index: index as u16,
-        bit: if cell.element_bytes() == 1 && cell.width() == shared_abi::image::Width::Bit { bit } else { 0 },
+        bit: if cell.width() == Width::Bit { bit } else { 0 },
     }
 }
 
@@ -142,7 +142,7 @@ impl Region {
             let index = self.start as usize + o / n;
             let first = o % n;
             let last = (n - 1).min(first + (end - o) - 1);
-            if self.cell.width() == shared_abi::image::Width::Bit {
+            if self.cell.width() == Width::Bit {
                 let byte = data[o - start];
                 for bit in 0..BITS_PER_BYTE as u8 {
                     out.push((address(self.cell, index, bit), ((byte >> bit) & 1) as u64));
@@ -172,7 +172,7 @@ impl Region {
     ) {
         let n = self.cell.element_bytes();
         let index = self.start as usize + byte / n;
-        if self.cell.width() == shared_abi::image::Width::Bit {
+        if self.cell.width() == Width::Bit {
             out.push((address(self.cell, index, bit), value as u64));
             return;
         }
@@ -203,7 +203,7 @@ fn base(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared_abi::image::{Area, Width};
+    use shared_abi::image::Area;
 
     fn images() -> (Box<InputImage>, Box<OutputImage>) {
         (bytemuck::zeroed_box(), bytemuck::zeroed_box())

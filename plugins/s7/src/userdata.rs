@@ -131,7 +131,7 @@ impl UserdataState {
         out.extend_from_slice(&[i0, i1, x0, x1]);
         out.extend_from_slice(&list[..first]);
         s7::finish(out, 12);
-        self.pending = more.then(|| Pending { seq, sent: first, data: list });
+        self.pending = more.then_some(Pending { seq, sent: first, data: list });
         true
     }
 }

@@ -164,3 +164,45 @@ async fn python_snap7_cannot_connect_to_another_slot() {
     assert_eq!(handle.status().server.unwrap().refused_tsap, 1);
     handle.stop().await;
 }
+
+/// nodes7 (Node-RED's S7 client, pure JavaScript) reads and writes too, when
+/// `scripts/test-deps` installed it into `target/node-deps`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes7_reads_and_writes() {
+    let node_path = support::crate_dir().join("../../target/node-deps/node_modules");
+    assert!(
+        node_path.join("nodes7").exists(),
+        "nodes7 is missing: scripts/test-deps installs it into target/node-deps"
+    );
+    let image = Arc::new(MemoryImage::new());
+    image.set(a(Area::Memory, Width::Word, 0, 0), 0xFFFE); // INT -2
+    image.set(a(Area::Memory, Width::Word, 1, 0), 0xBEEF);
+    image.set(a(Area::Output, Width::DWord, 0, 0), 0x0001_0002);
+    image.set(a(Area::Output, Width::Bit, 8, 2), 1);
+    image.set(a(Area::Input, Width::Bit, 0, 7), 1);
+    image.set(a(Area::Input, Width::Bit, 1, 0), 1);
+    image.set(a(Area::Output, Width::Bit, 0, 3), 1);
+    image.set(a(Area::Memory, Width::Word, 100, 0), 0x0102);
+    let (handle, port, _dir) = start(image.clone()).await;
+    let run = Command::new("node")
+        .arg(support::crate_dir().join("tests/js/nodes7_client.js"))
+        .arg(port.to_string())
+        .env("NODE_PATH", &node_path)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run).await.expect("node finished").expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nodes7 failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = &r["values"];
+    assert_eq!(v["DB2,INT0"], -2);
+    assert_eq!(v["DB2,WORD2"], 0xBEEF);
+    assert_eq!(v["DB3,DINT0"], 0x0001_0002);
+    assert_eq!(v["DB1,X0.2"], true);
+    assert_eq!(v["I0.7"], true);
+    assert_eq!(v["IB1"], 1);
+    assert_eq!(v["QB0"], 8);
+    assert_eq!(v["MW0"], 0x0102);
+    assert_eq!(image.get(a(Area::Memory, Width::Word, 5, 0)), 4321, "DB2,INT10 is %MW5");
+    handle.stop().await;
+}

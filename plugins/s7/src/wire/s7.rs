@@ -220,7 +220,7 @@ fn data_len_bytes(ts: u8, len: u16) -> Option<usize> {
     let len = len as usize;
     match ts {
         data_ts::BIT => Some(len.div_ceil(8)),
-        data_ts::BYTE | data_ts::INT => (len % 8 == 0).then_some(len / 8),
+        data_ts::BYTE | data_ts::INT => len.is_multiple_of(8).then_some(len / 8),
         data_ts::DINT | data_ts::REAL | data_ts::OCTET => Some(len),
         _ => None,
     }

@@ -1,6 +1,8 @@
 //! Frame builders and an in-memory session driver shared by the S7 plugin's tests.
 #![allow(dead_code)]
 
+pub mod rt;
+
 use openplc_s7::session::{Close, Service, Session};
 use openplc_s7::wire::iso;
 use openplc_s7::{MemoryImage, S7Config};
