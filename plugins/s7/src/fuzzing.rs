@@ -2,14 +2,16 @@
 //! bytes a malicious client could send, framed exactly as the server frames them, through
 //! the same session over an in-memory image, with every reply checked for shape.
 //!
-//! Input: the first byte's low bit says whether the session starts already connected
+//! Input: the first byte is a mode: bit 0, the session starts already connected
 //! (connection confirmed, PDU 240 negotiated), so the fuzzer need not rediscover the
-//! handshake; the rest is the TCP byte stream.
+//! handshake; bit 1, every write fails as if rt-core did not apply it; bit 2, the PLC is
+//! stopped. The rest is the TCP byte stream.
 
 use crate::config::S7Config;
-use crate::image::MemoryImage;
+use crate::image::{MemoryImage, WriteError};
 use crate::session::{Service, Session};
 use crate::wire::{iso, s7};
+use shared_abi::layout::PlcState;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
@@ -41,11 +43,12 @@ pub const HANDSHAKE: &[u8] = &[
     3, 0, 0, 25, 2, 0xF0, 0x80, 0x32, 1, 0, 0, 0, 0, 0, 8, 0, 0, 0xF0, 0, 0, 1, 0, 1, 0, 240,
 ];
 
-fn service() -> &'static Service {
-    static SERVICE: OnceLock<Service> = OnceLock::new();
+fn service() -> &'static (Service, Arc<MemoryImage>) {
+    static SERVICE: OnceLock<(Service, Arc<MemoryImage>)> = OnceLock::new();
     SERVICE.get_or_init(|| {
         let cfg = S7Config::from_json(CONFIG).unwrap_or_default();
-        Service::new(cfg, Arc::new(MemoryImage::new()))
+        let image = Arc::new(MemoryImage::new());
+        (Service::new(cfg, image.clone()), image)
     })
 }
 
@@ -62,7 +65,9 @@ fn now<F: Future>(f: F) -> F::Output {
 /// invariant (a reply that is not whole TPKT frames, an S7 reply longer than the PDU).
 pub fn run(input: &[u8]) {
     let Some((&mode, stream)) = input.split_first() else { return };
-    let svc = service();
+    let (svc, image) = service();
+    image.fail_writes((mode & 2 != 0).then_some(WriteError::Timeout));
+    image.set_state(if mode & 4 != 0 { PlcState::Stopped } else { PlcState::Running });
     let mut session = Session::new(1);
     let mut out = Vec::new();
     if mode & 1 == 1 {

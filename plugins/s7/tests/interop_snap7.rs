@@ -1,8 +1,9 @@
-//! python-snap7 2.x — the Snap7 C library its wheel ships, which HMIs, Node-RED and
-//! historians use — against our server over real TCP, on the in-memory image: connect
-//! with the configured rack/slot, identity and state, every area read and written, bits,
-//! multi-item reads, the errors a client sees. (Against a running rt-core and program:
-//! the companion's end-to-end tests.)
+//! S7 clients no one here wrote against our server over real TCP, on the in-memory
+//! image: python-snap7 2.x (the Snap7 C library its wheel ships, which HMIs, Node-RED and
+//! historians use) connects with the configured rack/slot, reads identity and state,
+//! reads and writes every area, bits and multi-item requests, and sees the errors; then
+//! python-snap7 3.x (pure Python) and nodes7 (pure JavaScript). Against a running rt-core:
+//! `e2e_rt.rs`.
 
 mod support;
 
@@ -204,5 +205,38 @@ async fn nodes7_reads_and_writes() {
     assert_eq!(v["QB0"], 8);
     assert_eq!(v["MW0"], 0x0102);
     assert_eq!(image.get(a(Area::Memory, Width::Word, 5, 0)), 4321, "DB2,INT10 is %MW5");
+    handle.stop().await;
+}
+
+/// python-snap7 3.x, a pure-Python S7 stack (no libsnap7), installed by
+/// `scripts/test-deps` into `target/py-snap7-3`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_snap7_3_pure_python_reads_and_writes() {
+    let py_path = support::crate_dir().join("../../target/py-snap7-3");
+    assert!(
+        py_path.join("snap7").exists(),
+        "python-snap7 3.x is missing: scripts/test-deps installs it into target/py-snap7-3"
+    );
+    let image = Arc::new(MemoryImage::new());
+    image.set(a(Area::Memory, Width::Word, 0, 0), 0x0102);
+    image.set(a(Area::Memory, Width::Word, 100, 0), 0x0A0B);
+    let (handle, port, _dir) = start(image.clone()).await;
+    let run = Command::new("python3")
+        .arg(support::crate_dir().join("tests/py/snap7_v3_client.py"))
+        .arg(port.to_string())
+        .env("PYTHONPATH", &py_path)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run).await.expect("client finished").expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["pdu"], 480);
+    assert_eq!(r["as_name"], "Line 4 Packer");
+    assert_eq!(r["module_type"], "CPU 315-2 PN/DP");
+    assert_eq!(r["db2"], serde_json::json!([1, 2, 0, 0, 0, 0, 0, 0, 0xAB, 0xCD]));
+    assert_eq!(r["mk"], serde_json::json!([0x0A, 0x0B, 0, 0]));
+    assert!(r["err_past_end"].as_str().is_some_and(|e| e.contains("(0x05)")), "{}", r["err_past_end"]);
+    assert!(r["err_no_db"].as_str().is_some_and(|e| e.contains("(0x0a)")), "{}", r["err_no_db"]);
+    assert_eq!(image.get(a(Area::Memory, Width::Word, 4, 0)), 0xABCD);
     handle.stop().await;
 }
