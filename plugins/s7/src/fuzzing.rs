@@ -107,6 +107,7 @@ fn check_replies(out: &[u8], pdu_size: u16) {
         let tpdu = &rest[iso::TPKT_HEADER..len];
         assert!(tpdu.len() >= 3 && (tpdu[0] as usize) < tpdu.len(), "a reply COTP header fits its frame");
         if matches!(tpdu[1], iso::CC | iso::DR) {
+            assert_eq!(tpdu[0] as usize + 1, tpdu.len(), "a CC/DR length indicator covers the TPDU");
             rest = &rest[len..];
             continue;
         }

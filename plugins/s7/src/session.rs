@@ -136,6 +136,12 @@ impl Session {
                 iso::push_disconnect(out, req.src_ref, self.local_ref, iso::reason::NOT_ATTACHED);
                 return Err(Close::Refused(called));
             }
+            // The confirm echoes the calling TSAP; real ones are 2 bytes, and a long one
+            // would not fit the confirm's one-byte length indicator.
+            if req.calling_tsap.len() > iso::MAX_TSAP {
+                iso::push_disconnect(out, req.src_ref, self.local_ref, iso::reason::NEGOTIATION_FAILED);
+                return Err(Close::Iso(IsoError::Parameter));
+            }
             let tpdu = req.tpdu_size.min(iso::MAX_TPDU);
             let code = req.tpdu_code.map_or(7, |c| c.min(0x0A));
             iso::push_connect_confirm(out, &req, self.local_ref, code);

@@ -49,6 +49,20 @@ async fn a_connection_request_for_another_rack_or_slot_is_refused() {
 }
 
 #[tokio::test]
+async fn a_calling_tsap_too_long_to_echo_is_refused() {
+    let mut body = vec![0xE0, 0, 0, 0, 7, 0, 0xC0, 1, 0x0A, 0xC1, 240];
+    body.extend_from_slice(&[7; 240]);
+    body.extend_from_slice(&[0xC2, 2, 1, 2]);
+    let mut tpdu = vec![body.len() as u8];
+    tpdu.extend_from_slice(&body);
+    let mut h = Harness::from_json(CONFIG);
+    let mut out = Vec::new();
+    let r = h.session.on_frame(&h.svc, &tpdu, &mut out).await;
+    assert_eq!(r, Err(Close::Iso(IsoError::Parameter)));
+    assert_eq!(replies(&out)[0].params, [6, 0x80, 0, 7, 0, 1, 0x82], "a well-formed disconnect request");
+}
+
+#[tokio::test]
 async fn anything_but_a_connection_request_first_closes() {
     let mut h = Harness::from_json(CONFIG);
     assert!(matches!(h.send(&dt(&setup(480))).await, Err(Close::Unexpected(_))));

@@ -25,6 +25,9 @@ const PARAM_CALLED_TSAP: u8 = 0xC2;
 pub const DT_HEADER: usize = 3;
 const EOT: u8 = 0x80;
 
+/// Longest TSAP we echo in a connection confirm (S7 TSAPs are 2 bytes).
+pub const MAX_TSAP: usize = 32;
+
 /// Largest TPDU we agree to (the size code 0x0A); an S7 PDU of 960 bytes fits one.
 pub const MAX_TPDU: usize = 1024;
 /// What ISO 8073 assumes when a connection request names no TPDU size.
@@ -155,7 +158,7 @@ pub fn parse(tpdu: &[u8]) -> Result<Tpdu<'_>, IsoError> {
     }
 }
 
-/// Appends a connection confirm frame.
+/// Appends a connection confirm frame; both TSAPs at most [`MAX_TSAP`] bytes.
 pub fn push_connect_confirm(out: &mut Vec<u8>, req: &ConnectRequest<'_>, local_ref: u16, tpdu_code: u8) {
     let params_len = 3 + 2 + req.calling_tsap.len() + 2 + req.called_tsap.len();
     let li = 6 + params_len;
