@@ -196,7 +196,9 @@ fn a_library_that_crashes_while_loading_fails_the_load_check() {
     let opts = BuildOptions { load_check: Some(rt_binary()), ..BuildOptions::default() };
     let (result, _) = build_collect(&dir, &out, &opts);
     let message = result.expect_err("the load check fails");
-    assert_eq!(message, "the program does not load: it crashed while loading (SIGSEGV): its start-up code is faulty");
+    // openplc-rt check catches the fault in its guard and says where it happened.
+    assert!(message.starts_with("the program does not load: "), "{message}");
+    assert!(message.contains("constructors") && message.contains("SIGSEGV"), "{message}");
     assert!(!out.exists(), "no library is handed out");
 }
 
