@@ -70,7 +70,7 @@ impl Default for Limits {
             max_subscriptions_per_session: 10,
             max_monitored_items_per_subscription: 1000,
             max_message_size: 4 << 20,
-            max_chunk_count: 64,
+            max_chunk_count: 128,
             max_nodes_per_request: 1000,
             hello_timeout_s: 5,
             read_timeout_ms: 2000,
