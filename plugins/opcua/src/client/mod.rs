@@ -310,7 +310,7 @@ impl Link {
 
     /// Subscribes and pushes values until the connection is lost (returns why) or stop.
     async fn serve(&self, session: &Arc<Session>) -> String {
-        let incoming: Arc<Mutex<HashMap<usize, Variant>>> = Arc::default();
+        let incoming: Arc<Mutex<HashMap<NodeId, Variant>>> = Arc::default();
         let wake = Arc::new(tokio::sync::Notify::new());
         let inputs: Vec<(usize, &Bound)> = self
             .bound
@@ -323,7 +323,7 @@ impl Link {
             let (sink, w) = (incoming.clone(), wake.clone());
             let callback = DataChangeCallback::new(move |dv: DataValue, item| {
                 if let Some(v) = dv.value.filter(|_| dv.status.is_none_or(|s| s.is_good())) {
-                    lock(&sink).insert(item.client_handle() as usize, v);
+                    lock(&sink).insert(item.item_to_monitor().node_id.clone(), v);
                     w.notify_one();
                 }
             });
@@ -333,7 +333,7 @@ impl Link {
             };
             let requests = inputs
                 .iter()
-                .map(|(i, b)| MonitoredItemCreateRequest {
+                .map(|(_, b)| MonitoredItemCreateRequest {
                     item_to_monitor: ReadValueId {
                         node_id: b.node.clone().unwrap_or_default(),
                         attribute_id: AttributeId::Value as u32,
@@ -341,7 +341,6 @@ impl Link {
                     },
                     monitoring_mode: MonitoringMode::Reporting,
                     requested_parameters: MonitoringParameters {
-                        client_handle: *i as u32,
                         sampling_interval: b.mapping.cycle_time_ms as f64,
                         queue_size: 1,
                         discard_oldest: true,
@@ -382,9 +381,9 @@ impl Link {
             tokio::select! {
                 _ = self.stop.cancelled() => return "stopped".into(),
                 _ = wake.notified() => {
-                    let batch: Vec<(usize, Variant)> = lock(&incoming).drain().collect();
-                    for (i, v) in batch {
-                        if let Some(b) = self.bound.get(i) {
+                    let batch: Vec<(NodeId, Variant)> = lock(&incoming).drain().collect();
+                    for (node, v) in batch {
+                        for (_, b) in inputs.iter().filter(|(_, b)| b.node.as_ref() == Some(&node)) {
                             match self.to_plc(b, &v).await {
                                 Ok(()) => lock(&self.status).values_in += 1,
                                 Err(e) => tracing::warn!("OPC-UA client {:?}: {} → PLC: {e}", self.remote.name, b.mapping.remote_node_id),
