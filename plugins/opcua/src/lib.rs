@@ -25,6 +25,7 @@ pub mod iec;
 mod memory_plc;
 pub mod plc;
 pub mod server;
+pub mod wire;
 
 pub use client::{Client, RemoteState, RemoteStatus};
 pub use config::client::ClientConfig;
