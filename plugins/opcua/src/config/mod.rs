@@ -56,6 +56,12 @@ pub struct Limits {
     pub hello_timeout_s: u32,
     /// How long a read waits for a scan before answering BadTimeout.
     pub read_timeout_ms: u64,
+    /// A subscription whose client stops asking for publish responses is dropped after
+    /// this long (with its queued notifications).
+    pub subscription_lifetime_ms: u64,
+    /// Longest session timeout a client may ask for: a client silent that long loses its
+    /// session and everything it monitored.
+    pub session_timeout_ms: u64,
     /// Password checks that may fail for one user name in a minute before it is locked
     /// for a minute (doubling up to 15).
     pub max_failed_logins: u32,
@@ -74,6 +80,8 @@ impl Default for Limits {
             max_nodes_per_request: 1000,
             hello_timeout_s: 5,
             read_timeout_ms: 2000,
+            subscription_lifetime_ms: 60_000,
+            session_timeout_ms: 60_000,
             max_failed_logins: 5,
         }
     }

@@ -108,12 +108,18 @@ impl Front {
     }
 }
 
-async fn relay(mut outer: TcpStream, inner: SocketAddr, stop: CancellationToken) {
-    let Ok(mut upstream) = TcpStream::connect(inner).await else { return };
+async fn relay(outer: TcpStream, inner: SocketAddr, stop: CancellationToken) {
+    let Ok(upstream) = TcpStream::connect(inner).await else { return };
     let _ = outer.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
+    let (mut outer_rx, mut outer_tx) = outer.into_split();
+    let (mut up_rx, mut up_tx) = upstream.into_split();
+    // Either side ending ends the connection: the server closing it (an error, a hello
+    // timeout, a session closed) must close the client's socket too, and a client gone
+    // must free the server's.
     tokio::select! {
         _ = stop.cancelled() => {}
-        _ = tokio::io::copy_bidirectional(&mut outer, &mut upstream) => {}
+        _ = tokio::io::copy(&mut outer_rx, &mut up_tx) => {}
+        _ = tokio::io::copy(&mut up_rx, &mut outer_tx) => {}
     }
 }

@@ -44,6 +44,8 @@ pub struct ServerStatus {
     pub listening: String,
     pub connections: usize,
     pub connections_refused: u64,
+    /// Monitored items sampled for subscriptions now.
+    pub monitored_items: usize,
     /// Client certificates refused so far (file names in `pki/rejected/`, to trust later).
     pub rejected_certificates: Vec<String>,
     pub warnings: Vec<String>,
@@ -177,6 +179,7 @@ impl Server {
             .max_byte_string_length(65_535)
             .subscription_poll_interval_ms(config.cycle_time_ms.min(100))
             .diagnostics_enabled(false)
+            .max_session_timeout_ms(l.session_timeout_ms.max(1000))
             .with_authenticator(Arc::new(authenticator))
             .with_node_manager(InMemoryNodeManagerBuilder::new(move |ctx, space: &mut _| {
                 nodes::build(nodes_config, ctx, space)
@@ -188,6 +191,12 @@ impl Server {
             s.max_monitored_items_per_sub = l.max_monitored_items_per_subscription;
             s.min_sampling_interval_ms = config.cycle_time_ms as f64;
             s.min_publishing_interval_ms = config.cycle_time_ms as f64;
+            // Lifetime = lifetime count × publishing interval (≥ the cycle time): capped so
+            // a client that stops publishing loses its subscription, and its queue, in time.
+            let lifetime = (l.subscription_lifetime_ms / config.cycle_time_ms).clamp(3, u32::MAX as u64) as u32;
+            s.max_lifetime_count = lifetime;
+            s.max_keep_alive_count = (lifetime / 3).max(1);
+            s.default_keep_alive_count = s.default_keep_alive_count.min(s.max_keep_alive_count);
             let o = &mut limits.operational;
             o.max_nodes_per_read = l.max_nodes_per_request;
             o.max_nodes_per_write = l.max_nodes_per_request;
@@ -228,6 +237,7 @@ impl Server {
             listening: self.addr.to_string(),
             connections: self.front.stats.open(),
             connections_refused: self.front.stats.refused.load(Ordering::Relaxed),
+            monitored_items: self.monitor.len(),
             rejected_certificates: pki::rejected(&self.pki_dir),
             warnings: self.warnings.clone(),
         }

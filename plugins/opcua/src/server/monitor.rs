@@ -7,12 +7,18 @@
 use super::bindings::{self, Binding};
 use crate::iec::TimeMapping;
 use crate::plc::OpcuaPlc;
-use opcua::server::{MonitoredItemHandle, SubscriptionCache};
+use opcua::server::{MonitoredItemHandle, SubscriptionCache, SubscriptionState};
 use opcua::types::{AttributeId, DataValue, DateTime, MonitoringMode, NodeId, NumericRange, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+struct Item {
+    node: NodeId,
+    mode: MonitoringMode,
+    session: u32,
+}
 
 pub struct Monitor {
     plc: Arc<dyn OpcuaPlc>,
@@ -20,7 +26,7 @@ pub struct Monitor {
     period: Duration,
     timeout: Duration,
     program_gen: u32,
-    items: Mutex<HashMap<MonitoredItemHandle, (NodeId, MonitoringMode)>>,
+    items: Mutex<HashMap<MonitoredItemHandle, Item>>,
     stop: CancellationToken,
     /// Sampling rounds done (for status and tests).
     rounds: std::sync::atomic::AtomicU64,
@@ -46,12 +52,12 @@ impl Monitor {
         }
     }
 
-    fn items(&self) -> MutexGuard<'_, HashMap<MonitoredItemHandle, (NodeId, MonitoringMode)>> {
+    fn items(&self) -> MutexGuard<'_, HashMap<MonitoredItemHandle, Item>> {
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn add(&self, handle: MonitoredItemHandle, node: NodeId, mode: MonitoringMode) {
-        self.items().insert(handle, (node, mode));
+    pub fn add(&self, handle: MonitoredItemHandle, node: NodeId, mode: MonitoringMode, session: u32) {
+        self.items().insert(handle, Item { node, mode, session });
     }
 
     pub fn remove(&self, handle: MonitoredItemHandle) {
@@ -60,8 +66,16 @@ impl Monitor {
 
     pub fn set_mode(&self, handle: MonitoredItemHandle, mode: MonitoringMode) {
         if let Some(item) = self.items().get_mut(&handle) {
-            item.1 = mode;
+            item.mode = mode;
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items().is_empty()
     }
 
     pub fn stop(&self) {
@@ -87,13 +101,24 @@ impl Monitor {
         });
     }
 
+    /// Drops the items of subscriptions async-opcua has closed (a client that stopped
+    /// asking for publish responses: its subscription times out, and async-opcua keeps the
+    /// closed shell until the session ends) or removed: nothing is sampled for no one.
+    fn forget_closed(&self, subs: &SubscriptionCache) {
+        let mut items = self.items();
+        items.retain(|handle, item| {
+            let Some(session) = subs.get_session_subscriptions(item.session) else { return false };
+            let session = session.lock();
+            session
+                .get(handle.subscription_id)
+                .is_some_and(|s| s.state() != SubscriptionState::Closed && s.contains_key(&handle.monitored_item_id))
+        });
+    }
+
     async fn round(&self, subs: &SubscriptionCache, bindings: &HashMap<NodeId, Binding>) {
-        let mut nodes: Vec<NodeId> = self
-            .items()
-            .values()
-            .filter(|(_, mode)| *mode != MonitoringMode::Disabled)
-            .map(|(n, _)| n.clone())
-            .collect();
+        self.forget_closed(subs);
+        let mut nodes: Vec<NodeId> =
+            self.items().values().filter(|i| i.mode != MonitoringMode::Disabled).map(|i| i.node.clone()).collect();
         if nodes.is_empty() {
             return;
         }

@@ -195,7 +195,7 @@ impl InMemoryNodeManagerImpl for PlcNodes {
             item.set_status(StatusCode::Good);
             let node = item.item_to_monitor().node_id.clone();
             if self.bindings.contains_key(&node) {
-                self.monitor.add(item.handle(), node, item.monitoring_mode());
+                self.monitor.add(item.handle(), node, item.monitoring_mode(), context.session_id());
             }
         }
     }

@@ -212,11 +212,17 @@ pub struct Running {
 
 /// Starts the test program (scans every 10 ms) and the server on a free loopback port.
 pub async fn start(trusted_pem: Option<&str>) -> Running {
+    start_with(trusted_pem, |_| {}).await
+}
+
+/// As [`start`], with the configuration changed by `patch` first.
+pub async fn start_with(trusted_pem: Option<&str>, patch: impl FnOnce(&mut Value)) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("conf");
     std::fs::create_dir_all(&conf).expect("conf dir");
-    std::fs::write(conf.join("opcua.json"), serde_json::to_vec_pretty(&config_json(trusted_pem)).expect("json"))
-        .expect("write");
+    let mut json = config_json(trusted_pem);
+    patch(&mut json[0]["config"]);
+    std::fs::write(conf.join("opcua.json"), serde_json::to_vec_pretty(&json).expect("json")).expect("write");
     let plc = MemoryPlc::new(variables(), Duration::from_millis(10));
     program(&plc);
     let config = Config::from_conf_dir(&conf).expect("config");
