@@ -111,7 +111,7 @@ impl IecType {
             IecType::Lint | IecType::Ulint | IecType::Lword | IecType::Lreal => size == 8,
             IecType::Time | IecType::Date | IecType::Tod | IecType::Dt => size == 8 || size == 16,
             IecType::String => size >= 2,
-            IecType::Wstring => size >= 3 && (size - 1) % 2 == 0,
+            IecType::Wstring => size >= 3 && (size - 1).is_multiple_of(2),
         }
     }
 
@@ -331,9 +331,9 @@ mod tests {
         round_trip(IecType::Lint, 8, Variant::Int64(i64::MIN + 1));
         round_trip(IecType::Ulint, 8, Variant::UInt64(u64::MAX));
         round_trip(IecType::Lword, 8, Variant::UInt64(0x0123_4567_89AB_CDEF));
-        round_trip(IecType::Real, 4, Variant::Float(3.14159274));
+        round_trip(IecType::Real, 4, Variant::Float(std::f32::consts::PI));
         round_trip(IecType::Real, 4, Variant::Float(-1.0e-38));
-        round_trip(IecType::Lreal, 8, Variant::Double(-2.718281828459045));
+        round_trip(IecType::Lreal, 8, Variant::Double(-std::f64::consts::E));
         round_trip(IecType::Time, 8, Variant::Double(1500.25));
         round_trip(IecType::Time, 16, Variant::Double(-90_061_500.0));
         round_trip(IecType::String, 127, Variant::String("Grüße, 1 €".into()));

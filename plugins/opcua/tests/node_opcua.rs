@@ -47,7 +47,7 @@ async fn node_opcua_browses_reads_writes_and_subscribes() {
     }
     assert_eq!(got["read"]["PLC.INT"], json!(["Int16", -31000]));
     assert_eq!(got["read"]["PLC.REAL"][0], "Float");
-    assert!((got["read"]["PLC.REAL"][1].as_f64().unwrap_or(0.0) - 3.14159274).abs() < 1e-6);
+    assert!((got["read"]["PLC.REAL"][1].as_f64().unwrap_or(0.0) - f64::from(std::f32::consts::PI)).abs() < 1e-6);
     assert_eq!(got["read"]["PLC.STRING"], json!(["String", "Grüße, 1 €"]));
     assert_eq!(got["read"]["PLC.WSTRING"], json!(["String", "Ωmega 𝄞"]));
     assert_eq!(got["read"]["PLC.TIME"], json!(["Double", 90061500]));

@@ -74,10 +74,6 @@ impl Monitor {
         self.items().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items().is_empty()
-    }
-
     pub fn stop(&self) {
         self.stop.cancel();
     }
@@ -122,7 +118,7 @@ impl Monitor {
         if nodes.is_empty() {
             return;
         }
-        nodes.sort_unstable_by(|a, b| a.to_string().cmp(&b.to_string()));
+        nodes.sort_unstable_by_key(|n| n.to_string());
         nodes.dedup();
         let wanted = nodes.iter().filter_map(|n| bindings.get(n));
         let sampled = bindings::sample_nodes(&*self.plc, wanted, self.timeout, self.program_gen).await;

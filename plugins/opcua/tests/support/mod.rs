@@ -62,8 +62,8 @@ pub fn variables() -> Vec<MemVar> {
         s(&0xBEEFu16.to_le_bytes()),                            // 10 WORD
         s(&0xDEAD_BEEFu32.to_le_bytes()),                       // 11 DWORD
         s(&0x0123_4567_89AB_CDEFu64.to_le_bytes()),             // 12 LWORD
-        s(&3.14159274f32.to_le_bytes()),                        // 13 REAL
-        s(&(-2.718281828459045f64).to_le_bytes()),              // 14 LREAL
+        s(&std::f32::consts::PI.to_le_bytes()),                 // 13 REAL
+        s(&(-std::f64::consts::E).to_le_bytes()),               // 14 LREAL
         timespec(90_061, 500_000_000),                          // 15 TIME (MatIEC layout)
         s(&((DT_SECS - 78_903) * 1_000_000_000).to_le_bytes()), // 16 DATE (STruC++ layout)
         s(&45_296_789_000_000i64.to_le_bytes()),                // 17 TOD
