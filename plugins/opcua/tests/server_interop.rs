@@ -157,7 +157,7 @@ async fn writes_follow_roles_types_and_ranges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_and_encrypt_with_a_trusted_certificate_only() {
+async fn secure_channels_need_a_trusted_certificate() {
     let certs = tempfile::tempdir().expect("tempdir");
     let dir = certs.path().to_str().expect("utf-8 path");
     py(&["certs", dir]).await;
@@ -168,6 +168,18 @@ async fn sign_and_encrypt_with_a_trusted_certificate_only() {
     assert_eq!(ok["ok"], true, "{ok}");
     assert_eq!(ok["value"], -31000);
     assert!(ok["policy"].as_str().unwrap_or_default().ends_with("#Basic256Sha256"), "{ok}");
+    for (policy, mode) in [("Aes256Sha256RsaPss", "Sign"), ("Aes128Sha256RsaOaep", "SignAndEncrypt")] {
+        let got = py(&["secure", &r.url, NS, &trusted, "op", "op-pass", "PLC.UINT", policy, mode]).await;
+        assert_eq!(got["ok"], true, "{policy} {mode}: {got}");
+        assert_eq!(got["value"], 60000);
+        assert!(
+            got["policy"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(&format!("#{}", policy.replace("Sha256Rsa", "_Sha256_Rsa"))),
+            "{got}"
+        );
+    }
     let stranger = format!("{dir}/stranger");
     let refused = py(&["secure", &r.url, NS, &stranger, "eng", "eng-pass", "PLC.INT"]).await;
     assert_eq!(refused["ok"], false, "an untrusted client certificate is refused: {refused}");

@@ -7,7 +7,8 @@ Each subcommand prints one JSON object on stdout; the Rust test decides what is 
   browse URL NS                  the browse names under Objects in our namespace, recursively
   subscribe URL NS NODE SECONDS  data-change notifications of NODE for SECONDS
   write URL NS USER PASS NODE TYPE JSON   write (USER "-" = anonymous); status name
-  secure URL NS CERTDIR USER PASS NODE    Basic256Sha256 SignAndEncrypt with that client cert
+  secure URL NS CERTDIR USER PASS NODE [POLICY MODE]  a secure channel (default Basic256Sha256
+                                 SignAndEncrypt) with that client certificate
 """
 
 import asyncio
@@ -171,10 +172,10 @@ async def write(url, uri, user, password, node, kind, value):
         return {"status": "session refused", "error": f"{type(e).__name__}: {e}"}
 
 
-async def secure(url, uri, certdir, user, password, node):
+async def secure(url, uri, certdir, user, password, node, policy="Basic256Sha256", mode="SignAndEncrypt"):
     c = client(url, user, password)
     try:
-        await c.set_security_string(f"Basic256Sha256,SignAndEncrypt,{certdir}/cert.der,{certdir}/key.pem")
+        await c.set_security_string(f"{policy},{mode},{certdir}/cert.der,{certdir}/key.pem")
         async with c:
             ns = await ns_index(c, uri)
             dv = await c.get_node(f"ns={ns};s={node}").read_data_value()
@@ -197,7 +198,7 @@ async def main(argv):
     if cmd == "write":
         return await write(*argv[1:8])
     if cmd == "secure":
-        return await secure(*argv[1:7])
+        return await secure(*argv[1:9])
     raise SystemExit(f"unknown command {cmd}")
 
 

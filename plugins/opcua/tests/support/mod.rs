@@ -171,7 +171,11 @@ pub fn config_json(trusted_pem: Option<&str>) -> Value {
                     { "name": "insecure", "enabled": true, "security_policy": "None", "security_mode": "None",
                       "auth_methods": ["Anonymous", "Username"], "anonymous_role": "engineer" },
                     { "name": "secure", "enabled": true, "security_policy": "Basic256Sha256", "security_mode": "SignAndEncrypt",
-                      "auth_methods": ["Username", "Certificate"] }
+                      "auth_methods": ["Username", "Certificate"] },
+                    { "name": "pss", "enabled": true, "security_policy": "Aes256_Sha256_RsaPss", "security_mode": "Sign",
+                      "auth_methods": ["Username"] },
+                    { "name": "oaep", "enabled": true, "security_policy": "Aes128_Sha256_RsaOaep", "security_mode": "SignAndEncrypt",
+                      "auth_methods": ["Username"] }
                 ]
             },
             "security": {
