@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod logs;
 pub mod plugins;
 pub mod program;
+pub mod protocols;
 pub mod retain;
 pub mod rt_link;
 pub mod server;

@@ -1,5 +1,5 @@
 //! Plugins in the companion: the upstream-compatible native and Python plugins
-//! (`openplc-plugin-host`) and the built-in Modbus server and master (`openplc-modbus`),
+//! (`openplc-plugin-host`) and the first-party protocol servers ([`crate::protocols`]),
 //! all reaching the PLC through the companion's one port to rt-core.
 //!
 //! Which plugins run is decided by each upload (the bundle's `conf/<name>.json`, copied to
@@ -8,6 +8,7 @@
 //! or stop it (the API, a build, the supervisor, a fault).
 
 use crate::logs::LogHub;
+use crate::protocols::{self, Protocol, ProtocolState, StartContext};
 use crate::rt_link::RtLink;
 use openplc_plugin_host::{CommandError, PluginHost};
 use shared_abi::layout::PlcState;
@@ -23,7 +24,7 @@ const WATCH_PERIOD: Duration = Duration::from_millis(100);
 struct Active {
     program_gen: u32,
     config_gen: u64,
-    modbus: Option<openplc_modbus::Handle>,
+    protocols: Vec<(&'static str, ProtocolState)>,
 }
 
 /// The plugins of this companion.
@@ -31,7 +32,9 @@ pub struct Plugins {
     plc: Arc<RtLink>,
     logs: Arc<LogHub>,
     conf_path: PathBuf,
+    data_dir: PathBuf,
     conf_dir: PathBuf,
+    protocols: Vec<Box<dyn Protocol>>,
     host: Mutex<Option<Arc<PluginHost>>>,
     /// Bumped by every upload that changed which plugins run with which configuration.
     config_gen: AtomicU64,
@@ -44,7 +47,9 @@ impl Plugins {
             plc,
             logs,
             conf_path: data_dir.join("plugins.conf"),
+            data_dir: data_dir.to_path_buf(),
             conf_dir: data_dir.join("conf"),
+            protocols: protocols::all(),
             host: Mutex::new(None),
             config_gen: AtomicU64::new(0),
             active: tokio::sync::Mutex::new(None),
@@ -137,42 +142,18 @@ impl Plugins {
                 Err(e) => self.logs.error(format!("Plugins not started: {e}")),
             }
         }
-        let modbus = self.start_modbus().await;
-        Active { program_gen, config_gen, modbus }
-    }
-
-    async fn start_modbus(&self) -> Option<openplc_modbus::Handle> {
-        let config = match openplc_modbus::Config::from_conf_dir(&self.conf_dir) {
-            Ok(c) => c,
-            Err(e) => {
-                self.logs.error(format!("Modbus not started: {e}"));
-                return None;
-            }
+        let ctx = StartContext {
+            conf_dir: self.conf_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            plc: self.plc.clone(),
+            logs: self.logs.clone(),
         };
-        if config.server.is_none() && config.master.is_none() {
-            return None;
-        }
-        for w in config.warnings() {
-            self.logs.warn(format!("Modbus: {w}"));
-        }
-        match openplc_modbus::start(config, self.plc.port().clone()).await {
-            Ok(handle) => {
-                if let Some(addr) = handle.server_addr() {
-                    self.logs.info(format!("Modbus TCP server listening on {addr}"));
-                }
-                Some(handle)
-            }
-            Err(e) => {
-                self.logs.error(format!("Modbus not started: {e}"));
-                None
-            }
-        }
+        let protocols = protocols::start_all(&self.protocols, &ctx).await;
+        Active { program_gen, config_gen, protocols }
     }
 
     async fn stop(&self, active: Active) {
-        if let Some(modbus) = active.modbus {
-            modbus.stop().await;
-        }
+        protocols::stop_all(active.protocols).await;
         let host = self.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(host) = host
             && host.is_started()
@@ -219,7 +200,11 @@ impl Plugins {
             })
             .unwrap_or_default();
         let active = self.active.lock().await;
-        let modbus = active.as_ref().and_then(|a| a.modbus.as_ref()).map(|m| serde_json::to_value(m.status()).ok());
-        serde_json::json!({ "plugins": plugins, "modbus": modbus.flatten() })
+        let protocols: serde_json::Map<String, serde_json::Value> = active
+            .iter()
+            .flat_map(|a| a.protocols.iter())
+            .map(|(name, state)| (name.to_string(), state.to_json()))
+            .collect();
+        serde_json::json!({ "plugins": plugins, "protocols": protocols })
     }
 }

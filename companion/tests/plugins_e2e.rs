@@ -90,7 +90,7 @@ fn an_uploaded_modbus_config_starts_the_server_with_the_program() {
     // %QX0.0 (coil 0) and %QW0 (holding register 0) are the program's outputs.
     let coils = mbpoll(port, &["-t", "0", "-r", "0", "-c", "8", "127.0.0.1"]);
     assert!(coils.contains("[0]:"), "{coils}");
-    assert!(rt.get("/plugins", &token).json()["modbus"]["server"].is_object());
+    assert!(rt.get("/plugins", &token).json()["protocols"]["modbus"]["status"]["server"].is_object());
     // One deploy starts the server once: clients connected after the upload stay connected.
     let logs = rt.get("/runtime-logs", &token).json()["runtime-logs"].to_string();
     assert_eq!(logs.matches("Modbus TCP server listening on").count(), 1, "{logs}");
@@ -100,6 +100,29 @@ fn an_uploaded_modbus_config_starts_the_server_with_the_program() {
     wait_for("the server to close", T, || std::net::TcpStream::connect(("127.0.0.1", port)).is_err().then_some(()));
     assert_eq!(rt.get("/start-plc", &token).json()["status"], "START:OK");
     wait_for("the server to come back", T, || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+}
+
+#[test]
+fn a_protocol_that_cannot_start_says_why_in_the_plugins_status() {
+    let rt = Runtime::start(&[]);
+    let token = rt.bootstrap("admin", "admin-pass");
+    // Something else holds the port the upload asks for.
+    let taken = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let slave = std::fs::read_to_string(common::repo_root().join("scripts/demo-bundle/conf/modbus_slave.json"))
+        .unwrap()
+        .replace("5020", &port.to_string());
+    deploy(&rt, &token, &bundle_with(&rt, "modbus", &[("modbus_slave", slave)]));
+    let modbus = wait_for("the Modbus server's state", T, || {
+        let status = rt.get("/plugins", &token).json();
+        let modbus = status["protocols"]["modbus"].clone();
+        (!modbus.is_null()).then_some(modbus)
+    });
+    assert_eq!(modbus["state"], "failed", "{modbus}");
+    let error = modbus["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("in use"), "{modbus}");
+    let logs = rt.get("/runtime-logs", &token).json()["runtime-logs"].to_string();
+    assert!(logs.contains("modbus not started"), "{logs}");
 }
 
 #[test]
