@@ -11,22 +11,32 @@ use std::sync::Mutex;
 
 pub struct PluginStore {
     plugin: RetainPlugin,
-    last: Mutex<Option<Vec<u8>>>,
+    state: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// The blob last handed over, so unchanged values are not offered again.
+    last: Option<Vec<u8>>,
+    /// The identity the plugin was last given (it labels its commits with it).
+    identity: Option<Vec<u8>>,
 }
 
 impl PluginStore {
     pub fn new(plugin: RetainPlugin) -> PluginStore {
-        PluginStore { plugin, last: Mutex::new(None) }
+        PluginStore { plugin, state: Mutex::new(Held::default()) }
     }
 
-    fn last(&self) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands the store the program's identity (it labels its next commit with it).
-    fn identify(&self, md5: Option<&str>) -> Result<Vec<u8>, RetainError> {
-        let md5 = md5.unwrap_or_default();
-        Ok(self.plugin.load(md5.as_bytes())?)
+    /// Hands the store the program's identity through `retain_load` (the only way the
+    /// protocol has); returns what it holds for that program.
+    fn identify(&self, held: &mut Held, md5: &[u8]) -> Result<Vec<u8>, RetainError> {
+        let blob = self.plugin.load(md5)?;
+        held.identity = Some(md5.to_vec());
+        Ok(blob)
     }
 }
 
@@ -36,7 +46,8 @@ impl RetainBackend for PluginStore {
     }
 
     fn load(&self, md5: Option<&str>, logs: &LogHub) -> Option<Box<RetainImage>> {
-        let blob = match self.identify(md5) {
+        let mut held = self.state();
+        let blob = match self.identify(&mut held, md5.unwrap_or_default().as_bytes()) {
             Ok(b) if b.is_empty() => return None,
             Ok(b) => b,
             Err(e) => {
@@ -46,7 +57,7 @@ impl RetainBackend for PluginStore {
         };
         match codec::decode(&blob) {
             Ok(image) => {
-                *self.last() = Some(blob);
+                held.last = Some(blob);
                 Some(image)
             }
             Err(why) => {
@@ -56,14 +67,19 @@ impl RetainBackend for PluginStore {
         }
     }
 
+    /// Offers `image`; a store that has not been told whose values these are (it became
+    /// the store after the program was loaded) is told first.
     fn save(&self, image: &RetainImage) -> Result<bool, RetainError> {
         let blob = codec::encode(image);
-        let mut last = self.last();
-        if last.as_deref() == Some(&blob[..]) {
+        let mut held = self.state();
+        if held.last.as_deref() == Some(&blob[..]) {
             return Ok(false);
         }
+        if held.identity.as_deref() != Some(&image.md5[..]) {
+            self.identify(&mut held, &image.md5)?;
+        }
         self.plugin.save(&blob)?;
-        *last = Some(blob);
+        held.last = Some(blob);
         Ok(true)
     }
 
@@ -71,8 +87,9 @@ impl RetainBackend for PluginStore {
     /// dropped), then an empty blob committed at once, so a power cut before the first save
     /// of the new values cannot bring the old ones back.
     fn reset(&self, md5: Option<&str>) -> Result<(), RetainError> {
-        *self.last() = None;
-        self.identify(md5)?;
+        let mut held = self.state();
+        held.last = None;
+        self.identify(&mut held, md5.unwrap_or_default().as_bytes())?;
         self.plugin.save(&[])?;
         Ok(())
     }
