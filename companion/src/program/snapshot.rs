@@ -70,7 +70,8 @@ pub enum SnapshotError {
 fn clean(value: Option<&Value>) -> String {
     let Some(Value::String(s)) = value else { return String::new() };
     let kept: String = s.chars().filter(|&c| !crate::text::is_hidden(c)).collect();
-    kept.trim().chars().take(MAX_STRING).collect()
+    let bounded: String = kept.trim().chars().take(MAX_STRING).collect();
+    bounded.trim_end().to_string()
 }
 
 /// The metadata the device will keep, from what the client sent (`size_bytes` is the
