@@ -351,6 +351,9 @@ fn the_device_describes_itself_and_answers_what_it_does_not_have() {
     assert_eq!(rt.curl("POST", "/discovery/ethercat/validate", Some(&token), Some("{}")).json()["valid"], false);
     assert_eq!(rt.get("/discovery/ethercat/runtime-status", &token).status, 503);
     assert_eq!(rt.get("/discovery/ethercat/diagnostics", &token).status, 503);
+    // The newest Editor scans through a plugin named `ethercat`: none here, said as such.
+    let r = rt.curl("POST", "/plugin-command", Some(&token), Some(r#"{"plugin":"ethercat","command":"scan"}"#));
+    assert_eq!((r.status, r.json()["error"].as_str()), (404, Some("No EtherCAT master on this runtime")));
 
     // An unknown route: a 404 with a JSON error (after authentication).
     assert_eq!(rt.curl("GET", "/no-such-thing", None, None).status, 401);
