@@ -171,25 +171,37 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
 }
 
 /// Acts on the run/stop switch's movements: logged, and a move to STOP stops a running PLC
-/// (a move to RUN only allows starts again, as a hardware switch's plugin would then ask).
+/// (a move to RUN only allows starts again, as a hardware switch's plugin would then ask). A
+/// move during a transition (a deploy, a restart of rt-core) is acted on once it has landed,
+/// as upstream reconciles the switch after a transition.
 pub fn spawn_switch_watcher(app: Arc<App>) {
     let Some(mut moves) = app.switch_moves.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
     tokio::spawn(async move {
         while let Some((position, by)) = moves.recv().await {
             app.logs.info(format!("Run/stop switch moved to {} by {by}", position.as_str().to_uppercase()));
-            if position == openplc_plugin_host::SwitchPosition::Stop
-                && app.plc.plc_state() == Some(shared_abi::layout::PlcState::Running)
-            {
-                let reply = control::stop(&app).await;
-                control::remember_run_state(&app, reply);
-                if reply.is_ok() {
-                    app.logs.info("PLC stopped by the run/stop switch");
-                } else {
-                    app.logs.warn(format!("The run/stop switch could not stop the PLC: {}", reply.wire()));
-                }
+            if position == openplc_plugin_host::SwitchPosition::Stop {
+                stop_for_switch(&app).await;
             }
         }
     });
+}
+
+async fn stop_for_switch(app: &App) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if app.switch.allows_run() || app.plc.plc_state() != Some(shared_abi::layout::PlcState::Running) {
+            return;
+        }
+        let reply = control::stop(app).await;
+        control::remember_run_state(app, reply);
+        match reply.outcome {
+            control::Outcome::Ok => return app.logs.info("PLC stopped by the run/stop switch"),
+            control::Outcome::Busy if Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            _ => return app.logs.warn(format!("The run/stop switch could not stop the PLC: {}", reply.wire())),
+        }
+    }
 }
 
 struct ProgramsCurrent(Arc<Programs>);

@@ -128,8 +128,17 @@ async fn receive_snapshot(
     field: &mut Field<'_>,
 ) -> Result<Result<u64, SnapshotError>, ApiError> {
     let path = snapshot::receiving_path(record);
+    let write_fail = |source| receive_fail(ReceiveError::Write { source });
+    // The program's folder as the build makes it (rt-core's account reads its library); the
+    // snapshot's own folder for the companion only.
+    tokio::fs::create_dir_all(&record.dir).await.map_err(write_fail)?;
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(|source| receive_fail(ReceiveError::Write { source }))?;
+        let mut folder = tokio::fs::DirBuilder::new();
+        folder.mode(0o700);
+        match folder.create(dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(write_fail(e)),
+            _ => {}
+        }
     }
     let mut file = PartialUpload::create(&path, MAX_SNAPSHOT_BYTES).await.map_err(receive_fail)?;
     while let Some(chunk) = field.chunk().await.map_err(unreadable)? {

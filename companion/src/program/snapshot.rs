@@ -114,8 +114,11 @@ pub fn normalize_metadata(raw: &str, size_bytes: u64) -> Result<Metadata, Snapsh
     })
 }
 
+/// The snapshot's folder inside a program's folder (the companion's only).
+pub const FOLDER: &str = "snapshot";
+
 fn folder(record: &ProgramRecord) -> PathBuf {
-    record.dir.join("snapshot")
+    record.dir.join(FOLDER)
 }
 
 /// Where an upload's archive is received (beside the program it comes with).
