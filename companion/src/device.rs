@@ -71,12 +71,23 @@ impl UpdatePolicy {
     }
 }
 
-/// The policy and sidecar port of this process's environment.
-pub fn update_policy() -> (UpdatePolicy, Option<u16>) {
-    let policy =
-        UpdatePolicy::resolve(std::env::var("OPENPLC_UPDATE_POLICY").ok().as_deref(), containerized(Path::new("/")));
-    let port = std::env::var("OPENPLC_BOOTLOADER_PORT").or_else(|_| std::env::var("OPENPLC_SIDECAR_PORT")).ok();
-    (policy, policy.sidecar_port(port.as_deref()))
+/// What does not change while the process runs: whether it is containerised, its update
+/// policy and the sidecar's port, from this process's environment (read once).
+#[derive(Clone, Copy, Debug)]
+pub struct Deployment {
+    pub containerized: bool,
+    pub policy: UpdatePolicy,
+    pub sidecar_port: Option<u16>,
+}
+
+pub fn deployment() -> Deployment {
+    static ONCE: std::sync::OnceLock<Deployment> = std::sync::OnceLock::new();
+    *ONCE.get_or_init(|| {
+        let containerized = containerized(Path::new("/"));
+        let policy = UpdatePolicy::resolve(std::env::var("OPENPLC_UPDATE_POLICY").ok().as_deref(), containerized);
+        let port = std::env::var("OPENPLC_BOOTLOADER_PORT").or_else(|_| std::env::var("OPENPLC_SIDECAR_PORT")).ok();
+        Deployment { containerized, policy, sidecar_port: policy.sidecar_port(port.as_deref()) }
+    })
 }
 
 /// Whether this process runs in a container: Docker's `/.dockerenv`, Podman's

@@ -7,7 +7,6 @@ use crate::device;
 use axum::Json;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use std::path::Path;
 
 /// What every EtherCAT route says.
 pub const NO_ETHERCAT: &str = "No EtherCAT master on this runtime";
@@ -17,16 +16,16 @@ pub const NO_ETHERCAT: &str = "No EtherCAT master on this runtime";
 /// the name the 4.2 line used).
 pub async fn device_info(_v: Viewer) -> Json<Value> {
     let u = device::uname();
-    let (policy, port) = device::update_policy();
+    let d = device::deployment();
     Json(json!({
         "hostname": crate::tls::hostname().unwrap_or_default(),
         "architecture": u.as_ref().map(|u| u.machine.as_str()).unwrap_or(std::env::consts::ARCH),
         "kernel": u.as_ref().map(|u| u.release.as_str()).unwrap_or_default(),
         "system": u.as_ref().map(|u| u.sysname.as_str()).unwrap_or("Linux"),
-        "containerized": device::containerized(Path::new("/")),
-        "updatePolicy": policy.as_str(),
-        "bootloaderPort": port,
-        "sidecarPort": port,
+        "containerized": d.containerized,
+        "updatePolicy": d.policy.as_str(),
+        "bootloaderPort": d.sidecar_port,
+        "sidecarPort": d.sidecar_port,
     }))
 }
 
@@ -69,10 +68,4 @@ pub async fn validate(_o: Operator, JsonBody(_body): JsonBody<Value>) -> Json<Va
 /// `{"status": "not_available", "message"}` (upstream's answer when there is no master).
 pub async fn unavailable(_v: Viewer) -> (StatusCode, Json<Value>) {
     (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_available", "message": NO_ETHERCAT })))
-}
-
-/// For the capabilities: the update policy and its sidecar port.
-pub fn update_fields() -> (Value, Value) {
-    let (policy, port) = device::update_policy();
-    (json!(policy.as_str()), json!(port))
 }

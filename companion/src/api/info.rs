@@ -22,13 +22,13 @@ pub async fn version(State(app): State<Arc<App>>) -> Json<Value> {
 /// before offering to send or fetch a project snapshot, with upstream's newest
 /// `updatePolicy` and `bootloaderPort`.
 pub async fn capabilities(State(app): State<Arc<App>>) -> Json<Value> {
-    let (policy, port) = super::device::update_fields();
+    let deployment = crate::device::deployment();
     Json(json!({
         "runtimeVersion": app.settings.editor_compat.api_version(),
         "minEditorVersion": MIN_EDITOR_VERSION,
         "projectSnapshot": true,
-        "updatePolicy": policy,
-        "bootloaderPort": port,
+        "updatePolicy": deployment.policy.as_str(),
+        "bootloaderPort": deployment.sidecar_port,
     }))
 }
 
