@@ -12,6 +12,7 @@ pub mod debugging;
 pub mod discovery;
 pub mod fsutil;
 pub mod logs;
+pub mod monitor;
 pub mod plugins;
 pub mod program;
 pub mod protocols;
@@ -151,6 +152,7 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         programs,
         supervisor,
         variables: Default::default(),
+        monitor: Default::default(),
         started: Instant::now(),
     }))
 }

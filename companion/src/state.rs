@@ -22,6 +22,8 @@ pub struct App {
     pub supervisor: Option<Arc<Supervisor>>,
     /// Names of the running program's variables, for the REST monitor.
     pub variables: crate::variables::NameCache,
+    /// The browser monitor's shared sampler (one watch-list lease per tick for every page).
+    pub monitor: crate::monitor::Hub,
     pub started: Instant,
 }
 
