@@ -14,6 +14,7 @@ pub mod device;
 pub mod discovery;
 pub mod fsutil;
 pub mod logs;
+pub mod monitor;
 pub mod plugins;
 pub mod program;
 pub mod protocols;
@@ -166,6 +167,7 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         variables: Default::default(),
         switch,
         switch_moves: std::sync::Mutex::new(Some(moves_rx)),
+        monitor: Default::default(),
         started: Instant::now(),
     }))
 }

@@ -26,6 +26,8 @@ pub struct App {
     pub switch: Arc<openplc_plugin_host::RunSwitch>,
     /// Switch movements, for the watcher `serve` starts (taken once).
     pub switch_moves: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<SwitchMove>>>,
+    /// The browser monitor's shared sampler (one watch-list lease per tick for every page).
+    pub monitor: crate::monitor::Hub,
     pub started: Instant,
 }
 

@@ -71,6 +71,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/serial-ports", get(info::serial_ports))
         .route("/api/version", get(info::version))
         .route("/api/capabilities", get(info::capabilities))
+        // The browser monitor: the page at `/` and its own calls under /api/monitor/.
+        .merge(crate::monitor::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .route("/api/upload-file", post(program::upload_file).layer(DefaultBodyLimit::max(program::MAX_UPLOAD_BODY)))
         .fallback(info::api_fallback)
