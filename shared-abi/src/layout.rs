@@ -28,6 +28,7 @@ pub const DIRTY_INT: u32 = 4;
 pub const DIRTY_DINT: u32 = 8;
 pub const DIRTY_LINT: u32 = 16;
 pub const DIRTY_ALL: u32 = 31;
+use crate::migrate::{MigratePlan, SwapReport};
 use crate::pad::CachePadded;
 use crate::retain::RetainImage;
 use crate::ring::Ring;
@@ -43,7 +44,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -252,6 +253,10 @@ pub struct SharedMemory {
     pub retain_restore: SeqLock<RetainImage>,
     /// The variables forced right now (the live copy a restarted rt-core restores).
     pub forces: SeqLock<ForceTable>,
+    /// The migration plan for the next online `Load` (written by the client under its lease).
+    pub migrate_plan: SeqLock<MigratePlan>,
+    /// What the last program swap did (written by rt-core's scan thread).
+    pub swap: SeqLock<SwapReport>,
     /// Read/written only through atomics; keeps the two ends of the file apart.
     pub tail_guard: CachePadded<AtomicU64>,
 }
@@ -281,6 +286,8 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SharedMemory, retain_saved) as u64,
         offset_of!(SharedMemory, retain_restore) as u64,
         offset_of!(SharedMemory, forces) as u64,
+        offset_of!(SharedMemory, migrate_plan) as u64,
+        offset_of!(SharedMemory, swap) as u64,
     ];
     // FNV-1a over the little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

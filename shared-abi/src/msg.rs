@@ -36,8 +36,10 @@ pub enum Command {
     /// Load a program library off the scan thread and swap it in at a cycle boundary.
     /// The outcome is reported in `SharedMemory::load_result`. `warm`: give the program
     /// the RETAIN values staged in `SharedMemory::retain_restore` (when they are its own);
-    /// otherwise it starts cold, with its initial values.
-    Load { path: String<MAX_PATH>, start: bool, warm: bool },
+    /// otherwise it starts cold, with its initial values. `online`: an online change, which
+    /// carries the running program's values into the new one at the swap as the plan staged
+    /// in `SharedMemory::migrate_plan` says (the swap is reported in `SharedMemory::swap`).
+    Load { path: String<MAX_PATH>, start: bool, warm: bool, online: bool },
     /// Drop the program (state EMPTY).
     Unload,
     /// Force a debug variable. `big_endian` values are converted to native order by
@@ -367,7 +369,7 @@ mod tests {
     fn commands_round_trip_and_garbage_is_refused() {
         let commands = [
             Command::Start,
-            Command::Load { path: bounded("/x/y.so"), start: true, warm: false },
+            Command::Load { path: bounded("/x/y.so"), start: true, warm: false, online: true },
             Command::Force { var: 3, value: Vec::from_slice(&[1, 2]).unwrap(), big_endian: true },
             Command::SetVar { var: 9, value: Vec::from_slice(&[7]).unwrap(), big_endian: false },
             Command::Shutdown,

@@ -467,6 +467,7 @@ fn shm_messages(s: &mut Seeds) {
                 path: bounded("/var/lib/openplc/programs/7/program.so"),
                 start: true,
                 warm: false,
+                online: false,
             },
         },
         CommandEnvelope {

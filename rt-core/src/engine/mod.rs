@@ -11,12 +11,14 @@
 //! - [`io`]: inputs, image writes, outputs and RETAIN values.
 //! - [`debug`]: the watched debug values.
 //! - [`faults`]: a program that ends a call its own way (ERROR, restart in place).
+//! - [`online`]: an online change's values carried from the old instance at the swap.
 //! - [`stats`]: statistics and overrun reports.
 
 mod commands;
 mod debug;
 mod faults;
 mod io;
+mod online;
 mod stats;
 
 use faults::{live, stamped};
@@ -182,7 +184,7 @@ impl Engine {
     /// the program a restart in place reloads, warm).
     pub fn request_initial_load(&mut self, path: &str, start: bool, warm: bool) -> bool {
         let path = shared_abi::msg::bounded::<MAX_PATH>(path);
-        self.request_load(0, path, start, warm)
+        self.request_load(0, path, start, warm, false)
     }
 
     /// Starts in ERROR (a restart in place after a fault): nothing runs until a load.

@@ -363,6 +363,7 @@ impl LoadedProgram {
             retained,
             retain_source: RetainSource::Initial,
             restored_forces: Vec::new(),
+            migration: None,
             faulted: false,
         };
         if let Some(warm) = warm {

@@ -13,8 +13,10 @@
 //! mapping stays until rt-core restarts.
 
 mod load;
+mod migrate;
 
 pub use load::{Checked, LoadError, LoadStage};
+pub use migrate::{Carried, Migration};
 
 use crate::extents::OutputExtents;
 use crate::guard::{self, CodeRange, Fault};
@@ -138,6 +140,8 @@ pub struct LoadedProgram {
     retain_source: RetainSource,
     /// Forces given back at load, for the engine to keep applying.
     restored_forces: Vec<ForcedValue>,
+    /// An online change's migration (see `migrate`), kept until the program is unloaded.
+    migration: Option<Box<Migration>>,
     /// A guarded call into it faulted: never call it again, never unload it.
     faulted: bool,
 }
