@@ -88,9 +88,6 @@ impl ValueType {
     }
 }
 
-/// The entry's variable is RETAIN in the new program (counted apart in the report).
-pub const ENTRY_RETAIN: u8 = 1;
-
 /// One variable carried from the running program into the new one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -99,15 +96,16 @@ pub struct MigrateEntry {
     pub old_var: u32,
     /// Debug index in the new program.
     pub new_var: u32,
-    /// `var_size` the client expects in the running program (checked by rt-core).
+    /// `var_size` the client expects in the running program, 0: the size of `from` (a
+    /// numeric type) or the new variable's (`Raw`). Checked by rt-core against the program.
     pub old_size: u16,
-    /// `var_size` the client expects in the new program (checked by rt-core).
+    /// `var_size` the client expects in the new program, 0: the program's own. Checked.
     pub new_size: u16,
     /// `ValueType` as u8, in the running program.
     pub from: u8,
     /// `ValueType` as u8, in the new program.
     pub to: u8,
-    /// `ENTRY_*` bits.
+    /// Reserved, 0.
     pub flags: u8,
     pub _reserved: u8,
 }
@@ -217,14 +215,18 @@ pub struct SwapReport {
     /// Plan entries not applied: an index out of range or a size that is not the one the
     /// plan expected, or the new program refused the write.
     pub failed: u32,
-    /// Of the applied, RETAIN variables of the new program.
+    /// RETAIN variables of the new program: values carried, of those converted and
+    /// truncated; not carried (they start at their initial values); and RETAIN variables of
+    /// the old program whose value was not carried (dropped).
     pub retain_copied: u32,
+    pub retain_converted: u32,
     pub retain_truncated: u32,
+    pub retain_added: u32,
+    pub retain_dropped: u32,
     /// Forced variables still forced in the new program, and those released (their
     /// variable is gone or changed type).
     pub forces_kept: u32,
     pub forces_dropped: u32,
-    pub _reserved: u32,
     /// Loop counter (`Header::heartbeat`) of the cycle at whose start the swap happened;
     /// the new program's first scan runs in that same cycle.
     pub cycle: u64,
@@ -387,7 +389,7 @@ pub fn convert(from: ValueType, to: ValueType, src: &[u8], dst: &mut [u8]) -> Re
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<MigrateEntry>() == 16);
-    assert!(size_of::<SwapReport>() == 72);
+    assert!(size_of::<SwapReport>() == 80);
 };
 
 #[cfg(test)]

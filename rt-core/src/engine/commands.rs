@@ -184,8 +184,8 @@ impl Engine {
             self.emit(Event::Forced { var, forced: true });
         }
         if online.is_some() {
-            // The scan count, statistics and outputs carry on: no glitch, no safe state.
-            self.publish_safe_outputs = false;
+            // The scan count, statistics and outputs carry on: no glitch, no safe state
+            // (unless it is not to run).
             self.retain_addresses_stale = true;
             self.debug.variables_moved();
             self.set_state(if start { PlcState::Running } else { PlcState::Stopped });

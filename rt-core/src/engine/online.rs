@@ -51,13 +51,13 @@ impl Engine {
         }
         // Outputs first: the carried located variables are written over them below.
         new.take_outputs_of(old);
-        if let Err(fault) = stamped(self.shm, old, now, |old| migration.read_old(old)) {
+        if stamped(self.shm, old, now, |old| migration.read_old(old)).is_err() {
             // Its values cannot be trusted; it is never called again (nor unloaded).
             old.mark_faulted();
-            let _ = fault;
             return Carry::Refused(OnlineRefusal::OldFaulted);
         }
-        let carried = migration.convert();
+        let mut carried = migration.convert();
+        carried.retain_dropped = migration.retain_dropped(old);
         let mut forces = FixedVec::new();
         let mut dropped_forces = 0;
         for f in &self.forces {
@@ -98,7 +98,10 @@ pub(super) fn online_report(program_gen: u32, tick: u64, carried: &Carried, kept
         truncated: carried.truncated,
         failed: carried.failed,
         retain_copied: carried.retain_copied,
+        retain_converted: carried.retain_converted,
         retain_truncated: carried.retain_truncated,
+        retain_added: carried.retain_added,
+        retain_dropped: carried.retain_dropped,
         forces_kept: kept,
         forces_dropped: dropped,
         tick,

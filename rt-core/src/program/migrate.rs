@@ -12,7 +12,7 @@ use super::LoadedProgram;
 use crate::guard::Fault;
 use shared_abi::debug::{FORCE_VALUE_BYTES, ForcedValue, WatchedValue};
 use shared_abi::migrate::{
-    Converted, ENTRY_RETAIN, MAX_MIGRATE_BYTES, MigrateEntry, MigratePlan, ValueType, convert,
+    Converted, MAX_MIGRATE_BYTES, MigrateEntry, MigratePlan, ValueType, convert,
 };
 use shared_abi::program::VarKind;
 
@@ -37,11 +37,18 @@ pub struct Carried {
     pub truncated: u32,
     pub failed: u32,
     pub retain_copied: u32,
+    pub retain_converted: u32,
     pub retain_truncated: u32,
+    /// RETAIN variables of the new program not carried.
+    pub retain_added: u32,
+    /// RETAIN variables of the old program not carried.
+    pub retain_dropped: u32,
 }
 
 pub struct Migration {
     old_program_gen: u32,
+    /// RETAIN variables of the new program.
+    retain_total: u32,
     entries: Vec<Checked>,
     /// Entries the new program did not match (index or size).
     failed_at_load: u32,
@@ -56,25 +63,34 @@ pub struct Migration {
 fn entry_fits(e: &MigrateEntry, program: &LoadedProgram) -> Option<Checked> {
     let from = ValueType::from_u8(e.from)?;
     let to = ValueType::from_u8(e.to)?;
-    let (old_size, new_size) = (e.old_size as usize, e.new_size as usize);
+    if (from == ValueType::Raw) != (to == ValueType::Raw) || e.new_var >= program.var_count() {
+        return None;
+    }
+    let actual = program.var_size(e.new_var) as usize;
+    let new_size = if e.new_size == 0 { actual } else { e.new_size as usize };
+    // A raw copy needs the same size on both sides; a number the size of its type.
+    let old_size = match (e.old_size, from.size()) {
+        (0, Some(size)) => size,
+        (0, None) => new_size,
+        (size, _) => size as usize,
+    };
+    let max = MAX_MIGRATE_BYTES.min(FORCE_VALUE_BYTES);
     let sized = |t: ValueType, size: usize| t.size().is_none_or(|s| s == size);
-    let raw_ok = (from == ValueType::Raw) == (to == ValueType::Raw) && (from != ValueType::Raw || old_size == new_size);
-    let fits = (1..=MAX_MIGRATE_BYTES.min(FORCE_VALUE_BYTES)).contains(&old_size)
-        && (1..=MAX_MIGRATE_BYTES.min(FORCE_VALUE_BYTES)).contains(&new_size)
-        && e.new_var < program.var_count()
-        && program.var_size(e.new_var) as usize == new_size
+    let fits = (1..=max).contains(&old_size)
+        && (1..=max).contains(&new_size)
+        && actual == new_size
         && sized(from, old_size)
         && sized(to, new_size)
-        && raw_ok;
+        && (from != ValueType::Raw || old_size == new_size);
     fits.then_some(Checked {
         old_var: e.old_var,
-        old_size: e.old_size,
+        old_size: old_size as u16,
         from,
         to,
         new_var: e.new_var,
-        new_size: e.new_size,
+        new_size: new_size as u16,
         new_kind: program.var_kind(e.new_var),
-        retain: e.flags & ENTRY_RETAIN != 0,
+        retain: program.is_retained(e.new_var),
     })
 }
 
@@ -82,7 +98,10 @@ impl Migration {
     /// Checks `plan` against the freshly loaded `program` (loader thread).
     pub fn new(plan: &MigratePlan, program: &LoadedProgram) -> Migration {
         let used = plan.used();
-        let entries: Vec<Checked> = used.iter().filter_map(|e| entry_fits(e, program)).collect();
+        let mut entries: Vec<Checked> = used.iter().filter_map(|e| entry_fits(e, program)).collect();
+        // By old index, for the binary searches at the swap; one entry per old variable.
+        entries.sort_by_key(|c| c.old_var);
+        entries.dedup_by_key(|c| c.old_var);
         let mut offset = 0u32;
         let old_watch = entries
             .iter()
@@ -92,8 +111,10 @@ impl Migration {
                 w
             })
             .collect();
+        let retain_total = program.retain_summary().0 as u32;
         Migration {
             old_program_gen: plan.old_program_gen,
+            retain_total,
             failed_at_load: (used.len() - entries.len()) as u32,
             old_addresses: vec![0; entries.len()],
             old_values: vec![0; offset as usize],
@@ -153,6 +174,7 @@ impl Migration {
                     carried.retain_copied += u32::from(c.retain);
                     if c.from != c.to {
                         carried.converted += 1;
+                        carried.retain_converted += u32::from(c.retain);
                     }
                     if how == Converted::Truncated {
                         carried.truncated += 1;
@@ -164,7 +186,20 @@ impl Migration {
                 Err(_) => carried.failed += 1,
             }
         }
+        carried.retain_added = self.retain_total.saturating_sub(carried.retain_copied);
         carried
+    }
+
+    /// How many of `old`'s RETAIN variables were not carried (after [`read_old`]).
+    ///
+    /// [`read_old`]: Self::read_old
+    pub fn retain_dropped(&self, old: &LoadedProgram) -> u32 {
+        old.retained_vars()
+            .filter(|&var| {
+                let found = self.entries.binary_search_by_key(&var, |c| c.old_var).ok();
+                !found.is_some_and(|i| self.old_watch[i].valid != 0)
+            })
+            .count() as u32
     }
 
     /// The values [`convert`](Self::convert) made, for the new program's `var_write`.
@@ -175,10 +210,9 @@ impl Migration {
     /// The new program's variable a force of old variable `old_var` carries to: the same
     /// IEC type and size (a converted variable's force is released).
     pub fn forced_in_new(&self, old_var: u32, len: u32) -> Option<u32> {
-        self.entries
-            .iter()
-            .find(|c| c.old_var == old_var && c.from == c.to && c.new_size as u32 == len)
-            .map(|c| c.new_var)
+        let i = self.entries.binary_search_by_key(&old_var, |c| c.old_var).ok()?;
+        let c = &self.entries[i];
+        (c.from == c.to && c.new_size as u32 == len && self.old_watch[i].valid != 0).then_some(c.new_var)
     }
 }
 
@@ -197,6 +231,16 @@ impl LoadedProgram {
 
     pub fn restore_migration(&mut self, migration: Box<Migration>) {
         self.migration = Some(migration);
+    }
+
+    /// Whether debug variable `var` is one of the program's RETAIN variables.
+    pub fn is_retained(&self, var: u32) -> bool {
+        self.retained.vars.iter().any(|w| w.var == var)
+    }
+
+    /// The debug indices of the program's RETAIN variables.
+    pub fn retained_vars(&self) -> impl Iterator<Item = u32> + '_ {
+        self.retained.vars.iter().map(|w| w.var)
     }
 
     pub fn has_migration(&self) -> bool {

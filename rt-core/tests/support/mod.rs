@@ -160,8 +160,18 @@ impl InProcess {
 /// The STruC++-shaped fixture bundle of the builder's tests, copied into `dir/name` and
 /// changed by `edits` (file, [(from, to)]) , then built with the real STruC++ adapter.
 pub fn build_strucpp(dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
+    build_edited("companion/builder/tests/fixtures/strucpp-demo", dir, name, edits)
+}
+
+/// The MatIEC-shaped demo bundle (scripts/demo-bundle), copied and changed by `edits` as
+/// for [`build_strucpp`], then built with the real MatIEC adapter.
+pub fn build_matiec(dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
+    build_edited("scripts/demo-bundle", dir, name, edits)
+}
+
+fn build_edited(bundle: &str, dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
     let src = dir.join(format!("{name}-src"));
-    copy_dir(&repo_root().join("companion/builder/tests/fixtures/strucpp-demo"), &src);
+    copy_dir(&repo_root().join(bundle), &src);
     for (file, replacements) in edits {
         let path = src.join(file);
         let mut text = std::fs::read_to_string(&path).unwrap();
@@ -177,7 +187,7 @@ pub fn build_strucpp(dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) 
         lines.push(l.to_string())
     }) {
         panic!(
-            "the STruC++ fixture does not build: {e}
+            "the {bundle} fixture does not build: {e}
 {lines:#?}"
         );
     }
