@@ -65,13 +65,17 @@ fn observe(p: &mut InProcess) -> Seen {
     Seen { out: p.client.outputs().unwrap(), dbg: p.client.debug_values().unwrap() }
 }
 
-fn online_change_continues_the_count(v1: PathBuf, v2: PathBuf, vars: u32, p: &mut InProcess) {
+/// `timer`: MatIEC's ELAPSED (a TON's ET, 16-byte TIME), whose timer state MatIEC exposes
+/// whole, so it continues too (STruC++ exposes only a TON's inputs and outputs).
+fn online_change_continues_the_count(v1: PathBuf, v2: PathBuf, vars: u32, timer: Option<u32>, p: &mut InProcess) {
     p.load_library(&v1);
     p.client.update_inputs(|i| {
         i.int_input[0] = 21;
         i.bool_input[0][0] = 1;
     });
-    p.client.set_watch(&[COUNTER, V_INT, V_DINT, V_LINT, V_UINT]);
+    let mut watch = vec![COUNTER, V_INT, V_DINT, V_LINT, V_UINT];
+    watch.extend(timer);
+    p.client.set_watch(&watch);
     // Forced: V_INT (carried as is, so the force stays) and V_LINT (dropped: released).
     for (var, value) in [(V_INT, &[7u8, 0][..]), (V_LINT, &1234i64.to_le_bytes()[..])] {
         let seq = p.client.send(Command::Force { var, value: heapless::Vec::from_slice(value).unwrap(), big_endian: false });
@@ -120,6 +124,13 @@ fn online_change_continues_the_count(v1: PathBuf, v2: PathBuf, vars: u32, p: &mu
         assert_eq!(int(&watched(&s.dbg, V_INT)), 7, "V_INT stays forced");
         let uint = int(&watched(&s.dbg, V_UINT));
         assert_eq!(uint as u64, 2 * s.dbg.tick, "V_UINT carried exactly (UINT → UDINT)");
+        if let Some(var) = timer {
+            // ELAPSED is (n - 1) periods after n scans: the program time and the timer's
+            // state both continue.
+            let t = watched(&s.dbg, var);
+            let ns = int(&t[..8]) * 1_000_000_000 + int(&t[8..]);
+            assert_eq!(ns as u64, (s.dbg.tick - 1) * 10_000_000, "ELAPSED at scan {}", s.dbg.tick);
+        }
     }
     let last_old = &seen[swap - 1].dbg;
     let first_new = &seen[swap].dbg;
@@ -167,7 +178,7 @@ fn a_matiec_program_changed_online_continues_its_count() {
             ),
         ],
     );
-    online_change_continues_the_count(v1, v2, 33, &mut p);
+    online_change_continues_the_count(v1, v2, 33, Some(30), &mut p);
 }
 
 #[test]
@@ -187,5 +198,5 @@ fn a_strucpp_program_changed_online_continues_its_count() {
             ),
         ],
     );
-    online_change_continues_the_count(v1, v2, 27, &mut p);
+    online_change_continues_the_count(v1, v2, 27, None, &mut p);
 }
