@@ -69,7 +69,12 @@ pub async fn upload_file(
     Operator(session): Operator,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    // `?clean=1` (the Editor's "clean build") is accepted; every build here is a full one.
+    // `?clean=1` (the Editor's "clean build"): every build here is a full one, and a clean
+    // one also starts the new program cold (no online change).
+    let clean = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| matches!(kv, "clean=1" | "clean=true")));
     let mut multipart = Multipart::from_request(request, &app).await.map_err(|_| {
         upload_fail(StatusCode::BAD_REQUEST, "Expected a multipart/form-data upload with a `file` part")
     })?;
@@ -113,7 +118,7 @@ pub async fn upload_file(
     }
     app.logs.info(format!("Program upload of {bytes} bytes by {:?}", session.user.username));
     unfinished.done = true;
-    app.programs.spawn_build(ticket, id.clone());
+    app.programs.spawn_build_with(ticket, id.clone(), !clean);
     Ok(Json(json!({
         "UploadFileFail": "",
         "CompilationStatus": "COMPILING",

@@ -6,6 +6,7 @@
 //! keeps running (upstream leaves the device empty).
 
 pub mod compiler;
+pub mod online;
 pub mod rt_access;
 pub mod snapshot;
 pub mod store;
@@ -207,8 +208,15 @@ impl Programs {
         }
     }
 
-    /// Starts building the saved upload `id` in the background.
-    pub fn spawn_build(self: &Arc<Self>, mut ticket: BuildTicket, id: String) {
+    /// Starts building the saved upload `id` in the background; it replaces the running
+    /// program by an online change when their variables match.
+    pub fn spawn_build(self: &Arc<Self>, ticket: BuildTicket, id: String) {
+        self.spawn_build_with(ticket, id, true)
+    }
+
+    /// As [`spawn_build`](Self::spawn_build); `online: false` (`?clean=1`) always starts
+    /// the new program cold.
+    pub fn spawn_build_with(self: &Arc<Self>, mut ticket: BuildTicket, id: String, online: bool) {
         ticket.used = true;
         {
             let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,7 +224,7 @@ impl Programs {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let result = this.clone().run(&id).await;
+            let result = this.clone().run(&id, online).await;
             this.finish(&id, result);
         });
     }
@@ -242,7 +250,7 @@ impl Programs {
     }
 
     /// The pipeline: unzip → detect → build (with the load check) → load → plugins.
-    async fn run(self: Arc<Self>, id: &str) -> Result<(), DeployError> {
+    async fn run(self: Arc<Self>, id: &str, online: bool) -> Result<(), DeployError> {
         let record = self.store.record(id);
         self.push(Level::Info, "Starting compilation");
         self.logs.info(format!("Building uploaded program {id}"));
@@ -287,12 +295,33 @@ impl Programs {
         // Busy until the deploy hook has applied the upload's plugin configuration too, so
         // the plugin watcher starts the new set once, not once per half-applied step.
         let _deploying = self.plc.busy_guard();
-        // A new upload starts cold, as upstream: its RETAIN variables take their initial
-        // values, and the store forgets the previous program's. It runs unless the run/stop
-        // switch says STOP (then the Editor's own start-plc is refused the same way).
+        // An online change when the running program's variables match the new one's: their
+        // values carry over at the swap. Otherwise (or with `?clean=1`) a cold start, as
+        // upstream: RETAIN variables take their initial values, and the store forgets the
+        // previous program's. It runs unless the run/stop switch says STOP (then the
+        // Editor's own start-plc is refused the same way).
+        let matched = if online { self.plan_online(record.sources()).await } else { None };
+        if let Some(m) = &matched {
+            self.push(
+                Level::Info,
+                &format!(
+                    "Online change: {} variables carried ({} converted), {} new, {} dropped, {} refused",
+                    m.summary.carried(),
+                    m.summary.converted.len(),
+                    m.summary.added.len(),
+                    m.summary.dropped.len(),
+                    m.summary.refused.len()
+                ),
+            );
+        }
         let start = self.switch.allows_run();
-        let request =
-            LoadRequest { path: &record.library(), start, retain: RetainStart::Cold, md5: built.md5.as_deref() };
+        let request = LoadRequest {
+            path: &record.library(),
+            start,
+            retain: RetainStart::Cold,
+            md5: built.md5.as_deref(),
+            online: matched.as_ref(),
+        };
         let loaded = self.plc.load(request, LOAD_TIMEOUT).await.map_err(|e| DeployError::Rejected(Box::new(e)))?;
         if let Err(e) = self.store.set_current(id, start, built.md5.clone()) {
             self.logs.error(format!("Could not record the new program as current: {e}"));
@@ -311,6 +340,49 @@ impl Programs {
             let _ = tokio::task::spawn_blocking(move || hook.deployed(&src)).await;
         }
         Ok(())
+    }
+
+    /// Matches the running program's variables with those of the bundle in `src`; `None`
+    /// (with the reason in the log) when no online change is possible: nothing running, in
+    /// ERROR, not the program deployed last (its names are unknown), unreadable names, or
+    /// not one variable in common.
+    async fn plan_online(&self, src: PathBuf) -> Option<online::Matched> {
+        let port = self.plc.port();
+        let status = port.status()?;
+        if status.program_gen == 0 || status.state == shared_abi::layout::PlcState::Error {
+            return None;
+        }
+        let info = port.program_info().filter(|i| i.program_gen == status.program_gen)?;
+        let running = self.store.current()?;
+        let deployed = self.store.state().md5;
+        if let (Some(d), Some(r)) = (deployed.as_deref(), info.md5_str())
+            && !d.eq_ignore_ascii_case(r)
+        {
+            self.logs.info("No online change: the running program is not the one deployed last");
+            return None;
+        }
+        let old_src = running.sources();
+        let matched = tokio::task::spawn_blocking(move || {
+            let old = crate::variables::VarMap::load(&old_src, &info)?;
+            let new = online::bundle_variables(&src)?;
+            Ok::<_, String>(online::match_variables(info.program_gen, &old.vars, &new))
+        })
+        .await;
+        match matched {
+            Ok(Ok(m)) if m.summary.carried() > 0 => Some(m),
+            Ok(Ok(_)) => {
+                self.logs.info("No online change: the new program has no variable of the running one");
+                None
+            }
+            Ok(Err(e)) => {
+                self.logs.info(format!("No online change: {e}"));
+                None
+            }
+            Err(e) => {
+                self.logs.warn(format!("No online change: {e}"));
+                None
+            }
+        }
     }
 
     fn finish(&self, id: &str, result: Result<(), DeployError>) {
