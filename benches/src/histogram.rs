@@ -54,8 +54,7 @@ impl Histogram {
     /// The maximum is exact when it rose during the window; otherwise it is the highest
     /// non-empty bucket, or "beyond the range" when only the overflow grew.
     pub fn between(before: &HistogramSnapshot, after: &HistogramSnapshot) -> Histogram {
-        let buckets: Vec<u64> =
-            in_us(after).iter().zip(&in_us(before)).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let buckets: Vec<u64> = in_us(after).iter().zip(&in_us(before)).map(|(a, b)| a.saturating_sub(*b)).collect();
         let overflow = after.overflow.saturating_sub(before.overflow);
         let range = buckets.len() as u64;
         let max = if after.max_ns > before.max_ns {

@@ -106,7 +106,11 @@ mod tests {
         let own = OwnProgram { data_dir: dir.path().join("data"), md5: Some(MD5.to_uppercase()) };
         assert_eq!(judge(&info(0, "", None), &own), Adoption::Idle);
         let lib = own.data_dir.join("programs/p7/program.so");
-        assert_eq!(judge(&info(3, lib.to_str().unwrap(), Some(OTHER)), &own), Adoption::Ours, "an older program of ours");
+        assert_eq!(
+            judge(&info(3, lib.to_str().unwrap(), Some(OTHER)), &own),
+            Adoption::Ours,
+            "an older program of ours"
+        );
         assert_eq!(judge(&info(3, "/proc/self/fd/9", Some(MD5)), &own), Adoption::Ours, "reloaded after a restart");
     }
 

@@ -76,7 +76,8 @@ fn two_data_directories_get_two_cores_by_default() {
     }
     assert_ne!(a.rt_pid(), b.rt_pid(), "each companion started its own rt-core");
     // The control tool finds a data directory's rt-core by the directory.
-    let out = Command::new(rt_binary()).arg("--data-dir").arg(a.data_dir()).args(["status", "--json"]).output().unwrap();
+    let out =
+        Command::new(rt_binary()).arg("--data-dir").arg(a.data_dir()).args(["status", "--json"]).output().unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(status["rt_pid"], a.rt_pid(), "{status}");
 }

@@ -10,10 +10,7 @@
 
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
-use crate::layout::{
-    INPUT_LINE_BYTES, INPUT_LINE_WORDS, InputSnapshot, OutputSnapshot, PlcState,
-    SharedMemory,
-};
+use crate::layout::{INPUT_LINE_BYTES, INPUT_LINE_WORDS, InputSnapshot, OutputSnapshot, PlcState, SharedMemory};
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
@@ -105,7 +102,9 @@ fn status_of(shm: &SharedMemory, rt_alive: bool) -> Status {
 /// The lines (`INPUT_LINE_BYTES` each) in which `new` differs from `old`.
 fn changed_lines(old: &InputImage, new: &InputImage) -> [u64; INPUT_LINE_WORDS] {
     let mut changed = [0u64; INPUT_LINE_WORDS];
-    let lines = bytemuck::bytes_of(old).chunks_exact(INPUT_LINE_BYTES).zip(bytemuck::bytes_of(new).chunks_exact(INPUT_LINE_BYTES));
+    let lines = bytemuck::bytes_of(old)
+        .chunks_exact(INPUT_LINE_BYTES)
+        .zip(bytemuck::bytes_of(new).chunks_exact(INPUT_LINE_BYTES));
     for (i, (a, b)) in lines.enumerate() {
         if a != b {
             changed[i / 64] |= 1 << (i % 64);

@@ -250,7 +250,8 @@ impl InputSnapshot {
             while bits != 0 {
                 let at = (w * 64 + bits.trailing_zeros() as usize) * INPUT_LINE_BYTES;
                 bits &= bits - 1;
-                if let (Some(d), Some(s)) = (dst.get_mut(at..at + INPUT_LINE_BYTES), src.get(at..at + INPUT_LINE_BYTES)) {
+                if let (Some(d), Some(s)) = (dst.get_mut(at..at + INPUT_LINE_BYTES), src.get(at..at + INPUT_LINE_BYTES))
+                {
                     d.copy_from_slice(s);
                 }
             }
