@@ -28,7 +28,7 @@ pub const INPUT_LINE_BYTES: usize = 64;
 pub const INPUT_LINES: usize = core::mem::size_of::<InputImage>() / INPUT_LINE_BYTES;
 /// Words of the `InputSnapshot::changed` bitmap.
 pub const INPUT_LINE_WORDS: usize = INPUT_LINES.div_ceil(64);
-const _: () = assert!(core::mem::size_of::<InputImage>() % INPUT_LINE_BYTES == 0);
+const _: () = assert!(core::mem::size_of::<InputImage>().is_multiple_of(INPUT_LINE_BYTES));
 use crate::pad::CachePadded;
 use crate::retain::RetainImage;
 use crate::ring::Ring;

@@ -201,7 +201,7 @@ impl HistogramSnapshot {
     pub fn min_mean_us(&self) -> (u64, u64) {
         let min = self.cells().find(|c| c.2 > 0).map_or(0, |c| c.0);
         let (sum, n) = self.cells().fold((0u64, 0u64), |(s, k), (start, _, n)| (s + start * n, k + n));
-        (min, if n > 0 { sum / n } else { 0 })
+        (min, sum.checked_div(n).unwrap_or(0))
     }
 
     /// The histogram in `cyclictest -h`'s text layout, so tools that read cyclictest's
