@@ -5,8 +5,8 @@
 //! into the runtime log.
 
 use crate::logs::{Level, LogHub};
-use crate::retain::RetainBackend;
 use crate::program::online::{Matched, OnlineChange};
+use crate::retain::RetainBackend;
 use crate::retain::status::{LastStart, Layout};
 use openplc_port::{LoadKind, LogSink, PlcPort, PortError};
 use shared_abi::client::{Observer, RtClient};

@@ -217,7 +217,8 @@ impl Supervisor {
             }
             return;
         };
-        let request = LoadRequest { path: &library, start: run, retain: RetainStart::Warm, md5: md5.as_deref(), online: None };
+        let request =
+            LoadRequest { path: &library, start: run, retain: RetainStart::Warm, md5: md5.as_deref(), online: None };
         match self.plc.load(request, PROGRAM_LOAD_TIMEOUT).await {
             Ok(r) => self.logs.info(format!(
                 "Loaded the last program (#{}){}",

@@ -124,7 +124,11 @@ fn a_matiec_upload_is_an_online_change_that_keeps_the_count() {
             ),
             (
                 "VARIABLES.csv",
-                &[("V_DINT;DINT;DINT", "V_DINT;INT;INT"), ("V_UINT;UINT;UINT", "V_UINT;UDINT;UDINT"), ("V_LINT", "V_LINT2")],
+                &[
+                    ("V_DINT;DINT;DINT", "V_DINT;INT;INT"),
+                    ("V_UINT;UINT;UINT", "V_UINT;UDINT;UDINT"),
+                    ("V_LINT", "V_LINT2"),
+                ],
             ),
         ],
     );
@@ -172,17 +176,34 @@ fn a_strucpp_upload_is_an_online_change_that_keeps_the_count() {
         &rt,
         "v2",
         &[
-            ("generated.hpp", &[("IEC_DINT V_DINT;", "IEC_INT V_DINT;"), ("IEC_UINT V_UINT;", "IEC_UDINT V_UINT;"), ("V_LINT", "V_LINT2")]),
+            (
+                "generated.hpp",
+                &[
+                    ("IEC_DINT V_DINT;", "IEC_INT V_DINT;"),
+                    ("IEC_UINT V_UINT;", "IEC_UDINT V_UINT;"),
+                    ("V_LINT", "V_LINT2"),
+                ],
+            ),
             ("pou_MAIN.cpp", &[("V_LINT", "V_LINT2")]),
             (
                 "generated_debug.cpp",
-                &[("V_DINT, TAG_DINT", "V_DINT, TAG_INT"), ("V_UINT, TAG_UINT", "V_UINT, TAG_UDINT"), ("V_LINT", "V_LINT2")],
+                &[
+                    ("V_DINT, TAG_DINT", "V_DINT, TAG_INT"),
+                    ("V_UINT, TAG_UINT", "V_UINT, TAG_UDINT"),
+                    ("V_LINT", "V_LINT2"),
+                ],
             ),
             (
                 "debug-map.json",
                 &[
-                    ("\"INSTANCE0.V_DINT\",\n      \"type\": \"DINT\",\n      \"size\": 4", "\"INSTANCE0.V_DINT\",\n      \"type\": \"INT\",\n      \"size\": 2"),
-                    ("\"INSTANCE0.V_UINT\",\n      \"type\": \"UINT\",\n      \"size\": 2", "\"INSTANCE0.V_UINT\",\n      \"type\": \"UDINT\",\n      \"size\": 4"),
+                    (
+                        "\"INSTANCE0.V_DINT\",\n      \"type\": \"DINT\",\n      \"size\": 4",
+                        "\"INSTANCE0.V_DINT\",\n      \"type\": \"INT\",\n      \"size\": 2",
+                    ),
+                    (
+                        "\"INSTANCE0.V_UINT\",\n      \"type\": \"UINT\",\n      \"size\": 2",
+                        "\"INSTANCE0.V_UINT\",\n      \"type\": \"UDINT\",\n      \"size\": 4",
+                    ),
                     ("INSTANCE0.V_LINT", "INSTANCE0.V_LINT2"),
                 ],
             ),

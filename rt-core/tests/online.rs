@@ -35,7 +35,8 @@ fn plan(old_gen: u32, vars: u32) -> Box<MigratePlan> {
             V_UINT => (ValueType::U16, ValueType::U32),
             _ => (ValueType::Raw, ValueType::Raw),
         };
-        plan.entries[n] = MigrateEntry { old_var: var, new_var: var, from: from as u8, to: to as u8, ..Default::default() };
+        plan.entries[n] =
+            MigrateEntry { old_var: var, new_var: var, from: from as u8, to: to as u8, ..Default::default() };
         n += 1;
     }
     plan.count = n as u32;
@@ -78,7 +79,8 @@ fn online_change_continues_the_count(v1: PathBuf, v2: PathBuf, vars: u32, timer:
     p.client.set_watch(&watch);
     // Forced: V_INT (carried as is, so the force stays) and V_LINT (dropped: released).
     for (var, value) in [(V_INT, &[7u8, 0][..]), (V_LINT, &1234i64.to_le_bytes()[..])] {
-        let seq = p.client.send(Command::Force { var, value: heapless::Vec::from_slice(value).unwrap(), big_endian: false });
+        let seq =
+            p.client.send(Command::Force { var, value: heapless::Vec::from_slice(value).unwrap(), big_endian: false });
         p.cycle();
         assert_eq!(p.client.wait_result(seq.unwrap(), T).unwrap(), CommandStatus::Ok);
     }
@@ -174,7 +176,11 @@ fn a_matiec_program_changed_online_continues_its_count() {
             ),
             (
                 "VARIABLES.csv",
-                &[("V_DINT;DINT;DINT", "V_DINT;INT;INT"), ("V_UINT;UINT;UINT", "V_UINT;UDINT;UDINT"), ("V_LINT", "V_LINT2")],
+                &[
+                    ("V_DINT;DINT;DINT", "V_DINT;INT;INT"),
+                    ("V_UINT;UINT;UINT", "V_UINT;UDINT;UDINT"),
+                    ("V_LINT", "V_LINT2"),
+                ],
             ),
         ],
     );
@@ -190,11 +196,22 @@ fn a_strucpp_program_changed_online_continues_its_count() {
         &dir,
         "v2.so",
         &[
-            ("generated.hpp", &[("IEC_DINT V_DINT;", "IEC_INT V_DINT;"), ("IEC_UINT V_UINT;", "IEC_UDINT V_UINT;"), ("V_LINT", "V_LINT2")]),
+            (
+                "generated.hpp",
+                &[
+                    ("IEC_DINT V_DINT;", "IEC_INT V_DINT;"),
+                    ("IEC_UINT V_UINT;", "IEC_UDINT V_UINT;"),
+                    ("V_LINT", "V_LINT2"),
+                ],
+            ),
             ("pou_MAIN.cpp", &[("V_LINT", "V_LINT2")]),
             (
                 "generated_debug.cpp",
-                &[("V_DINT, TAG_DINT", "V_DINT, TAG_INT"), ("V_UINT, TAG_UINT", "V_UINT, TAG_UDINT"), ("V_LINT", "V_LINT2")],
+                &[
+                    ("V_DINT, TAG_DINT", "V_DINT, TAG_INT"),
+                    ("V_UINT, TAG_UINT", "V_UINT, TAG_UDINT"),
+                    ("V_LINT", "V_LINT2"),
+                ],
             ),
         ],
     );

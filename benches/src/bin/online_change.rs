@@ -89,7 +89,9 @@ fn rt_slice(args: &Args, rt_binary: &Path, builds: &[PathBuf; 2], dir: &Path) ->
         let path = shared_abi::msg::bounded(&builds[(k as usize + 1) % 2].to_string_lossy());
         let before = client.status().program_gen;
         client.send(Command::Load { path, start: true, warm: false, online: true }).map_err(unexpected("load"))?;
-        wait_for("the online change", Duration::from_secs(10), || (client.status().program_gen != before).then_some(()))?;
+        wait_for("the online change", Duration::from_secs(10), || {
+            (client.status().program_gen != before).then_some(())
+        })?;
         let report = client.swap_report().map_err(unexpected("swap report"))?;
         if report.outcome() != SwapOutcome::Online {
             return Err(Error::Unexpected { what: "the swap", detail: format!("{report:?}") });
@@ -172,7 +174,12 @@ fn run(args: &Args) -> Result<(), Error> {
     let pairs: Vec<(&Histogram, &Histogram)> = rt.iter().zip(&ct).collect();
     let c = compare(&pairs);
     println!();
-    println!("online changes {}: swap on the scan thread median {} us, max {} us", swaps.len(), median / 1000, worst / 1000);
+    println!(
+        "online changes {}: swap on the scan thread median {} us, max {} us",
+        swaps.len(),
+        median / 1000,
+        worst / 1000
+    );
     println!("largest scan time (swap cycles included) {} us; missed cycles {skipped} (target 0)", max_scan / 1000);
     println!("  p99 ratio   {}   (target <= 1.10)", c.p99_ratio.show(2));
     println!("  p99.9 ratio {}   (target <= 1.25)", c.p999_ratio.show(2));

@@ -71,10 +71,7 @@ pub async fn upload_file(
 ) -> Result<Json<Value>, ApiError> {
     // `?clean=1` (the Editor's "clean build"): every build here is a full one, and a clean
     // one also starts the new program cold (no online change).
-    let clean = request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| matches!(kv, "clean=1" | "clean=true")));
+    let clean = request.uri().query().is_some_and(|q| q.split('&').any(|kv| matches!(kv, "clean=1" | "clean=true")));
     let mut multipart = Multipart::from_request(request, &app).await.map_err(|_| {
         upload_fail(StatusCode::BAD_REQUEST, "Expected a multipart/form-data upload with a `file` part")
     })?;

@@ -221,7 +221,8 @@ mod tests {
     #[test]
     fn variables_match_by_name_and_compatible_type() {
         let old = [var(0, "P.COUNTER", "UINT"), var(1, "P.A", "DINT"), var(2, "P.GONE", "BOOL"), var(3, "P.T", "TIME")];
-        let new = [var(0, "p.counter", "UINT"), var(1, "P.T", "STRING"), var(2, "P.A", "LREAL"), var(3, "P.NEW", "INT")];
+        let new =
+            [var(0, "p.counter", "UINT"), var(1, "P.T", "STRING"), var(2, "P.A", "LREAL"), var(3, "P.NEW", "INT")];
         let m = match_variables(7, &old, &new);
         assert_eq!(m.plan.old_program_gen, 7);
         assert_eq!(
@@ -258,7 +259,8 @@ mod tests {
         let vars = bundle_variables(dir.path()).unwrap();
         let named: Vec<_> = vars.iter().map(|v| (v.index, v.name.as_str())).collect();
         assert_eq!(named, [(0, "G"), (1, "I.A"), (2, "I.B")]);
-        std::fs::write(dir.path().join("debug-map.json"), r#"{"arrays":[{"index":99,"count":1}],"leaves":[]}"#).unwrap();
+        std::fs::write(dir.path().join("debug-map.json"), r#"{"arrays":[{"index":99,"count":1}],"leaves":[]}"#)
+            .unwrap();
         assert!(bundle_variables(dir.path()).is_err());
     }
 }

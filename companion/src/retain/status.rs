@@ -208,8 +208,13 @@ mod tests {
     #[test]
     fn a_cold_start_restores_nothing() {
         let program = layout(7, b'a', 4);
-        let cold =
-            LastStart { kind: RetainStart::Cold, program_gen: 3, stored: Some(program), live: Some(program), online: None };
+        let cold = LastStart {
+            kind: RetainStart::Cold,
+            program_gen: 3,
+            stored: Some(program),
+            live: Some(program),
+            online: None,
+        };
         let v = retain_json(Some("store"), Some(program), Some(&cold));
         assert_eq!(
             (v["start"].as_str(), v["stored_bytes"].as_u64(), v["restored"].as_bool()),

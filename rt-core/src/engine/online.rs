@@ -20,6 +20,8 @@ use shared_abi::migrate::{OnlineRefusal, SwapOutcome, SwapReport};
 use super::MAX_FORCES;
 
 /// What carrying the values over did.
+// The forces travel inline: boxing them would allocate on the scan thread.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Carry {
     /// Values carried; the forces to keep applying in the new program.
     Done { carried: Carried, forces: FixedVec<ForcedValue, MAX_FORCES>, dropped_forces: u32 },

@@ -11,9 +11,7 @@
 use super::LoadedProgram;
 use crate::guard::Fault;
 use shared_abi::debug::{FORCE_VALUE_BYTES, ForcedValue, WatchedValue};
-use shared_abi::migrate::{
-    Converted, MAX_MIGRATE_BYTES, MigrateEntry, MigratePlan, ValueType, convert,
-};
+use shared_abi::migrate::{Converted, MAX_MIGRATE_BYTES, MigrateEntry, MigratePlan, ValueType, convert};
 use shared_abi::program::VarKind;
 
 /// One plan entry that names a variable of the new program as it is.
@@ -197,7 +195,7 @@ impl Migration {
         old.retained_vars()
             .filter(|&var| {
                 let found = self.entries.binary_search_by_key(&var, |c| c.old_var).ok();
-                !found.is_some_and(|i| self.old_watch[i].valid != 0)
+                found.is_none_or(|i| self.old_watch[i].valid == 0)
             })
             .count() as u32
     }
