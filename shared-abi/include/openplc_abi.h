@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define OPLC_PROGRAM_ABI_VERSION 1u
-#define OPLC_BUFFER_SIZE 1024
+#define OPLC_BUFFER_SIZE 65536 /* room per table; a program uses a prefix of each (its image sizes) */
 #define OPLC_PROGRAM_ENTRY_SYMBOL "oplc_program_entry"
 
 /* The input areas %IX %IB %IW %ID %IL, written by the companion, read by the program. */
@@ -131,8 +131,23 @@ const oplc_program_abi_t *oplc_program_entry(void);
  * published scan, the unlock sends what the holder changed to rt-core. Write single points
  * with journal_write_* from any thread; rt-core applies them at the start of a following
  * scan (normally the next one).
+ *
+ * Image sizes: the tables are as long as the loaded program needs (image.conf, located
+ * variables), up to OPLC_BUFFER_SIZE each. A plugin exporting
+ * int set_image_sizes(const uint32_t *sizes, uint32_t count) is told each table's length
+ * (OPLC_TABLE_* order, in elements; a BOOL element is a byte of 8 bits) before init(); a
+ * non-zero return fails the plugin. While any loaded plugin lacks it, every table has the
+ * length of the longest, which is also buffer_size.
  * ------------------------------------------------------------------------------------------ */
 #include <stdbool.h>
+
+/* The tables, in the order set_image_sizes receives them (upstream's image_table_id_t). */
+enum {
+    OPLC_TABLE_BOOL_INPUT = 0, OPLC_TABLE_BOOL_OUTPUT, OPLC_TABLE_BYTE_INPUT, OPLC_TABLE_BYTE_OUTPUT,
+    OPLC_TABLE_INT_INPUT, OPLC_TABLE_INT_OUTPUT, OPLC_TABLE_DINT_INPUT, OPLC_TABLE_DINT_OUTPUT,
+    OPLC_TABLE_LINT_INPUT, OPLC_TABLE_LINT_OUTPUT, OPLC_TABLE_INT_MEMORY, OPLC_TABLE_DINT_MEMORY,
+    OPLC_TABLE_LINT_MEMORY, OPLC_TABLE_BOOL_MEMORY, OPLC_TABLE_COUNT
+};
 
 #define OPLC_PLUGIN_ARGS_CAPSULE "openplc_runtime_args"
 #define OPLC_PLUGIN_CONFIG_PATH_BYTES 256

@@ -16,6 +16,7 @@ use crate::layout::{
 };
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
+use crate::sizes::{ImageRequest, ImageSizes, Table};
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
 use crate::stats::{HistogramSnapshot, Stats};
 use bytemuck::Zeroable;
@@ -131,7 +132,8 @@ pub trait Reader {
 
     fn outputs(&self) -> Result<Box<OutputSnapshot>, ClientError> {
         let mut o: Box<OutputSnapshot> = bytemuck::zeroed_box();
-        self.shm().outputs.read(&mut o, READ_ATTEMPTS).map_err(|_| ClientError::Torn("output image"))?;
+        crate::layout::read_outputs(&self.shm().outputs, &mut o, READ_ATTEMPTS)
+            .map_err(|_| ClientError::Torn("output image"))?;
         Ok(o)
     }
 
@@ -209,8 +211,12 @@ pub struct RtClient {
     inputs: Box<InputImage>,
     /// What was last published, to tell rt-core which areas changed.
     published: Box<InputSnapshot>,
-    /// The first publish after taking over marks everything changed.
-    publish_all: bool,
+    /// Publishes left that mark everything changed and copy every table whole: after
+    /// taking over, and after a program swap (one per buffer of the triple buffer).
+    publish_all: u8,
+    /// The loaded program's table sizes (keyed by its generation): what is compared and
+    /// copied on every other publish.
+    sizes: (u32, ImageSizes),
     watch_generation: u32,
 }
 
@@ -237,14 +243,23 @@ impl RtClient {
         while !unsafe { shm.inputs.copy_latest(&mut published) } {
             std::thread::yield_now();
         }
-        let inputs = Box::new(published.image);
+        let mut inputs: Box<InputImage> = bytemuck::zeroed_box();
+        bytemuck::bytes_of_mut(&mut *inputs).copy_from_slice(bytemuck::bytes_of(&published.image));
         let mut watch = WatchList::zeroed();
         let watch_generation = match shm.watch.read(&mut watch, READ_ATTEMPTS) {
             Ok(_) => watch.generation,
             // A previous client died mid-write; the next write repairs the sequence.
             Err(_) => 0,
         };
-        Ok(RtClient { mapping, next_seq, inputs, published, publish_all: true, watch_generation })
+        Ok(RtClient {
+            mapping,
+            next_seq,
+            inputs,
+            published,
+            publish_all: 3,
+            sizes: (u32::MAX, ImageSizes::FULL),
+            watch_generation,
+        })
     }
 
     /// Queues a command; returns its sequence number.
@@ -300,12 +315,24 @@ impl RtClient {
         warm: bool,
         timeout: Duration,
     ) -> Result<LoadResult, ClientError> {
+        self.load_sized(path, start, warm, ImageRequest::FROM_PROGRAM, timeout)
+    }
+
+    /// `load_with`, with the image sizes the upload configured.
+    pub fn load_sized(
+        &mut self,
+        path: &str,
+        start: bool,
+        warm: bool,
+        image: ImageRequest,
+        timeout: Duration,
+    ) -> Result<LoadResult, ClientError> {
         if path.len() > MAX_PATH {
             return Err(ClientError::TooLarge);
         }
         let path = crate::msg::bounded::<MAX_PATH>(path);
         let begin = Instant::now();
-        let seq = self.send(Command::Load { path, start, warm })?;
+        let seq = self.send(Command::Load { path, start, warm, image })?;
         match self.wait_result(seq, timeout)? {
             CommandStatus::Accepted => {}
             other => return Err(ClientError::Refused(other)),
@@ -336,42 +363,63 @@ impl RtClient {
         &self.inputs
     }
 
-    /// Changes inputs with `f` and publishes the whole input image for the next cycle.
+    /// The loaded program's table sizes (all zero while none is loaded).
+    pub fn image_sizes(&mut self) -> ImageSizes {
+        let generation = self.shm().header.program_gen.load(Ordering::Acquire);
+        if self.sizes.0 != generation {
+            let mut info = ProgramInfo::zeroed();
+            if self.shm().program.read(&mut info, READ_ATTEMPTS).is_ok() && info.program_gen == generation {
+                self.sizes = (generation, info.image_sizes);
+                // The new program may reach cells the old one did not: the next publishes
+                // (one per buffer) carry every table whole.
+                self.publish_all = 3;
+            }
+        }
+        self.sizes.1
+    }
+
+    /// Changes inputs with `f` and publishes them for the next cycle. Only the program's
+    /// tables (its sizes) are compared and copied: the cost follows the program.
     pub fn update_inputs(&mut self, f: impl FnOnce(&mut InputImage)) {
         f(&mut self.inputs);
+        let sizes = self.image_sizes();
+        let whole = self.publish_all > 0;
         let (new, old) = (&*self.inputs, &self.published.image);
         let mut dirty = 0;
-        if self.publish_all {
+        if whole {
             dirty = DIRTY_ALL;
         } else {
-            let changed = |a: &[u8], b: &[u8]| a != b;
             use bytemuck::cast_slice as bytes;
-            if changed(bytes(&new.bool_input), bytes(&old.bool_input)) {
+            let n = |t| sizes.get(t);
+            if bytes::<_, u8>(&new.bool_input[..n(Table::BoolInput)]) != bytes::<_, u8>(&old.bool_input[..n(Table::BoolInput)]) {
                 dirty |= DIRTY_BOOL;
             }
-            if new.byte_input != old.byte_input {
+            if new.byte_input[..n(Table::ByteInput)] != old.byte_input[..n(Table::ByteInput)] {
                 dirty |= DIRTY_BYTE;
             }
-            if new.int_input != old.int_input {
+            if new.int_input[..n(Table::IntInput)] != old.int_input[..n(Table::IntInput)] {
                 dirty |= DIRTY_INT;
             }
-            if new.dint_input != old.dint_input {
+            if new.dint_input[..n(Table::DintInput)] != old.dint_input[..n(Table::DintInput)] {
                 dirty |= DIRTY_DINT;
             }
-            if new.lint_input != old.lint_input {
+            if new.lint_input[..n(Table::LintInput)] != old.lint_input[..n(Table::LintInput)] {
                 dirty |= DIRTY_LINT;
             }
         }
         self.published.generation += 1;
         self.published.dirty = dirty;
-        bytemuck::bytes_of_mut(&mut self.published.image).copy_from_slice(bytemuck::bytes_of(&*self.inputs));
-        self.publish_all = false;
+        let copy = if whole { ImageSizes::FULL } else { sizes };
+        self.published.image.copy_within_sizes(&self.inputs, &copy, DIRTY_ALL);
+        self.publish_all = self.publish_all.saturating_sub(1);
         let shm = self.mapping.shm();
         // SAFETY: the client lease makes us the only writer of the input buffer; the back
         // buffer reference does not outlive this block.
         unsafe {
-            // A byte copy: assigning the 23 KB struct may go through the stack in debug builds.
-            bytemuck::bytes_of_mut(shm.inputs.back_buffer()).copy_from_slice(bytemuck::bytes_of(&*self.published));
+            let back = shm.inputs.back_buffer();
+            back.generation = self.published.generation;
+            back.dirty = dirty;
+            back.image.copy_within_sizes(&self.published.image, &copy, DIRTY_ALL);
             shm.inputs.publish();
         }
     }

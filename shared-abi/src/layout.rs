@@ -20,6 +20,7 @@
 
 use crate::debug::{DebugValues, ForceTable, LoadResult, ProgramInfo, WatchList};
 use crate::image::{InputImage, OutputImage};
+use crate::sizes::ImageSizes;
 
 /// `InputSnapshot::dirty` bits: which input areas changed since the previous snapshot.
 pub const DIRTY_BOOL: u32 = 1;
@@ -43,7 +44,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -213,7 +214,36 @@ pub struct OutputSnapshot {
     pub program_gen: u32,
     /// `PlcState` as u32.
     pub state: u32,
+    /// The running program's table sizes: only these prefixes of `image` are published
+    /// (the rest is stale or zero and is never read).
+    pub sizes: ImageSizes,
     pub image: OutputImage,
+}
+
+impl OutputSnapshot {
+    /// Bytes before `image`: the stamp and the sizes, read first to know what else to copy.
+    pub const HEAD_BYTES: usize = core::mem::offset_of!(OutputSnapshot, image);
+}
+
+/// Copies the published outputs the running program's sizes cover (the stamp, the sizes,
+/// and those prefixes of every output and memory table), retrying torn reads up to
+/// `attempts` times. Cells past the sizes keep what `out` held. A copy costs what the
+/// program uses, not the 2.8 MiB the layout has room for.
+pub fn read_outputs(
+    lock: &SeqLock<OutputSnapshot>,
+    out: &mut OutputSnapshot,
+    attempts: u32,
+) -> Result<u64, crate::seqlock::Torn> {
+    let parts = |head: &OutputSnapshot| {
+        OutputImage::ranges_within(&head.sizes).map(|(o, n)| (OutputSnapshot::HEAD_BYTES + o, n))
+    };
+    for _ in 0..attempts.max(1) {
+        if let Ok(v) = lock.try_read_parts(out, OutputSnapshot::HEAD_BYTES, parts) {
+            return Ok(v);
+        }
+        core::hint::spin_loop();
+    }
+    Err(crate::seqlock::Torn)
 }
 
 /// What the client publishes for rt-core to take at cycle start: the whole input image,
@@ -307,8 +337,10 @@ const _: () = {
     assert!(offset_of!(SharedMemory, outputs) % 64 == 0);
     assert!(offset_of!(SharedMemory, commands) % 64 == 0);
     assert!(align_of::<SharedMemory>() == 64);
-    // The file stays well under a few MiB so it is cheap to map and lock.
-    assert!(LAYOUT_SIZE < 2 * 1024 * 1024);
+    assert!(OutputSnapshot::HEAD_BYTES % 8 == 0);
+    // Room for 65 536 elements in every table: three input buffers (1.5 MiB each) and the
+    // published outputs (2.8 MiB) are most of the file. Mapped and locked once, at start.
+    assert!(LAYOUT_SIZE < 8 * 1024 * 1024);
 };
 
 /// Why a mapping cannot be used.

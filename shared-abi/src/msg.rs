@@ -36,8 +36,10 @@ pub enum Command {
     /// Load a program library off the scan thread and swap it in at a cycle boundary.
     /// The outcome is reported in `SharedMemory::load_result`. `warm`: give the program
     /// the RETAIN values staged in `SharedMemory::retain_restore` (when they are its own);
-    /// otherwise it starts cold, with its initial values.
-    Load { path: String<MAX_PATH>, start: bool, warm: bool },
+    /// otherwise it starts cold, with its initial values. `image`: the table sizes the
+    /// upload configured (rt-core never sizes a table below what the program's located
+    /// variables reach) and whether every table must have one length.
+    Load { path: String<MAX_PATH>, start: bool, warm: bool, image: crate::sizes::ImageRequest },
     /// Drop the program (state EMPTY).
     Unload,
     /// Force a debug variable. `big_endian` values are converted to native order by
@@ -367,7 +369,13 @@ mod tests {
     fn commands_round_trip_and_garbage_is_refused() {
         let commands = [
             Command::Start,
-            Command::Load { path: bounded("/x/y.so"), start: true, warm: false },
+            Command::Load { path: bounded("/x/y.so"), start: true, warm: false, image: crate::sizes::ImageRequest::FROM_PROGRAM },
+            Command::Load {
+                path: bounded(&"p".repeat(MAX_PATH)),
+                start: true,
+                warm: true,
+                image: crate::sizes::ImageRequest { configured: crate::sizes::ImageSizes::FULL, square: true },
+            },
             Command::Force { var: 3, value: Vec::from_slice(&[1, 2]).unwrap(), big_endian: true },
             Command::SetVar { var: 9, value: Vec::from_slice(&[7]).unwrap(), big_endian: false },
             Command::Shutdown,
