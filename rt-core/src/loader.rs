@@ -53,8 +53,8 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
         while let Ok(request) = ends.requests.pop() {
             idle = false;
             match request {
-                LoaderRequest::Load { seq, path, start, warm, program_gen } => {
-                    let reply = match load(shm, &mut log, seq, &path, warm, program_gen) {
+                LoaderRequest::Load { seq, path, start, warm, program_gen, image } => {
+                    let reply = match load(shm, &mut log, seq, &path, warm, program_gen, image) {
                         Some(program) => LoaderReply::Loaded { program, start },
                         None => LoaderReply::Failed,
                     };
@@ -117,6 +117,7 @@ fn load(
     path: &str,
     warm: bool,
     program_gen: u32,
+    image: shared_abi::sizes::ImageRequest,
 ) -> Option<Box<LoadedProgram>> {
     log.line(LogLevel::Info, &format!("loading {path}{}", if warm { " (warm)" } else { "" }));
     let started = std::time::Instant::now();
@@ -127,7 +128,7 @@ fn load(
         live_forces: forces.then_some(&*copies.live_forces),
     });
     let mut restart = None;
-    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start) {
+    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start, image) {
         Ok(program) => {
             let info = program.info();
             let md5 = info.md5_str().unwrap_or("none");
@@ -146,10 +147,11 @@ fn load(
             let restored = program.restored_forces().len();
             let forced = if restored > 0 { format!(", {restored} forced variables restored") } else { String::new() };
             let message = format!(
-                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}{forced}",
+                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}{forced}; image {}",
                 started.elapsed().as_secs_f64() * 1e3,
                 info.period_ns / 1000,
-                info.var_count
+                info.var_count,
+                describe_sizes(&info.image_sizes)
             );
             log.line(LogLevel::Info, &message);
             (LoadOutcome::Loaded, message, Some(program))
@@ -178,4 +180,12 @@ fn load(
         restart::request(RestartKind::LoadFault, Some(cause), 0);
     }
     program
+}
+
+/// The tables a program uses, for the load message (`int_output=4096, bool_input=2`).
+fn describe_sizes(sizes: &shared_abi::sizes::ImageSizes) -> String {
+    use shared_abi::sizes::Table;
+    let used: Vec<String> =
+        Table::ALL.iter().filter(|&&t| sizes.get(t) > 0).map(|&t| format!("{}={}", t.key(), sizes.get(t))).collect();
+    if used.is_empty() { "empty".into() } else { used.join(", ") }
 }

@@ -15,6 +15,7 @@ pub enum LoaderRequest {
         start: bool,
         warm: bool,
         program_gen: u32,
+        image: shared_abi::sizes::ImageRequest,
     },
     /// A program that was swapped out or unloaded, to be unloaded off the scan thread.
     Retire(Box<LoadedProgram>),

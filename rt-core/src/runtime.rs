@@ -8,6 +8,7 @@
 //! - loader: normal priority, loads and unloads programs (`loader`).
 //! - watchdog: normal priority, aborts a program that overstays its scan (`watchdog`).
 
+use shared_abi::sizes::ImageRequest;
 use crate::engine::{Engine, EngineConfig, EngineRings};
 use crate::loader::{self, Log};
 use crate::privilege::{self, PrivilegeError};
@@ -229,6 +230,15 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
         }
     }
 
+    // A restart in place reloads the running program with the sizes it had (the engine
+    // clears the published program information below).
+    let live_sizes = {
+        let mut info: shared_abi::debug::ProgramInfo = bytemuck::Zeroable::zeroed();
+        match shm.program.read(&mut info, shared_abi::seqlock::READER_ATTEMPTS) {
+            Ok(_) => info.image_sizes,
+            Err(_) => shared_abi::sizes::ImageSizes::ZERO,
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (link, ends) = loader_queues();
     let mut engine = Engine::new(
@@ -243,14 +253,15 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
             log.line(LogLevel::Error, &format!("rt-core restarted itself in place: {}", note.describe()));
             match note.resume_fd.filter(|_| note.kind.resumes_program()) {
                 Some(fd) => {
-                    engine.request_initial_load(&format!("/proc/self/fd/{fd}"), note.resume_start, true);
+                    let image = ImageRequest { configured: live_sizes, square: false };
+                    engine.request_initial_load(&format!("/proc/self/fd/{fd}"), note.resume_start, true, image);
                 }
                 None => engine.enter_error(),
             }
         }
         None => {
             if let Some(path) = &opts.load {
-                engine.request_initial_load(path, opts.start, false);
+                engine.request_initial_load(path, opts.start, false, ImageRequest::FROM_PROGRAM);
             }
         }
     }

@@ -398,8 +398,10 @@ mod tests {
     fn writes_are_checked_for_range_and_width() {
         let ok = ImageWrite { addr: IecAddress::parse("%QW3").unwrap(), value: 7 };
         assert_eq!(decode_write(&encode(&ok)), Ok(ok));
-        // %MW5000 = 42, as a client with its own encoder could send it.
-        assert_eq!(decode_write(&[2, 2, 0x88, 0x27, 0, 42]), Err(DecodeError::Malformed));
+        // %MW65536 = 42 (index varint 0x80 0x80 0x04, past 16 bits), as a client with its
+        // own encoder could send it. (Whether %MW5000 is inside the running program's
+        // tables is rt-core's check: it knows the sizes.)
+        assert_eq!(decode_write(&[2, 2, 0x80, 0x80, 0x04, 0, 42]), Err(DecodeError::Malformed));
         // %QX0.0 = 2: a bit holds 0 or 1.
         assert_eq!(decode_write(&[1, 0, 0, 0, 2]), Err(DecodeError::ValueTooLarge));
     }

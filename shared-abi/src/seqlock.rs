@@ -36,7 +36,8 @@ impl<T: Pod> SeqLock<T> {
     /// before anyone else can see it.
     pub fn init(&mut self) {
         *self.seq.get_mut() = 0;
-        *self.data.get_mut() = T::zeroed();
+        // In place: a large `T` (the output image) must not pass through the stack.
+        bytemuck::bytes_of_mut(self.data.get_mut()).fill(0);
     }
 
     /// The current version: even and stable when no write is under way.

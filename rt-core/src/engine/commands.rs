@@ -50,10 +50,10 @@ impl Engine {
                     CommandStatus::NotRunning
                 }
             }
-            Command::Load { path, start, warm } => {
+            Command::Load { path, start, warm, image } => {
                 if self.load_pending {
                     CommandStatus::Busy
-                } else if self.request_load(seq, path, start, warm) {
+                } else if self.request_load(seq, path, start, warm, image) {
                     CommandStatus::Accepted
                 } else {
                     CommandStatus::Busy
@@ -97,9 +97,16 @@ impl Engine {
         }
     }
 
-    pub(super) fn request_load(&mut self, seq: u32, path: heapless::String<MAX_PATH>, start: bool, warm: bool) -> bool {
+    pub(super) fn request_load(
+        &mut self,
+        seq: u32,
+        path: heapless::String<MAX_PATH>,
+        start: bool,
+        warm: bool,
+        image: shared_abi::sizes::ImageRequest,
+    ) -> bool {
         let program_gen = self.next_program_gen;
-        let request = LoaderRequest::Load { seq, path, start, warm, program_gen };
+        let request = LoaderRequest::Load { seq, path, start, warm, program_gen, image };
         if self.loader.to_loader.push(request).is_err() {
             return false;
         }

@@ -4,8 +4,8 @@
 
 use super::{Engine, MAX_WRITES_PER_CYCLE, live, stamped};
 use crate::sys;
-use bytemuck::Zeroable;
-use shared_abi::layout::{DIRTY_BOOL, DIRTY_BYTE, DIRTY_DINT, DIRTY_INT, DIRTY_LINT, PlcState};
+use shared_abi::sizes::ImageSizes;
+use shared_abi::layout::{DIRTY_ALL, PlcState};
 use shared_abi::msg::{Event, ImageWrite, RingId, decode_write};
 use std::sync::atomic::Ordering;
 
@@ -16,29 +16,15 @@ impl Engine {
         // the client writes it under its lease).
         let (snapshot, fresh) = unsafe { self.shm.inputs.read_latest() };
         if fresh || self.inputs_stale {
-            let dst = &mut program.image_mut().inputs;
-            let src = &snapshot.image;
-            if !self.inputs_stale && snapshot.generation == self.inputs_generation + 1 {
-                // Only the areas that changed since the snapshot we already hold.
-                let d = snapshot.dirty;
-                if d & DIRTY_BOOL != 0 {
-                    dst.bool_input = src.bool_input;
-                }
-                if d & DIRTY_BYTE != 0 {
-                    dst.byte_input = src.byte_input;
-                }
-                if d & DIRTY_INT != 0 {
-                    dst.int_input = src.int_input;
-                }
-                if d & DIRTY_DINT != 0 {
-                    dst.dint_input = src.dint_input;
-                }
-                if d & DIRTY_LINT != 0 {
-                    dst.lint_input = src.lint_input;
-                }
+            let sizes = program.info().image_sizes;
+            // Only the program's tables, and of those only the areas that changed since
+            // the snapshot we already hold (all of them after a gap or a swap).
+            let dirty = if !self.inputs_stale && snapshot.generation == self.inputs_generation + 1 {
+                snapshot.dirty
             } else {
-                *dst = *src;
-            }
+                DIRTY_ALL
+            };
+            program.image_mut().inputs.copy_within_sizes(&snapshot.image, &sizes, dirty);
             self.inputs_generation = snapshot.generation;
             self.inputs_stale = false;
             self.inputs_cycle = self.shm.header.heartbeat.load(Ordering::Relaxed);
@@ -47,13 +33,18 @@ impl Engine {
     }
 
     /// Applies queued image writes. Each slot is decoded by `decode_write`, which refuses an
-    /// address out of range or a value too wide for it: reported as `BadMessage`, dropped.
+    /// address out of range or a value too wide for it, and an address past the program's
+    /// table sizes is refused here: reported as `BadMessage`, dropped.
     pub(super) fn apply_writes(&mut self) {
         for _ in 0..MAX_WRITES_PER_CYCLE {
             let Some(write) = self.rings.writes.pop_with(decode_write) else { break };
             match write {
                 Ok(ImageWrite { addr, value }) => {
                     if let Some(program) = self.program.as_mut() {
+                        if !program.info().image_sizes.contains(addr) {
+                            self.emit(Event::BadMessage { ring: RingId::Writes });
+                            continue;
+                        }
                         program.image_mut().set(addr, value);
                         program.widen_extents(addr);
                     }
@@ -78,15 +69,18 @@ impl Engine {
                 snap.inputs_cycle = inputs_cycle;
                 snap.state = state;
                 snap.program_gen = program.map_or(0, |p| p.info().program_gen);
+                snap.sizes = program.map_or(ImageSizes::ZERO, |p| p.info().image_sizes);
                 match program {
-                    // The safe-state publication is the full one that follows every swap,
-                    // stop and fault; in between only what the program can change is copied.
-                    Some(p) if safe_state => snap.image = p.image().outputs,
+                    // The safe-state publication is the full one (of the program's tables)
+                    // that follows every swap, stop and fault; in between only what the
+                    // program can change is copied.
+                    Some(p) if safe_state => snap.image.copy_within_sizes(&p.image().outputs, &snap.sizes),
                     Some(p) => p.extents().copy(&p.image().outputs, &mut snap.image),
-                    None => snap.image = Zeroable::zeroed(),
+                    // Readers copy nothing past the (zero) sizes.
+                    None => {}
                 }
                 if safe_state {
-                    snap.image.clear_outputs();
+                    snap.image.clear_outputs(&snap.sizes);
                 }
             })
         };

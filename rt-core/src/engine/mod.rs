@@ -171,7 +171,7 @@ impl Engine {
         // rt-core's engine, and rt-core makes one).
         unsafe {
             self.shm.program.write(|p| *p = Zeroable::zeroed());
-            self.shm.outputs.write(|o| *o = Zeroable::zeroed());
+            self.shm.outputs.write(|o| bytemuck::bytes_of_mut(o).fill(0));
         }
         self.stats.period_ns = self.idle_period_ns;
         self.publish_stats();
@@ -180,9 +180,15 @@ impl Engine {
 
     /// Asks the loader for a program before the loop starts (`openplc-rt run --load`, or
     /// the program a restart in place reloads, warm).
-    pub fn request_initial_load(&mut self, path: &str, start: bool, warm: bool) -> bool {
+    pub fn request_initial_load(
+        &mut self,
+        path: &str,
+        start: bool,
+        warm: bool,
+        image: shared_abi::sizes::ImageRequest,
+    ) -> bool {
         let path = shared_abi::msg::bounded::<MAX_PATH>(path);
-        self.request_load(0, path, start, warm)
+        self.request_load(0, path, start, warm, image)
     }
 
     /// Starts in ERROR (a restart in place after a fault): nothing runs until a load.

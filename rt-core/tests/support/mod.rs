@@ -147,7 +147,7 @@ impl InProcess {
     pub fn load_library(&mut self, so: &Path) {
         let before = self.client.status().program_gen;
         let path = shared_abi::msg::bounded(so.to_str().unwrap());
-        self.client.send(shared_abi::msg::Command::Load { path, start: true, warm: false }).unwrap();
+        self.client.send(shared_abi::msg::Command::Load { path, start: true, warm: false, image: shared_abi::sizes::ImageRequest::FROM_PROGRAM }).unwrap();
         let start = Instant::now();
         while self.client.status().program_gen == before {
             assert!(start.elapsed() < Duration::from_secs(10), "program never swapped in");
