@@ -8,7 +8,6 @@
 //! - loader: normal priority, loads and unloads programs (`loader`).
 //! - watchdog: normal priority, aborts a program that overstays its scan (`watchdog`).
 
-use shared_abi::sizes::ImageRequest;
 use crate::engine::{Engine, EngineConfig, EngineRings};
 use crate::loader::{self, Log};
 use crate::privilege::{self, PrivilegeError};
@@ -18,6 +17,7 @@ use crate::{guard, sys, watchdog};
 use shared_abi::layout::{CpuChoice, RT_DMA_LATENCY, RT_FIFO, RT_ISOLATED_CPU, RT_MLOCKED, RT_PINNED, SharedMemory};
 use shared_abi::msg::LogLevel;
 use shared_abi::shm::{RtMapping, ShmError, shm_path};
+use shared_abi::sizes::ImageRequest;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;

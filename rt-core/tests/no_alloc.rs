@@ -106,7 +106,10 @@ fn the_scan_path_allocates_nothing() {
 
     let load = |client: &mut RtClient, engine: &mut Engine, path: &std::path::Path| {
         let p = shared_abi::msg::bounded(path.to_str().unwrap());
-        client.send(Command::Load { path: p, start: true, warm: false, image: shared_abi::sizes::ImageRequest::FROM_PROGRAM }).unwrap();
+        // Every table at 1024, so the writes below (%MW7) land inside them.
+        let image =
+            shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
+        client.send(Command::Load { path: p, start: true, warm: false, image }).unwrap();
         let target = shm.header.program_gen.load(Ordering::Acquire);
         // Keep cycling (counted) while the loader works: the swap happens inside a cycle.
         for _ in 0..20_000 {

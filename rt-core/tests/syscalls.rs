@@ -50,7 +50,14 @@ fn the_scan_thread_only_ever_sleeps() {
     let dir = rt.dir.path();
     let first = build_fixture(dir, "a.so", &["PERIOD_NS=1000000ULL", "WITH_RETAIN"]);
     let second = build_fixture(dir, "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3", "WITH_RETAIN"]);
-    c.load(first.to_str().unwrap(), true, T).unwrap();
+    c.load_sized(
+        first.to_str().unwrap(),
+        true,
+        false,
+        shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false },
+        T,
+    )
+    .unwrap();
     let tid = c.shm().header.scan_tid.load(Ordering::Acquire);
     let log = dir.join("strace.txt");
     let mut strace = Process::new("strace")
@@ -83,7 +90,14 @@ fn the_scan_thread_only_ever_sleeps() {
         let _ = c.command(command, T).unwrap();
         c.set_watch(&[0, 1, 3, (round % 7) as u32]);
         if round == 100 {
-            c.load(second.to_str().unwrap(), true, T).expect("a swap under strace");
+            c.load_sized(
+                second.to_str().unwrap(),
+                true,
+                false,
+                shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false },
+                T,
+            )
+            .expect("a swap under strace");
         }
         std::thread::sleep(Duration::from_millis(5));
     }

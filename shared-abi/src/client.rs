@@ -16,8 +16,8 @@ use crate::layout::{
 };
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
-use crate::sizes::{ImageRequest, ImageSizes, Table};
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
+use crate::sizes::{ImageRequest, ImageSizes, Table};
 use crate::stats::{HistogramSnapshot, Stats};
 use bytemuck::Zeroable;
 use std::sync::atomic::Ordering;
@@ -391,7 +391,9 @@ impl RtClient {
         } else {
             use bytemuck::cast_slice as bytes;
             let n = |t| sizes.get(t);
-            if bytes::<_, u8>(&new.bool_input[..n(Table::BoolInput)]) != bytes::<_, u8>(&old.bool_input[..n(Table::BoolInput)]) {
+            if bytes::<_, u8>(&new.bool_input[..n(Table::BoolInput)])
+                != bytes::<_, u8>(&old.bool_input[..n(Table::BoolInput)])
+            {
                 dirty |= DIRTY_BOOL;
             }
             if new.byte_input[..n(Table::ByteInput)] != old.byte_input[..n(Table::ByteInput)] {

@@ -369,7 +369,12 @@ mod tests {
     fn commands_round_trip_and_garbage_is_refused() {
         let commands = [
             Command::Start,
-            Command::Load { path: bounded("/x/y.so"), start: true, warm: false, image: crate::sizes::ImageRequest::FROM_PROGRAM },
+            Command::Load {
+                path: bounded("/x/y.so"),
+                start: true,
+                warm: false,
+                image: crate::sizes::ImageRequest::FROM_PROGRAM,
+            },
             Command::Load {
                 path: bounded(&"p".repeat(MAX_PATH)),
                 start: true,

@@ -4,10 +4,10 @@
 
 use shared_abi::image::IecAddress;
 use shared_abi::layout::OutputSnapshot;
-use shared_abi::sizes::ImageSizes;
 use shared_abi::msg::ImageWrite;
 use shared_abi::ring::PushError;
 use shared_abi::shm::{ClientMapping, RtMapping};
+use shared_abi::sizes::ImageSizes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 

@@ -4,9 +4,9 @@
 
 use super::{Engine, MAX_WRITES_PER_CYCLE, live, stamped};
 use crate::sys;
-use shared_abi::sizes::ImageSizes;
 use shared_abi::layout::{DIRTY_ALL, PlcState};
 use shared_abi::msg::{Event, ImageWrite, RingId, decode_write};
+use shared_abi::sizes::ImageSizes;
 use std::sync::atomic::Ordering;
 
 impl Engine {

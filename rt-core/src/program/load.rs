@@ -13,11 +13,11 @@ use shared_abi::debug::{
     ForcedValue, Generator, INFO_PATH_BYTES, MAX_GROUPS, ProgramInfo, WatchedValue, fill_text, vars_hash,
 };
 use shared_abi::image::{Area, IecAddress, Image, Width};
-use shared_abi::sizes::{ImageRequest, ImageSizes};
 use shared_abi::program::{
     PROGRAM_ABI_BASE_SIZE, PROGRAM_ABI_VERSION, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind,
 };
 use shared_abi::retain::{self, RETAIN_BYTES, RetainImage};
+use shared_abi::sizes::{ImageRequest, ImageSizes};
 use std::ffi::{CString, c_void};
 use std::path::Path;
 
