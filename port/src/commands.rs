@@ -3,6 +3,7 @@
 //! (for plugin threads and tools). All fail fast with `RtGone` or `RtReplaced`, and hold
 //! the lease only to send.
 
+use shared_abi::sizes::ImageRequest;
 use crate::error::PortError;
 use crate::port::{CommandTicket, LoadKind, PlcPort, WriteTicket};
 use shared_abi::client::{Observer, Reader};
@@ -137,16 +138,18 @@ impl PlcPort {
     /// Loads a program library and waits until it is swapped in at a cycle boundary. The
     /// previous program keeps running if the load fails. rt-core copies the file first, so
     /// it may be replaced afterwards. `kind`: cold (initial values) or warm (see
-    /// [`LoadKind`]). `timeout` covers the whole load.
+    /// [`LoadKind`]). `image`: the table sizes the upload configured. `timeout` covers the
+    /// whole load.
     pub async fn load(
         &self,
         path: &str,
         start: bool,
         kind: LoadKind<'_>,
+        image: ImageRequest,
         timeout: Duration,
     ) -> Result<LoadResult, PortError> {
         let begin = Instant::now();
-        let ticket = self.send_load(path, start, kind)?;
+        let ticket = self.send_load(path, start, kind, image)?;
         match self.wait_result(ticket, timeout).await? {
             CommandStatus::Accepted => {}
             other => return Err(PortError::Refused(other)),
@@ -160,10 +163,11 @@ impl PlcPort {
         path: &str,
         start: bool,
         kind: LoadKind<'_>,
+        image: ImageRequest,
         timeout: Duration,
     ) -> Result<LoadResult, PortError> {
         let begin = Instant::now();
-        let ticket = self.send_load(path, start, kind)?;
+        let ticket = self.send_load(path, start, kind, image)?;
         match self.wait_result_blocking(ticket, timeout)? {
             CommandStatus::Accepted => {}
             other => return Err(PortError::Refused(other)),

@@ -11,6 +11,7 @@ use crate::error::PortError;
 use crate::port::{PlcPort, WriteTicket};
 use shared_abi::image::{IecAddress, InputImage};
 use shared_abi::layout::{OutputSnapshot, PlcState};
+use shared_abi::sizes::ImageSizes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,7 +28,13 @@ pub trait ImagePort: Send + Sync + 'static {
     /// The PLC's state (`None` while detached).
     fn state(&self) -> Option<PlcState>;
     /// The outputs and memory of the last published scan (one copy per scan, shared).
+    /// Only the tables inside its `sizes` are copied; past them it reads zero.
     fn outputs(&self) -> Arc<OutputSnapshot>;
+    /// The running program's table sizes (as last published; all zero before a program):
+    /// a protocol maps only the points inside them.
+    fn sizes(&self) -> ImageSizes {
+        self.outputs().sizes
+    }
     /// Lets `f` read the inputs as last published; false (and `f` not called) while detached.
     fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) -> bool;
     /// Changes inputs with `f` and publishes them for the next scan.
@@ -119,9 +126,11 @@ mod model {
             }
         }
 
-        /// An all-zero image.
+        /// An all-zero image, every table 1024 elements long.
         pub fn zeroed() -> MemoryImage {
-            MemoryImage::new(bytemuck::zeroed_box(), bytemuck::zeroed_box())
+            let mut outputs: Box<OutputSnapshot> = bytemuck::zeroed_box();
+            outputs.sizes = ImageSizes::LEGACY;
+            MemoryImage::new(outputs, bytemuck::zeroed_box())
         }
 
         /// Replaces the published outputs (a scan published new ones).
@@ -132,7 +141,10 @@ mod model {
 
         /// A copy of the inputs as last published.
         pub fn inputs(&self) -> Box<InputImage> {
-            self.inputs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            let mut copy: Box<InputImage> = bytemuck::zeroed_box();
+            let inputs = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
+            bytemuck::bytes_of_mut(&mut *copy).copy_from_slice(bytemuck::bytes_of(&**inputs));
+            copy
         }
 
         fn ticket(&self, applied_by: u64) -> WriteTicket {
@@ -165,6 +177,10 @@ mod model {
 
         fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError> {
             crate::port::check_writes(writes)?;
+            let sizes = self.sizes();
+            if let Some(&(addr, _)) = writes.iter().find(|(addr, _)| !sizes.contains(*addr)) {
+                return Err(PortError::OutsideImage(addr));
+            }
             if self.refuse.load(Ordering::Acquire) {
                 return Err(PortError::WriteQueueFull);
             }
@@ -173,12 +189,18 @@ mod model {
                 return Ok(self.ticket(now + 1));
             }
             let mut outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-            let mut next: Box<OutputSnapshot> = bytemuck::zeroed_box();
-            bytemuck::bytes_of_mut(&mut *next).copy_from_slice(bytemuck::bytes_of(&**outputs));
-            for &(addr, value) in writes {
-                next.image.set(addr, value);
+            // Copy on write, of the stamp and the tables inside the sizes only (as rt-core's
+            // readers copy them).
+            let mut next: Arc<OutputSnapshot> = bytemuck::allocation::zeroed_arc();
+            if let Some(n) = Arc::get_mut(&mut next) {
+                let head = OutputSnapshot::HEAD_BYTES;
+                bytemuck::bytes_of_mut(n)[..head].copy_from_slice(&bytemuck::bytes_of(&**outputs)[..head]);
+                n.image.copy_within_sizes(&outputs.image, &sizes);
+                for &(addr, value) in writes {
+                    n.image.set(addr, value);
+                }
             }
-            *outputs = Arc::from(next);
+            *outputs = next;
             // Applied by cycle `now`, and the counter has already passed it.
             self.cycle.store(now + 1, Ordering::Release);
             Ok(self.ticket(now))

@@ -11,6 +11,7 @@ use shared_abi::image::{Area, IecAddress, InputImage};
 use shared_abi::layout::{OutputSnapshot, PlcState, SharedMemory, WriteRing};
 use shared_abi::msg::{Command, Event, LogLevel, LogLine, MAX_WRITES_PER_CYCLE};
 use shared_abi::retain::RetainImage;
+use shared_abi::sizes::ImageRequest;
 use shared_abi::seqlock::READER_ATTEMPTS;
 use shared_abi::stats::{HistogramSnapshot, Stats};
 use std::sync::atomic::Ordering;
@@ -125,7 +126,13 @@ pub(crate) fn incarnation_of(shm: &SharedMemory) -> Incarnation {
 }
 
 fn empty_outputs() -> Arc<OutputSnapshot> {
-    Arc::from(bytemuck::zeroed_box::<OutputSnapshot>())
+    zeroed_arc()
+}
+
+/// An all-zero snapshot made in place: the 2.8 MiB never pass through the stack, and the
+/// allocator's zeroed pages are only touched where a copy writes.
+fn zeroed_arc() -> Arc<OutputSnapshot> {
+    bytemuck::allocation::zeroed_arc()
 }
 
 impl PlcPort {
@@ -270,9 +277,11 @@ impl PlcPort {
             {
                 return Some(snap.clone());
             }
-            let mut copy: Box<OutputSnapshot> = bytemuck::zeroed_box();
-            let version = seqlock.read(&mut copy, READER_ATTEMPTS).ok()?;
-            let snap: Arc<OutputSnapshot> = Arc::from(copy);
+            // Only the program's tables are copied (the rest stays zero): the cost of a
+            // copy follows the program, not the 2.8 MiB the layout has room for.
+            let mut copy: Arc<OutputSnapshot> = zeroed_arc();
+            let version = shared_abi::layout::read_outputs(seqlock, Arc::get_mut(&mut copy)?, READER_ATTEMPTS).ok()?;
+            let snap = copy;
             *cache = Some((version, snap.clone()));
             Some(snap)
         });
@@ -314,6 +323,10 @@ impl PlcPort {
         check_writes(writes)?;
         let mut client = lock(&self.client);
         let client = client.as_mut().ok_or(PortError::NotAttached)?;
+        let sizes = client.image_sizes();
+        if let Some(&(addr, _)) = writes.iter().find(|(addr, _)| !sizes.contains(*addr)) {
+            return Err(PortError::OutsideImage(addr));
+        }
         let ring = &client.shm().writes;
         // The lease holder is the ring's only producer, so the room seen here cannot
         // shrink before the pushes below: the batch goes in whole or not at all.
@@ -349,12 +362,19 @@ impl PlcPort {
     }
 
     /// Stages `retain` (or a cold start) and queues a `Load`, under one hold of the lease.
-    pub(crate) fn send_load(&self, path: &str, start: bool, kind: LoadKind<'_>) -> Result<CommandTicket, PortError> {
+    pub(crate) fn send_load(
+        &self,
+        path: &str,
+        start: bool,
+        kind: LoadKind<'_>,
+        image: ImageRequest,
+    ) -> Result<CommandTicket, PortError> {
         use shared_abi::msg::MAX_PATH;
         if path.len() > MAX_PATH {
             return Err(PortError::TooLarge { what: "program path" });
         }
-        let command = Command::Load { path: shared_abi::msg::bounded::<MAX_PATH>(path), start, warm: kind.is_warm() };
+        let path = shared_abi::msg::bounded::<MAX_PATH>(path);
+        let command = Command::Load { path, start, warm: kind.is_warm(), image };
         let mut client = lock(&self.client);
         let client = client.as_mut().ok_or(PortError::NotAttached)?;
         client.stage_retain(kind.staged());
