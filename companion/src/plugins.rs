@@ -156,6 +156,9 @@ impl Plugins {
         if let Some(host) = self.host() {
             match tokio::task::spawn_blocking(move || host.start()).await {
                 Ok(Ok(statuses)) if !statuses.is_empty() => {
+                    if let Some(host) = self.host() {
+                        self.plc.set_plugins_without_image_sizes(host.plugins_without_image_sizes());
+                    }
                     let summary: Vec<String> =
                         statuses.iter().map(|s| format!("{} {:?}", s.name, s.state).to_lowercase()).collect();
                     self.logs.info(format!("Plugins: {}", summary.join(", ")));

@@ -12,6 +12,7 @@ use shared_abi::client::{Observer, RtClient};
 use shared_abi::debug::LoadResult;
 use shared_abi::layout::PlcState;
 use shared_abi::msg::{Command, CommandStatus, Event};
+use shared_abi::sizes::{ImageRequest, ImageSizes};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ pub struct LoadRequest<'a> {
     pub start: bool,
     pub retain: RetainStart,
     pub md5: Option<&'a str>,
+    /// The table sizes the program's `image.conf` configured (zero without one): rt-core
+    /// never sizes a table below what the program's located variables reach.
+    pub image: ImageSizes,
 }
 
 /// Where the link to rt-core stands, as the supervisor drives it.
@@ -75,6 +79,9 @@ pub struct RtLink {
     retain: Mutex<Stores>,
     /// What the last load did with RETAIN values.
     last_start: Mutex<Option<LastStart>>,
+    /// Loaded native plugins that cannot be told per-table sizes (`set_image_sizes`): while
+    /// there are any, every table of a program is as long as its longest (upstream's rule).
+    plugins_without_image_sizes: Mutex<Vec<String>>,
 }
 
 /// Where RETAIN values are kept: a plugin store outranks the file store, as upstream.
@@ -108,6 +115,7 @@ impl RtLink {
             logs,
             retain: Mutex::new(Stores::default()),
             last_start: Mutex::new(None),
+            plugins_without_image_sizes: Mutex::new(Vec::new()),
         }
     }
 
@@ -244,7 +252,15 @@ impl RtLink {
             RetainStart::Warm => LoadKind::Warm { staged: saved.as_deref() },
             RetainStart::Cold => LoadKind::Cold,
         };
-        let loaded = self.port.load(path, request.start, kind, timeout).await?;
+        let without = self.plugins_without_image_sizes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !without.is_empty() {
+            self.logs.info(format!(
+                "Every image table gets the longest table's length: plugin(s) {} cannot be told per-table sizes (no set_image_sizes)",
+                without.join(", ")
+            ));
+        }
+        let image = ImageRequest { configured: request.image, square: !without.is_empty() };
+        let loaded = self.port.load(path, request.start, kind, image, timeout).await?;
         *self.last_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastStart {
             kind: request.retain,
             program_gen: loaded.program_gen,
@@ -260,6 +276,12 @@ impl RtLink {
             }
         }
         Ok(loaded)
+    }
+
+    /// Records the loaded native plugins that lack `set_image_sizes` (the plugin host says
+    /// after it started them); the next load follows.
+    pub fn set_plugins_without_image_sizes(&self, names: Vec<String>) {
+        *self.plugins_without_image_sizes.lock().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     /// Moves rt-core's queued events and log lines into the runtime log (and to event

@@ -3,12 +3,12 @@
 //! (for plugin threads and tools). All fail fast with `RtGone` or `RtReplaced`, and hold
 //! the lease only to send.
 
-use shared_abi::sizes::ImageRequest;
 use crate::error::PortError;
 use crate::port::{CommandTicket, LoadKind, PlcPort, WriteTicket};
 use shared_abi::client::{Observer, Reader};
 use shared_abi::debug::{LoadOutcome, LoadResult};
 use shared_abi::msg::{Command, CommandStatus, MAX_FORCE_BYTES};
+use shared_abi::sizes::ImageRequest;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

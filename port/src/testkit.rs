@@ -3,9 +3,9 @@
 //! Tests find `openplc-rt` next to their executable's directory, so build it first
 //! (`cargo build -p rt-core`, same target directory).
 
-use shared_abi::sizes::{ImageRequest, ImageSizes};
 use crate::{LogSink, PlcPort};
 use shared_abi::client::{Observer, Reader};
+use shared_abi::sizes::{ImageRequest, ImageSizes};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -411,6 +411,20 @@ impl OutputImage {
 }
 
 impl InputImage {
+    /// Byte ranges (offset, length) inside an `InputImage` that hold the tables' prefixes
+    /// `sizes` names.
+    pub fn ranges_within(sizes: &ImageSizes) -> [(usize, usize); 5] {
+        use core::mem::offset_of;
+        let r = |offset: usize, table: Table, bytes: usize| (offset, sizes.get(table) * bytes);
+        [
+            r(offset_of!(InputImage, lint_input), Table::LintInput, 8),
+            r(offset_of!(InputImage, dint_input), Table::DintInput, 4),
+            r(offset_of!(InputImage, int_input), Table::IntInput, 2),
+            r(offset_of!(InputImage, byte_input), Table::ByteInput, 1),
+            r(offset_of!(InputImage, bool_input), Table::BoolInput, BITS_PER_BYTE),
+        ]
+    }
+
     /// Copies the input tables of `src` inside `sizes` into `self`, the areas `dirty`
     /// (`layout::DIRTY_*` bits) names.
     pub fn copy_within_sizes(&mut self, src: &InputImage, sizes: &ImageSizes, dirty: u32) {

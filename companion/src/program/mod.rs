@@ -6,6 +6,7 @@
 //! keeps running (upstream leaves the device empty).
 
 pub mod compiler;
+pub mod image_conf;
 pub mod rt_access;
 pub mod snapshot;
 pub mod store;
@@ -21,6 +22,7 @@ use crate::rt_link::{LoadRequest, RetainStart, RtLink};
 use openplc_builder::{BuildError, Level};
 use openplc_plugin_host::RunSwitch;
 use serde::Serialize;
+use shared_abi::sizes::ImageSizes;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -70,6 +72,8 @@ pub enum DeployError {
     NotABundle(BuildError),
     #[error("Compilation failed: {0}")]
     Compile(BuildError),
+    #[error("The upload's image.conf was refused: {0}")]
+    ImageConf(image_conf::ImageConfError),
     #[error("The real-time core (openplc-rt) is not running; the program was not loaded")]
     NoCore,
     #[error("The real-time core refused the program: {0}")]
@@ -261,6 +265,16 @@ impl Programs {
             &format!("Extracted {} files ({} KiB)", extracted.files, extracted.bytes.div_ceil(1024)),
         );
 
+        // Checked before compiling: a refused image.conf fails the build at once.
+        let src = record.sources();
+        let configured = blocking("image.conf", move || image_conf::read(&src).map_err(DeployError::ImageConf)).await?;
+        match &configured {
+            Some(sizes) => {
+                self.push(Level::Info, &format!("Image sizes from image.conf: {}", image_conf::describe(sizes)))
+            }
+            None => self.push(Level::Info, "No image.conf: the image is sized from the program's located variables"),
+        }
+
         let (compiler, src) = (self.compiler.clone(), record.sources());
         let generation =
             blocking("bundle detection", move || compiler.detect(&src).map_err(DeployError::NotABundle)).await?;
@@ -291,8 +305,13 @@ impl Programs {
         // values, and the store forgets the previous program's. It runs unless the run/stop
         // switch says STOP (then the Editor's own start-plc is refused the same way).
         let start = self.switch.allows_run();
-        let request =
-            LoadRequest { path: &record.library(), start, retain: RetainStart::Cold, md5: built.md5.as_deref() };
+        let request = LoadRequest {
+            path: &record.library(),
+            start,
+            retain: RetainStart::Cold,
+            md5: built.md5.as_deref(),
+            image: configured.unwrap_or(ImageSizes::ZERO),
+        };
         let loaded = self.plc.load(request, LOAD_TIMEOUT).await.map_err(|e| DeployError::Rejected(Box::new(e)))?;
         if let Err(e) = self.store.set_current(id, start, built.md5.clone()) {
             self.logs.error(format!("Could not record the new program as current: {e}"));

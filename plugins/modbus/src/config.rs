@@ -10,9 +10,9 @@
 //!
 //! Errors name the field by its JSON path (`[1].config.io_points[0].iec_location: …`).
 
-use crate::map::{AddressMap, IMAGE_BITS, IMAGE_WORDS, WordOrder};
+use crate::map::{AddressMap, IMAGE_BITS, IMAGE_WORDS, MAX_BITS, MAX_WORDS, WordOrder};
 use serde::Deserialize;
-use shared_abi::image::{BITS_PER_BYTE, BUFFER_SIZE, IecAddress, Width};
+use shared_abi::image::{BITS_PER_BYTE, IecAddress, TABLE_CAPACITY, Width};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -243,7 +243,7 @@ impl ServerConfig {
         let mut fit = |value: &mut u32, limit: u32, name: &str| {
             if *value > limit {
                 cfg.warnings.push(format!(
-                    "buffer_mapping: {name} {} exceeds the image; only {limit} are exposed, \
+                    "buffer_mapping: {name} {} exceeds what an image table holds; only {limit} are exposed, \
                      addresses past them answer Illegal Data Address",
                     *value
                 ));
@@ -251,14 +251,14 @@ impl ServerConfig {
             }
         };
         let section = |s: &'static str, legacy: &'static str| if segmented { s } else { legacy };
-        fit(&mut map.qw_count, IMAGE_WORDS, section("holding_registers.qw_count", "max_holding_registers"));
-        fit(&mut map.mw_count, IMAGE_WORDS, "holding_registers.mw_count");
-        fit(&mut map.md_count, IMAGE_WORDS, "holding_registers.md_count");
-        fit(&mut map.ml_count, IMAGE_WORDS, "holding_registers.ml_count");
-        fit(&mut map.qx_bits, IMAGE_BITS, section("coils.qx_bits", "max_coils"));
-        fit(&mut map.mx_bits, IMAGE_BITS, "coils.mx_bits");
-        fit(&mut map.ix_bits, IMAGE_BITS, section("discrete_inputs.ix_bits", "max_discrete_inputs"));
-        fit(&mut map.iw_count, IMAGE_WORDS, section("input_registers.iw_count", "max_input_registers"));
+        fit(&mut map.qw_count, MAX_WORDS, section("holding_registers.qw_count", "max_holding_registers"));
+        fit(&mut map.mw_count, MAX_WORDS, "holding_registers.mw_count");
+        fit(&mut map.md_count, MAX_WORDS, "holding_registers.md_count");
+        fit(&mut map.ml_count, MAX_WORDS, "holding_registers.ml_count");
+        fit(&mut map.qx_bits, MAX_BITS, section("coils.qx_bits", "max_coils"));
+        fit(&mut map.mx_bits, MAX_BITS, "coils.mx_bits");
+        fit(&mut map.ix_bits, MAX_BITS, section("discrete_inputs.ix_bits", "max_discrete_inputs"));
+        fit(&mut map.iw_count, MAX_WORDS, section("input_registers.iw_count", "max_input_registers"));
         cfg.map = map;
         Ok(cfg)
     }
@@ -525,9 +525,9 @@ fn parse_point(raw: &RawPoint, device_cycle: Option<u64>, path: &str) -> Result<
         return Err(err(format!("{path}.len"), format!("offset {offset} + {wire} runs past Modbus address 65535")));
     }
     let (first, room) = if location.width() == Width::Bit {
-        (location.index() as u32 * BITS_PER_BYTE as u32 + location.bit() as u32, IMAGE_BITS)
+        (location.index() as u32 * BITS_PER_BYTE as u32 + location.bit() as u32, MAX_BITS)
     } else {
-        (location.index() as u32, BUFFER_SIZE as u32)
+        (location.index() as u32, TABLE_CAPACITY as u32)
     };
     if first + len as u32 > room {
         return Err(err(loc_path, format!("{} + {len} elements run past the end of the image", raw.iec_location)));

@@ -305,6 +305,13 @@ fn check(ok: bool) -> Result<(), Exception> {
     if ok { Ok(()) } else { Err(Exception::IllegalDataAddress) }
 }
 
+/// Every point `addr..addr+qty` must be inside the running program's image tables: the
+/// map is the configured one, the tables are the program's, and a point past them answers
+/// Illegal Data Address as a point past the map does.
+fn inside(addr: u16, qty: u16, point_inside: impl Fn(u32) -> bool) -> Result<(), Exception> {
+    check((0..qty as u32).all(|i| point_inside(addr as u32 + i)))
+}
+
 async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), Exception> {
     let map = &s.cfg.map;
     let fc = req.function_code();
@@ -312,10 +319,13 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
         Request::ReadCoils { addr, qty } => {
             check(pdu::in_range(addr, qty, map.coils()))?;
             let snap = s.plc.outputs();
+            inside(addr, qty, |n| map.coil_inside(&snap.sizes, n))?;
             pdu::encode_bits(out, fc, qty, |i| map.read_coil(&snap.image, addr as u32 + i));
         }
         Request::ReadDiscreteInputs { addr, qty } => {
             check(pdu::in_range(addr, qty, map.discrete_inputs()))?;
+            let sizes = s.plc.sizes();
+            inside(addr, qty, |n| AddressMap::discrete_inside(&sizes, n))?;
             s.plc
                 .inputs(|img| pdu::encode_bits(out, fc, qty, |i| AddressMap::read_discrete(img, addr as u32 + i)))
                 .ok_or(Exception::ServerDeviceFailure)?;
@@ -323,10 +333,13 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
         Request::ReadHoldingRegisters { addr, qty } => {
             check(pdu::in_range(addr, qty, map.holding_registers()))?;
             let snap = s.plc.outputs();
+            inside(addr, qty, |n| map.holding_inside(&snap.sizes, n))?;
             pdu::encode_registers(out, fc, qty, |i| map.read_holding(&snap.image, addr as u32 + i));
         }
         Request::ReadInputRegisters { addr, qty } => {
             check(pdu::in_range(addr, qty, map.input_registers()))?;
+            let sizes = s.plc.sizes();
+            inside(addr, qty, |n| AddressMap::input_register_inside(&sizes, n))?;
             s.plc
                 .inputs(|img| {
                     pdu::encode_registers(out, fc, qty, |i| AddressMap::read_input_register(img, addr as u32 + i))
@@ -335,16 +348,22 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
         }
         Request::WriteSingleCoil { addr, value } => {
             check(pdu::in_range(addr, 1, map.coils()))?;
+            let sizes = s.plc.sizes();
+            inside(addr, 1, |n| map.coil_inside(&sizes, n))?;
             write(s, &|_, _, w| w.push((map.coil(addr as u32), value as u64))).await?;
             pdu::encode_echo(out, fc, addr, if value { 0xFF00 } else { 0 });
         }
         Request::WriteSingleRegister { addr, value } => {
             check(pdu::in_range(addr, 1, map.holding_registers()))?;
+            let sizes = s.plc.sizes();
+            inside(addr, 1, |n| map.holding_inside(&sizes, n))?;
             write(s, &|p, snap, w| holding_writes(map, p, snap, addr, 1, |_| value, w)).await?;
             pdu::encode_echo(out, fc, addr, value);
         }
         Request::WriteMultipleCoils { addr, qty, bits } => {
             check(pdu::in_range(addr, qty, map.coils()))?;
+            let sizes = s.plc.sizes();
+            inside(addr, qty, |n| map.coil_inside(&sizes, n))?;
             write(s, &|_, _, w| {
                 w.extend((0..qty as u32).map(|i| (map.coil(addr as u32 + i), pdu::bit(bits, i as usize) as u64)))
             })
@@ -353,12 +372,17 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
         }
         Request::WriteMultipleRegisters { addr, qty, data } => {
             check(pdu::in_range(addr, qty, map.holding_registers()))?;
+            let sizes = s.plc.sizes();
+            inside(addr, qty, |n| map.holding_inside(&sizes, n))?;
             write(s, &|p, snap, w| holding_writes(map, p, snap, addr, qty, |i| pdu::register(data, i), w)).await?;
             pdu::encode_echo(out, fc, addr, qty);
         }
         Request::ReadWriteMultipleRegisters { read_addr, read_qty, write_addr, write_qty, data } => {
             let size = map.holding_registers();
             check(pdu::in_range(read_addr, read_qty, size) && pdu::in_range(write_addr, write_qty, size))?;
+            let sizes = s.plc.sizes();
+            inside(read_addr, read_qty, |n| map.holding_inside(&sizes, n))?;
+            inside(write_addr, write_qty, |n| map.holding_inside(&sizes, n))?;
             // The specification has the write happen before the read.
             write(s, &|p, snap, w| holding_writes(map, p, snap, write_addr, write_qty, |i| pdu::register(data, i), w))
                 .await?;
