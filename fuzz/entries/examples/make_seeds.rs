@@ -28,6 +28,7 @@ fn main() {
     modbus_tcp(&mut seeds);
     plugins_conf(&mut seeds);
     settings_json(&mut seeds);
+    image_conf(&mut seeds);
     rest_bodies(&mut seeds);
     shm_messages(&mut seeds);
     monitor_input(&mut seeds);
@@ -417,6 +418,26 @@ fn plugins_conf(s: &mut Seeds) {
     s.put("plugins_conf", "bad-field", b"a,./a.so,yes,1\n");
 }
 
+// ---- image_conf ----
+
+fn image_conf(s: &mut Seeds) {
+    s.put(
+        "image_conf",
+        "editor",
+        b"# I/O image sizes for this program.\nformat_version=2\nbool_input=16 bits\nbool_output=64 bits\n\
+byte_input=0 bytes\nbyte_output=0 bytes\nint_input=32 words\nint_output=4096 words\ndint_input=0 dwords\n\
+dint_output=0 dwords\nlint_input=0 lwords\nlint_output=0 lwords\nint_memory=20 words\ndint_memory=0 dwords\n\
+lint_memory=0 lwords\nbool_memory=9 bits\n",
+    );
+    s.put("image_conf", "max", b"format_version=2\nint_output=65536 words\nbool_memory=524288 bits\n");
+    s.put("image_conf", "over", b"format_version=2\nint_output=65537 words\n");
+    s.put("image_conf", "no-version", b"int_output=4 words\n");
+    s.put("image_conf", "old-form", b"bool_output=8\nint_memory=20\n");
+    s.put("image_conf", "wrong-unit", b"format_version=2\nbool_output=8 bytes\n");
+    s.put("image_conf", "twice", b"format_version=2\nint_output=1 words\nint_output=2 words\n");
+    s.put("image_conf", "crlf-unknown", b"format_version = 2\r\nfuture=1 zorks\r\nint_memory = 7 words\r\n");
+}
+
 // ---- settings_json ----
 
 fn settings_json(s: &mut Seeds) {
@@ -467,6 +488,7 @@ fn shm_messages(s: &mut Seeds) {
                 path: bounded("/var/lib/openplc/programs/7/program.so"),
                 start: true,
                 warm: false,
+                image: shared_abi::sizes::ImageRequest::FROM_PROGRAM,
             },
         },
         CommandEnvelope {

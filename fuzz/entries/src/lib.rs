@@ -11,6 +11,7 @@
 pub mod bundle_files;
 pub mod debug_pdu;
 pub mod debug_values;
+pub mod image_conf;
 pub mod modbus_conf;
 pub mod modbus_tcp;
 pub mod monitor_input;
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("modbus_tcp", modbus_tcp::run),
     ("plugins_conf", plugins_conf::run),
     ("settings_json", settings_json::run),
+    ("image_conf", image_conf::run),
     ("rest_bodies", rest_bodies::run),
     ("shm_messages", shm_messages::run),
     ("monitor_input", monitor_input::run),

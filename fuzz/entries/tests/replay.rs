@@ -64,6 +64,7 @@ replay_tests!(
     modbus_tcp,
     plugins_conf,
     settings_json,
+    image_conf,
     rest_bodies,
     shm_messages,
     monitor_input,
