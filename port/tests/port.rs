@@ -8,6 +8,10 @@ use shared_abi::client::Reader;
 use shared_abi::image::IecAddress;
 use shared_abi::msg::{Command, CommandStatus, MAX_WRITES_PER_CYCLE};
 use std::sync::Arc;
+
+/// Every table at 1024 elements, as an image.conf could ask.
+const LEGACY: shared_abi::sizes::ImageRequest =
+    shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
 use std::time::{Duration, Instant};
 
 /// Long enough that a wait ending on its own is a failure of the test.
@@ -118,16 +122,17 @@ fn loads_report_refusals_failures_and_success() {
     let port = rt.port();
     let long = "/".repeat(300);
     assert!(matches!(
-        port.load_blocking(&long, true, openplc_port::LoadKind::Cold, DEADLINE),
+        port.load_blocking(&long, true, openplc_port::LoadKind::Cold, LEGACY, DEADLINE),
         Err(PortError::TooLarge { .. })
     ));
-    match port.load_blocking("/nonexistent/program.so", true, openplc_port::LoadKind::Cold, DEADLINE) {
+    match port.load_blocking("/nonexistent/program.so", true, openplc_port::LoadKind::Cold, LEGACY, DEADLINE) {
         Err(PortError::LoadFailed(why)) => assert!(why.contains("nonexistent"), "{why}"),
         other => panic!("{:?}", other.map(|r| r.program_gen)),
     }
     assert!(port.program_info().is_none());
     let program = build_fixture(rt.dir.path(), "p.so", &[]);
-    let loaded = port.load_blocking(&program.to_string_lossy(), true, openplc_port::LoadKind::Cold, DEADLINE).unwrap();
+    let loaded =
+        port.load_blocking(&program.to_string_lossy(), true, openplc_port::LoadKind::Cold, LEGACY, DEADLINE).unwrap();
     assert_eq!(port.program_info().map(|p| p.program_gen), Some(loaded.program_gen));
     assert_eq!(port.state(), Some(shared_abi::layout::PlcState::Running));
 }
@@ -212,7 +217,7 @@ fn a_load_that_takes_rt_core_down_ends_at_once() {
         std::thread::spawn(move || {
             let start = Instant::now();
             (
-                p.load_blocking(&crashing.to_string_lossy(), true, openplc_port::LoadKind::Cold, LONG)
+                p.load_blocking(&crashing.to_string_lossy(), true, openplc_port::LoadKind::Cold, LEGACY, LONG)
                     .map(|r| r.program_gen),
                 start.elapsed(),
             )

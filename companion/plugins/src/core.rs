@@ -230,6 +230,9 @@ pub(crate) struct Core {
     debug_sizes: Mutex<HashMap<(u32, u32), u16>>,
     /// Native plugins loaded so far that cannot be told per-table sizes (by name).
     without_image_sizes: Mutex<std::collections::BTreeSet<String>>,
+    /// The program's table sizes as last read (journal writes are checked against them
+    /// without copying a snapshot per write).
+    known_sizes: Mutex<ImageSizes>,
     last_drop_report: Mutex<Option<Instant>>,
 }
 
@@ -260,6 +263,7 @@ impl Core {
             counters: Counters::default(),
             debug_sizes: Mutex::new(HashMap::new()),
             without_image_sizes: Mutex::new(Default::default()),
+            known_sizes: Mutex::new(ImageSizes::ZERO),
             last_drop_report: Mutex::new(None),
         })
     }
@@ -283,7 +287,14 @@ impl Core {
     /// The running program's table sizes (what plugins are told and what the mirror
     /// refreshes).
     pub fn image_sizes(&self) -> ImageSizes {
-        self.plc.outputs().sizes
+        let sizes = self.plc.outputs().sizes;
+        *lock(&self.known_sizes) = sizes;
+        sizes
+    }
+
+    /// The sizes as last read (refreshed at every image lock and published scan).
+    pub fn known_sizes(&self) -> ImageSizes {
+        *lock(&self.known_sizes)
     }
 
     /// Points the 14 tables of `args` at the mirror and fills the sizes: `buffer_size` is
@@ -325,6 +336,7 @@ impl Core {
         self.flush_journal();
         let Mirror { cells, baseline, .. } = self.mirror;
         let outputs = self.plc.outputs();
+        *lock(&self.known_sizes) = outputs.sizes;
         // Only the program's tables: a lock costs what the program uses.
         let out_ranges = OutputImage::ranges_within(&outputs.sizes);
         let in_ranges = InputImage::ranges_within(&outputs.sizes);
@@ -462,6 +474,7 @@ impl Core {
         let mut view = lock(&self.view);
         let ViewData { outputs, inputs: view_inputs } = &mut *view;
         let snapshot = self.plc.outputs();
+        *lock(&self.known_sizes) = snapshot.sizes;
         let fresh_outputs = snapshot.cycle != 0;
         // The stamp and the program's tables only.
         let head = OutputSnapshot::HEAD_BYTES;
@@ -669,13 +682,15 @@ mod tests {
     #[test]
     fn diff_reports_exactly_the_changed_cells() {
         let before: Box<Image> = bytemuck::zeroed_box();
-        let mut now = before.clone();
+        let mut now: Box<Image> = bytemuck::zeroed_box();
         now.inputs.bool_input[3][5] = 1;
         now.inputs.int_input[7] = 0xBEEF;
         now.outputs.dint_memory[1023] = 9;
         now.outputs.bool_output[0][0] = 1;
+        // Past the program's tables: never reported.
+        now.outputs.int_memory[1024] = 5;
         let mut seen = Vec::new();
-        diff_image(&now, &before, &mut |a, v| seen.push((a.to_string(), v)));
+        diff_image(&now, &before, &ImageSizes::LEGACY, &mut |a, v| seen.push((a.to_string(), v)));
         seen.sort();
         assert_eq!(
             seen,

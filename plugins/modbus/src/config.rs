@@ -714,12 +714,15 @@ mod tests {
     #[test]
     fn oversized_segments_are_fitted_with_a_warning() {
         let c = ServerConfig::from_json(
-            r#"{"buffer_mapping":{"holding_registers":{"qw_count":5000},"coils":{"qx_bits":9000}}}"#,
+            r#"{"buffer_mapping":{"holding_registers":{"qw_count":70000},"coils":{"qx_bits":600000}}}"#,
         )
         .unwrap();
-        assert_eq!((c.map.qw_count, c.map.qx_bits), (1024, 8192));
+        assert_eq!((c.map.qw_count, c.map.qx_bits), (65_536, 524_288), "a table's room");
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
-        assert!(c.warnings[0].contains("holding_registers.qw_count 5000"));
+        assert!(c.warnings[0].contains("holding_registers.qw_count 70000"));
+        // 5000 registers fit a table: whether they answer is the running program's size.
+        let c = ServerConfig::from_json(r#"{"buffer_mapping":{"holding_registers":{"qw_count":5000}}}"#).unwrap();
+        assert_eq!((c.map.qw_count, c.warnings.len()), (5000, 0));
     }
 
     #[test]
@@ -838,7 +841,7 @@ mod tests {
                 "[0].config.io_points[0].offset",
             ),
             (
-                r#"[{"config":{"io_points":[{"fc":3,"offset":"0","iec_location":"%IW1024","len":1}]}}]"#,
+                r#"[{"config":{"io_points":[{"fc":3,"offset":"0","iec_location":"%IW65536","len":1}]}}]"#,
                 "[0].config.io_points[0].iec_location",
             ),
             (
@@ -846,7 +849,7 @@ mod tests {
                 "[0].config.io_points[0].iec_location",
             ),
             (
-                r#"[{"config":{"io_points":[{"fc":3,"offset":"0","iec_location":"%IW1020","len":5}]}}]"#,
+                r#"[{"config":{"io_points":[{"fc":3,"offset":"0","iec_location":"%IW65532","len":5}]}}]"#,
                 "[0].config.io_points[0].iec_location",
             ),
             (

@@ -52,7 +52,8 @@ async fn pymodbus_reads_and_writes_every_table() {
     assert!(out.status.success() && log.contains("PASS"), "pymodbus client failed:\n{log}");
 
     // What the client wrote is what the program's image holds.
-    let img = plc.outputs().image;
+    let snap = plc.outputs();
+    let img = &snap.image;
     assert_eq!(img.int_memory[5], 1234, "%MW5");
     assert_eq!(&img.int_output[3..6], &[7, 8, 9], "%QW3..5");
     assert_eq!(img.bool_output[0][5], 1, "%QX0.5");
@@ -110,7 +111,8 @@ async fn mbpoll_reads_and_writes_every_table() {
     mbpoll(p, &["-t", "0", "-r", "8194"], &["1"]).await; // %MX0.1
     // A 32-bit value, big-endian word order: %MD0 is references 2049-2050.
     mbpoll(p, &["-t", "4:int", "-B", "-r", "2049"], &["305419896"]).await;
-    let img = plc.outputs().image;
+    let snap = plc.outputs();
+    let img = &snap.image;
     assert_eq!(img.int_memory[10], 777);
     assert_eq!(&img.int_output[1..4], &[11, 12, 13]);
     assert_eq!(img.bool_output[0][2], 1);
@@ -217,7 +219,8 @@ async fn partial_md_and_ml_writes_read_modify_write() {
     until("%MD6/7 set", Duration::from_secs(2), || (plc.outputs().image.dint_memory[7] == 0x0506_0708).then_some(()))
         .await;
     c.write_multiple_registers(2048 + 13, &[0xCCCC, 0xDDDD]).await.unwrap().unwrap();
-    let img = plc.outputs().image;
+    let snap = plc.outputs();
+    let img = &snap.image;
     assert_eq!((img.dint_memory[6], img.dint_memory[7]), (0x0102_CCCC, 0xDDDD_0708));
     // %ML1: the two middle words only.
     let ml1 = 4096 + 4;
