@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define OPLC_PROGRAM_ABI_VERSION 1u
+#define OPLC_PROGRAM_ABI_VERSION 2u /* 2: tables with room for 65 536 elements */
 #define OPLC_BUFFER_SIZE 65536 /* room per table; a program uses a prefix of each (its image sizes) */
 #define OPLC_PROGRAM_ENTRY_SYMBOL "oplc_program_entry"
 

@@ -11,13 +11,12 @@
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
 use crate::layout::{
-    DIRTY_ALL, DIRTY_BOOL, DIRTY_BYTE, DIRTY_DINT, DIRTY_INT, DIRTY_LINT, InputSnapshot, OutputSnapshot, PlcState,
-    SharedMemory,
+    INPUT_LINE_BYTES, INPUT_LINE_WORDS, INPUT_LINES, InputSnapshot, OutputSnapshot, PlcState, SharedMemory,
 };
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
-use crate::sizes::{ImageRequest, ImageSizes, Table};
+use crate::sizes::{ImageRequest, ImageSizes};
 use crate::stats::{HistogramSnapshot, Stats};
 use bytemuck::Zeroable;
 use std::sync::atomic::Ordering;
@@ -100,6 +99,41 @@ fn status_of(shm: &SharedMemory, rt_alive: bool) -> Status {
         scan_cpu: h.scan_cpu.load(Ordering::Acquire),
         scan_priority: h.scan_priority.load(Ordering::Acquire),
         rt_flags: h.rt_flags.load(Ordering::Acquire),
+    }
+}
+
+/// The lines (`INPUT_LINE_BYTES` each) in which `new` differs from `old`.
+fn changed_lines(old: &InputImage, new: &InputImage, sizes: &ImageSizes) -> [u64; INPUT_LINE_WORDS] {
+    let mut changed = [0u64; INPUT_LINE_WORDS];
+    let (old, new) = (bytemuck::bytes_of(old), bytemuck::bytes_of(new));
+    for range in table_lines(sizes) {
+        for i in range {
+            let at = i * INPUT_LINE_BYTES..(i + 1) * INPUT_LINE_BYTES;
+            if old.get(at.clone()) != new.get(at) {
+                changed[i / 64] |= 1 << (i % 64);
+            }
+        }
+    }
+    changed
+}
+
+/// The lines of an input image that hold the program's tables (each table's prefix,
+/// rounded out to whole lines): all a publish compares and copies.
+fn table_lines(sizes: &ImageSizes) -> [core::ops::Range<usize>; 5] {
+    InputImage::ranges_within(sizes).map(|(offset, len)| {
+        let first = offset / INPUT_LINE_BYTES;
+        let end = (offset + len).div_ceil(INPUT_LINE_BYTES);
+        if len == 0 { first..first } else { first..end.min(INPUT_LINES) }
+    })
+}
+
+/// Copies `lines` of `src` into `dst` (two input images' bytes).
+fn copy_lines(src: &[u8], dst: &mut [u8], lines: &[core::ops::Range<usize>]) {
+    for range in lines {
+        let at = range.start * INPUT_LINE_BYTES..range.end * INPUT_LINE_BYTES;
+        if let (Some(d), Some(s)) = (dst.get_mut(at.clone()), src.get(at)) {
+            d.copy_from_slice(s);
+        }
     }
 }
 
@@ -211,9 +245,9 @@ pub struct RtClient {
     inputs: Box<InputImage>,
     /// What was last published, to tell rt-core which areas changed.
     published: Box<InputSnapshot>,
-    /// Publishes left that mark everything changed and copy every table whole: after
-    /// taking over, and after a program swap (one per buffer of the triple buffer).
-    publish_all: u8,
+    /// The next publish marks everything changed and copies every line: after taking
+    /// over, and after a program swap.
+    publish_all: bool,
     /// The loaded program's table sizes (keyed by its generation): what is compared and
     /// copied on every other publish.
     sizes: (u32, ImageSizes),
@@ -256,7 +290,7 @@ impl RtClient {
             next_seq,
             inputs,
             published,
-            publish_all: 3,
+            publish_all: true,
             sizes: (u32::MAX, ImageSizes::FULL),
             watch_generation,
         })
@@ -363,16 +397,19 @@ impl RtClient {
         &self.inputs
     }
 
-    /// The loaded program's table sizes (all zero while none is loaded).
+    /// The loaded program's table sizes (every table's whole room while none is loaded,
+    /// so inputs set before a program are there for it).
     pub fn image_sizes(&mut self) -> ImageSizes {
         let generation = self.shm().header.program_gen.load(Ordering::Acquire);
-        if self.sizes.0 != generation {
+        if generation == 0 {
+            self.sizes = (0, ImageSizes::FULL);
+        } else if self.sizes.0 != generation {
             let mut info = ProgramInfo::zeroed();
             if self.shm().program.read(&mut info, READ_ATTEMPTS).is_ok() && info.program_gen == generation {
                 self.sizes = (generation, info.image_sizes);
-                // The new program may reach cells the old one did not: the next publishes
-                // (one per buffer) carry every table whole.
-                self.publish_all = 3;
+                // The new program may reach cells the old one did not: the next publish
+                // promises nothing, so rt-core copies its tables whole.
+                self.publish_all = true;
             }
         }
         self.sizes.1
@@ -383,45 +420,43 @@ impl RtClient {
     pub fn update_inputs(&mut self, f: impl FnOnce(&mut InputImage)) {
         f(&mut self.inputs);
         let sizes = self.image_sizes();
-        let whole = self.publish_all > 0;
-        let (new, old) = (&*self.inputs, &self.published.image);
-        let mut dirty = 0;
-        if whole {
-            dirty = DIRTY_ALL;
+        let shm = self.mapping.shm();
+        let previous = self.published.generation;
+        if self.publish_all {
+            // Taking over, or a new program: nothing is known of what rt-core holds.
+            self.published.changed_since = 0;
+            self.published.changed = [u64::MAX; INPUT_LINE_WORDS];
         } else {
-            use bytemuck::cast_slice as bytes;
-            let n = |t| sizes.get(t);
-            if bytes::<_, u8>(&new.bool_input[..n(Table::BoolInput)])
-                != bytes::<_, u8>(&old.bool_input[..n(Table::BoolInput)])
-            {
-                dirty |= DIRTY_BOOL;
-            }
-            if new.byte_input[..n(Table::ByteInput)] != old.byte_input[..n(Table::ByteInput)] {
-                dirty |= DIRTY_BYTE;
-            }
-            if new.int_input[..n(Table::IntInput)] != old.int_input[..n(Table::IntInput)] {
-                dirty |= DIRTY_INT;
-            }
-            if new.dint_input[..n(Table::DintInput)] != old.dint_input[..n(Table::DintInput)] {
-                dirty |= DIRTY_DINT;
-            }
-            if new.lint_input[..n(Table::LintInput)] != old.lint_input[..n(Table::LintInput)] {
-                dirty |= DIRTY_LINT;
+            let step = changed_lines(&self.published.image, &self.inputs, &sizes);
+            if shm.inputs.latest_taken() {
+                // rt-core took the previous snapshot (it cannot take an older one any more):
+                // it holds that one, so this one's changes are relative to it alone.
+                self.published.changed_since = previous;
+                self.published.changed = step;
+            } else {
+                // The previous one may never be taken: keep covering every step since the
+                // snapshot rt-core may still hold.
+                for (acc, s) in self.published.changed.iter_mut().zip(step) {
+                    *acc |= s;
+                }
             }
         }
-        self.published.generation += 1;
-        self.published.dirty = dirty;
-        let copy = if whole { ImageSizes::FULL } else { sizes };
-        self.published.image.copy_within_sizes(&self.inputs, &copy, DIRTY_ALL);
-        self.publish_all = self.publish_all.saturating_sub(1);
-        let shm = self.mapping.shm();
+        self.published.generation = previous + 1;
+        // Only the lines of the program's tables are copied: the rest of each buffer is
+        // never read (rt-core copies changed lines, all inside them, or those tables).
+        // After taking over or a swap, every line: no buffer is left short of a table the
+        // new program may have.
+        let lines = table_lines(if self.publish_all { &ImageSizes::FULL } else { &sizes });
+        copy_lines(bytemuck::bytes_of(&*self.inputs), bytemuck::bytes_of_mut(&mut self.published.image), &lines);
+        self.publish_all = false;
         // SAFETY: the client lease makes us the only writer of the input buffer; the back
         // buffer reference does not outlive this block.
         unsafe {
-            let back = shm.inputs.back_buffer();
-            back.generation = self.published.generation;
-            back.dirty = dirty;
-            back.image.copy_within_sizes(&self.published.image, &copy, DIRTY_ALL);
+            let back = bytemuck::bytes_of_mut(shm.inputs.back_buffer());
+            let published = bytemuck::bytes_of(&*self.published);
+            let head = core::mem::offset_of!(InputSnapshot, image);
+            back[..head].copy_from_slice(&published[..head]);
+            copy_lines(&published[head..], &mut back[head..], &lines);
             shm.inputs.publish();
         }
     }

@@ -425,28 +425,16 @@ impl InputImage {
         ]
     }
 
-    /// Copies the input tables of `src` inside `sizes` into `self`, the areas `dirty`
-    /// (`layout::DIRTY_*` bits) names.
-    pub fn copy_within_sizes(&mut self, src: &InputImage, sizes: &ImageSizes, dirty: u32) {
-        use crate::layout::{DIRTY_BOOL, DIRTY_BYTE, DIRTY_DINT, DIRTY_INT, DIRTY_LINT};
+    /// Copies the input tables of `src` inside `sizes` into `self`.
+    pub fn copy_within_sizes(&mut self, src: &InputImage, sizes: &ImageSizes) {
         fn prefix<T: Copy>(dst: &mut [T], src: &[T], n: usize) {
             dst[..n].copy_from_slice(&src[..n]);
         }
-        if dirty & DIRTY_BOOL != 0 {
-            prefix(&mut self.bool_input, &src.bool_input, sizes.get(Table::BoolInput));
-        }
-        if dirty & DIRTY_BYTE != 0 {
-            prefix(&mut self.byte_input, &src.byte_input, sizes.get(Table::ByteInput));
-        }
-        if dirty & DIRTY_INT != 0 {
-            prefix(&mut self.int_input, &src.int_input, sizes.get(Table::IntInput));
-        }
-        if dirty & DIRTY_DINT != 0 {
-            prefix(&mut self.dint_input, &src.dint_input, sizes.get(Table::DintInput));
-        }
-        if dirty & DIRTY_LINT != 0 {
-            prefix(&mut self.lint_input, &src.lint_input, sizes.get(Table::LintInput));
-        }
+        prefix(&mut self.bool_input, &src.bool_input, sizes.get(Table::BoolInput));
+        prefix(&mut self.byte_input, &src.byte_input, sizes.get(Table::ByteInput));
+        prefix(&mut self.int_input, &src.int_input, sizes.get(Table::IntInput));
+        prefix(&mut self.dint_input, &src.dint_input, sizes.get(Table::DintInput));
+        prefix(&mut self.lint_input, &src.lint_input, sizes.get(Table::LintInput));
     }
 }
 

@@ -9,7 +9,7 @@ use crate::image::Image;
 use core::ffi::{c_char, c_void};
 
 /// Bumped on any incompatible change of `ProgramAbi` or `LocatedInfo`.
-pub const PROGRAM_ABI_VERSION: u32 = 1;
+pub const PROGRAM_ABI_VERSION: u32 = 2;
 
 /// The symbol rt-core resolves in a program library.
 pub const PROGRAM_ENTRY_SYMBOL: &str = "oplc_program_entry";

@@ -480,7 +480,7 @@ impl Core {
         let head = OutputSnapshot::HEAD_BYTES;
         bytemuck::bytes_of_mut(&mut **outputs)[..head].copy_from_slice(&bytemuck::bytes_of(&*snapshot)[..head]);
         outputs.image.copy_within_sizes(&snapshot.image, &snapshot.sizes);
-        self.plc.inputs(|i| view_inputs.copy_within_sizes(i, &snapshot.sizes, shared_abi::layout::DIRTY_ALL));
+        self.plc.inputs(|i| view_inputs.copy_within_sizes(i, &snapshot.sizes));
         for &(a, v) in lock(&self.pending).iter() {
             if a.area() == Area::Input {
                 view_inputs.set(a, v);

@@ -4,7 +4,7 @@
 
 use super::{Engine, MAX_WRITES_PER_CYCLE, live, stamped};
 use crate::sys;
-use shared_abi::layout::{DIRTY_ALL, PlcState};
+use shared_abi::layout::PlcState;
 use shared_abi::msg::{Event, ImageWrite, RingId, decode_write};
 use shared_abi::sizes::ImageSizes;
 use std::sync::atomic::Ordering;
@@ -17,14 +17,15 @@ impl Engine {
         let (snapshot, fresh) = unsafe { self.shm.inputs.read_latest() };
         if fresh || self.inputs_stale {
             let sizes = program.info().image_sizes;
-            // Only the program's tables, and of those only the areas that changed since
-            // the snapshot we already hold (all of them after a gap or a swap).
-            let dirty = if !self.inputs_stale && snapshot.generation == self.inputs_generation + 1 {
-                snapshot.dirty
+            let dst = &mut program.image_mut().inputs;
+            if !self.inputs_stale && snapshot.lines_suffice_from(self.inputs_generation) {
+                // Only the lines that changed since the snapshot the image already holds
+                // (the client marks lines inside the program's tables only).
+                snapshot.copy_changed_lines(dst);
             } else {
-                DIRTY_ALL
-            };
-            program.image_mut().inputs.copy_within_sizes(&snapshot.image, &sizes, dirty);
+                // Everything, of the program's tables only.
+                dst.copy_within_sizes(&snapshot.image, &sizes);
+            }
             self.inputs_generation = snapshot.generation;
             self.inputs_stale = false;
             self.inputs_cycle = self.shm.header.heartbeat.load(Ordering::Relaxed);
