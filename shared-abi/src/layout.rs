@@ -367,7 +367,7 @@ const _: () = {
     assert!(offset_of!(SharedMemory, outputs) % 64 == 0);
     assert!(offset_of!(SharedMemory, commands) % 64 == 0);
     assert!(align_of::<SharedMemory>() == 64);
-    assert!(OutputSnapshot::HEAD_BYTES % 8 == 0);
+    assert!(OutputSnapshot::HEAD_BYTES.is_multiple_of(8));
     // Room for 65 536 elements in every table: three input buffers (1.5 MiB each) and the
     // published outputs (2.8 MiB) are most of the file. Mapped and locked once, at start.
     assert!(LAYOUT_SIZE < 8 * 1024 * 1024);
