@@ -291,6 +291,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "at start-up, before serving: a runtime that cannot be stopped cleanly must not start"
+)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
