@@ -1,25 +1,29 @@
-//! The fuzz target's entry point, shared with the test that replays the kept corpus: the
-//! bytes a malicious client could send, framed exactly as the server frames them, through
-//! the same session over an in-memory image, with every reply checked for shape.
+//! `s7_request`: the bytes an S7 client sends, framed exactly as the server frames them
+//! (TPKT, COTP), through the S7 PDU parser and the request handler of one session
+//! (`openplc_s7::session`, what a TCP connection runs), over the port's in-memory image
+//! behind assertions that the server never asks for a write rt-core would refuse. Every
+//! reply is checked: whole TPKT frames, S7 PDUs within the negotiated size whose header
+//! lengths add up.
 //!
 //! Input: the first byte is a mode: bit 0, the session starts already connected
 //! (connection confirmed, PDU 240 negotiated), so the fuzzer need not rediscover the
-//! handshake; bit 1, every write fails as if rt-core did not apply it; bit 2, the PLC is
-//! stopped. The rest is the TCP byte stream.
+//! handshake; bit 1, every write fails as if rt-core did not apply it in time; bit 2, the
+//! PLC is stopped. The rest is the TCP byte stream.
 
-use crate::config::S7Config;
-use crate::image::{MemoryImage, WriteError};
-use crate::session::{Service, Session};
-use crate::wire::{iso, s7};
-use shared_abi::layout::PlcState;
-use std::future::Future;
-use std::pin::pin;
+use crate::support::block_on;
+use openplc_port::{ImagePort, MemoryImage, PortError, PortFuture, WriteRing, WriteTicket};
+use openplc_s7::S7Config;
+use openplc_s7::session::{Service, Session};
+use openplc_s7::wire::{iso, s7};
+use shared_abi::image::{Area, IecAddress, InputImage};
+use shared_abi::layout::{OutputSnapshot, PlcState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 /// The configuration the fuzzer serves: every mapping type, every system area.
 pub const CONFIG: &str = r#"{
-  "server": { "enabled": true, "port": 0, "pdu_size": 480 },
+  "server": { "enabled": true, "port": 0, "pdu_size": 960 },
   "data_blocks": [
     { "db_number": 1, "size_bytes": 64, "mapping": { "type": "bool_output", "start_buffer": 0, "bit_addressing": true } },
     { "db_number": 2, "size_bytes": 64, "mapping": { "type": "int_memory", "start_buffer": 10 } },
@@ -43,31 +47,25 @@ pub const HANDSHAKE: &[u8] = &[
     3, 0, 0, 25, 2, 0xF0, 0x80, 0x32, 1, 0, 0, 0, 0, 0, 8, 0, 0, 0xF0, 0, 0, 1, 0, 1, 0, 240,
 ];
 
-fn service() -> &'static (Service, Arc<MemoryImage>) {
-    static SERVICE: OnceLock<(Service, Arc<MemoryImage>)> = OnceLock::new();
+fn service() -> &'static (Service, Arc<ModelPlc>) {
+    static SERVICE: OnceLock<(Service, Arc<ModelPlc>)> = OnceLock::new();
     SERVICE.get_or_init(|| {
-        let cfg = S7Config::from_json(CONFIG).unwrap_or_default();
-        let image = Arc::new(MemoryImage::new());
-        (Service::new(cfg, image.clone()), image)
+        let cfg = S7Config::from_json(CONFIG).unwrap_or_else(|e| panic!("the canned configuration: {e}"));
+        let plc = Arc::new(ModelPlc { image: MemoryImage::zeroed(), unapplied: AtomicBool::new(false) });
+        (Service::new(cfg, plc.clone()), plc)
     })
 }
 
-/// Polls a future that must not wait (the in-memory image never does).
-fn now<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("the session waited on an in-memory image"),
-    }
-}
-
 /// Feeds `stream` to a fresh session as the server would; panics only on a broken
-/// invariant (a reply that is not whole TPKT frames, an S7 reply longer than the PDU).
+/// invariant (a reply that is not whole TPKT frames, an S7 reply longer than the PDU, a
+/// write rt-core would refuse).
 pub fn run(input: &[u8]) {
     let Some((&mode, stream)) = input.split_first() else { return };
-    let (svc, image) = service();
-    image.fail_writes((mode & 2 != 0).then_some(WriteError::Timeout));
-    image.set_state(if mode & 4 != 0 { PlcState::Stopped } else { PlcState::Running });
+    let (svc, plc) = service();
+    // Every input starts from the same image, so equal input gives equal output.
+    plc.image.publish(bytemuck::zeroed_box());
+    plc.unapplied.store(mode & 2 != 0, Ordering::Release);
+    plc.image.set_state(Some(if mode & 4 != 0 { PlcState::Stopped } else { PlcState::Running }));
     let mut session = Session::new(1);
     let mut out = Vec::new();
     if mode & 1 == 1 {
@@ -85,7 +83,7 @@ fn feed(svc: &Service, session: &mut Session, mut stream: &[u8], out: &mut Vec<u
             return;
         }
         out.clear();
-        let result = now(session.on_frame(svc, &stream[iso::TPKT_HEADER..len], out));
+        let result = block_on(session.on_frame(svc, &stream[iso::TPKT_HEADER..len], out));
         check_replies(out, session.pdu_size());
         if result.is_err() {
             return;
@@ -123,5 +121,58 @@ fn check_replies(out: &[u8], pdu_size: u16) {
             pdu.clear();
         }
         rest = &rest[len..];
+    }
+}
+
+/// The PLC as the server sees it: the port's in-memory image (writes applied at once, with
+/// rt-core's rules), behind assertions that the server never asks for a write rt-core
+/// would refuse; with `unapplied`, writes are queued but never applied, and the wait for
+/// them fails at once (as it would after the write timeout) so that no input sleeps.
+struct ModelPlc {
+    image: MemoryImage,
+    unapplied: AtomicBool,
+}
+
+impl ImagePort for ModelPlc {
+    fn cycle(&self) -> u64 {
+        self.image.cycle()
+    }
+
+    fn state(&self) -> Option<PlcState> {
+        self.image.state()
+    }
+
+    fn outputs(&self) -> Arc<OutputSnapshot> {
+        self.image.outputs()
+    }
+
+    fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) -> bool {
+        self.image.read_inputs(f)
+    }
+
+    fn update_inputs(&self, _f: &mut dyn FnMut(&mut InputImage)) -> Result<(), PortError> {
+        panic!("the S7 server never changes inputs");
+    }
+
+    fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError> {
+        assert!(!writes.is_empty(), "an empty write batch");
+        assert!(writes.len() <= WriteRing::CAPACITY, "{} writes exceed rt-core's write queue", writes.len());
+        for &(addr, value) in writes {
+            assert!(addr.area() != Area::Input, "the server writes an input: {addr}");
+            assert!(addr.check_value(value).is_ok(), "{addr} cannot hold {value}");
+        }
+        self.image.stall.store(self.unapplied.load(Ordering::Acquire), Ordering::Release);
+        self.image.write(writes)
+    }
+
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+        if self.unapplied.load(Ordering::Acquire) {
+            return Box::pin(std::future::ready(Err(PortError::Timeout { what: "image writes", after: timeout })));
+        }
+        self.image.wait_applied(ticket, timeout)
+    }
+
+    fn wait_cycle_after(&self, cycle: u64, timeout: Duration) -> PortFuture<'_, u64> {
+        self.image.wait_cycle_after(cycle, timeout)
     }
 }
