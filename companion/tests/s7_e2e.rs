@@ -5,8 +5,9 @@
 //! client no one here wrote) connects with the configured rack and slot and reads the
 //! running program: its scan counter (`%MW0`) in a data block and in MK, a write it then
 //! counts on from, the inputs a native plugin drives (`%IW0` = scans it saw) in PE and the
-//! outputs the program computes from them (`%QW0` = 2 × `%IW0`) in PA; a read beyond a
-//! mapping gets the CPU's error; a stopped PLC shows as STOP; `/api/plugins` reports the
+//! outputs the program computes from them (`%QW0` = 2 × `%IW0`) in PA; a multi-item read
+//! from one scan, bit writes and reads, a PA write; a read beyond a mapping gets the CPU's
+//! error; a stopped PLC shows as STOP; `/api/plugins` reports the
 //! server; the build log names a configuration that cannot be used; a new upload with
 //! another port moves the server.
 
@@ -167,6 +168,41 @@ fn serves_the_running_program(rt: &Runtime, token: &str, port: u16) {
     assert_eq!(r["past_end"], "CPU : Address out of range", "a read past DB1's 20 bytes");
     assert_eq!(r["no_db"], "CPU : Item not available", "no DB9 configured");
     assert!(r["input_write"].as_str().is_some_and(|e| e.contains("refused")), "inputs are read-only: {r}");
+
+    // Multi-item and bit requests, as HMIs batch them. One read of five items: DB1.DBW0
+    // and MW0 (both %MW0) from the same scan, PE and PA words, and DB1 past its end. One
+    // write of two bits: DB1.DBX5.1 (%MW2 bit 1) and M7.0 (%MW3 bit 0), and a PA word
+    // the program leaves alone (%QW1); then the cells and a bit read back.
+    let r = snap7(
+        port,
+        "from ctypes import c_uint8, cast, POINTER\n\
+         from snap7.type import Area, WordLen, S7DataItem\n\
+         def item(area, db, start, amount, wl, buf):\n\
+         \x20   it = S7DataItem(); it.Area, it.WordLen, it.DBNumber, it.Start, it.Amount = area, wl, db, start, amount\n\
+         \x20   it.pData = cast(buf, POINTER(c_uint8)); return it\n\
+         bufs = [(c_uint8 * 4)() for _ in range(5)]\n\
+         specs = [(Area.DB, 1, 0, 2), (Area.MK, 0, 0, 2), (Area.PE, 0, 0, 2), (Area.PA, 0, 0, 2), (Area.DB, 1, 18, 4)]\n\
+         items = (S7DataItem * 5)(*[item(a, db, s, n, WordLen.Byte, b) for (a, db, s, n), b in zip(specs, bufs)])\n\
+         c.read_multi_vars(items)\n\
+         out['multi'] = [[it.Result, word(bytes(b))] for it, b in zip(items, bufs)]\n\
+         c.mb_write(4, 4, bytearray(4))\n\
+         one = (c_uint8 * 1)(1)\n\
+         out['bit_write'] = c.write_multi_vars([item(Area.DB, 1, 5 * 8 + 1, 1, WordLen.Bit, one), item(Area.MK, 0, 7 * 8, 1, WordLen.Bit, one)])\n\
+         c.ab_write(2, bytearray([0x12, 0x34]))\n\
+         out['mw2_mw3'] = list(c.mb_read(4, 4)); out['qw1'] = list(c.ab_read(2, 2))\n\
+         bits = [(c_uint8 * 1)() for _ in range(2)]\n\
+         c.read_multi_vars((S7DataItem * 2)(item(Area.MK, 0, 7 * 8, 1, WordLen.Bit, bits[0]), item(Area.MK, 0, 7 * 8 + 1, 1, WordLen.Bit, bits[1])))\n\
+         out['m7'] = [bits[0][0], bits[1][0]]",
+    );
+    let multi = r["multi"].as_array().unwrap_or_else(|| panic!("{r}"));
+    let results: Vec<u64> = multi.iter().map(|m| m[0].as_u64().unwrap()).collect();
+    assert_eq!(results, [0, 0, 0, 0, 0x0090_0000], "four items read, the fifth out of range: {r}");
+    assert_eq!(multi[0][1], multi[1][1], "DB1.DBW0 and MW0 are %MW0 of one scan: {r}");
+    assert_eq!(multi[3][1].as_u64().map(|v| v % 2), Some(0), "PA word 0 is %QW0 = 2 x %IW0: {r}");
+    assert_eq!(r["bit_write"], 0, "{r}");
+    assert_eq!(r["mw2_mw3"], serde_json::json!([0, 2, 0, 1]), "the bits landed in %MW2 and %MW3: {r}");
+    assert_eq!(r["qw1"], serde_json::json!([0x12, 0x34]), "PA word 1 is %QW1: {r}");
+    assert_eq!(r["m7"], serde_json::json!([1, 0]), "M7.0 and M7.1 read as bits: {r}");
 
     // /api/plugins reports the server and what it did.
     let s7 = s7_status(rt, token);
