@@ -77,6 +77,10 @@ pub struct Args {
     s7_load_py: Option<PathBuf>,
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Browser-monitor pages (the live socket of `/`, every variable, the histogram and the
+    /// log each; 0: none).
+    #[arg(long, default_value_t = 0)]
+    monitor_clients: u32,
     /// openplc-runtime (default: beside this executable).
     #[arg(long)]
     companion: Option<PathBuf>,
@@ -112,7 +116,7 @@ fn beside_this_exe(name: &str, given: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The load generators the options ask for. OPC-UA and browser-monitor clients go here.
+/// The load generators the options ask for. OPC-UA clients go here.
 fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
     let root = openplc_benches::repo_root();
     let mut out: Vec<Box<dyn Load>> = Vec::new();
@@ -146,6 +150,9 @@ fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
             python: args.python.clone(),
             script: args.s7_load_py.clone().unwrap_or_else(|| root.join("plugins/s7/bench/load.py")),
         }));
+    }
+    if args.monitor_clients > 0 {
+        out.push(Box::new(loads::monitor::MonitorLoad { clients: args.monitor_clients }));
     }
     Ok(out)
 }
