@@ -52,10 +52,11 @@ pub struct CompilationStatus {
 }
 
 /// Told about every program that was deployed (built, loaded and started), with the root of
-/// its bundle: the plugins take their configuration from its `conf/`. Called on a blocking
-/// thread.
+/// its bundle: the plugins take their configuration from its `conf/`. What it passes to
+/// `build_log` ends the upload's build log (a configuration that cannot be used, say).
+/// Called on a blocking thread.
 pub trait DeployHook: Send + Sync + 'static {
-    fn deployed(&self, bundle_root: &Path);
+    fn deployed(&self, bundle_root: &Path, build_log: &mut dyn FnMut(Level, &str));
 }
 
 /// Why an upload was not deployed; the build log's last line says it. The running program
@@ -311,8 +312,9 @@ impl Programs {
             },
         );
         if let Some(hook) = self.deploy_hook.get().cloned() {
-            let src = record.sources();
-            let _ = tokio::task::spawn_blocking(move || hook.deployed(&src)).await;
+            let (src, this) = (record.sources(), self.clone());
+            let _ = tokio::task::spawn_blocking(move || hook.deployed(&src, &mut |level, text| this.push(level, text)))
+                .await;
         }
         Ok(())
     }

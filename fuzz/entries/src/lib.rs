@@ -16,6 +16,7 @@ pub mod modbus_tcp;
 pub mod monitor_input;
 pub mod plugins_conf;
 pub mod rest_bodies;
+pub mod s7_request;
 pub mod settings_json;
 pub mod shm_messages;
 mod support;
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("debug_values", debug_values::run),
     ("modbus_conf", modbus_conf::run),
     ("modbus_tcp", modbus_tcp::run),
+    ("s7_request", s7_request::run),
     ("plugins_conf", plugins_conf::run),
     ("settings_json", settings_json::run),
     ("rest_bodies", rest_bodies::run),

@@ -4,8 +4,8 @@
 //! A real companion and rt-core (own data directory, port and shared memory; the demo
 //! program uploaded over HTTPS and built, running at 1 ms on a pinned SCHED_FIFO CPU) take
 //! at the same time: HTTPS `GET /api/status` and `/api/runtime-logs` from keep-alive
-//! connections, Editor-like debugger clients polling variables, and Modbus TCP clients with
-//! a share of writes. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
+//! connections, Editor-like debugger clients polling variables, Modbus TCP clients with
+//! a share of writes, and (when asked for) python-snap7 S7 clients. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
 //! the same CPU in the same windows (see `measure.rs`), with bootstrap intervals, and its
 //! overruns are counted. Everything started is stopped at the end, on error and on Ctrl-C.
 
@@ -67,6 +67,16 @@ pub struct Args {
     modbus_clients: u32,
     #[arg(long, default_value_t = 10)]
     modbus_write_percent: u32,
+    /// S7 clients (python-snap7, 10 % writes; 0: none, the default).
+    #[arg(long, default_value_t = 0)]
+    s7_clients: u32,
+    #[arg(long, default_value_t = 10)]
+    s7_write_percent: u32,
+    /// The S7 clients' driver (default: plugins/s7/bench/load.py).
+    #[arg(long)]
+    s7_load_py: Option<PathBuf>,
+    #[arg(long, default_value = "python3")]
+    python: String,
     /// Browser-monitor pages (the live socket of `/`, every variable, the histogram and the
     /// log each; 0: none).
     #[arg(long, default_value_t = 0)]
@@ -106,7 +116,7 @@ fn beside_this_exe(name: &str, given: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The load generators the options ask for. OPC-UA and S7 clients go here.
+/// The load generators the options ask for. OPC-UA clients go here.
 fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
     let root = openplc_benches::repo_root();
     let mut out: Vec<Box<dyn Load>> = Vec::new();
@@ -131,6 +141,14 @@ fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
             clients: args.modbus_clients,
             write_percent: args.modbus_write_percent,
             binary: beside_this_exe("modbus-load", &args.modbus_load)?,
+        }));
+    }
+    if args.s7_clients > 0 {
+        out.push(Box::new(loads::s7::S7Load {
+            clients: args.s7_clients,
+            write_percent: args.s7_write_percent,
+            python: args.python.clone(),
+            script: args.s7_load_py.clone().unwrap_or_else(|| root.join("plugins/s7/bench/load.py")),
         }));
     }
     if args.monitor_clients > 0 {
@@ -179,6 +197,7 @@ fn run(args: &Args) -> Result<()> {
         priority: args.priority,
         period_ms: 1,
         modbus_max_connections: (args.modbus_clients as usize + 8).max(64),
+        s7_max_connections: if args.s7_clients > 0 { args.s7_clients as usize + 8 } else { 0 },
     };
     let mut stack = Stack::start(&config, work.path(), &runtime)?;
     let observer = stack.observe()?;
@@ -198,6 +217,7 @@ fn run(args: &Args) -> Result<()> {
         api: stack.api.clone(),
         token: stack.token.clone(),
         modbus_port: stack.modbus_port,
+        s7_port: stack.s7_port,
         var_count: stack.var_count,
         runtime: runtime.handle().clone(),
         dir: work.path().to_path_buf(),

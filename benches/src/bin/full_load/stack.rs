@@ -23,6 +23,8 @@ pub struct StackConfig {
     pub priority: i32,
     pub period_ms: u32,
     pub modbus_max_connections: usize,
+    /// Connections the S7 server takes; 0 configures none.
+    pub s7_max_connections: usize,
 }
 
 pub struct Stack {
@@ -30,6 +32,7 @@ pub struct Stack {
     pub token: String,
     pub shm: String,
     pub modbus_port: u16,
+    pub s7_port: u16,
     pub var_count: u32,
     pub rt_pid: u32,
     companion: Option<ChildGuard>,
@@ -50,6 +53,7 @@ impl Stack {
     pub fn start(cfg: &StackConfig, dir: &Path, rt: &tokio::runtime::Runtime) -> Result<Stack> {
         let port = free_port()?;
         let modbus_port = free_port()?;
+        let s7_port = free_port()?;
         let shm = dir.join("shm").to_string_lossy().into_owned();
         let log = std::fs::File::create(dir.join("companion.log")).context("companion.log")?;
         let mut cmd = Command::new(&cfg.companion);
@@ -69,6 +73,7 @@ impl Stack {
             token: String::new(),
             shm,
             modbus_port,
+            s7_port,
             var_count: 0,
             rt_pid: 0,
             companion: Some(companion),
@@ -106,7 +111,12 @@ impl Stack {
         let r = rt.block_on(api.once(Method::POST, "/api/login", None, Some(Body::json(&login))))?;
         let token = r.ok_json("login")?["access_token"].as_str().context("login: no access_token")?.to_string();
 
-        let zip = bundle::demo_zip(dir, cfg.period_ms, self.modbus_port, cfg.modbus_max_connections)?;
+        let servers = bundle::Servers {
+            modbus_port: self.modbus_port,
+            modbus_max_connections: cfg.modbus_max_connections,
+            s7: (cfg.s7_max_connections > 0).then_some((self.s7_port, cfg.s7_max_connections)),
+        };
+        let zip = bundle::demo_zip(dir, cfg.period_ms, &servers)?;
         let data = std::fs::read(&zip).context("reading demo.zip")?;
         let upload = Body::multipart_file("file", "program.zip", "application/zip", &data);
         rt.block_on(api.once(Method::POST, "/api/upload-file", Some(&token), Some(upload)))?.ok_json("upload-file")?;

@@ -8,6 +8,7 @@ pub mod debugger;
 pub mod https;
 pub mod modbus;
 pub mod monitor;
+pub mod s7;
 
 use crate::https::Api;
 use anyhow::Result;
@@ -19,6 +20,7 @@ pub struct Target {
     pub api: Api,
     pub token: String,
     pub modbus_port: u16,
+    pub s7_port: u16,
     pub var_count: u32,
     pub runtime: tokio::runtime::Handle,
     /// For the generators' own logs.
