@@ -13,6 +13,7 @@ pub mod debug_pdu;
 pub mod debug_values;
 pub mod modbus_conf;
 pub mod modbus_tcp;
+pub mod opcua_decode;
 pub mod plugins_conf;
 pub mod rest_bodies;
 pub mod settings_json;
@@ -32,6 +33,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("debug_values", debug_values::run),
     ("modbus_conf", modbus_conf::run),
     ("modbus_tcp", modbus_tcp::run),
+    ("opcua_decode", opcua_decode::run),
     ("plugins_conf", plugins_conf::run),
     ("settings_json", settings_json::run),
     ("rest_bodies", rest_bodies::run),

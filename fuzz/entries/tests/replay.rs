@@ -62,6 +62,7 @@ replay_tests!(
     debug_values,
     modbus_conf,
     modbus_tcp,
+    opcua_decode,
     plugins_conf,
     settings_json,
     rest_bodies,
