@@ -1,4 +1,4 @@
-//! The first-party protocol servers (Modbus; S7 and OPC-UA next), each enabled by the
+//! The first-party protocol servers (Modbus, OPC-UA; S7 next), each enabled by the
 //! upload's `conf/<name>.json` and run while the PLC runs, like every plugin.
 //!
 //! One module per protocol implements [`Protocol`]: read its configuration from the
@@ -8,6 +8,7 @@
 //! that does not parse, a port already taken).
 
 mod modbus;
+mod opcua;
 
 use crate::logs::LogHub;
 use crate::rt_link::RtLink;
@@ -54,7 +55,7 @@ pub trait Running: Send + Sync {
 
 /// Every protocol this runtime has.
 pub fn all() -> Vec<Box<dyn Protocol>> {
-    vec![Box::new(modbus::Modbus)]
+    vec![Box::new(modbus::Modbus), Box::new(opcua::Opcua)]
 }
 
 /// One protocol's state, for `/api/plugins`.
