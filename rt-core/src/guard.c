@@ -457,14 +457,21 @@ int oplc_guarded_copy(void *dst, const void *src, size_t n, oplc_fault_t *fault)
 
 /* Copies a C string from program memory: at most cap bytes, *len of them used; *len = cap
  * when no NUL came within cap bytes. */
-int oplc_guarded_cstr(const char *src, char *dst, size_t cap, size_t *len, oplc_fault_t *fault) {
-    GUARD_BEGIN(fault)
+static size_t copy_cstr(const char *src, char *dst, size_t cap) {
     size_t n = 0;
     while (n < cap && src[n] != '\0') {
         dst[n] = src[n];
         n++;
     }
-    *len = n;
+    return n;
+}
+
+/* `cap` is never changed after the setjmp, but GCC 12 at -O3 (-Wclobbered) keeps it in a
+ * register a longjmp could clobber: read it from a volatile copy instead. */
+int oplc_guarded_cstr(const char *src, char *dst, size_t cap, size_t *len, oplc_fault_t *fault) {
+    volatile size_t limit = cap;
+    GUARD_BEGIN(fault)
+    *len = copy_cstr(src, dst, limit);
     GUARD_END
 }
 
