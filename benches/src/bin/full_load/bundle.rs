@@ -1,6 +1,8 @@
 //! The program the full-load bench uploads: the demo bundle zipped as the Editor zips it
 //! (`scripts/make-demo-bundle`), its task at the bench's period, and its Modbus server
-//! configuration (`conf/modbus_slave.json`) moved to a port of the bench's own.
+//! configuration (`conf/modbus_slave.json`) moved to a port of the bench's own. With the
+//! OPC-UA load, the demo with more variables and its `conf/opcua.json`
+//! (`benches/make-opcua-bundle`).
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -8,16 +10,40 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use zip::write::SimpleFileOptions;
 
-pub fn demo_zip(dir: &Path, period_ms: u32, modbus_port: u16, modbus_max_connections: usize) -> Result<PathBuf> {
+/// What the OPC-UA load needs in the program: its server's port, the variables it serves
+/// (beyond the demo's) and its publishing interval.
+#[derive(Clone, Copy)]
+pub struct OpcuaBundle {
+    pub port: u16,
+    pub vars: u32,
+    pub cycle_ms: u32,
+}
+
+pub fn demo_zip(
+    dir: &Path,
+    period_ms: u32,
+    modbus_port: u16,
+    modbus_max_connections: usize,
+    opcua: Option<OpcuaBundle>,
+) -> Result<PathBuf> {
     let root = openplc_benches::repo_root();
     let zip_path = dir.join("demo.zip");
-    let out = Command::new(root.join("scripts/make-demo-bundle"))
-        .arg(&zip_path)
-        .args(["--period-ms", &period_ms.to_string(), "--no-conf"])
-        .output()
-        .context("running scripts/make-demo-bundle")?;
+    let mut cmd = match opcua {
+        None => {
+            let mut c = Command::new(root.join("scripts/make-demo-bundle"));
+            c.arg(&zip_path).arg("--no-conf");
+            c
+        }
+        Some(o) => {
+            let mut c = Command::new(root.join("benches/make-opcua-bundle"));
+            c.arg(&zip_path).args(["--port", &o.port.to_string(), "--vars", &o.vars.to_string()]);
+            c.args(["--cycle-ms", &o.cycle_ms.to_string()]);
+            c
+        }
+    };
+    let out = cmd.args(["--period-ms", &period_ms.to_string()]).output().context("making the bundle")?;
     if !out.status.success() {
-        bail!("scripts/make-demo-bundle failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("making the bundle failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     // The demo's own Modbus configuration, on our port.
@@ -33,7 +59,9 @@ pub fn demo_zip(dir: &Path, period_ms: u32, modbus_port: u16, modbus_max_connect
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&zip_path).context("opening demo.zip")?;
     let mut zip = zip::ZipWriter::new_append(file).context("reading demo.zip")?;
     let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.add_directory("conf/", stored)?;
+    if opcua.is_none() {
+        zip.add_directory("conf/", stored)?;
+    }
     zip.start_file("conf/modbus_slave.json", stored)?;
     zip.write_all(serde_json::to_string_pretty(&conf)?.as_bytes())?;
     zip.finish().context("writing demo.zip")?;

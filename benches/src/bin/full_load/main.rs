@@ -4,8 +4,8 @@
 //! A real companion and rt-core (own data directory, port and shared memory; the demo
 //! program uploaded over HTTPS and built, running at 1 ms on a pinned SCHED_FIFO CPU) take
 //! at the same time: HTTPS `GET /api/status` and `/api/runtime-logs` from keep-alive
-//! connections, Editor-like debugger clients polling variables, and Modbus TCP clients with
-//! a share of writes. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
+//! connections, Editor-like debugger clients polling variables, Modbus TCP clients with a
+//! share of writes, and (when asked) OPC-UA clients subscribing and reading. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
 //! the same CPU in the same windows (see `measure.rs`), with bootstrap intervals, and its
 //! overruns are counted. Everything started is stopped at the end, on error and on Ctrl-C.
 
@@ -67,6 +67,22 @@ pub struct Args {
     modbus_clients: u32,
     #[arg(long, default_value_t = 10)]
     modbus_write_percent: u32,
+    /// OPC-UA clients, each subscribing to --opcua-vars variables and reading them in a loop
+    /// (0: none; the program then gets that many more variables and a conf/opcua.json).
+    #[arg(long, default_value_t = 0)]
+    opcua_clients: u32,
+    #[arg(long, default_value_t = 100)]
+    opcua_vars: u32,
+    /// The subscriptions' publishing interval (the server's cycle_time_ms).
+    #[arg(long, default_value_t = 100)]
+    opcua_interval_ms: u32,
+    /// Afterwards, the same OPC-UA clients for the same time against an asyncua (Python)
+    /// server with the same variables, standing in for upstream's server.
+    #[arg(long)]
+    opcua_compare_asyncua: bool,
+    /// opcua-load (default: beside this executable).
+    #[arg(long)]
+    opcua_load: Option<PathBuf>,
     /// openplc-runtime (default: beside this executable).
     #[arg(long)]
     companion: Option<PathBuf>,
@@ -102,7 +118,7 @@ fn beside_this_exe(name: &str, given: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The load generators the options ask for. OPC-UA, S7 and browser-monitor clients go here.
+/// The load generators the options ask for. S7 and browser-monitor clients go here.
 fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
     let root = openplc_benches::repo_root();
     let mut out: Vec<Box<dyn Load>> = Vec::new();
@@ -127,6 +143,15 @@ fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
             clients: args.modbus_clients,
             write_percent: args.modbus_write_percent,
             binary: beside_this_exe("modbus-load", &args.modbus_load)?,
+        }));
+    }
+    if args.opcua_clients > 0 {
+        out.push(Box::new(loads::opcua::OpcuaLoad {
+            clients: args.opcua_clients,
+            vars: args.opcua_vars,
+            interval_ms: args.opcua_interval_ms,
+            binary: beside_this_exe("opcua-load", &args.opcua_load)?,
+            compare_standin: args.opcua_compare_asyncua,
         }));
     }
     Ok(out)
@@ -172,6 +197,7 @@ fn run(args: &Args) -> Result<()> {
         priority: args.priority,
         period_ms: 1,
         modbus_max_connections: (args.modbus_clients as usize + 8).max(64),
+        opcua: (args.opcua_clients > 0).then_some((args.opcua_vars, args.opcua_interval_ms)),
     };
     let mut stack = Stack::start(&config, work.path(), &runtime)?;
     let observer = stack.observe()?;
@@ -191,6 +217,7 @@ fn run(args: &Args) -> Result<()> {
         api: stack.api.clone(),
         token: stack.token.clone(),
         modbus_port: stack.modbus_port,
+        opcua_port: stack.opcua_port,
         var_count: stack.var_count,
         runtime: runtime.handle().clone(),
         dir: work.path().to_path_buf(),
