@@ -29,7 +29,8 @@ pub struct OpcuaLoad {
 }
 
 struct Started {
-    child: ChildGuard,
+    /// Taken by `finish`.
+    child: Option<ChildGuard>,
     clients: u32,
     vars: u32,
     interval_ms: u32,
@@ -56,7 +57,7 @@ impl Load for OpcuaLoad {
         let mut cmd = load_command(&self.binary, &url, self.clients, self.vars, self.interval_ms, run_for);
         let child = ChildGuard::spawn_captured("opcua-load", &mut cmd, Stdio::from(log))?;
         Ok(Box::new(Started {
-            child,
+            child: Some(child),
             clients: self.clients,
             vars: self.vars,
             interval_ms: self.interval_ms,
@@ -124,14 +125,18 @@ impl Started {
             .context("starting benches/opcua-standin.py (needs Python asyncua: scripts/test-deps)")?;
         let mut first = String::new();
         BufReader::new(server.stdout.take().context("stand-in stdout")?).read_line(&mut first)?;
-        let result = if first.trim() == "ready" {
+        // Errors end up in `result`, so the stand-in is stopped on every path.
+        let run = || -> Result<Vec<Report>> {
             eprintln!("full-load: the same OPC-UA clients against the asyncua stand-in for {:.0} s", self.run_for.as_secs_f64());
             let url = format!("opc.tcp://127.0.0.1:{port}/standin");
             let log = std::fs::File::create(self.dir.join("opcua-load-standin.log"))?;
             let mut cmd = load_command(&self.binary, &url, self.clients, self.vars, self.interval_ms, self.run_for);
-            ChildGuard::spawn_captured("opcua-load (stand-in)", &mut cmd, Stdio::from(log))
-                .and_then(|c| c.finish(self.run_for + Duration::from_secs(60)))
-                .and_then(|(status, out)| reports("opcua_standin", "asyncua stand-in", &out, &status.to_string(), self))
+            let child = ChildGuard::spawn_captured("opcua-load (stand-in)", &mut cmd, Stdio::from(log))?;
+            let (status, out) = child.finish(self.run_for + Duration::from_secs(60))?;
+            reports("opcua_standin", "asyncua stand-in", &out, &status.to_string(), self)
+        };
+        let result = if first.trim() == "ready" {
+            run()
         } else {
             Err(anyhow::anyhow!("the stand-in did not start (see opcua-standin.log)"))
         };
@@ -145,8 +150,9 @@ impl Started {
 }
 
 impl Running for Started {
-    fn finish(self: Box<Self>) -> Result<Vec<Report>> {
-        let (status, out) = self.child.finish(self.run_for + Duration::from_secs(60))?;
+    fn finish(mut self: Box<Self>) -> Result<Vec<Report>> {
+        let child = self.child.take().context("opcua-load finished twice")?;
+        let (status, out) = child.finish(self.run_for + Duration::from_secs(60))?;
         let mut out = reports("opcua", "runtime", &out, &status.to_string(), &self)?;
         if self.compare_standin {
             let standin = self.standin()?;
