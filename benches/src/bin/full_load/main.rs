@@ -83,6 +83,10 @@ pub struct Args {
     /// opcua-load (default: beside this executable).
     #[arg(long)]
     opcua_load: Option<PathBuf>,
+    /// Browser-monitor pages (the live socket of `/`, every variable, the histogram and the
+    /// log each; 0: none).
+    #[arg(long, default_value_t = 0)]
+    monitor_clients: u32,
     /// openplc-runtime (default: beside this executable).
     #[arg(long)]
     companion: Option<PathBuf>,
@@ -118,7 +122,7 @@ fn beside_this_exe(name: &str, given: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The load generators the options ask for. S7 and browser-monitor clients go here.
+/// The load generators the options ask for. S7 clients go here.
 fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
     let root = openplc_benches::repo_root();
     let mut out: Vec<Box<dyn Load>> = Vec::new();
@@ -153,6 +157,9 @@ fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
             binary: beside_this_exe("opcua-load", &args.opcua_load)?,
             compare_standin: args.opcua_compare_asyncua,
         }));
+    }
+    if args.monitor_clients > 0 {
+        out.push(Box::new(loads::monitor::MonitorLoad { clients: args.monitor_clients }));
     }
     Ok(out)
 }

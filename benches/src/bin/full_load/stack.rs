@@ -111,11 +111,8 @@ impl Stack {
         let r = rt.block_on(api.once(Method::POST, "/api/login", None, Some(Body::json(&login))))?;
         let token = r.ok_json("login")?["access_token"].as_str().context("login: no access_token")?.to_string();
 
-        let opcua = cfg.opcua.zip(self.opcua_port).map(|((vars, cycle_ms), port)| bundle::OpcuaBundle {
-            port,
-            vars,
-            cycle_ms,
-        });
+        let opcua =
+            cfg.opcua.zip(self.opcua_port).map(|((vars, cycle_ms), port)| bundle::OpcuaBundle { port, vars, cycle_ms });
         let zip = bundle::demo_zip(dir, cfg.period_ms, self.modbus_port, cfg.modbus_max_connections, opcua)?;
         let data = std::fs::read(&zip).context("reading demo.zip")?;
         let upload = Body::multipart_file("file", "program.zip", "application/zip", &data);

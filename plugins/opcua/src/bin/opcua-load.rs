@@ -65,13 +65,9 @@ async fn connect(
         .request_timeout(Duration::from_secs(10))
         .client()
         .map_err(|e| e.join(", "))?;
-    let endpoint: opcua::types::EndpointDescription = (
-        args.url.as_str(),
-        SecurityPolicy::None.to_uri(),
-        MessageSecurityMode::None,
-        UserTokenPolicy::anonymous(),
-    )
-        .into();
+    let endpoint: opcua::types::EndpointDescription =
+        (args.url.as_str(), SecurityPolicy::None.to_uri(), MessageSecurityMode::None, UserTokenPolicy::anonymous())
+            .into();
     let (session, event_loop) = client
         .connect_to_matching_endpoint(endpoint, IdentityToken::Anonymous)
         .await
@@ -90,7 +86,9 @@ fn micros(d: Duration) -> u32 {
 async fn client(id: usize, args: Arc<Args>, pki: std::path::PathBuf, until: Instant) -> Result<Tally, String> {
     let (session, event_loop) = connect(&args, &pki).await.map_err(|e| format!("client {id}: {e}"))?;
     let namespaces = session.read_namespace_array().await.map_err(|e| format!("client {id}: namespaces: {e}"))?;
-    let ns = namespaces.get_index(&args.ns).ok_or_else(|| format!("client {id}: the server has no namespace {}", args.ns))?;
+    let ns = namespaces
+        .get_index(&args.ns)
+        .ok_or_else(|| format!("client {id}: the server has no namespace {}", args.ns))?;
     let nodes: Vec<NodeId> = (0..args.vars).map(|k| NodeId::new(ns, format!("{}{k}", args.prefix))).collect();
 
     let seen: Arc<Mutex<(u64, Vec<u32>)>> = Arc::default();
@@ -112,7 +110,11 @@ async fn client(id: usize, args: Arc<Args>, pki: std::path::PathBuf, until: Inst
     let items = nodes
         .iter()
         .map(|n| MonitoredItemCreateRequest {
-            item_to_monitor: ReadValueId { node_id: n.clone(), attribute_id: AttributeId::Value as u32, ..Default::default() },
+            item_to_monitor: ReadValueId {
+                node_id: n.clone(),
+                attribute_id: AttributeId::Value as u32,
+                ..Default::default()
+            },
             monitoring_mode: MonitoringMode::Reporting,
             requested_parameters: MonitoringParameters {
                 sampling_interval: args.interval_ms as f64,
@@ -135,7 +137,9 @@ async fn client(id: usize, args: Arc<Args>, pki: std::path::PathBuf, until: Inst
     while Instant::now() < until {
         let start = Instant::now();
         match session.read(&reads, TimestampsToReturn::Neither, 0.0).await {
-            Ok(values) if values.len() == reads.len() && values.iter().all(|v| v.status.is_none_or(|s| s.is_good())) => {
+            Ok(values)
+                if values.len() == reads.len() && values.iter().all(|v| v.status.is_none_or(|s| s.is_good())) =>
+            {
                 t.reads.push(micros(start.elapsed()))
             }
             Ok(values) => {

@@ -127,7 +127,10 @@ impl Started {
         BufReader::new(server.stdout.take().context("stand-in stdout")?).read_line(&mut first)?;
         // Errors end up in `result`, so the stand-in is stopped on every path.
         let run = || -> Result<Vec<Report>> {
-            eprintln!("full-load: the same OPC-UA clients against the asyncua stand-in for {:.0} s", self.run_for.as_secs_f64());
+            eprintln!(
+                "full-load: the same OPC-UA clients against the asyncua stand-in for {:.0} s",
+                self.run_for.as_secs_f64()
+            );
             let url = format!("opc.tcp://127.0.0.1:{port}/standin");
             let log = std::fs::File::create(self.dir.join("opcua-load-standin.log"))?;
             let mut cmd = load_command(&self.binary, &url, self.clients, self.vars, self.interval_ms, self.run_for);
