@@ -73,8 +73,12 @@ pub fn main_entry() -> ExitCode {
     }
 }
 
+/// async-opcua logs every connection and session at INFO: on a busy OPC-UA server that
+/// would drown the console.
+const DEFAULT_LOG: &str = "info,opcua_server=warn,opcua_client=warn,opcua_core=warn,opcua_crypto=warn";
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPLC_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPLC_LOG").unwrap_or_else(|_| DEFAULT_LOG.into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

@@ -1,4 +1,4 @@
-//! The first-party protocol servers (Modbus, S7; OPC-UA next), each enabled by the
+//! The first-party protocol servers (Modbus, S7, OPC-UA), each enabled by the
 //! upload's `conf/<name>.json` and run while the PLC runs, like every plugin.
 //!
 //! One module per protocol implements [`Protocol`]: check its configuration, read it from
@@ -10,6 +10,7 @@
 
 mod modbus;
 mod s7;
+mod opcua;
 
 use crate::logs::LogHub;
 use crate::rt_link::RtLink;
@@ -68,7 +69,7 @@ pub trait Running: Send + Sync {
 
 /// Every protocol this runtime has.
 pub fn all() -> Vec<Box<dyn Protocol>> {
-    vec![Box::new(modbus::Modbus), Box::new(s7::S7)]
+    vec![Box::new(modbus::Modbus), Box::new(s7::S7), Box::new(opcua::Opcua)]
 }
 
 /// One protocol's state, for `/api/plugins`.

@@ -14,6 +14,7 @@ pub mod debug_values;
 pub mod modbus_conf;
 pub mod modbus_tcp;
 pub mod monitor_input;
+pub mod opcua_decode;
 pub mod plugins_conf;
 pub mod rest_bodies;
 pub mod s7_request;
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("modbus_conf", modbus_conf::run),
     ("modbus_tcp", modbus_tcp::run),
     ("s7_request", s7_request::run),
+    ("opcua_decode", opcua_decode::run),
     ("plugins_conf", plugins_conf::run),
     ("settings_json", settings_json::run),
     ("rest_bodies", rest_bodies::run),

@@ -63,6 +63,7 @@ replay_tests!(
     modbus_conf,
     modbus_tcp,
     s7_request,
+    opcua_decode,
     plugins_conf,
     settings_json,
     rest_bodies,

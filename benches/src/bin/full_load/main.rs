@@ -5,7 +5,8 @@
 //! program uploaded over HTTPS and built, running at 1 ms on a pinned SCHED_FIFO CPU) take
 //! at the same time: HTTPS `GET /api/status` and `/api/runtime-logs` from keep-alive
 //! connections, Editor-like debugger clients polling variables, Modbus TCP clients with
-//! a share of writes, and (when asked for) python-snap7 S7 clients. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
+//! a share of writes, and (when asked for) python-snap7 S7 clients and OPC-UA clients
+//! subscribing and reading. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
 //! the same CPU in the same windows (see `measure.rs`), with bootstrap intervals, and its
 //! overruns are counted. Everything started is stopped at the end, on error and on Ctrl-C.
 
@@ -77,6 +78,22 @@ pub struct Args {
     s7_load_py: Option<PathBuf>,
     #[arg(long, default_value = "python3")]
     python: String,
+    /// OPC-UA clients, each subscribing to --opcua-vars variables and reading them in a loop
+    /// (0: none; the program then gets that many more variables and a conf/opcua.json).
+    #[arg(long, default_value_t = 0)]
+    opcua_clients: u32,
+    #[arg(long, default_value_t = 100)]
+    opcua_vars: u32,
+    /// The subscriptions' publishing interval (the server's cycle_time_ms).
+    #[arg(long, default_value_t = 100)]
+    opcua_interval_ms: u32,
+    /// Afterwards, the same OPC-UA clients for the same time against an asyncua (Python)
+    /// server with the same variables, standing in for upstream's server.
+    #[arg(long)]
+    opcua_compare_asyncua: bool,
+    /// opcua-load (default: beside this executable).
+    #[arg(long)]
+    opcua_load: Option<PathBuf>,
     /// Browser-monitor pages (the live socket of `/`, every variable, the histogram and the
     /// log each; 0: none).
     #[arg(long, default_value_t = 0)]
@@ -116,7 +133,7 @@ fn beside_this_exe(name: &str, given: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The load generators the options ask for. OPC-UA clients go here.
+/// The load generators the options ask for.
 fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
     let root = openplc_benches::repo_root();
     let mut out: Vec<Box<dyn Load>> = Vec::new();
@@ -149,6 +166,15 @@ fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
             write_percent: args.s7_write_percent,
             python: args.python.clone(),
             script: args.s7_load_py.clone().unwrap_or_else(|| root.join("plugins/s7/bench/load.py")),
+        }));
+    }
+    if args.opcua_clients > 0 {
+        out.push(Box::new(loads::opcua::OpcuaLoad {
+            clients: args.opcua_clients,
+            vars: args.opcua_vars,
+            interval_ms: args.opcua_interval_ms,
+            binary: beside_this_exe("opcua-load", &args.opcua_load)?,
+            compare_standin: args.opcua_compare_asyncua,
         }));
     }
     if args.monitor_clients > 0 {
@@ -198,6 +224,7 @@ fn run(args: &Args) -> Result<()> {
         period_ms: 1,
         modbus_max_connections: (args.modbus_clients as usize + 8).max(64),
         s7_max_connections: if args.s7_clients > 0 { args.s7_clients as usize + 8 } else { 0 },
+        opcua: (args.opcua_clients > 0).then_some((args.opcua_vars, args.opcua_interval_ms)),
     };
     let mut stack = Stack::start(&config, work.path(), &runtime)?;
     let observer = stack.observe()?;
@@ -218,6 +245,7 @@ fn run(args: &Args) -> Result<()> {
         token: stack.token.clone(),
         modbus_port: stack.modbus_port,
         s7_port: stack.s7_port,
+        opcua_port: stack.opcua_port,
         var_count: stack.var_count,
         runtime: runtime.handle().clone(),
         dir: work.path().to_path_buf(),

@@ -1,7 +1,7 @@
 //! Load generators, one module per interface. `start` launches an interface's clients
 //! against the running stack for a fixed time; `finish` waits for them and reports
-//! throughput and reply latency. Adding a protocol (OPC-UA, S7; browser monitors are
-//! `monitor`) is one module implementing [`Load`], one option and one line in
+//! throughput and reply latency. Adding a protocol (S7; browser monitors are `monitor`,
+//! OPC-UA `opcua`) is one module implementing [`Load`], one option and one line in
 //! `main.rs`'s `loads()`.
 
 pub mod debugger;
@@ -9,6 +9,7 @@ pub mod https;
 pub mod modbus;
 pub mod monitor;
 pub mod s7;
+pub mod opcua;
 
 use crate::https::Api;
 use anyhow::Result;
@@ -21,6 +22,8 @@ pub struct Target {
     pub token: String,
     pub modbus_port: u16,
     pub s7_port: u16,
+    /// The bundle's OPC-UA server, when the OPC-UA load is on.
+    pub opcua_port: Option<u16>,
     pub var_count: u32,
     pub runtime: tokio::runtime::Handle,
     /// For the generators' own logs.
