@@ -12,6 +12,10 @@ impl Protocol for Opcua {
         "opcua"
     }
 
+    fn check(&self, conf_dir: &std::path::Path) -> Result<(), StartFailure> {
+        Config::from_conf_dir(conf_dir).map(drop).map_err(|e| StartFailure(e.to_string()))
+    }
+
     fn start<'a>(&'a self, ctx: &'a StartContext) -> BoxFuture<'a, Result<Option<Box<dyn Running>>, StartFailure>> {
         Box::pin(async move {
             let config = Config::from_conf_dir(&ctx.conf_dir).map_err(|e| StartFailure(e.to_string()))?;
