@@ -142,11 +142,18 @@ impl BuildFolder {
         Ok(())
     }
 
-    /// Copies the executable `program` into `bin/` under `name`.
+    /// Puts the executable `program` into `bin/` under `name`: a hard link when anyone may
+    /// read and run it and it is on the same file system (nothing to copy; the link gives
+    /// the build's account no right the file's mode did not), else a copy the build's
+    /// account owns.
     pub fn add_executable(&self, program: &Path, name: &str) -> Result<(), BuildError> {
+        let path = self.host().join(BIN).join(name);
+        let open_to_all = fs::metadata(program).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o005 == 0o005);
+        if open_to_all && fs::hard_link(program, &path).is_ok() {
+            return Ok(());
+        }
         let mut source =
             File::open(program).map_err(|e| BuildError::io(format!("cannot read {}", program.display()), e))?;
-        let path = self.host().join(BIN).join(name);
         let mut target = self.create_file(&path, 0o755)?;
         copy_reading(&mut source, &mut target).map_err(|e| e.into_build_error(program, "copying openplc-rt"))?;
         Ok(())

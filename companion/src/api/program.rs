@@ -3,10 +3,11 @@
 use super::error::ApiError;
 use super::extract::{Operator, Viewer};
 use crate::program::CompilationStatus;
+use crate::program::compiler::BuildRequest;
 use crate::program::upload::{PartialUpload, ReceiveError};
 use crate::state::App;
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Multipart, RawQuery, Request, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -32,12 +33,24 @@ fn receive_fail(e: ReceiveError) -> ApiError {
     upload_fail(status, &e.to_string())
 }
 
+/// What the upload's query asks of the build: `?clean=1` (upstream's parameter; also `true`
+/// or `yes`) compiles everything, nothing taken from the build cache.
+fn build_request(query: Option<&str>) -> BuildRequest {
+    let clean = query.unwrap_or_default().split('&').any(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        key == "clean" && matches!(value.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+    });
+    BuildRequest { clean }
+}
+
 /// Saves the part `file` and starts the build in the background; answers at once.
 pub async fn upload_file(
     State(app): State<Arc<App>>,
     Operator(session): Operator,
+    RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let build_request = build_request(query.as_deref());
     let mut multipart = Multipart::from_request(request, &app).await.map_err(|_| {
         upload_fail(StatusCode::BAD_REQUEST, "Expected a multipart/form-data upload with a `file` part")
     })?;
@@ -67,11 +80,31 @@ pub async fn upload_file(
         return Err(upload_fail(StatusCode::BAD_REQUEST, "No `file` part in the upload"));
     };
     app.logs.info(format!("Program upload of {bytes} bytes by {:?}", session.user.username));
-    app.programs.spawn_build(ticket, id);
+    app.programs.spawn_build_with(ticket, id, build_request);
     Ok(Json(json!({ "UploadFileFail": "", "CompilationStatus": "COMPILING" })))
 }
 
 /// `GET /api/compilation-status` → `{"status", "logs", "exit_code"}`.
 pub async fn compilation_status(State(app): State<Arc<App>>, _v: Viewer) -> Json<CompilationStatus> {
     Json(app.programs.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_is_read_from_the_query() {
+        for (query, clean) in [
+            (None, false),
+            (Some(""), false),
+            (Some("clean=1"), true),
+            (Some("x=2&clean=true"), true),
+            (Some("clean=0"), false),
+            (Some("clean"), false),
+            (Some("unclean=1"), false),
+        ] {
+            assert_eq!(build_request(query), BuildRequest { clean }, "{query:?}");
+        }
+    }
 }
