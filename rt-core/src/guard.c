@@ -458,9 +458,12 @@ int oplc_guarded_copy(void *dst, const void *src, size_t n, oplc_fault_t *fault)
 /* Copies a C string from program memory: at most cap bytes, *len of them used; *len = cap
  * when no NUL came within cap bytes. */
 int oplc_guarded_cstr(const char *src, char *dst, size_t cap, size_t *len, oplc_fault_t *fault) {
+    /* Read through a volatile copy: GCC at -O3 cannot tell that `cap` is not used after a
+     * jump back to the sigsetjmp below, and -Wclobbered (an error here) says so. */
+    volatile size_t limit = cap;
     GUARD_BEGIN(fault)
     size_t n = 0;
-    while (n < cap && src[n] != '\0') {
+    while (n < limit && src[n] != '\0') {
         dst[n] = src[n];
         n++;
     }

@@ -1,6 +1,7 @@
 //! How long the builder takes to build the demo MatIEC bundle and the STruC++ fixture:
-//! `cargo run --release -p openplc-builder --example build_time [-- ROUNDS [unconfined]]`
-//! builds each bundle ROUNDS times (default 10), alternating, three ways: without a cache,
+//! `cargo run --release -p openplc-builder --example build_time [-- ROUNDS [unconfined] [BUNDLE...]]`
+//! builds each bundle (by default the two above) ROUNDS times (default 10), alternating,
+//! three ways: without a cache,
 //! with an empty cache (its precompiled header made afterwards), and again with that cache
 //! (everything reused); prints the median, fastest and slowest wall time of each and the
 //! median of each step. `unconfined` builds without the sandbox. The whole upload to RUNNING
@@ -14,12 +15,19 @@ use std::time::{Duration, Instant};
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let unconfined = args.next().as_deref() == Some("unconfined");
+    let rest: Vec<String> = args.collect();
+    let unconfined = rest.first().map(String::as_str) == Some("unconfined");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bundles: [(&str, PathBuf); 2] = [
-        ("MatIEC demo", root.join("../../scripts/demo-bundle")),
-        ("STruC++ fixture", root.join("tests/fixtures/strucpp-demo")),
-    ];
+    let given: Vec<(String, PathBuf)> =
+        rest.iter().skip(usize::from(unconfined)).map(|dir| (dir.clone(), PathBuf::from(dir))).collect();
+    let bundles: Vec<(String, PathBuf)> = if given.is_empty() {
+        vec![
+            ("MatIEC demo".into(), root.join("../../scripts/demo-bundle")),
+            ("STruC++ fixture".into(), root.join("tests/fixtures/strucpp-demo")),
+        ]
+    } else {
+        given
+    };
     let work = tempfile::tempdir().expect("temporary directory");
     let mut base = BuildOptions::default();
     if unconfined {

@@ -34,12 +34,13 @@ struct Slot<'a> {
     with_pch: bool,
 }
 
-/// Compiles `plan` (from the cache where it can) and links `out/program.so`.
+/// Compiles `plan` (from the cache where it can) and links `out/program.so`, with the
+/// build's job runner.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compile_and_link(
     plan: &Plan,
     folder: &BuildFolder,
-    ctx: &Context<'_>,
+    (ctx, dispatcher): (&Context<'_>, &mut Dispatcher),
     at: &Paths,
     opts: &BuildOptions,
     (deadline, shown_name): (Instant, &str),
@@ -113,10 +114,6 @@ pub(crate) fn compile_and_link(
         .collect();
     let objects: Vec<PathBuf> = slots.iter().map(|s| s.object.clone()).collect();
     let link = toolchain::link_job(&objects, at, shown_name, opts);
-    let mut all_jobs = jobs.clone();
-    all_jobs.push(link.clone());
-    // Started now: bubblewrap sets the sandbox up while the cache is searched.
-    let mut dispatcher = Dispatcher::spawn(&all_jobs, ctx, host)?;
     steps.mark("prepare");
 
     // The cache.
@@ -152,7 +149,7 @@ pub(crate) fn compile_and_link(
     steps.mark("cache lookup");
 
     let compile: Vec<&Job> = to_compile.iter().map(|i| &jobs[*i]).collect();
-    runner::run(&compile, opts.jobs, &mut dispatcher, (deadline, opts.timeout), on_line)?;
+    runner::run(&compile, opts.jobs, dispatcher, (deadline, opts.timeout), on_line)?;
     steps.mark("compile");
 
     // Link, and meanwhile store what was compiled.
@@ -160,11 +157,10 @@ pub(crate) fn compile_and_link(
     let pch_use = std::thread::scope(|scope| {
         let held = pch.map(|(_, held)| held.as_slice()).unwrap_or_default();
         let storing = scope.spawn(|| store(cache.as_ref(), &compiled, held, &mut deps));
-        let linked = runner::run(&[&link], 1, &mut dispatcher, (deadline, opts.timeout), on_line);
+        let linked = runner::run(&[&link], 1, dispatcher, (deadline, opts.timeout), on_line);
         let pch_use = storing.join().unwrap_or_default();
         linked.map(|()| pch_use)
     })?;
-    dispatcher.finish(deadline);
     if let Some((spec, _)) = pch {
         let offered = compiled.iter().filter(|s| s.with_pch).count();
         if offered > 0 {

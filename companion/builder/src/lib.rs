@@ -255,11 +255,6 @@ pub fn build(
         text: launcher.describe(),
     });
     let folder = BuildFolder::create(opts.build_root.as_deref(), launcher.identity())?;
-    folder.copy_bundle(&dir)?;
-    for source in toolchain.our_sources(&dir, on_line) {
-        folder.write(source.name, &source.text)?;
-    }
-
     let root = launcher.build_root(folder.host());
     let at = Paths { src: root.join(folder::SRC), out: root.join(folder::OUT), pch: root.join(folder::PCH) };
     let limits = Limits {
@@ -274,9 +269,11 @@ pub fn build(
         tmpdir: root.join(folder::TMP),
         limits,
     };
-    // The load check's sandbox is set up while the build compiles; it runs the check, with
-    // a read-only view (the library's start-up code runs there and may write nothing), once
+    // The sandboxes start now and are set up while the build folder fills and the cache
+    // is searched: the job runner's, and the load check's, which runs the check with a
+    // read-only view (the library's start-up code runs there and may write nothing) once
     // the library is linked.
+    let mut dispatcher = runner::Dispatcher::spawn(&ctx, folder.host())?;
     let check_ctx = runner::Context {
         launcher: &launcher,
         view: View { host: folder.host(), writable: false, cwd: folder::OUT },
@@ -292,18 +289,25 @@ pub fn build(
         }
         None => None,
     };
+    folder.copy_bundle(&dir)?;
+    for source in toolchain.our_sources(&dir, on_line) {
+        folder.write(source.name, &source.text)?;
+    }
+
     let plan = toolchain.plan(&dir, &at, opts)?;
     let shown_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let deadline_at = deadline(started, opts.timeout);
     let compiled = compile::compile_and_link(
         &plan,
         &folder,
-        &ctx,
+        (&ctx, &mut dispatcher),
         &at,
         opts,
-        (deadline(started, opts.timeout), &shown_name),
+        (deadline_at, &shown_name),
         &mut steps,
         on_line,
     )?;
+    dispatcher.finish(deadline_at);
 
     if let Some((job, held)) = check {
         load_check(&job, &check_ctx, held, on_line)?;

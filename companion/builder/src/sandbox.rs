@@ -84,6 +84,7 @@ pub(crate) struct View<'a> {
 }
 
 /// Starts jobs: in bubblewrap, or directly when the sandbox is off.
+#[derive(Clone)]
 pub(crate) struct Launcher {
     /// `bwrap`, when sandboxed.
     bwrap: Option<PathBuf>,

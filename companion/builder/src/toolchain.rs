@@ -104,8 +104,14 @@ pub(crate) const LIBRARY: &str = "program.so";
 /// symbol the program needs but nobody defines into a build error rather than a crash of
 /// the scan when it is first called (programs are loaded with lazy binding); `-Bsymbolic`
 /// keeps two loaded programs from binding to each other's globals.
+///
+/// With gold when the system has it (binutils' `ld.gold`): it links these libraries in half
+/// the time of the default linker.
 pub(crate) fn link_job(objects: &[PathBuf], at: &Paths, shown_name: &str, opts: &BuildOptions) -> Job {
     let mut args: Vec<OsString> = vec!["-shared".into(), "-o".into(), at.out.join(LIBRARY).into()];
+    if has_gold() {
+        args.push("-fuse-ld=gold".into());
+    }
     args.extend(objects.iter().map(OsString::from));
     args.extend(["-Wl,-z,defs", "-Wl,-Bsymbolic", "-lpthread", "-lrt", "-lm"].iter().map(OsString::from));
     Job {
@@ -125,4 +131,10 @@ pub(crate) fn check_job(checker: &Path, at: &Paths) -> Job {
         program: checker.to_string_lossy().into_owned(),
         args: vec!["check".into(), at.out.join(LIBRARY).into()],
     }
+}
+
+/// Whether `ld.gold` is on PATH (asked once).
+fn has_gold() -> bool {
+    static GOLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GOLD.get_or_init(|| crate::sandbox::find_program("ld.gold".as_ref()).is_some())
 }

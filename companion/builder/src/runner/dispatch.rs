@@ -1,10 +1,12 @@
 //! One sandbox for all the jobs of a build: a small job runner (a POSIX shell script of our
-//! own, `sh` from the toolchain's `/usr`) runs inside it and starts job N when it reads the
-//! line `N` on its standard input, runs it with its output in `log/N.out` and `log/N.err` of
-//! the build folder, and writes `N <status>` on its standard output when it ends. Closing its
+//! own, `sh` from the toolchain's `/usr`) runs inside it and, for each line `N <command>` it
+//! reads on its standard input (the command quoted by us, every argument in single quotes),
+//! runs the command in the background with its output in `log/N.out` and `log/N.err` of the
+//! build folder, and writes `N <status>` on its standard output when it ends. Closing its
 //! standard input lets the runner finish once the jobs it started have ended. The builder
 //! decides what runs and when (parallelism, stopping after a failure, the deadline) exactly as
-//! with one process per job; only the sandbox's start-up is paid once.
+//! with one process per job; only the sandbox's start-up is paid once, and it is started as
+//! soon as the build folder exists, so that it is ready by the time the first job is.
 //!
 //! A job's output reaches the build log when the job ends (a compiler says nearly everything
 //! at its end anyway). Killing the runner's process group kills bubblewrap, and with it
@@ -49,31 +51,21 @@ pub(crate) struct Dispatcher {
     host: PathBuf,
     /// Jobs started in the current run: runner id -> position in the run.
     started: HashMap<usize, usize>,
-    /// Ids of the jobs known to the runner, by their label (the run hands us jobs).
-    ids: HashMap<String, usize>,
+    next_id: usize,
     events: VecDeque<Event>,
-    gone: bool,
+    /// The runner ended; what it said.
+    gone: Option<String>,
+    /// Checks each job's program before it is sent.
+    launcher: crate::sandbox::Launcher,
 }
 
 impl Dispatcher {
-    /// Starts the runner for `jobs` (each must have a unique label), all seeing `ctx.view`.
-    /// `host` is the build folder; the script is written into it.
-    pub fn spawn(jobs: &[Job], ctx: &Context<'_>, host: &Path) -> Result<Dispatcher, BuildError> {
-        let mut labels: Vec<&str> = jobs.iter().map(|j| j.label.as_str()).collect();
-        labels.sort_unstable();
-        if let Some(twice) = labels.windows(2).find(|w| w[0] == w[1]) {
-            let detail = format!("two jobs are both \"{}\"", twice[0]);
-            return Err(BuildError::Io { what: "planning the build".into(), source: io::Error::other(detail) });
-        }
-        for job in jobs {
-            ctx.launcher
-                .check_program(&job.program)
-                .map_err(|source| BuildError::CompilerUnavailable { program: job.program.clone(), source })?;
-        }
+    /// Starts the runner with `ctx.view` of the build folder `host` (the script is written
+    /// into it).
+    pub fn spawn(ctx: &Context<'_>, host: &Path) -> Result<Dispatcher, BuildError> {
         let log_as_seen = ctx.launcher.build_root(host).join(LOG_DIR);
-        let script = script(jobs, &log_as_seen);
         let script_path = host.join(LOG_DIR).join(SCRIPT);
-        std::fs::write(&script_path, script)
+        std::fs::write(&script_path, script(&log_as_seen))
             .map_err(|e| BuildError::io(format!("cannot write {}", script_path.display()), e))?;
 
         let args = vec![log_as_seen.join(SCRIPT).into_os_string()];
@@ -83,7 +75,8 @@ impl Dispatcher {
         let (limits, identity) = (ctx.limits, ctx.launcher.identity());
         // SAFETY: the closure runs in the forked child before exec. `confine` only makes
         // async-signal-safe system calls (getrlimit/setrlimit, prctl, setgroups, setresgid,
-        // setresuid) on values copied into it; it allocates nothing and touches no lock.
+        // setresuid, sched_setscheduler) on values copied into it; it allocates nothing and
+        // touches no lock.
         unsafe {
             cmd.pre_exec(move || confine(Some(limits), identity));
         }
@@ -101,9 +94,8 @@ impl Dispatcher {
         };
         let (tx, reports) = mpsc::channel();
         let listen = thread::Builder::new().name("builder-jobs".into()).spawn(move || {
-            let mut said = String::new();
-            // What the runner itself prints (bubblewrap's errors): read in the background,
-            // so that a full pipe never stops it.
+            // What the runner itself prints (bubblewrap's errors): read on a thread of its
+            // own, so that a full pipe never stops it.
             let stderr_reader = thread::spawn(move || {
                 let mut text = Vec::new();
                 let _ = stderr.take(64 * 1024).read_to_end(&mut text);
@@ -117,9 +109,7 @@ impl Dispatcher {
                     let _ = tx.send(Report::Ended { id, code });
                 }
             }
-            if let Ok(text) = stderr_reader.join() {
-                said = text;
-            }
+            let said = stderr_reader.join().unwrap_or_default();
             let _ = tx.send(Report::Gone { said });
         });
         if let Err(e) = listen {
@@ -127,7 +117,6 @@ impl Dispatcher {
             let _ = child.wait();
             return Err(BuildError::Io { what: "starting the job runner".into(), source: e });
         }
-        let ids: HashMap<String, usize> = jobs.iter().enumerate().map(|(id, job)| (job.label.clone(), id)).collect();
         Ok(Dispatcher {
             child: Some(child),
             pid,
@@ -135,16 +124,16 @@ impl Dispatcher {
             reports,
             host: host.to_path_buf(),
             started: HashMap::new(),
-            ids,
+            next_id: 0,
             events: VecDeque::new(),
-            gone: false,
+            gone: None,
+            launcher: ctx.launcher.clone(),
         })
     }
-
     /// Lets the runner end once its jobs have, and waits for it until `until`.
     pub fn finish(mut self, until: Instant) {
         self.stdin = None;
-        if self.gone {
+        if self.gone.is_some() {
             return;
         }
         loop {
@@ -184,19 +173,22 @@ impl Dispatcher {
                 self.events.push_back(Event::Exited { job: index, status: Ok(status) });
             }
             Report::Gone { said } => {
-                self.gone = true;
-                let mut left: Vec<(usize, usize)> = self.started.drain().collect();
-                left.sort_by_key(|(_, index)| *index);
-                for (id, index) in left {
-                    self.output_events(id, index);
-                    let why = if said.is_empty() {
-                        "the job runner ended before the job did".to_string()
-                    } else {
-                        said.clone()
-                    };
-                    self.events.push_back(Event::Exited { job: index, status: Err(why) });
-                }
+                self.gone = Some(said);
+                self.abandon_started();
             }
+        }
+    }
+
+    /// The runner is gone: every job it was sent ends here, with what it left.
+    fn abandon_started(&mut self) {
+        let said = self.gone.clone().unwrap_or_default();
+        let mut left: Vec<(usize, usize)> = self.started.drain().collect();
+        left.sort_by_key(|(_, index)| *index);
+        for (id, index) in left {
+            self.output_events(id, index);
+            let why =
+                if said.is_empty() { "the job runner ended before the job did".to_string() } else { said.clone() };
+            self.events.push_back(Event::Exited { job: index, status: Err(why) });
         }
     }
 }
@@ -204,9 +196,16 @@ impl Dispatcher {
 impl Starter for Dispatcher {
     fn start(&mut self, index: usize, job: &Job) -> Result<(), BuildError> {
         let io_error = |source| BuildError::Io { what: format!("{}: cannot start it", job.step), source };
-        let id = *self.ids.get(&job.label).ok_or_else(|| io_error(io::Error::other("unknown job")))?;
+        self.launcher
+            .check_program(&job.program)
+            .map_err(|source| BuildError::CompilerUnavailable { program: job.program.clone(), source })?;
+        let id = self.next_id;
+        let mut line = format!("{id} ").into_bytes();
+        line.extend_from_slice(&command_line(job).map_err(|what| BuildError::NotABundle { detail: what })?);
+        line.push(b'\n');
         let stdin = self.stdin.as_mut().ok_or_else(|| io_error(io::Error::other("the job runner was closed")))?;
-        stdin.write_all(format!("{id}\n").as_bytes()).map_err(io_error)?;
+        stdin.write_all(&line).map_err(io_error)?;
+        self.next_id += 1;
         self.started.insert(id, index);
         Ok(())
     }
@@ -216,8 +215,12 @@ impl Starter for Dispatcher {
             if let Some(event) = self.events.pop_front() {
                 return Some(event);
             }
-            if self.gone {
-                return None;
+            if self.gone.is_some() {
+                if self.started.is_empty() {
+                    return None;
+                }
+                self.abandon_started();
+                continue;
             }
             match self.reports.recv_timeout(until.saturating_duration_since(Instant::now())) {
                 Ok(report) => self.receive(report),
@@ -246,29 +249,32 @@ impl Drop for Dispatcher {
     }
 }
 
-/// The runner: reads job numbers, starts each in the background with its output in files,
-/// reports `N <status>`, and waits for what it started when its input ends.
-fn script(jobs: &[Job], log: &Path) -> Vec<u8> {
+/// The runner: reads `N <command>` lines, runs each command in the background with its
+/// output in files, reports `N <status>`, and waits for what it started when its input ends.
+fn script(log: &Path) -> Vec<u8> {
     let mut s = Vec::new();
-    s.extend_from_slice(b"# The builder's job runner (openplc-builder, runner/dispatch.rs).\n");
-    s.extend_from_slice(b"while IFS= read -r job; do\n  case \"$job\" in\n");
-    for (id, job) in jobs.iter().enumerate() {
-        let out = log.join(format!("{id}.out"));
-        let err = log.join(format!("{id}.err"));
-        s.extend_from_slice(format!("    {id}) (").as_bytes());
-        s.extend_from_slice(&quote(job.program.as_bytes()));
-        for arg in &job.args {
-            s.push(b' ');
-            s.extend_from_slice(&quote(arg.as_bytes()));
-        }
-        s.extend_from_slice(b" </dev/null >");
-        s.extend_from_slice(&quote(out.as_os_str().as_bytes()));
-        s.extend_from_slice(b" 2>");
-        s.extend_from_slice(&quote(err.as_os_str().as_bytes()));
-        s.extend_from_slice(format!("; echo \"{id} $?\") & ;;\n").as_bytes());
-    }
-    s.extend_from_slice(b"    *) echo \"$job 127\" ;;\n  esac\ndone\nwait\n");
+    s.extend_from_slice(b"# The builder's job runner (openplc-builder, runner/dispatch.rs).\nlog=");
+    s.extend_from_slice(&quote(log.as_os_str().as_bytes()));
+    s.extend_from_slice(
+        b"\nwhile IFS= read -r line; do\n  id=${line%% *}\n  cmd=${line#* }\n  case $id in ''|*[!0-9]*) continue ;; esac\n  \
+          ( eval \"$cmd\" </dev/null >\"$log/$id.out\" 2>\"$log/$id.err\"; echo \"$id $?\" ) &\ndone\nwait\n",
+    );
     s
+}
+
+/// `job` as one line of sh: every word in single quotes. A word with a line break (or a
+/// NUL) cannot be sent; such a file name is refused.
+fn command_line(job: &Job) -> Result<Vec<u8>, String> {
+    let mut line = quote(job.program.as_bytes());
+    for arg in &job.args {
+        let bytes = arg.as_bytes();
+        if bytes.iter().any(|b| matches!(b, b'\n' | b'\r' | 0)) {
+            return Err(format!("{}: a file name with a line break cannot be compiled", arg.to_string_lossy()));
+        }
+        line.push(b' ');
+        line.extend_from_slice(&quote(bytes));
+    }
+    Ok(line)
 }
 
 /// `arg` in single quotes for sh: every byte literal, a quote written as `'\''`.
@@ -307,18 +313,57 @@ mod tests {
     fn arguments_are_quoted_for_the_shell() {
         assert_eq!(quote(b"plain"), b"'plain'");
         assert_eq!(quote(b"it's $HOME `x` \\"), b"'it'\\''s $HOME `x` \\'");
-        let jobs = [Job {
-            label: "Compiling a'b.c".into(),
+        let job = |arg: &str| Job {
+            label: "l".into(),
             step: "s".into(),
             program: "cc".into(),
-            args: vec!["-c".into(), "a'b.c".into()],
-        }];
-        let text = String::from_utf8(script(&jobs, Path::new("/build/log"))).expect("utf-8");
-        assert!(
-            text.contains(
-                "0) ('cc' '-c' 'a'\\''b.c' </dev/null >'/build/log/0.out' 2>'/build/log/0.err'; echo \"0 $?\") & ;;"
-            ),
-            "{text}"
-        );
+            args: vec!["-c".into(), arg.into()],
+        };
+        assert_eq!(command_line(&job("a'b.c")).expect("a line"), b"'cc' '-c' 'a'\\''b.c'");
+        assert!(command_line(&job("a\nb.c")).is_err());
+        let text = String::from_utf8(script(Path::new("/build/log"))).expect("utf-8");
+        assert!(text.contains("log='/build/log'"), "{text}");
+    }
+
+    #[test]
+    fn the_runner_runs_what_it_is_sent_and_reports_each_status() {
+        use std::os::unix::fs::PermissionsExt;
+        // The jobs run as nobody when the tests run as root: a folder they may use.
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::create_dir_all(dir.path().join(LOG_DIR)).expect("log dir");
+        std::fs::set_permissions(dir.path().join(LOG_DIR), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let launcher = crate::sandbox::Launcher::new(crate::Isolation::Unconfined).expect("launcher");
+        let ctx = Context {
+            launcher: &launcher,
+            view: crate::sandbox::View { host: dir.path(), writable: true, cwd: "." },
+            tmpdir: dir.path().into(),
+            limits: crate::sandbox::Limits { cpu_seconds: 10, address_space: 1 << 30, file_size: 1 << 20, idle: false },
+        };
+        let mut runner = Dispatcher::spawn(&ctx, dir.path()).expect("runner");
+        let sh = |script: &str| Job {
+            label: script.into(),
+            step: script.into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+        };
+        runner.start(0, &sh("echo 'it''s'; echo oops >&2; exit 3")).expect("start");
+        runner.start(1, &sh("kill -9 $$")).expect("start");
+        let until = Instant::now() + std::time::Duration::from_secs(20);
+        let mut lines = Vec::new();
+        let mut statuses = Vec::new();
+        while statuses.len() < 2 {
+            match runner.next_event(until).expect("an event") {
+                Event::Line { job, stderr, text } => lines.push((job, stderr, text)),
+                Event::Exited { job, status } => statuses.push((job, status.expect("a status"))),
+                Event::Closed { .. } => {}
+            }
+        }
+        statuses.sort_by_key(|(job, _)| *job);
+        assert_eq!(statuses[0].1.code(), Some(3));
+        assert_eq!(statuses[1].1.signal(), Some(9));
+        assert!(lines.contains(&(0, false, "its".into())), "{lines:?}");
+        assert!(lines.contains(&(0, true, "oops".into())), "{lines:?}");
+        runner.finish(until);
     }
 }
