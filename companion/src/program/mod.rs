@@ -467,14 +467,8 @@ mod tests {
         let store = ProgramStore::open(dir.path()).unwrap();
         let plc = Arc::new(RtLink::new(logs.clone()));
         let compiler = Arc::new(FakeCompiler { fail, requests: Mutex::new(Vec::new()) });
-        let mut p = Programs::new(
-            store,
-            compiler.clone(),
-            plc,
-            Arc::new(RunSwitch::new()),
-            logs,
-            dir.path().join("build.log"),
-        );
+        let mut p =
+            Programs::new(store, compiler.clone(), plc, Arc::new(RunSwitch::new()), logs, dir.path().join("build.log"));
         p.attach_timeout = Duration::from_millis(50);
         (dir, Arc::new(p), compiler)
     }
