@@ -141,6 +141,11 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         timeout: settings.build_timeout,
         checker: Some(settings.rt_binary.clone()),
         sandbox: settings.build_sandbox,
+        cache: (settings.build_cache_bytes > 0).then(|| openplc_builder::CacheSettings {
+            dir: data.join("build-cache"),
+            max_bytes: settings.build_cache_bytes,
+        }),
+        logs: Some(logs.clone()),
     });
     match compiler.sandbox_status() {
         Ok(how) => logs.info(format!("Program builds: {how}")),

@@ -11,7 +11,6 @@
 //! overruns are counted. Everything started is stopped at the end, on error and on Ctrl-C.
 
 mod bundle;
-mod https;
 mod loads;
 mod measure;
 mod report;
@@ -21,6 +20,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use loads::{Load, Target};
 use openplc_benches::cyclictest::Cyclictest;
+/// The HTTPS client (the library's), as `crate::https` for the loads.
+pub(crate) use openplc_benches::https;
 use openplc_benches::process;
 use shared_abi::client::Reader;
 use shared_abi::shm::monotonic_ns;
