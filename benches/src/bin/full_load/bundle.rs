@@ -29,6 +29,8 @@ pub fn demo_zip(dir: &Path, period_ms: u32, modbus_port: u16, modbus_max_connect
     net["host"] = "127.0.0.1".into();
     net["port"] = modbus_port.into();
     net["max_connections"] = modbus_max_connections.into();
+    // Every bench client connects from 127.0.0.1: one source.
+    net["max_connections_per_source"] = modbus_max_connections.into();
 
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&zip_path).context("opening demo.zip")?;
     let mut zip = zip::ZipWriter::new_append(file).context("reading demo.zip")?;

@@ -4,8 +4,9 @@
 //! - `conf/modbus_slave.json`: the TCP server. Both `buffer_mapping` shapes upstream
 //!   reads (segmented, and the legacy `max_*` one) are accepted, and upstream's top-level
 //!   `word_order`. Our additions, all optional, sit in `network_configuration`:
-//!   `max_connections`, `idle_timeout_ms`, `frame_timeout_ms`, `write_timeout_ms` and
-//!   `unit_id` (answer only this unit id; by default any, as upstream).
+//!   `max_connections`, `max_connections_per_source`, `idle_timeout_ms`,
+//!   `frame_timeout_ms`, `write_timeout_ms` and `unit_id` (answer only this unit id; by
+//!   default any, as upstream).
 //! - `conf/modbus_master.json`: an array of remote devices, TCP or RTU.
 //!
 //! Errors name the field by its JSON path (`[1].config.io_points[0].iec_location: …`).
@@ -18,7 +19,8 @@ mod server;
 
 pub use master::{DeviceConfig, Function, IoPoint, Link, MasterConfig, Parity, SerialSettings, registers_per_element};
 pub use server::{
-    DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_WRITE_TIMEOUT_MS, ServerConfig,
+    DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    DEFAULT_WRITE_TIMEOUT_MS, ServerConfig,
 };
 
 use serde::Deserialize;

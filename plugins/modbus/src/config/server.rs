@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// Defaults of our additions to `network_configuration`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 16;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 2_000;
@@ -20,8 +21,12 @@ pub struct ServerConfig {
     pub map: AddressMap,
     /// Answer only this unit id (others get exception 0x0B); `None` answers any.
     pub unit_id: Option<u8>,
-    /// Connections served at once; more are closed as soon as they are accepted.
+    /// Connections served at once. At the cap, a newcomer takes the place of the
+    /// longest-idle connection of the heaviest source (see `server::admission`).
     pub max_connections: usize,
+    /// Connections one source (an IPv4 address, an IPv6 /64) holds at once. At this cap, a
+    /// newcomer takes the place of its source's longest-idle connection.
+    pub max_connections_per_source: usize,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
     /// Once a frame has begun, the rest of it must arrive (and a reply must be taken)
@@ -42,6 +47,7 @@ impl Default for ServerConfig {
             map: AddressMap::default(),
             unit_id: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             idle_timeout: Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS),
             frame_timeout: Duration::from_millis(DEFAULT_FRAME_TIMEOUT_MS),
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
@@ -62,6 +68,7 @@ struct RawNetwork {
     host: Option<String>,
     port: Option<u16>,
     max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
     idle_timeout_ms: Option<u64>,
     frame_timeout_ms: Option<u64>,
     write_timeout_ms: Option<u64>,
@@ -125,6 +132,12 @@ impl ServerConfig {
                 return Err(err("network_configuration.max_connections", "must be at least 1"));
             }
             cfg.max_connections = n;
+        }
+        if let Some(n) = net.max_connections_per_source {
+            if n == 0 {
+                return Err(err("network_configuration.max_connections_per_source", "must be at least 1"));
+            }
+            cfg.max_connections_per_source = n;
         }
         let ms = |v: Option<u64>, default: Duration, field: &str| -> Result<Duration, ConfigError> {
             match v {
@@ -246,6 +259,7 @@ mod tests {
         assert_eq!(m.word_order, WordOrder::HighWordFirst);
         assert_eq!(c.unit_id, None);
         assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(c.max_connections_per_source, DEFAULT_MAX_CONNECTIONS_PER_SOURCE);
         assert!(c.warnings.is_empty());
     }
 
@@ -289,6 +303,10 @@ mod tests {
         assert_eq!(e.path, "word_order");
         let e = ServerConfig::from_json(r#"{"network_configuration":{"max_connections":0}}"#).unwrap_err();
         assert!(e.to_string().contains("network_configuration.max_connections: must be at least 1"), "{e}");
+        let e = ServerConfig::from_json(r#"{"network_configuration":{"max_connections_per_source":0}}"#).unwrap_err();
+        assert_eq!(e.path, "network_configuration.max_connections_per_source");
+        let c = ServerConfig::from_json(r#"{"network_configuration":{"max_connections_per_source":3}}"#).unwrap();
+        assert_eq!(c.max_connections_per_source, 3);
         let e = ServerConfig::from_json("[1,").unwrap_err();
         assert!(!e.message.is_empty());
     }
