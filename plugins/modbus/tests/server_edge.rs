@@ -133,7 +133,7 @@ async fn exception_codes_for_every_kind_of_bad_request() {
     assert_eq!(plc.stats().unwrap().writes_applied, 0, "no refused request wrote anything");
     // Still answering on the same connection.
     assert_eq!(ask(&mut s, &[6, 0, 27, 0x12, 0x34]).await, [6, 0, 27, 0x12, 0x34]);
-    assert_eq!(plc.outputs().image.lint_memory[0] & 0xFFFF, 0x1234, "register 27 is the low word of %ML0");
+    assert_eq!(settled(&plc).await.image.lint_memory[0] & 0xFFFF, 0x1234, "register 27 is the low word of %ML0");
     let st = server.status();
     assert_eq!(st.exceptions, cases.iter().filter(|(_, w)| w[0] & 0x80 != 0).count() as u64);
     assert_eq!(st.closed_malformed, 0);
@@ -327,7 +327,7 @@ async fn full_write_queue_and_stalled_plc_get_exceptions_not_hangs() {
     assert_eq!(ask(&mut s, &[6, 0, 1, 0, 1]).await, [0x86, 4], "queued but never applied: device failure");
     rt.resume();
     assert_eq!(ask(&mut s, &[6, 0, 1, 0, 9]).await, [6, 0, 1, 0, 9]);
-    assert_eq!(plc.outputs().image.int_output[1], 9);
+    assert_eq!(settled(&plc).await.image.int_output[1], 9);
     let st = server.status();
     assert!(st.write_busy >= 1 && st.write_timeouts == 1, "{st:?}");
     server.stop().await;

@@ -8,6 +8,7 @@ use openplc_port::PortError;
 use shared_abi::image::{IecAddress, Width};
 use shared_abi::layout::OutputSnapshot;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
@@ -54,6 +55,20 @@ pub(super) async fn handle(s: &Shared, unit: u8, pdu: &[u8], out: &mut Vec<u8>) 
     }
 }
 
+/// The latest published outputs, once they show every write answered so far. A write is
+/// answered as soon as rt-core has applied it, at the start of a cycle, and that cycle's
+/// scan publishes a few microseconds later (a long scan: later still): a read in between
+/// waits for the end of that cycle, so a client always reads back what it was told was
+/// written (or what the program made of it). If rt-core stalls meanwhile, the read serves
+/// the latest snapshot after `write_timeout`, as it would without the write.
+async fn settled_outputs(s: &Shared) -> Arc<OutputSnapshot> {
+    let answered_in = s.answered_in.load(Ordering::Acquire);
+    if s.plc.cycle() <= answered_in {
+        let _ = s.plc.wait_cycle_after(answered_in, s.cfg.write_timeout).await;
+    }
+    s.plc.outputs()
+}
+
 fn check(ok: bool) -> Result<(), Exception> {
     if ok { Ok(()) } else { Err(Exception::IllegalDataAddress) }
 }
@@ -64,7 +79,7 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
     match req {
         Request::ReadCoils { addr, qty } => {
             check(pdu::in_range(addr, qty, map.coils()))?;
-            let snap = s.plc.outputs();
+            let snap = settled_outputs(s).await;
             pdu::encode_bits(out, fc, qty, |i| map.read_coil(&snap.image, addr as u32 + i));
         }
         Request::ReadDiscreteInputs { addr, qty } => {
@@ -75,7 +90,7 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
         }
         Request::ReadHoldingRegisters { addr, qty } => {
             check(pdu::in_range(addr, qty, map.holding_registers()))?;
-            let snap = s.plc.outputs();
+            let snap = settled_outputs(s).await;
             pdu::encode_registers(out, fc, qty, |i| map.read_holding(&snap.image, addr as u32 + i));
         }
         Request::ReadInputRegisters { addr, qty } => {
@@ -115,7 +130,7 @@ async fn execute(s: &Shared, req: Request<'_>, out: &mut Vec<u8>) -> Result<(), 
             // The specification has the write happen before the read.
             write(s, &|p, snap, w| holding_writes(map, p, snap, write_addr, write_qty, |i| pdu::register(data, i), w))
                 .await?;
-            let snap = s.plc.outputs();
+            let snap = settled_outputs(s).await;
             pdu::encode_registers(out, fc, read_qty, |i| map.read_holding(&snap.image, read_addr as u32 + i));
         }
     }
@@ -151,7 +166,8 @@ fn holding_writes(
 
 type Build<'a> = dyn Fn(&Pending, &OutputSnapshot, &mut Vec<(IecAddress, u64)>) + Sync + 'a;
 
-/// Queues the writes `build` makes and waits until rt-core has applied them. A full
+/// Queues the writes `build` makes and waits until rt-core has applied them, at the start
+/// of the next cycle, with the writes every other connection queued meanwhile. A full
 /// queue is retried each cycle until `write_timeout` (exception 6 after it); a write not
 /// applied within `write_timeout` is exception 4.
 async fn write(s: &Shared, build: &Build<'_>) -> Result<(), Exception> {
@@ -187,7 +203,11 @@ async fn write(s: &Shared, build: &Build<'_>) -> Result<(), Exception> {
     };
     let left = deadline.saturating_duration_since(Instant::now());
     match s.plc.wait_applied(ticket, left).await {
-        Ok(()) => Ok(()),
+        Ok(cycle) => {
+            // Answered before that cycle's scan has published: reads wait for it.
+            s.answered_in.fetch_max(cycle, Ordering::AcqRel);
+            Ok(())
+        }
         Err(e) => {
             if matches!(e, PortError::Timeout { .. }) {
                 s.n.write_timeouts.fetch_add(1, Ordering::Relaxed);

@@ -19,8 +19,10 @@
 //!   trusted to be in step. No path sleeps: an error is answered or the connection closed
 //!   immediately.
 //! - [`execute`]: reads take one snapshot per request (the port's shared copy of the
-//!   latest scan). Writes are queued for rt-core, all or nothing, and answered once rt-core
-//!   has applied them; FC 23 reads after its write is applied. A write of part of a `%MD`
+//!   latest scan), once it shows every write answered so far. Writes are queued for rt-core,
+//!   all or nothing, and answered as soon as rt-core has applied them, at the start of the
+//!   next cycle (writes from every connection in one batch); FC 23 reads after its write is
+//!   applied. A write of part of a `%MD`
 //!   or `%ML` value keeps the other words as they were in the latest published value (or as
 //!   the latest still-unpublished write of ours left them).
 
@@ -95,6 +97,8 @@ struct Shared {
     cfg: ServerConfig,
     plc: Arc<dyn ImagePort>,
     pending: Mutex<Pending>,
+    /// The latest loop cycle in which a write we answered was applied.
+    answered_in: AtomicU64,
     admission: Arc<Admission>,
     n: Counters,
     local_addr: SocketAddr,
@@ -103,7 +107,15 @@ struct Shared {
 impl Shared {
     fn new(cfg: ServerConfig, plc: Arc<dyn ImagePort>, local_addr: SocketAddr) -> Shared {
         let admission = Admission::new(cfg.max_connections, cfg.max_connections_per_source);
-        Shared { cfg, plc, pending: Mutex::new(Pending::default()), admission, n: Counters::default(), local_addr }
+        Shared {
+            cfg,
+            plc,
+            pending: Mutex::new(Pending::default()),
+            answered_in: AtomicU64::new(0),
+            admission,
+            n: Counters::default(),
+            local_addr,
+        }
     }
 }
 
@@ -218,9 +230,11 @@ impl Detached {
     }
 
     /// Serves `input` as one connection's bytes (inside a tokio runtime with time enabled).
-    /// Each call starts with no pending `%MD`/`%ML` writes, so equal input gives equal output.
+    /// Each call starts with no pending `%MD`/`%ML` writes nor answered ones, so equal input
+    /// gives equal output.
     pub async fn serve_bytes(&self, input: &[u8]) -> Vec<u8> {
         *self.0.pending.lock().unwrap_or_else(|p| p.into_inner()) = Pending::default();
+        self.0.answered_in.store(0, Ordering::Release);
         let mut out = Vec::new();
         // The only connection: admitted whatever the caps.
         if let Ok((slot, _)) = self.0.admission.admit(self.0.local_addr.ip()) {

@@ -45,6 +45,14 @@ pub async fn until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> O
     }
 }
 
+/// The outputs once the cycle under way has ended. A write is answered as soon as rt-core
+/// has applied it, at the start of a cycle, a moment before that cycle's scan publishes:
+/// a test that reads the port's outputs right after a write's reply waits for this first.
+pub async fn settled(plc: &PlcPort) -> std::sync::Arc<shared_abi::layout::OutputSnapshot> {
+    plc.wait_cycle_after(plc.cycle(), Duration::from_secs(5)).await.expect("rt-core ends its cycle");
+    plc.outputs()
+}
+
 /// Kills (and reaps) a child process on drop.
 pub struct Proc(pub Child);
 
