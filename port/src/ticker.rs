@@ -24,7 +24,8 @@ use std::thread::Thread;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long before a change is due the ticker starts looking every [`FINE_STEP`].
+/// How long before a change is due the ticker starts looking every [`FINE_STEP`] (a
+/// quarter of the period at most, as [`LATE_WINDOW`]).
 const LEAD: u64 = 150_000;
 /// How often it looks while a change is due.
 const FINE_STEP: u64 = 20_000;
@@ -92,14 +93,16 @@ impl Phase {
 
     /// How long to sleep at `now_ns` when the next change is due at `due_ns`.
     pub fn nap(now_ns: u64, due_ns: u64, period: u64) -> Duration {
+        // Short periods: close looks over half the period at most.
+        let (lead, late) = (LEAD.min(period / 4), LATE_WINDOW.min(period / 4));
         let ns = if period == 0 {
             50_000
-        } else if now_ns + LEAD < due_ns {
-            (due_ns - LEAD - now_ns).min(ALIVE_PROBE.as_nanos() as u64)
-        } else if now_ns < due_ns + LATE_WINDOW {
+        } else if now_ns + lead < due_ns {
+            (due_ns - lead - now_ns).min(ALIVE_PROBE.as_nanos() as u64)
+        } else if now_ns < due_ns + late {
             FINE_STEP
         } else {
-            (period / 10).clamp(50_000, 1_000_000)
+            (period / 10).clamp(FINE_STEP, 1_000_000)
         };
         Duration::from_nanos(ns)
     }
@@ -259,5 +262,10 @@ mod tests {
         assert_eq!(Phase::nap(due + 100_000, due, P), Duration::from_nanos(FINE_STEP));
         assert_eq!(Phase::nap(due + 2 * LATE_WINDOW, due, P), Duration::from_millis(1), "long late: a tenth");
         assert_eq!(Phase::nap(0, 0, 0), Duration::from_micros(50), "no period known");
+        // A 200 µs period: close looks from 50 µs before to 50 µs after, a tenth otherwise.
+        let (p, due) = (200_000, 1_000_000);
+        assert_eq!(Phase::nap(due - 120_000, due, p), Duration::from_micros(70));
+        assert_eq!(Phase::nap(due - 40_000, due, p), Duration::from_nanos(FINE_STEP));
+        assert_eq!(Phase::nap(due + 60_000, due, p), Duration::from_nanos(FINE_STEP));
     }
 }
