@@ -457,14 +457,21 @@ int oplc_guarded_copy(void *dst, const void *src, size_t n, oplc_fault_t *fault)
 
 /* Copies a C string from program memory: at most cap bytes, *len of them used; *len = cap
  * when no NUL came within cap bytes. */
-int oplc_guarded_cstr(const char *src, char *dst, size_t cap, size_t *len, oplc_fault_t *fault) {
-    GUARD_BEGIN(fault)
+static __attribute__((noinline)) size_t copy_cstr(const char *src, char *dst, size_t cap) {
     size_t n = 0;
     while (n < cap && src[n] != '\0') {
         dst[n] = src[n];
         n++;
     }
-    *len = n;
+    return n;
+}
+
+/* The loop lives in its own function: inlined after sigsetjmp, gcc -O3 reports `cap` as
+ * possibly clobbered by the jump (-Wclobbered, an error here), although nothing reads it
+ * after one. */
+int oplc_guarded_cstr(const char *src, char *dst, size_t cap, size_t *len, oplc_fault_t *fault) {
+    GUARD_BEGIN(fault)
+    *len = copy_cstr(src, dst, cap);
     GUARD_END
 }
 
