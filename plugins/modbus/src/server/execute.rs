@@ -205,7 +205,11 @@ async fn write(s: &Shared, build: &Build<'_>) -> Result<(), Exception> {
     match s.plc.wait_applied(ticket, left).await {
         Ok(cycle) => {
             // Answered before that cycle's scan has published: reads wait for it.
-            s.answered_in.fetch_max(cycle, Ordering::AcqRel);
+            let before = s.answered_in.fetch_max(cycle, Ordering::AcqRel);
+            s.n.writes_applied.fetch_add(1, Ordering::Relaxed);
+            if before < cycle {
+                s.n.write_scans.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(())
         }
         Err(e) => {

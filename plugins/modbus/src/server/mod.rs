@@ -61,6 +61,8 @@ struct Counters {
     closed_malformed: AtomicU64,
     write_busy: AtomicU64,
     write_timeouts: AtomicU64,
+    writes_applied: AtomicU64,
+    write_scans: AtomicU64,
     accept_errors: AtomicU64,
 }
 
@@ -90,6 +92,12 @@ pub struct ServerStatus {
     pub write_busy: u64,
     /// Writes rt-core did not apply within `write_timeout` (answered with exception 4).
     pub write_timeouts: u64,
+    /// Write requests answered once rt-core had applied them.
+    pub writes_applied: u64,
+    /// Scans that applied those writes: counted each time the latest cycle in which an
+    /// answered write was applied moves on, so `writes_applied / write_scans` is how many
+    /// requests, from every connection, one scan took at once.
+    pub write_scans: u64,
     pub accept_errors: u64,
 }
 
@@ -161,6 +169,8 @@ impl Server {
             closed_malformed: g(&n.closed_malformed),
             write_busy: g(&n.write_busy),
             write_timeouts: g(&n.write_timeouts),
+            writes_applied: g(&n.writes_applied),
+            write_scans: g(&n.write_scans),
             accept_errors: g(&n.accept_errors),
         }
     }
