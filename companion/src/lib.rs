@@ -8,10 +8,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod control;
 pub mod debugging;
+pub mod device;
 pub mod discovery;
 pub mod fsutil;
 pub mod logs;
+pub mod monitor;
 pub mod plugins;
 pub mod program;
 pub mod protocols;
@@ -106,8 +109,13 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
     let auth = Arc::new(Auth::open(&data)?);
     let plc = Arc::new(RtLink::new(logs.clone()));
     if settings.retain_flush.is_some() {
-        plc.set_retain_store(Arc::new(retain::RetainStore::new(&data)));
+        plc.set_file_store(Arc::new(retain::file::FileStore::new(&data)));
     }
+    let switch = Arc::new(openplc_plugin_host::RunSwitch::new());
+    let (moves_tx, moves_rx) = tokio::sync::mpsc::unbounded_channel();
+    switch.on_move(move |position, by| {
+        let _ = moves_tx.send((position, by.to_string()));
+    });
     let debugger = debugging::debugger(plc.port().clone(), auth.clone(), settings.editor_compat);
     let store = ProgramStore::open(&data)?;
     if let Some(user) = &settings.rt_user {
@@ -133,9 +141,15 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         Ok(how) => logs.info(format!("Program builds: {how}")),
         Err(e) => logs.error(format!("Uploaded programs cannot be built: {e}")),
     }
-    let programs =
-        Arc::new(Programs::new(store, compiler, plc.clone(), logs.clone(), data.join("logs").join("build.log")));
-    let plugins = plugins::Plugins::new(&data, plc.clone(), logs.clone());
+    let programs = Arc::new(Programs::new(
+        store,
+        compiler,
+        plc.clone(),
+        switch.clone(),
+        logs.clone(),
+        data.join("logs").join("build.log"),
+    ));
+    let plugins = plugins::Plugins::new(&data, plc.clone(), switch.clone(), logs.clone());
     programs.set_deploy_hook(plugins.clone());
     let supervisor = with_supervisor.then(|| {
         let programs_for_sup: Arc<dyn supervisor::CurrentProgram> = Arc::new(ProgramsCurrent(programs.clone()));
@@ -151,15 +165,52 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         programs,
         supervisor,
         variables: Default::default(),
+        switch,
+        switch_moves: std::sync::Mutex::new(Some(moves_rx)),
+        monitor: Default::default(),
         started: Instant::now(),
     }))
+}
+
+/// Acts on the run/stop switch's movements: logged, and a move to STOP stops a running PLC
+/// (a move to RUN only allows starts again, as a hardware switch's plugin would then ask). A
+/// move during a transition (a deploy, a restart of rt-core) is acted on once it has landed,
+/// as upstream reconciles the switch after a transition.
+pub fn spawn_switch_watcher(app: Arc<App>) {
+    let Some(mut moves) = app.switch_moves.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+    tokio::spawn(async move {
+        while let Some((position, by)) = moves.recv().await {
+            app.logs.info(format!("Run/stop switch moved to {} by {by}", position.as_str().to_uppercase()));
+            if position == openplc_plugin_host::SwitchPosition::Stop {
+                stop_for_switch(&app).await;
+            }
+        }
+    });
+}
+
+async fn stop_for_switch(app: &App) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if app.switch.allows_run() || app.plc.plc_state() != Some(shared_abi::layout::PlcState::Running) {
+            return;
+        }
+        let reply = control::stop(app).await;
+        control::remember_run_state(app, reply);
+        match reply.outcome {
+            control::Outcome::Ok => return app.logs.info("PLC stopped by the run/stop switch"),
+            control::Outcome::Busy if Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            _ => return app.logs.warn(format!("The run/stop switch could not stop the PLC: {}", reply.wire())),
+        }
+    }
 }
 
 struct ProgramsCurrent(Arc<Programs>);
 
 impl supervisor::CurrentProgram for ProgramsCurrent {
-    fn current_library(&self) -> Option<(std::path::PathBuf, bool)> {
-        self.0.store.current().map(|r| (r.library(), self.0.store.state().run))
+    fn current_program(&self) -> Option<supervisor::Current> {
+        supervisor::CurrentProgram::current_program(&self.0.store)
     }
 }
 
@@ -194,7 +245,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.discovery_port != 0 {
         match tokio::net::UdpSocket::bind((settings.bind, settings.discovery_port)).await {
             Ok(sock) => {
-                let payload = discovery::reply(settings.editor_compat.api_version(), local.port());
+                let advert = discovery::Advert::new(settings.editor_compat.api_version(), local.port());
+                let programs = app.programs.clone();
+                let payload = move || advert.reply(programs.snapshots.advertised(&programs.store));
                 tokio::spawn(discovery::respond(sock, payload));
                 app.logs.info(format!("Discovery answers on UDP {}", settings.discovery_port));
             }
@@ -215,14 +268,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
 
     app.plugins.clone().spawn_lifecycle();
-    if let (Some(store), Some(period)) = (app.plc.retain_store().cloned(), app.settings.retain_flush) {
+    spawn_switch_watcher(app.clone());
+    let period = app.settings.retain_flush.unwrap_or(retain::PLUGIN_SAVE_PERIOD);
+    if let Some(store) = app.plc.retain_store() {
         app.logs.info(format!(
             "RETAIN values are kept in {} (written every {} s when they change)",
-            store.path().display(),
+            store.describe(),
             period.as_secs()
         ));
-        retain::spawn_flusher(store, app.plc.clone(), app.logs.clone(), period);
     }
+    retain::spawn_flusher(app.plc.clone(), app.logs.clone(), period);
     let router = api::router(app.clone());
     server::serve(listener, tls_config, router, shutdown_signal()).await?;
     app.logs.info("openplc-runtime stopping; openplc-rt keeps running");

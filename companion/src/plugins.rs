@@ -9,8 +9,10 @@
 
 use crate::logs::LogHub;
 use crate::protocols::{self, Protocol, ProtocolState, StartContext};
+use crate::retain::RetainBackend;
+use crate::retain::plugin::PluginStore;
 use crate::rt_link::RtLink;
-use openplc_plugin_host::{CommandError, PluginHost};
+use openplc_plugin_host::{CommandError, PluginHost, RetainPlugin, RunSwitch};
 use shared_abi::layout::PlcState;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +32,7 @@ struct Active {
 /// The plugins of this companion.
 pub struct Plugins {
     plc: Arc<RtLink>,
+    switch: Arc<RunSwitch>,
     logs: Arc<LogHub>,
     conf_path: PathBuf,
     data_dir: PathBuf,
@@ -42,9 +45,10 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    pub fn new(data_dir: &Path, plc: Arc<RtLink>, logs: Arc<LogHub>) -> Arc<Plugins> {
-        Arc::new(Plugins {
+    pub fn new(data_dir: &Path, plc: Arc<RtLink>, switch: Arc<RunSwitch>, logs: Arc<LogHub>) -> Arc<Plugins> {
+        let plugins = Arc::new(Plugins {
             plc,
+            switch,
             logs,
             conf_path: data_dir.join("plugins.conf"),
             data_dir: data_dir.to_path_buf(),
@@ -53,7 +57,25 @@ impl Plugins {
             host: Mutex::new(None),
             config_gen: AtomicU64::new(0),
             active: tokio::sync::Mutex::new(None),
-        })
+        });
+        plugins.find_retain_store();
+        plugins
+    }
+
+    /// Looks for a native plugin that is the RETAIN store (its `retain_save`/`retain_load`
+    /// exports) among the enabled ones, and makes it the store (or drops the previous one).
+    /// Blocking (opens libraries).
+    pub fn find_retain_store(&self) {
+        let found = RetainPlugin::find(&self.conf_path);
+        let name = found.as_ref().map(|p| p.name().to_string());
+        let current = self.plc.retain_store().map(|s| s.describe());
+        if let Some(name) = &name
+            && current.as_deref() != Some(name.as_str())
+        {
+            self.logs.info(format!("RETAIN values are kept by plugin {name} (its retain_save/retain_load)"));
+        }
+        let store = found.map(|p| Arc::new(PluginStore::new(p)) as Arc<dyn RetainBackend>);
+        self.plc.set_plugin_store(store);
     }
 
     /// The plugin host, made on first use (and again after a `plugins.conf` that did not
@@ -61,7 +83,7 @@ impl Plugins {
     fn host(&self) -> Option<Arc<PluginHost>> {
         let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
         if host.is_none() {
-            match PluginHost::new(&self.conf_path, self.plc.port().clone()) {
+            match PluginHost::with_switch(&self.conf_path, self.plc.port().clone(), self.switch.clone()) {
                 Ok(h) => *host = Some(Arc::new(h)),
                 Err(e) => self.logs.error(format!("Plugins are off until plugins.conf is fixed: {e}")),
             }
@@ -82,6 +104,7 @@ impl Plugins {
                     format!("Plugins enabled by the upload: {}", names.join(", "))
                 });
                 self.config_gen.fetch_add(1, Ordering::AcqRel);
+                self.find_retain_store();
             }
             Err(e) => self.logs.error(format!("The upload's plugin configuration was not applied: {e}")),
         }

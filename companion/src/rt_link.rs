@@ -5,19 +5,32 @@
 //! into the runtime log.
 
 use crate::logs::{Level, LogHub};
-use crate::retain::RetainStore;
+use crate::retain::RetainBackend;
+use crate::retain::status::{LastStart, Layout};
 use openplc_port::{LoadKind, LogSink, PlcPort, PortError};
 use shared_abi::client::{Observer, RtClient};
 use shared_abi::debug::LoadResult;
 use shared_abi::layout::PlcState;
 use shared_abi::msg::{Command, CommandStatus, Event};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// The least a command waits for rt-core's answer (longer for a slow task period).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub use crate::retain::status::RetainStart;
+
+/// A program load: which library, whether it runs, how RETAIN values are treated, and the
+/// program's MD5 (the identity a RETAIN store keeps values under).
+#[derive(Clone, Copy, Debug)]
+pub struct LoadRequest<'a> {
+    pub path: &'a Path,
+    pub start: bool,
+    pub retain: RetainStart,
+    pub md5: Option<&'a str>,
+}
 
 /// Where the link to rt-core stands, as the supervisor drives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +72,16 @@ pub struct RtLink {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
     logs: Arc<LogHub>,
-    /// Where RETAIN values are kept, when retain is on.
-    retain: OnceLock<Arc<RetainStore>>,
+    retain: Mutex<Stores>,
+    /// What the last load did with RETAIN values.
+    last_start: Mutex<Option<LastStart>>,
+}
+
+/// Where RETAIN values are kept: a plugin store outranks the file store, as upstream.
+#[derive(Default)]
+struct Stores {
+    file: Option<Arc<dyn RetainBackend>>,
+    plugin: Option<Arc<dyn RetainBackend>>,
 }
 
 /// Marks a transition under way while alive.
@@ -85,7 +106,8 @@ impl RtLink {
             }),
             events: broadcast::channel(256).0,
             logs,
-            retain: OnceLock::new(),
+            retain: Mutex::new(Stores::default()),
+            last_start: Mutex::new(None),
         }
     }
 
@@ -102,13 +124,30 @@ impl RtLink {
         self.inner().state
     }
 
-    /// Turns retain on: warm loads give the program its saved RETAIN values.
-    pub fn set_retain_store(&self, store: Arc<RetainStore>) {
-        let _ = self.retain.set(store);
+    fn stores(&self) -> MutexGuard<'_, Stores> {
+        self.retain.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn retain_store(&self) -> Option<&Arc<RetainStore>> {
-        self.retain.get()
+    /// Turns the built-in file store on: warm loads give the program its saved values.
+    pub fn set_file_store(&self, store: Arc<dyn RetainBackend>) {
+        self.stores().file = Some(store);
+    }
+
+    /// The plugin acting as the RETAIN store, if any (it outranks the file store).
+    pub fn set_plugin_store(&self, store: Option<Arc<dyn RetainBackend>>) {
+        self.stores().plugin = store;
+    }
+
+    /// Where RETAIN values are kept now, if anywhere.
+    pub fn retain_store(&self) -> Option<Arc<dyn RetainBackend>> {
+        let stores = self.stores();
+        stores.plugin.clone().or_else(|| stores.file.clone())
+    }
+
+    /// What the last load did with RETAIN values, when it loaded the program now running.
+    pub fn last_start(&self) -> Option<LastStart> {
+        let current = self.port.status().map(|s| s.program_gen)?;
+        self.last_start.lock().unwrap_or_else(|p| p.into_inner()).clone().filter(|l| l.program_gen == current)
     }
 
     /// Installs a freshly opened lease and observer (the supervisor does this). A link
@@ -180,24 +219,47 @@ impl RtLink {
     }
 
     /// Loads a program library and waits until it is swapped in at a cycle boundary (the
-    /// previous program keeps running if the load fails). `warm`: the program gets its
-    /// saved RETAIN values (when retain is on and they are its own); otherwise it starts
-    /// cold. Busy meanwhile.
-    pub async fn load(&self, path: &Path, start: bool, warm: bool, timeout: Duration) -> Result<LoadResult, PortError> {
+    /// previous program keeps running if the load fails). Warm: the program gets its saved
+    /// RETAIN values (when a store holds values of its own); cold: it starts with its initial
+    /// values, and once it is in, the store is reset so the old values never come back.
+    /// Busy meanwhile.
+    pub async fn load(&self, request: LoadRequest<'_>, timeout: Duration) -> Result<LoadResult, PortError> {
         let _busy = self.busy_guard();
+        let path = request.path;
         let path = path.to_str().ok_or_else(|| PortError::LoadFailed(format!("{} is not UTF-8", path.display())))?;
-        let saved = match (warm, self.retain.get().cloned()) {
-            (true, Some(store)) => {
+        let store = self.retain_store();
+        let md5 = request.md5.map(str::to_string);
+        let saved = match (request.retain, store.clone()) {
+            (RetainStart::Warm, Some(store)) => {
                 let logs = self.logs.clone();
-                tokio::task::spawn_blocking(move || store.saved(&logs)).await.ok().flatten()
+                tokio::task::spawn_blocking(move || store.load(md5.as_deref(), &logs)).await.ok().flatten()
             }
             _ => None,
         };
+        let live = self.port.retain_saved().filter(|r| r.program_gen != 0).map(|r| Layout::of(&r));
         // Warm even without saved values: rt-core then gives back what its live copy in the
         // shared memory holds for this program (RETAIN values and forces after rt-core was
         // restarted), and the staged file values only when there is no live copy.
-        let kind = if warm { LoadKind::Warm { staged: saved.as_deref() } } else { LoadKind::Cold };
-        self.port.load(path, start, kind, timeout).await
+        let kind = match request.retain {
+            RetainStart::Warm => LoadKind::Warm { staged: saved.as_deref() },
+            RetainStart::Cold => LoadKind::Cold,
+        };
+        let loaded = self.port.load(path, request.start, kind, timeout).await?;
+        *self.last_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastStart {
+            kind: request.retain,
+            program_gen: loaded.program_gen,
+            stored: saved.as_deref().map(Layout::of),
+            live,
+        });
+        if let (RetainStart::Cold, Some(store)) = (request.retain, store) {
+            let md5 = request.md5.map(str::to_string);
+            match tokio::task::spawn_blocking(move || store.reset(md5.as_deref())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.logs.warn(format!("Could not reset the stored RETAIN values: {e}")),
+                Err(e) => self.logs.warn(format!("Could not reset the stored RETAIN values: {e}")),
+            }
+        }
+        Ok(loaded)
     }
 
     /// Moves rt-core's queued events and log lines into the runtime log (and to event

@@ -22,8 +22,17 @@ pub struct App {
     pub supervisor: Option<Arc<Supervisor>>,
     /// Names of the running program's variables, for the REST monitor.
     pub variables: crate::variables::NameCache,
+    /// The run/stop switch (plugins and the API move it).
+    pub switch: Arc<openplc_plugin_host::RunSwitch>,
+    /// Switch movements, for the watcher `serve` starts (taken once).
+    pub switch_moves: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<SwitchMove>>>,
+    /// The browser monitor's shared sampler (one watch-list lease per tick for every page).
+    pub monitor: crate::monitor::Hub,
     pub started: Instant,
 }
+
+/// The switch moved to `0`, by `1` (who, for the log).
+pub type SwitchMove = (openplc_plugin_host::SwitchPosition, String);
 
 impl App {
     /// The one `STATUS:<STATE>` word for `/api/status`.

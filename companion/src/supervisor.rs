@@ -19,7 +19,7 @@
 
 use crate::logs::LogHub;
 use crate::program::store::ProgramStore;
-use crate::rt_link::{Phase, RtLink};
+use crate::rt_link::{LoadRequest, Phase, RetainStart, RtLink};
 use crate::settings::Settings;
 use shared_abi::client::{ClientError, Observer, Reader, RtClient};
 use shared_abi::layout::PlcState;
@@ -53,19 +53,27 @@ pub struct Supervisor {
 
 /// What the supervisor needs to know about programs (kept narrow for tests).
 pub trait CurrentProgram: Send + Sync {
-    /// The library of the last good program and whether the PLC should run it.
-    fn current_library(&self) -> Option<(std::path::PathBuf, bool)>;
+    /// The last good program: its library, whether the PLC should run it, its MD5.
+    fn current_program(&self) -> Option<Current>;
+}
+
+/// The last good program, as the supervisor restores it.
+pub struct Current {
+    pub library: std::path::PathBuf,
+    pub run: bool,
+    pub md5: Option<String>,
 }
 
 impl CurrentProgram for ProgramStore {
-    fn current_library(&self) -> Option<(std::path::PathBuf, bool)> {
-        self.current().map(|r| (r.library(), self.state().run))
+    fn current_program(&self) -> Option<Current> {
+        let state = self.state();
+        self.current().map(|r| Current { library: r.library(), run: state.run, md5: state.md5 })
     }
 }
 
 impl<T: CurrentProgram> CurrentProgram for Arc<T> {
-    fn current_library(&self) -> Option<(std::path::PathBuf, bool)> {
-        (**self).current_library()
+    fn current_program(&self) -> Option<Current> {
+        (**self).current_program()
     }
 }
 
@@ -181,13 +189,14 @@ impl Supervisor {
 
     /// Loads the last good program into an empty rt-core, started if it was running.
     async fn restore_program(&self, after_crash: bool) {
-        let Some((library, run)) = self.store.current_library() else {
+        let Some(Current { library, run, md5 }) = self.store.current_program() else {
             if !after_crash {
                 self.logs.info("No program yet: upload one from the OpenPLC Editor");
             }
             return;
         };
-        match self.plc.load(&library, run, true, PROGRAM_LOAD_TIMEOUT).await {
+        let request = LoadRequest { path: &library, start: run, retain: RetainStart::Warm, md5: md5.as_deref() };
+        match self.plc.load(request, PROGRAM_LOAD_TIMEOUT).await {
             Ok(r) => self.logs.info(format!(
                 "Loaded the last program (#{}){}",
                 r.program_gen,

@@ -3,11 +3,13 @@
 //! built from (MatIEC's `VARIABLES.csv`, STruC++'s `debug-map.json`), the values from rt-core
 //! through the debugger's shared watch list, decoded to JSON.
 
+use crate::state::App;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared_abi::debug::ProgramInfo;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One debug variable of the running program.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +38,50 @@ impl NameCache {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((program_gen, map.clone()));
         map
     }
+}
+
+/// Why the running program's variables cannot be named.
+#[derive(Debug, thiserror::Error)]
+pub enum NamesUnavailable {
+    #[error("openplc-rt is not running")]
+    RtDown,
+    #[error("No program is loaded")]
+    NoProgram,
+    #[error("No program was deployed through the API")]
+    NotDeployed,
+    #[error("The running program is not the one deployed last: its variable names are unknown")]
+    NotTheDeployed,
+    #[error("The program's variable names are unavailable: {0}")]
+    Unreadable(String),
+    /// The blocking task that reads the bundle did not finish.
+    #[error("reading the variable names failed: {0}")]
+    Task(String),
+}
+
+/// The running program and the names of its variables, read from its bundle once per
+/// program generation (the REST monitor and the browser monitor share the cache).
+pub async fn running(app: &App) -> Result<(ProgramInfo, Arc<VarMap>), NamesUnavailable> {
+    let port = app.plc.port();
+    if !port.is_attached() {
+        return Err(NamesUnavailable::RtDown);
+    }
+    let info = port.program_info().ok_or(NamesUnavailable::NoProgram)?;
+    if let Some(cached) = app.variables.cached(info.program_gen) {
+        return Ok((info, cached));
+    }
+    let record = app.programs.store.current().ok_or(NamesUnavailable::NotDeployed)?;
+    let deployed_md5 = app.programs.store.state().md5;
+    if let (Some(deployed), Some(running)) = (deployed_md5.as_deref(), info.md5_str())
+        && !deployed.eq_ignore_ascii_case(running)
+    {
+        return Err(NamesUnavailable::NotTheDeployed);
+    }
+    let src = record.sources();
+    let map = tokio::task::spawn_blocking(move || VarMap::load(&src, &info))
+        .await
+        .map_err(|e| NamesUnavailable::Task(e.to_string()))?
+        .map_err(NamesUnavailable::Unreadable)?;
+    Ok((info, app.variables.store(info.program_gen, map)))
 }
 
 /// The names of one program's variables.

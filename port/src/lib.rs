@@ -16,7 +16,7 @@
 //! |---|---|---|---|
 //! | `cycle`, `period_ns`, `state`, `incarnation` | no | no | atomic loads; 0 / `None` while detached |
 //! | `rt_alive`, `status` | no | no | a `flock` probe (a system call) |
-//! | `program_info`, `stats`, `histogram`, `load_result`, `retain_saved` | no | no | seqlock copies |
+//! | `program_info`, `stats`, `histogram`, `load_result`, `retain_saved`, `forces` | no | no | seqlock copies |
 //! | `outputs` | no | no | one shared copy per published scan |
 //! | `inputs`, `update_inputs`, `write`, `send`, `drain` | no | for the call | never while waiting |
 //! | `wait_*`, `command`, `force`, `unforce`, `load` (+ `_blocking`) | yes, up to `timeout` | only to send | fail fast, see below |

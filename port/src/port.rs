@@ -6,7 +6,7 @@ use crate::log::LogSink;
 use crate::sampler::{EVICT_AFTER, Sampler};
 use crate::ticker::Ticker;
 use shared_abi::client::{ClientError, Observer, Reader, RtClient, Status};
-use shared_abi::debug::{DebugValues, LoadResult, ProgramInfo};
+use shared_abi::debug::{DebugValues, ForceTable, LoadResult, ProgramInfo};
 use shared_abi::image::{Area, IecAddress, InputImage};
 use shared_abi::layout::{OutputSnapshot, PlcState, SharedMemory, WriteRing};
 use shared_abi::msg::{Command, Event, LogLevel, LogLine, MAX_WRITES_PER_CYCLE};
@@ -249,6 +249,12 @@ impl PlcPort {
     /// The outcome of the last program load rt-core carried out.
     pub fn load_result(&self) -> Option<LoadResult> {
         self.with_observer(|o| o.load_result().ok()).flatten()
+    }
+
+    /// The variables forced in the running program, as rt-core last published them
+    /// (check `program_gen` against [`PlcPort::program_info`]'s before naming them).
+    pub fn forces(&self) -> Option<Box<ForceTable>> {
+        self.with_observer(|o| o.forces().ok()).flatten()
     }
 
     /// The running program's RETAIN values as rt-core last published them.

@@ -35,6 +35,7 @@
 //! | 0x45 shorter than 3 bytes | `45 81` | `45 81` |
 //! | 0x45 probe other than `DE AD` / `AD DE` | `45 81` | probe ignored |
 //! | no program loaded | `success:false` (the family has no status for it) | `FC 83` |
+//! | license codes 0x48 (board id), 0x49 (write license), 0x4A (read license) | `FC 85` (`LIC_UNSUPPORTED`: no license store on this runtime), with or without a program | same |
 //!
 //! Bytes after a complete request are ignored (the Editor's MD5 request carries two).
 
@@ -48,12 +49,20 @@ pub const FC_SET: u8 = 0x42;
 pub const FC_GET: u8 = 0x43;
 pub const FC_GET_LIST: u8 = 0x44;
 pub const FC_MD5: u8 = 0x45;
+/// The license function codes of vendor plugin packages: board id, write, read. Upstream's
+/// webserver answers them itself, never the core.
+pub const FC_GET_DEVICE_ID: u8 = 0x48;
+pub const FC_WRITE_LICENSE: u8 = 0x49;
+pub const FC_READ_LICENSE: u8 = 0x4A;
 
 pub const SUCCESS: u8 = 0x7E;
 pub const OUT_OF_BOUNDS: u8 = 0x81;
 pub const OUT_OF_MEMORY: u8 = 0x82;
 /// (array, element) family only.
 pub const NOT_LOADED: u8 = 0x83;
+/// License codes: the target has no license store at all (a valid state, not a transport
+/// failure: the newest Editor reports "not supported" for it).
+pub const LIC_UNSUPPORTED: u8 = 0x85;
 /// Modbus exception code for a function code the server does not implement.
 pub const ILLEGAL_FUNCTION: u8 = 0x01;
 
@@ -100,6 +109,8 @@ pub enum Request {
     List(Vec<Addr>),
     /// 0x45 with its two probe bytes.
     Md5 { probe: [u8; 2] },
+    /// 0x48, 0x49 or 0x4A: a license operation (its payload is not looked at).
+    License { fc: u8 },
 }
 
 impl Request {
@@ -110,6 +121,7 @@ impl Request {
             Request::Range { .. } => FC_GET,
             Request::List(_) => FC_GET_LIST,
             Request::Md5 { .. } => FC_MD5,
+            Request::License { fc } => *fc,
         }
     }
 }
@@ -187,11 +199,15 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 pub fn parse(family: Family, pdu: &[u8]) -> Result<Request, Rejected> {
     let Some(&fc) = pdu.first() else { return Err(Rejected::Empty) };
     let fail = |s: u8| Err(Rejected::Reply(status(fc, s)));
-    if !(FC_INFO..=FC_MD5).contains(&fc) {
+    let license = (FC_GET_DEVICE_ID..=FC_READ_LICENSE).contains(&fc);
+    if !(FC_INFO..=FC_MD5).contains(&fc) && !license {
         return Err(Rejected::Reply(vec![fc | 0x80, ILLEGAL_FUNCTION]));
     }
     if pdu.len() > MAX_FRAME {
         return fail(OUT_OF_MEMORY);
+    }
+    if license {
+        return Ok(Request::License { fc });
     }
     match (fc, family) {
         (FC_INFO, _) => Ok(Request::Info),
@@ -272,6 +288,12 @@ pub fn probe_says_big_endian(probe: [u8; 2]) -> Option<bool> {
         0xADDE => Some(false),
         _ => None,
     }
+}
+
+/// The answer to every license code: `FC 85`, no license store here. The newest Editor
+/// reads it as "unsupported" for all three (board id, write, read), the end of its flow.
+pub fn license_not_supported(fc: u8) -> Vec<u8> {
+    status(fc, LIC_UNSUPPORTED)
 }
 
 /// Flat 0x41 answer: `41 <count u16>`, no status byte (as the MatIEC-era runtime).
@@ -473,8 +495,22 @@ mod tests {
     }
 
     #[test]
+    fn license_codes_are_requests_answered_not_supported() {
+        for (text, fc) in [("48", 0x48), ("49 00 62 AB", 0x49), ("4A", 0x4A)] {
+            for family in [Family::FlatIndex, Family::ArrayElement] {
+                let req = parse(family, &hex(text)).unwrap();
+                assert_eq!(req, Request::License { fc });
+                assert_eq!(req.function_code(), fc);
+            }
+            assert_eq!(license_not_supported(fc), [fc, 0x85]);
+        }
+        assert_eq!(encode_hex(&license_not_supported(FC_READ_LICENSE)), "4A 85");
+    }
+
+    #[test]
     fn unknown_codes_get_the_modbus_exception_and_oversized_frames_0x82() {
-        assert_eq!(reply(Family::FlatIndex, "49 01 00"), [0xC9, 0x01]);
+        assert_eq!(reply(Family::FlatIndex, "4B 01"), [0xCB, 0x01], "run/stop over the debug channel: not here");
+        assert_eq!(reply(Family::FlatIndex, "46"), [0xC6, 0x01]);
         assert_eq!(reply(Family::ArrayElement, "03"), [0x83, 0x01]);
         assert_eq!(reply(Family::FlatIndex, "FF"), [0xFF, 0x01]);
         assert_eq!(parse(Family::FlatIndex, &[]), Err(Rejected::Empty));
@@ -546,7 +582,7 @@ mod tests {
             if let Some(first) = pdu.first_mut() {
                 // Mostly known codes, so the parsers get exercised.
                 if !rng.next().is_multiple_of(4) {
-                    *first = 0x41 + (rng.next() % 5) as u8;
+                    *first = 0x41 + (rng.next() % 10) as u8;
                 }
             }
             for family in [Family::FlatIndex, Family::ArrayElement] {

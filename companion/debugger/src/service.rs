@@ -170,6 +170,11 @@ impl Debugger {
             Ok(p) => p,
             Err(e) => return Reply::Error(format!("Malformed command: {e}")),
         };
+        // License codes never reach the PLC (upstream's webserver answers them itself), so
+        // they are answered with or without rt-core or a program.
+        if let Ok(Request::License { fc }) = protocol::parse(Family::ArrayElement, &pdu) {
+            return Reply::Pdu(protocol::license_not_supported(fc));
+        }
         if !self.port.rt_alive() {
             return Reply::Error(RT_DOWN.into());
         }
@@ -195,6 +200,7 @@ impl Debugger {
                 Request::Set { addr, force, value } => Some(self.set(session, family, &info, addr, force, value).await),
                 Request::Range { array, start, end } => self.range(family, &info, array, start, end, arrival).await,
                 Request::List(addrs) => self.list(family, &info, &addrs, arrival).await,
+                Request::License { fc } => Some(Reply::Pdu(protocol::license_not_supported(fc))),
             };
             if let Some(reply) = outcome {
                 return reply;

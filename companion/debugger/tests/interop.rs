@@ -336,7 +336,7 @@ fn two_clients_polling_different_sets_are_both_served() {
 fn malformed_pdus_get_the_protocols_error_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let server = fixture_server(&dir);
-    let cases: [(&str, Result<&str, &str>); 17] = [
+    let cases: [(&str, Result<&str, &str>); 20] = [
         ("44", Ok("44 81")),
         ("44 00 00", Ok("44 81")),
         ("44 00 02 00 01", Ok("44 81")),
@@ -350,7 +350,10 @@ fn malformed_pdus_get_the_protocols_error_statuses() {
         ("43 00 00 00 07", Ok("43 81")),
         ("45 12 34 00 00", Ok("45 81")),
         ("45", Ok("45 81")),
-        ("49 01 00", Ok("C9 01")),
+        ("4B 01", Ok("CB 01")),
+        ("49 00 62 AB", Ok("49 85")),
+        ("48", Ok("48 85")),
+        ("4A", Ok("4A 85")),
         ("zz", Err("Malformed command")),
         ("4", Err("Malformed command")),
         ("", Err("Empty command")),

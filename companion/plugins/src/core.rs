@@ -26,7 +26,7 @@ use shared_abi::layout::{OutputSnapshot, PlcState};
 use shared_abi::msg::{Command, CommandStatus, LogLevel};
 use shared_abi::plugin::PluginRuntimeArgs;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -197,9 +197,8 @@ pub(crate) struct Core {
     flush_lock: Mutex<()>,
     view: Mutex<ViewData>,
     view_changed: Condvar,
-    /// The run/stop switch position a plugin reported (`set_switch_position`); starts are
-    /// refused while it is STOP.
-    pub switch_run: AtomicBool,
+    /// The run/stop switch (`set_switch_position`); starts are refused while it is STOP.
+    pub switch: Arc<crate::switch::RunSwitch>,
     pub counters: Counters,
     /// Sizes of debug variables, per program generation (reading one takes a scan).
     debug_sizes: Mutex<HashMap<(u32, u32), u16>>,
@@ -220,7 +219,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    pub fn new(plc: Arc<PlcPort>) -> Arc<Core> {
+    pub fn new(plc: Arc<PlcPort>, switch: Arc<crate::switch::RunSwitch>) -> Arc<Core> {
         Arc::new(Core {
             plc,
             image_lock: RecursiveLock::new(),
@@ -229,7 +228,7 @@ impl Core {
             flush_lock: Mutex::new(()),
             view: Mutex::new(ViewData { outputs: bytemuck::zeroed_box(), inputs: bytemuck::zeroed_box() }),
             view_changed: Condvar::new(),
-            switch_run: AtomicBool::new(true),
+            switch,
             counters: Counters::default(),
             debug_sizes: Mutex::new(HashMap::new()),
             last_drop_report: Mutex::new(None),

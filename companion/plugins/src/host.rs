@@ -15,6 +15,7 @@ use crate::core::{Core, lock};
 use crate::native::NativeLib;
 use crate::python::{Hook, PyPlugin};
 use crate::slots::{self, PluginCtx};
+use crate::switch::RunSwitch;
 use serde::Serialize;
 use shared_abi::msg::LogLevel;
 use std::path::{Path, PathBuf};
@@ -212,6 +213,16 @@ impl PluginHost {
     /// A host for the plugins listed in `conf_path` (`<data dir>/plugins.conf`; a missing
     /// file is an empty list). Nothing is loaded until `start`.
     pub fn new(conf_path: impl Into<PathBuf>, plc: Arc<openplc_port::PlcPort>) -> Result<Self, ConfError> {
+        PluginHost::with_switch(conf_path, plc, Arc::new(RunSwitch::new()))
+    }
+
+    /// As [`PluginHost::new`], with the run/stop switch the plugins report to (the
+    /// companion shares one with its API).
+    pub fn with_switch(
+        conf_path: impl Into<PathBuf>,
+        plc: Arc<openplc_port::PlcPort>,
+        switch: Arc<RunSwitch>,
+    ) -> Result<Self, ConfError> {
         let conf_path = std::path::absolute(conf_path.into()).map_err(|e| ConfError {
             file: PathBuf::new(),
             line: None,
@@ -223,13 +234,18 @@ impl PluginHost {
         Ok(PluginHost {
             conf_path,
             data_dir,
-            core: Core::new(plc),
+            core: Core::new(plc, switch),
             state: Mutex::new(HostState { started: false, plugins, cycle: None }),
         })
     }
 
     pub fn conf_path(&self) -> &Path {
         &self.conf_path
+    }
+
+    /// The run/stop switch this host's plugins report to.
+    pub fn switch(&self) -> &Arc<RunSwitch> {
+        &self.core.switch
     }
 
     /// The per-upload rule (see [`conf::apply_upload`]): enables exactly the plugins with a

@@ -28,10 +28,14 @@ mod core;
 mod host;
 mod native;
 mod python;
+mod retain_store;
 mod slots;
+pub mod switch;
 
 pub use conf::{ConfError, PluginEntry, PluginKind, PluginsConf, UploadedConfig};
 pub use host::{CommandError, PluginHost, PluginState, PluginStatus};
+pub use retain_store::{RetainHookError, RetainPlugin};
+pub use switch::{RunSwitch, SwitchPosition};
 
 // The companion shares one host between its handlers and its supervisor.
 const _: () = {

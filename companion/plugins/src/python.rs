@@ -59,6 +59,7 @@ fn install_helpers(py: Python<'_>) -> PyResult<()> {
     core.add_function(wrap_pyfunction!(scan, &core)?)?;
     core.add_function(wrap_pyfunction!(wait_scan, &core)?)?;
     core.add_function(wrap_pyfunction!(request, &core)?)?;
+    core.add_function(wrap_pyfunction!(set_switch, &core)?)?;
     core.add_function(wrap_pyfunction!(thread_exception, &core)?)?;
     py.import("sys")?.getattr("modules")?.set_item("_openplc_host", &core)?;
     let source = CString::new(HELPER_SOURCE).map_err(|_| PyRuntimeError::new_err("helper source has a NUL"))?;
@@ -366,6 +367,21 @@ fn request(py: Python<'_>, h: Handle, what: &str, reason: String) -> PyResult<()
         let reason_ptr = reason.as_ptr() as usize;
         // SAFETY: as above; the pointer is only used inside this call, while `reason` lives.
         py.detach(move || unsafe { f(reason_ptr as *const std::ffi::c_char) });
+    }
+    Ok(())
+}
+
+/// `set_switch(handle, run)`: the run/stop switch position, through the C ABI's
+/// `set_switch_position` like a native plugin's report.
+#[pyfunction]
+fn set_switch(py: Python<'_>, h: Handle, run: bool) -> PyResult<()> {
+    let ctx = ctx_of(h)?;
+    // SAFETY: the args struct is alive (held by `ctx`) and its functions were set by `claim`.
+    let args = unsafe { &*ctx.args.get() };
+    if let Some(f) = args.set_switch_position {
+        let position = if run { shared_abi::plugin::PLUGIN_SWITCH_RUN } else { shared_abi::plugin::PLUGIN_SWITCH_STOP };
+        // SAFETY: as above; the function takes a plain int.
+        py.detach(move || unsafe { f(position) });
     }
     Ok(())
 }

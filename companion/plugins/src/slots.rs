@@ -12,7 +12,7 @@ use shared_abi::image::{IecAddress, Width};
 use shared_abi::msg::LogLevel;
 use shared_abi::plugin::{
     DEBUG_STATUS_OK, DEBUG_STATUS_OUT_OF_BOUNDS, DEBUG_STATUS_OUT_OF_MEMORY, JournalType, LogFn, PLUGIN_PLC_ERROR,
-    PLUGIN_PLC_RUNNING, PLUGIN_PLC_STOPPED, PLUGIN_SWITCH_STOP, PluginRuntimeArgs,
+    PLUGIN_PLC_RUNNING, PLUGIN_PLC_STOPPED, PluginRuntimeArgs,
 };
 use std::cell::UnsafeCell;
 use std::ffi::{CStr, c_char, c_int, c_uint, c_ulonglong};
@@ -381,7 +381,7 @@ impl<const S: usize> Thunk<S> {
         guard((), || {
             if let Some(c) = get(S) {
                 let reason = reason_text(reason);
-                if !c.core.switch_run.load(Ordering::Acquire) {
+                if !c.core.switch.allows_run() {
                     c.log(LogLevel::Warning, &format!("PLC start refused, the run/stop switch is at STOP: {reason}"));
                     return;
                 }
@@ -394,7 +394,7 @@ impl<const S: usize> Thunk<S> {
     unsafe extern "C" fn set_switch_position(position: c_int) {
         guard((), || {
             if let Some(c) = get(S) {
-                c.core.switch_run.store(position != PLUGIN_SWITCH_STOP, Ordering::Release);
+                c.core.switch.set(crate::switch::SwitchPosition::from_abi(position), &format!("plugin {}", c.name));
             }
         })
     }

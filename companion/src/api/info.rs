@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::Viewer;
 use crate::logs::Level;
-use crate::settings::MIN_EDITOR_VERSION;
+use crate::settings::{EditorCompat, MIN_EDITOR_VERSION};
 use crate::state::App;
 use axum::Json;
 use axum::extract::{Query, State};
@@ -18,12 +18,17 @@ pub async fn version(State(app): State<Arc<App>>) -> Json<Value> {
     Json(json!({ "version": app.settings.editor_compat.api_version() }))
 }
 
-/// `GET /api/capabilities` (no credentials): what Editor ≥ 4.2 reads before uploading.
+/// `GET /api/capabilities` (no credentials): what Editor ≥ 4.2 reads before uploading and
+/// before offering to send or fetch a project snapshot, with upstream's newest
+/// `updatePolicy` and `bootloaderPort`.
 pub async fn capabilities(State(app): State<Arc<App>>) -> Json<Value> {
+    let deployment = crate::device::deployment();
     Json(json!({
         "runtimeVersion": app.settings.editor_compat.api_version(),
         "minEditorVersion": MIN_EDITOR_VERSION,
-        "projectSnapshot": false,
+        "projectSnapshot": true,
+        "updatePolicy": deployment.policy.as_str(),
+        "bootloaderPort": deployment.sidecar_port,
     }))
 }
 
@@ -90,20 +95,37 @@ pub fn list_serial_ports(class_dir: &Path) -> Vec<(String, String)> {
     ports
 }
 
-/// Any other `/api/…` path: upstream's catch-all needs a valid token, then answers 200
-/// with an error object.
+/// Any other `/api/…` path. Upstream's catch-all needs a valid token, then answers a
+/// one-segment path with 200 and an error object (`{"error": "Unknown argument"}`, or
+/// `{"PostRequestError": …}` for a POST); a longer path gets a 404 there.
+///
+/// No Editor reads that 200 body: Editor ≤ 4.1.4 calls only routes served here, and reads
+/// `{"error"}` only from `serial-ports`, which is served; Editor ≥ 4.2 validates every 200
+/// body against the shape it expects, so a 200 error object turns a missing route into
+/// "the device sent an unreadable …". So an unknown route answers 404 with a JSON error
+/// (which still carries `"error": "Unknown argument"`), except in `editor_compat` `legacy`,
+/// which keeps upstream's bodies exactly.
 pub async fn api_fallback(
     State(app): State<Arc<App>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    if !uri.path().starts_with("/api/") {
+    let Some(rest) = uri.path().strip_prefix("/api/") else {
         return Err(ApiError::NotFound("Not found".into()));
-    }
+    };
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     app.auth.authenticate(authorization).map_err(ApiError::Unauthorized)?;
+    let one_segment = !rest.trim_end_matches('/').contains('/');
+    let upstream_200 = app.settings.editor_compat == EditorCompat::Legacy && one_segment;
     match method {
+        Method::GET | Method::POST if !upstream_200 => Err(ApiError::Raw(
+            StatusCode::NOT_FOUND,
+            json!({
+                "error": "Unknown argument",
+                "msg": super::error::scrub(&format!("No such API route: {method} {}", uri.path())),
+            }),
+        )),
         Method::GET => Ok(Json(json!({ "error": "Unknown argument" }))),
         Method::POST => Ok(Json(json!({ "PostRequestError": "Unknown argument" }))),
         _ => Err(ApiError::Raw(StatusCode::METHOD_NOT_ALLOWED, json!({ "msg": "Method not allowed" }))),

@@ -2,12 +2,16 @@
 //! latency histogram). All routes are composed in [`router`]; other layers (the Socket.IO
 //! debugger) wrap the router it returns.
 
+pub mod control;
+pub mod device;
 pub mod error;
 pub mod extract;
 pub mod info;
 pub mod plc;
 pub mod plugins;
 pub mod program;
+pub mod snapshot;
+pub mod timing;
 pub mod users;
 pub mod variables;
 
@@ -41,8 +45,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/password-change/{id}", put(users::password_change))
         .route("/api/status", get(plc::status))
         .route("/api/ping", get(plc::ping))
-        .route("/api/start-plc", get(plc::start_plc))
-        .route("/api/stop-plc", get(plc::stop_plc))
+        .route("/api/start-plc", get(control::start_plc))
+        .route("/api/stop-plc", get(control::stop_plc))
+        .route("/api/cold-start-plc", get(control::cold_start_plc))
+        .route("/api/switch", get(control::switch).post(control::set_switch))
+        .route("/api/retain-status", get(control::retain_status))
+        .route("/api/project-snapshot", get(snapshot::download))
+        .route("/api/project-snapshot/info", get(snapshot::info))
+        .route("/api/device-info", get(device::device_info))
+        .route("/api/discovery/interfaces", get(device::interfaces))
+        .route("/api/discovery/ethercat/status", get(device::ethercat_status))
+        .route("/api/discovery/ethercat/scan", post(device::scan))
+        .route("/api/discovery/ethercat/test", post(device::test))
+        .route("/api/discovery/ethercat/validate", post(device::validate))
+        .route("/api/discovery/ethercat/runtime-status", get(device::unavailable))
+        .route("/api/discovery/ethercat/diagnostics", get(device::unavailable))
         .route("/api/stats/histogram", get(plc::histogram))
         .route("/api/health", get(plc::health))
         .route("/api/plugins", get(plugins::plugins))
@@ -54,6 +71,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/serial-ports", get(info::serial_ports))
         .route("/api/version", get(info::version))
         .route("/api/capabilities", get(info::capabilities))
+        // The browser monitor: the page at `/` and its own calls under /api/monitor/.
+        .merge(crate::monitor::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .route("/api/upload-file", post(program::upload_file).layer(DefaultBodyLimit::max(program::MAX_UPLOAD_BODY)))
         .fallback(info::api_fallback)

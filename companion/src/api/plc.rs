@@ -1,8 +1,9 @@
-//! PLC control and monitoring: status (with timing statistics), start, stop, the latency
-//! histogram and the health check.
+//! PLC monitoring: status (with the run/stop switch and timing statistics), ping, the
+//! latency histogram and the health check.
 
 use super::error::ApiError;
-use super::extract::{Operator, Viewer};
+use super::extract::Viewer;
+use super::timing;
 use crate::rt_link::Phase;
 use crate::state::App;
 use axum::Json;
@@ -10,25 +11,26 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use shared_abi::layout::PlcState;
-use shared_abi::msg::{Command, CommandStatus};
 use shared_abi::stats::{HIST_BUCKETS, HistogramSnapshot, Stats, Summary};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Duration;
-
-const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn truthy(q: &HashMap<String, String>, key: &str) -> bool {
     q.get(key).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
 }
 
-/// `GET /api/status[?include_stats=true]` → `{"status": "STATUS:RUNNING", "timing_stats": {…}}`.
+/// `GET /api/status[?include_stats=true]` → `{"status": "STATUS:RUNNING", "switchPosition":
+/// "run", "timing_stats": {…}}` (see [`super::timing`]).
 pub async fn status(State(app): State<Arc<App>>, _v: Viewer, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
-    let mut body = json!({ "status": format!("STATUS:{}", app.status_word()) });
+    let mut body = json!({
+        "status": format!("STATUS:{}", app.status_word()),
+        "switchPosition": app.switch.position().as_str(),
+    });
     if truthy(&q, "include_stats") {
-        body["timing_stats"] = timing_stats(app.plc.port().stats().as_ref());
+        let tasks = app.programs.current_tasks();
+        body["timing_stats"] =
+            timing::timing_stats(app.plc.port().stats().as_ref(), &tasks, app.plc.port().period_ns());
         // Upstream splices native plugins' get_stats in; the Editor ignores keys it does not know.
         let plugin_stats = app.plugins.stats().await;
         if !plugin_stats.is_empty() {
@@ -40,111 +42,6 @@ pub async fn status(State(app): State<Arc<App>>, _v: Viewer, Query(q): Query<Has
 
 fn us(v: Option<u64>) -> Value {
     v.map(|ns| json!(ns.saturating_add(500) / 1000)).unwrap_or(Value::Null)
-}
-
-fn summary(prefix: &str, s: Option<&Summary>, out: &mut serde_json::Map<String, Value>) {
-    out.insert(format!("{prefix}_min"), us(s.and_then(Summary::min)));
-    out.insert(format!("{prefix}_max"), us(s.and_then(Summary::max)));
-    out.insert(format!("{prefix}_avg"), us(s.and_then(Summary::mean_ns)));
-}
-
-/// rt-core's statistics in the shape the Editor displays (whole µs; `null` without samples).
-pub fn timing_stats(stats: Option<&Stats>) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("scan_count".into(), json!(stats.map(|s| s.scan_count).unwrap_or(0)));
-    summary("scan_time", stats.map(|s| &s.scan_time), &mut m);
-    summary("cycle_time", stats.map(|s| &s.cycle_time), &mut m);
-    summary("cycle_latency", stats.map(|s| &s.latency), &mut m);
-    m.insert("overruns".into(), json!(stats.map(|s| s.overruns).unwrap_or(0)));
-    Value::Object(m)
-}
-
-/// `GET /api/start-plc` → `{"status": "START:OK"}` and upstream's other answers.
-pub async fn start_plc(State(app): State<Arc<App>>, Operator(session): Operator) -> Json<Value> {
-    let reply = start(&app).await;
-    if reply == "START:OK" {
-        if let Err(e) = app.programs.store.set_run(true) {
-            app.logs.error(format!("Could not record the run state: {e}"));
-        }
-        app.logs.info(format!("PLC started by {:?}", session.user.username));
-    }
-    Json(json!({ "status": reply }))
-}
-
-async fn start(app: &App) -> &'static str {
-    let link = app.plc.state();
-    if link.is_busy() || link.phase == Phase::Restarting {
-        return "COMMAND:BUSY";
-    }
-    let Some(state) = app.plc.plc_state() else { return "START:ERROR" };
-    if link.phase == Phase::SafeMode || matches!(state, PlcState::Empty | PlcState::Error) {
-        return load_and_start(app).await;
-    }
-    if state == PlcState::Running {
-        return "START:ERROR_ALREADY_RUNNING";
-    }
-    match app.plc.command(Command::Start).await {
-        Ok(CommandStatus::Ok) => "START:OK",
-        Ok(CommandStatus::AlreadyRunning) => "START:ERROR_ALREADY_RUNNING",
-        Ok(CommandStatus::Busy) => "COMMAND:BUSY",
-        Ok(CommandStatus::NoProgram | CommandStatus::InError) => load_and_start(app).await,
-        Ok(other) => {
-            app.logs.error(format!("Start refused by rt-core: {}", other.as_str()));
-            "START:ERROR"
-        }
-        Err(e) => {
-            app.logs.error(format!("Start failed: {e}"));
-            "START:ERROR"
-        }
-    }
-}
-
-/// Starting from EMPTY or ERROR means loading the last good program again.
-async fn load_and_start(app: &App) -> &'static str {
-    let Some(program) = app.programs.store.current() else {
-        app.logs.warn("Start requested but there is no program: upload one first");
-        return "START:ERROR";
-    };
-    match app.plc.load(&program.library(), true, true, LOAD_TIMEOUT).await {
-        Ok(_) => {
-            if app.plc.state().phase == Phase::SafeMode {
-                app.logs.info("Leaving safe mode: the program was loaded again on request");
-            }
-            app.plc.leave_safe_mode();
-            "START:OK"
-        }
-        Err(e) => {
-            app.logs.error(format!("Could not load the program to start it: {e}"));
-            "START:ERROR"
-        }
-    }
-}
-
-/// `GET /api/stop-plc` → `{"status": "STOP:OK"}` (`STOP:ERROR` when not running).
-pub async fn stop_plc(State(app): State<Arc<App>>, Operator(session): Operator) -> Json<Value> {
-    let link = app.plc.state();
-    let reply = if link.is_busy() || link.phase == Phase::Restarting {
-        "COMMAND:BUSY"
-    } else if app.plc.plc_state() != Some(PlcState::Running) {
-        "STOP:ERROR"
-    } else {
-        match app.plc.command(Command::Stop).await {
-            Ok(CommandStatus::Ok) => "STOP:OK",
-            Ok(CommandStatus::Busy) => "COMMAND:BUSY",
-            Ok(_) => "STOP:ERROR",
-            Err(e) => {
-                app.logs.error(format!("Stop failed: {e}"));
-                "STOP:ERROR"
-            }
-        }
-    };
-    if reply == "STOP:OK" {
-        if let Err(e) = app.programs.store.set_run(false) {
-            app.logs.error(format!("Could not record the run state: {e}"));
-        }
-        app.logs.info(format!("PLC stopped by {:?}", session.user.username));
-    }
-    Json(json!({ "status": reply }))
 }
 
 /// `GET /api/ping` → `{"status": "PING:OK"}` while rt-core is attached.
@@ -235,25 +132,6 @@ pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timing_stats_in_whole_microseconds_and_null_without_samples() {
-        let empty = timing_stats(None);
-        assert_eq!(empty["scan_count"], 0);
-        assert!(empty["scan_time_min"].is_null());
-        assert_eq!(empty.as_object().unwrap().len(), 11);
-        let mut s = Stats { scan_count: 10, overruns: 2, ..Default::default() };
-        s.cycle_time.record(1_000_400);
-        s.cycle_time.record(999_600);
-        s.latency.record(12_345);
-        let v = timing_stats(Some(&s));
-        assert_eq!(v["cycle_time_min"], 1000);
-        assert_eq!(v["cycle_time_max"], 1000);
-        assert_eq!(v["cycle_time_avg"], 1000);
-        assert_eq!(v["cycle_latency_max"], 12);
-        assert!(v["scan_time_avg"].is_null());
-        assert_eq!(v["overruns"], 2);
-    }
 
     #[test]
     fn histogram_text_is_cyclictest_shaped() {

@@ -46,6 +46,10 @@ pub async fn plugin_command(
             app.logs.warn(format!("Plugin {:?} refused command {:?} ({code}): {reply}", req.plugin, req.command));
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(reply_body(&reply))).into_response())
         }
+        // The newest Editor scans for EtherCAT devices through a plugin named `ethercat`.
+        Err(CommandError::NoSuchPlugin) if req.plugin == "ethercat" => {
+            Err(ApiError::Raw(StatusCode::NOT_FOUND, json!({ "error": super::device::NO_ETHERCAT })))
+        }
         Err(e @ CommandError::NoSuchPlugin) => Err(ApiError::NotFound(format!("Plugin {:?}: {e}", req.plugin))),
         Err(e @ CommandError::NotRunning) => Err(ApiError::Conflict(format!("Plugin {:?}: {e}", req.plugin))),
         Err(e @ (CommandError::Unsupported | CommandError::InvalidCommand(_))) => {

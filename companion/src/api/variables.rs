@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use super::extract::Viewer;
 use crate::state::App;
-use crate::variables::{VarMap, decode};
+use crate::variables::{NamesUnavailable, VarMap, decode};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -23,29 +23,12 @@ fn unavailable(text: impl Into<String>) -> ApiError {
     ApiError::Raw(StatusCode::CONFLICT, json!({ "msg": text.into() }))
 }
 
-/// The names of the running program's variables, read once per program generation.
+/// The running program and its variables' names, or why not (409; 500 if the read broke).
 async fn current(app: &Arc<App>) -> Result<(ProgramInfo, Arc<VarMap>), ApiError> {
-    let port = app.plc.port();
-    if !port.is_attached() {
-        return Err(unavailable("openplc-rt is not running"));
-    }
-    let info = port.program_info().ok_or_else(|| unavailable("No program is loaded"))?;
-    if let Some(cached) = app.variables.cached(info.program_gen) {
-        return Ok((info, cached));
-    }
-    let record = app.programs.store.current().ok_or_else(|| unavailable("No program was deployed through the API"))?;
-    let deployed_md5 = app.programs.store.state().md5;
-    if let (Some(deployed), Some(running)) = (deployed_md5.as_deref(), info.md5_str())
-        && !deployed.eq_ignore_ascii_case(running)
-    {
-        return Err(unavailable("The running program is not the one deployed last: its variable names are unknown"));
-    }
-    let src = record.sources();
-    let map = tokio::task::spawn_blocking(move || VarMap::load(&src, &info))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| unavailable(format!("The program's variable names are unavailable: {e}")))?;
-    Ok((info, app.variables.store(info.program_gen, map)))
+    crate::variables::running(app).await.map_err(|e| match e {
+        NamesUnavailable::Task(_) => ApiError::internal(e),
+        other => unavailable(other.to_string()),
+    })
 }
 
 /// `GET /api/variables`: `{"md5", "variables": [{"index", "name", "type"}]}`.

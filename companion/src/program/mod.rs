@@ -7,7 +7,9 @@
 
 pub mod compiler;
 pub mod rt_access;
+pub mod snapshot;
 pub mod store;
+pub mod tasks;
 pub mod unzip;
 pub mod upload;
 
@@ -15,8 +17,9 @@ use self::compiler::ProgramCompiler;
 use self::store::ProgramStore;
 use self::unzip::UnzipError;
 use crate::logs::LogHub;
-use crate::rt_link::RtLink;
+use crate::rt_link::{LoadRequest, RetainStart, RtLink};
 use openplc_builder::{BuildError, Level};
+use openplc_plugin_host::RunSwitch;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +109,12 @@ async fn blocking<T: Send + 'static>(
 
 pub struct Programs {
     pub store: ProgramStore,
+    /// The current program's project snapshot.
+    pub snapshots: snapshot::Snapshots,
+    /// The current program's tasks.
+    pub tasks: tasks::TaskCache,
+    /// A deployed program starts only while the run/stop switch says RUN.
+    switch: Arc<RunSwitch>,
     deploy_hook: OnceLock<Arc<dyn DeployHook>>,
     status: Mutex<CompilationStatus>,
     building: AtomicBool,
@@ -131,20 +140,29 @@ impl Drop for BuildTicket {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("Runtime is compiling another program, please wait")]
-pub struct AlreadyBuilding;
+/// Why an upload is refused: one upload at a time, from its first byte to its build's end.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AlreadyBuilding {
+    #[error("Another upload is in progress, please wait")]
+    Receiving,
+    #[error("Runtime is compiling another program, please wait")]
+    Compiling,
+}
 
 impl Programs {
     pub fn new(
         store: ProgramStore,
         compiler: Arc<dyn ProgramCompiler>,
         plc: Arc<RtLink>,
+        switch: Arc<RunSwitch>,
         logs: Arc<LogHub>,
         build_log: PathBuf,
     ) -> Programs {
         Programs {
             store,
+            snapshots: snapshot::Snapshots::default(),
+            tasks: tasks::TaskCache::default(),
+            switch,
             deploy_hook: OnceLock::new(),
             status: Mutex::new(CompilationStatus { status: BuildState::Idle, logs: Vec::new(), exit_code: None }),
             building: AtomicBool::new(false),
@@ -169,12 +187,24 @@ impl Programs {
         self.building.load(Ordering::Acquire)
     }
 
-    /// Reserves the builder; refused while another build runs.
+    /// Reserves the builder; refused while another upload is received or built.
     pub fn begin(self: &Arc<Self>) -> Result<BuildTicket, AlreadyBuilding> {
-        self.building
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .map_err(|_| AlreadyBuilding)?;
+        self.building.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).map_err(|_| {
+            if self.status().status == BuildState::Compiling {
+                AlreadyBuilding::Compiling
+            } else {
+                AlreadyBuilding::Receiving
+            }
+        })?;
         Ok(BuildTicket { programs: self.clone(), used: false })
+    }
+
+    /// The current program's declared tasks (empty when unknown).
+    pub fn current_tasks(&self) -> Arc<Vec<tasks::TaskDecl>> {
+        match self.store.current() {
+            Some(record) => self.tasks.of(&record.id, &record.sources()),
+            None => Arc::new(Vec::new()),
+        }
     }
 
     /// Starts building the saved upload `id` in the background.
@@ -258,22 +288,24 @@ impl Programs {
         // the plugin watcher starts the new set once, not once per half-applied step.
         let _deploying = self.plc.busy_guard();
         // A new upload starts cold, as upstream: its RETAIN variables take their initial
-        // values, and the values saved for the previous program are dropped.
-        let loaded = self
-            .plc
-            .load(&record.library(), true, false, LOAD_TIMEOUT)
-            .await
-            .map_err(|e| DeployError::Rejected(Box::new(e)))?;
-        if let Err(e) = self.store.set_current(id, true, built.md5.clone()) {
+        // values, and the store forgets the previous program's. It runs unless the run/stop
+        // switch says STOP (then the Editor's own start-plc is refused the same way).
+        let start = self.switch.allows_run();
+        let request =
+            LoadRequest { path: &record.library(), start, retain: RetainStart::Cold, md5: built.md5.as_deref() };
+        let loaded = self.plc.load(request, LOAD_TIMEOUT).await.map_err(|e| DeployError::Rejected(Box::new(e)))?;
+        if let Err(e) = self.store.set_current(id, start, built.md5.clone()) {
             self.logs.error(format!("Could not record the new program as current: {e}"));
         }
         self.plc.leave_safe_mode();
-        if let Some(store) = self.plc.retain_store().cloned()
-            && let Err(e) = tokio::task::spawn_blocking(move || store.clear()).await.unwrap_or(Ok(()))
-        {
-            self.logs.warn(format!("Could not remove the previous program's RETAIN values: {e}"));
-        }
-        self.push(Level::Info, &format!("Program #{} loaded and started", loaded.program_gen));
+        self.push(
+            Level::Info,
+            &if start {
+                format!("Program #{} loaded and started", loaded.program_gen)
+            } else {
+                format!("Program #{} loaded; not started: the run/stop switch is at STOP", loaded.program_gen)
+            },
+        );
         if let Some(hook) = self.deploy_hook.get().cloned() {
             let src = record.sources();
             let _ = tokio::task::spawn_blocking(move || hook.deployed(&src)).await;
@@ -361,7 +393,14 @@ mod tests {
         let logs = Arc::new(LogHub::in_memory());
         let store = ProgramStore::open(dir.path()).unwrap();
         let plc = Arc::new(RtLink::new(logs.clone()));
-        let mut p = Programs::new(store, Arc::new(FakeCompiler { fail }), plc, logs, dir.path().join("build.log"));
+        let mut p = Programs::new(
+            store,
+            Arc::new(FakeCompiler { fail }),
+            plc,
+            Arc::new(RunSwitch::new()),
+            logs,
+            dir.path().join("build.log"),
+        );
         p.attach_timeout = Duration::from_millis(50);
         (dir, Arc::new(p))
     }
@@ -388,7 +427,7 @@ mod tests {
         let (_d, p) = programs(true);
         let id = upload(&p, &[("Config0.c", b"int x")]);
         let ticket = p.begin().unwrap();
-        assert!(p.begin().is_err(), "one build at a time");
+        assert_eq!(p.begin().err(), Some(AlreadyBuilding::Receiving), "one upload at a time");
         p.spawn_build(ticket, id.clone());
         let st = wait_done(&p).await;
         assert_eq!(st.status, BuildState::Failed);

@@ -75,7 +75,11 @@ fn share_tree(dir: &Path, gid: u32) -> io::Result<()> {
         let entry = entry.map_err(|e| with(dir, e))?;
         let path = entry.path();
         let kind = entry.file_type().map_err(|e| with(&path, e))?;
-        if kind.is_dir() {
+        if kind.is_dir() && entry.file_name() == crate::program::snapshot::FOLDER {
+            // A program's project snapshot is for admins over the API only, never for the
+            // account that runs uploaded code.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(|e| with(&path, e))?;
+        } else if kind.is_dir() {
             share_tree(&path, gid)?;
         } else if kind.is_file() {
             lchown(&path, None, Some(gid)).map_err(|e| with(&path, e))?;
@@ -109,6 +113,9 @@ mod tests {
         fs::write(data.join("programs/p1/program.so"), b"so").unwrap();
         fs::set_permissions(data.join("programs/p1/program.so"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(data.join("programs/p1/src/POUS.c"), b"c").unwrap();
+        fs::create_dir_all(data.join("programs/p1/snapshot")).unwrap();
+        fs::write(data.join("programs/p1/snapshot/project.zip"), b"zip").unwrap();
+        fs::set_permissions(data.join("programs/p1/snapshot"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::create_dir_all(data.join("secrets")).unwrap();
         fs::write(data.join("users.json"), b"{}").unwrap();
         // SAFETY: getegid has no preconditions.
@@ -122,6 +129,7 @@ mod tests {
         assert_eq!(mode("programs/p1/program.so"), 0o750);
         assert_eq!(mode("programs/p1/src/POUS.c") & 0o077, 0o040, "group read, nothing for others");
         assert_eq!(fs::metadata(data.join("programs/p1/program.so")).unwrap().gid(), gid);
+        assert_eq!(mode("programs/p1/snapshot"), 0o700, "the project snapshot stays the companion's");
         // A folder made later in programs/ inherits the group through the setgid bit.
         fs::create_dir(data.join("programs/p2")).unwrap();
         assert_ne!(mode("programs/p2") & 0o2000, 0, "setgid inherited");

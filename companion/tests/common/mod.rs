@@ -216,17 +216,28 @@ impl Runtime {
 
     /// Uploads `zip` as the Editor does (multipart part `file`, `program.zip`).
     pub fn upload(&self, zip: &Path, token: &str) -> Reply {
-        let out = Command::new("curl")
-            .args(["-sk", "-o", "-", "-w", "\n%{http_code}", "-H"])
-            .arg(format!("Authorization: Bearer {token}"))
-            .arg("-F")
-            .arg(format!("file=@{};filename=program.zip;type=application/zip", zip.display()))
-            .arg(format!("{}/upload-file", self.base()))
-            .output()
-            .expect("run curl");
+        self.upload_with(zip, token, "", &[])
+    }
+
+    /// Uploads `zip` with `query` (`"?clean=1"` or `""`) and more curl form arguments
+    /// (`-F snapshot=@…`, `--form-string snapshot_metadata=…`).
+    pub fn upload_with(&self, zip: &Path, token: &str, query: &str, more: &[String]) -> Reply {
+        let out = self.upload_command(zip, token, query, more).output().expect("run curl");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
         Reply { status: code.trim().parse().unwrap_or(0), headers: Vec::new(), body: body.to_string() }
+    }
+
+    /// The curl command of [`Runtime::upload_with`], for a test that runs it in the background.
+    pub fn upload_command(&self, zip: &Path, token: &str, query: &str, more: &[String]) -> Command {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sk", "-o", "-", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg("-F")
+            .arg(format!("file=@{};filename=program.zip;type=application/zip", zip.display()))
+            .args(more)
+            .arg(format!("{}/upload-file{query}", self.base()));
+        cmd
     }
 
     /// Waits for the build to finish; returns `compilation-status`.

@@ -30,6 +30,7 @@ fn main() {
     settings_json(&mut seeds);
     rest_bodies(&mut seeds);
     shm_messages(&mut seeds);
+    monitor_input(&mut seeds);
     println!("{} seed files written under fuzz/seeds/", seeds.written);
 }
 
@@ -527,5 +528,35 @@ mod erased {
         fn encode(&self) -> Vec<u8> {
             postcard::to_allocvec(self).expect("encode")
         }
+    }
+}
+
+// ---- monitor_input ----
+
+fn monitor_input(s: &mut Seeds) {
+    for (name, text) in [
+        ("auth", r#"{"t":"auth","token":"eyJhbGciOiJIUzI1NiJ9.e30.sig"}"#),
+        ("watch", r#"{"t":"watch","vars":[0,5,31,32],"histogram":true,"logs_from":12}"#),
+        ("watch-empty", r#"{"t":"watch"}"#),
+        ("watch-unknown-field", r#"{"t":"watch","vars":[1],"force":true}"#),
+        ("force-body", r#"{"index":0,"value":"4242"}"#),
+        ("release-body", r#"{"index":3}"#),
+    ] {
+        s.put("monitor_input", name, text.as_bytes());
+    }
+    // Typed values: [type, kind, size] (indices into the entry's tables), then the text.
+    for (name, head, text) in [
+        ("value-uint", [6u8, 0, 2], "16#FFFF"),
+        ("value-bool", [0, 0, 1], "TRUE"),
+        ("value-lint", [4, 0, 8], "-9223372036854775808"),
+        ("value-real", [13, 0, 4], "-2.5e3"),
+        ("value-time-matiec", [15, 1, 16], "T#1d2h3m4s5ms6us7ns"),
+        ("value-time-strucpp", [15, 0, 8], "T#-1.5s"),
+        ("value-string", [16, 2, 127], "'OpenPLC'"),
+        ("value-wstring", [17, 2, 9], "hé"),
+    ] {
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        s.put("monitor_input", name, &bytes);
     }
 }

@@ -1,10 +1,12 @@
 //! `bundle_files`: the text files of an uploaded bundle the runtime reads itself: MatIEC's
 //! `VARIABLES.csv` (`openplc_builder::matiec_variables`, `matiec_retain_indices`,
 //! `companion::variables::from_matiec_csv`), STruC++'s `debug-map.json`
-//! (`companion::variables::from_debug_map`, against a few loaded-program shapes) and the
-//! program MD5 in `program.st` / `defines.h` (`openplc_builder::program_md5`).
+//! (`companion::variables::from_debug_map`, against a few loaded-program shapes), the
+//! program MD5 in `program.st` / `defines.h` (`openplc_builder::program_md5`) and the `TASK`
+//! declarations of `program.st` (`companion::program::tasks::parse`).
 
 use crate::support::scratch_dir;
+use openplc_companion::program::tasks::{self, MAX_TASKS};
 use openplc_companion::variables;
 use shared_abi::debug::ProgramInfo;
 
@@ -15,6 +17,17 @@ pub fn run(data: &[u8]) {
         debug_map(text, &program(groups));
     }
     md5_files(data);
+    task_declarations(text);
+}
+
+fn task_declarations(text: &str) {
+    let declared = tasks::parse(text);
+    assert!(declared.len() <= MAX_TASKS);
+    for task in &declared {
+        assert!(!task.name.is_empty() && task.name.len() <= 64, "{task:?}");
+        assert!(task.name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'), "{task:?}");
+        assert!(text.to_ascii_uppercase().contains(&task.name), "a name the source holds: {task:?}");
+    }
 }
 
 fn matiec_csv(text: &str) {

@@ -5,8 +5,8 @@
 //! The input is read twice: as the command text the Editor sends (hex) and as a raw PDU.
 
 use openplc_debugger::protocol::{
-    self, Addr, FLAT_LIST_MAX, Family, ILLEGAL_FUNCTION, LIST_HEADER, ListReply, MAX_FRAME, MAX_VALUE, OUT_OF_BOUNDS,
-    OUT_OF_MEMORY, PAIR_LIST_MAX, Rejected, Request,
+    self, Addr, FLAT_LIST_MAX, Family, ILLEGAL_FUNCTION, LIC_UNSUPPORTED, LIST_HEADER, ListReply, MAX_FRAME, MAX_VALUE,
+    OUT_OF_BOUNDS, OUT_OF_MEMORY, PAIR_LIST_MAX, Rejected, Request,
 };
 
 pub fn run(data: &[u8]) {
@@ -65,6 +65,10 @@ fn check_request(family: Family, pdu: &[u8], req: &Request) {
             let max = if family == Family::FlatIndex { FLAT_LIST_MAX } else { PAIR_LIST_MAX };
             assert!((1..=max).contains(&addrs.len()));
             assert!(addrs.iter().all(addr_ok));
+        }
+        Request::License { fc } => {
+            assert!((0x48..=0x4A).contains(fc));
+            assert_eq!(protocol::license_not_supported(*fc), [*fc, LIC_UNSUPPORTED], "one well-formed answer");
         }
         Request::Info | Request::Md5 { .. } => {}
     }

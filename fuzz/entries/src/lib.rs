@@ -13,6 +13,7 @@ pub mod debug_pdu;
 pub mod debug_values;
 pub mod modbus_conf;
 pub mod modbus_tcp;
+pub mod monitor_input;
 pub mod plugins_conf;
 pub mod rest_bodies;
 pub mod settings_json;
@@ -36,4 +37,5 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("settings_json", settings_json::run),
     ("rest_bodies", rest_bodies::run),
     ("shm_messages", shm_messages::run),
+    ("monitor_input", monitor_input::run),
 ];

@@ -2,8 +2,9 @@
 //! (`companion::api::extract::JsonBody`: any content type, our own 400), into each typed
 //! body (`login`, `create-user`, `update-user`, `password-change`, `plugin-command`), then
 //! the checks the handlers apply to the fields (`check_username`, `valid_password`,
-//! `Role::parse`, the command forwarded to a plugin). Not the HTTP layer, sessions or
-//! the user store.
+//! `Role::parse`, the command forwarded to a plugin), and the project snapshot's
+//! `snapshot_metadata` part (`companion::program::snapshot::normalize_metadata`). Not the HTTP
+//! layer, sessions or the user store.
 
 use crate::support::block_on;
 use axum::body::Body;
@@ -13,6 +14,7 @@ use openplc_companion::api::extract::JsonBody;
 use openplc_companion::api::plugins::PluginCommand;
 use openplc_companion::api::users::{CreateUser, Login, PasswordChange, UpdateUser};
 use openplc_companion::auth::users::{Role, check_username, valid_password};
+use openplc_companion::program::snapshot;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -39,6 +41,25 @@ pub fn run(data: &[u8]) {
     if let Some(b) = body::<PluginCommand>(data) {
         plugin_command(b);
     }
+    snapshot_metadata(data);
+}
+
+/// What the device keeps of an upload's snapshot description: its own shape only, printable
+/// bounded text, a project name, and the same answer from its own output.
+fn snapshot_metadata(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(meta) = snapshot::normalize_metadata(text, data.len() as u64) else { return };
+    assert!(meta.format_version >= 1);
+    assert!(!meta.project_name.is_empty());
+    assert!(meta.libraries.len() <= 256);
+    let strings = [&meta.project_name, &meta.editor_version, &meta.uploaded_by, &meta.timestamp];
+    for s in strings.into_iter().chain(meta.libraries.iter().flat_map(|l| [&l.name, &l.version, &l.hash])) {
+        assert!(s.chars().count() <= 512 && s.trim() == s, "{s:?}");
+        assert!(!s.chars().any(openplc_companion::text::is_hidden), "{s:?}");
+    }
+    let kept = serde_json::to_string(&meta).unwrap_or_else(|e| panic!("serialising {meta:?}: {e}"));
+    let again = snapshot::normalize_metadata(&kept, meta.size_bytes).unwrap_or_else(|e| panic!("{kept}: {e}"));
+    assert_eq!(again, meta, "normalising is idempotent");
 }
 
 /// The body as a handler receives it, or the 400 it answers.

@@ -66,4 +66,5 @@ replay_tests!(
     settings_json,
     rest_bodies,
     shm_messages,
+    monitor_input,
 );

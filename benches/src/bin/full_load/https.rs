@@ -138,13 +138,18 @@ impl Api {
         self.addr.port()
     }
 
-    /// A new TLS connection, HTTP/1.1 with keep-alive.
-    pub async fn connect(&self) -> Result<Conn, HttpError> {
+    /// A new TLS connection to the runtime (for a protocol of its own, such as a WebSocket).
+    pub async fn tls(&self) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, HttpError> {
         let connect_err = |source| HttpError::Connect { addr: self.addr, source };
         let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
         let name = ServerName::IpAddress(self.addr.ip().into());
-        let tls = self.tls.connect(name, tcp).await.map_err(connect_err)?;
+        self.tls.connect(name, tcp).await.map_err(connect_err)
+    }
+
+    /// A new TLS connection, HTTP/1.1 with keep-alive.
+    pub async fn connect(&self) -> Result<Conn, HttpError> {
+        let tls = self.tls().await?;
         let (sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(HttpError::Handshake)?;
         tokio::spawn(async move {

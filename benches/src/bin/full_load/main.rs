@@ -70,6 +70,10 @@ pub struct Args {
     modbus_clients: u32,
     #[arg(long, default_value_t = 10)]
     modbus_write_percent: u32,
+    /// Browser-monitor pages (the live socket of `/`, every variable, the histogram and the
+    /// log each; 0: none).
+    #[arg(long, default_value_t = 0)]
+    monitor_clients: u32,
     /// openplc-runtime (default: beside this executable).
     #[arg(long)]
     companion: Option<PathBuf>,
@@ -105,7 +109,7 @@ fn beside_this_exe(name: &str, given: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The load generators the options ask for. OPC-UA, S7 and browser-monitor clients go here.
+/// The load generators the options ask for. OPC-UA and S7 clients go here.
 fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
     let root = openplc_benches::repo_root();
     let mut out: Vec<Box<dyn Load>> = Vec::new();
@@ -131,6 +135,9 @@ fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
             write_percent: args.modbus_write_percent,
             binary: beside_this_exe("modbus-load", &args.modbus_load)?,
         }));
+    }
+    if args.monitor_clients > 0 {
+        out.push(Box::new(loads::monitor::MonitorLoad { clients: args.monitor_clients }));
     }
     Ok(out)
 }

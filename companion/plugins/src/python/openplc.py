@@ -127,6 +127,17 @@ class Runtime:
     def request_start(self, reason=""):
         _core.request(self._h, "start", str(reason))
 
+    def set_switch_position(self, position):
+        """Reports the device's run/stop switch: ``"run"``/``"stop"`` (or True/False).
+        A start is refused while it reads STOP; only changes count as movement."""
+        if isinstance(position, str):
+            run = {"run": True, "stop": False}.get(position.strip().lower())
+            if run is None:
+                raise ValueError("expected 'run' or 'stop', not %r" % (position,))
+        else:
+            run = bool(position)
+        _core.set_switch(self._h, run)
+
     # -- configuration and logging --
 
     @property

@@ -1,12 +1,13 @@
 //! Load generators, one module per interface. `start` launches an interface's clients
 //! against the running stack for a fixed time; `finish` waits for them and reports
-//! throughput and reply latency. Adding a protocol (OPC-UA, S7, browser monitors of
-//! `/api/variables/values`) is one module implementing [`Load`], one option and one line in
+//! throughput and reply latency. Adding a protocol (OPC-UA, S7; browser monitors are
+//! `monitor`) is one module implementing [`Load`], one option and one line in
 //! `main.rs`'s `loads()`.
 
 pub mod debugger;
 pub mod https;
 pub mod modbus;
+pub mod monitor;
 
 use crate::https::Api;
 use anyhow::Result;
