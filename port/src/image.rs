@@ -34,8 +34,9 @@ pub trait ImagePort: Send + Sync + 'static {
     fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) -> Result<(), PortError>;
     /// Queues writes to `%Q`/`%M` points, all or nothing.
     fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError>;
-    /// Waits until the writes of `ticket` are applied.
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()>;
+    /// Waits until the writes of `ticket` are applied (at the start of a cycle, before its
+    /// scan); returns that loop cycle: outputs stamped with it or later show them.
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64>;
     /// Waits until the loop counter passes `cycle`.
     fn wait_cycle_after(&self, cycle: u64, timeout: Duration) -> PortFuture<'_, u64>;
 }
@@ -75,7 +76,7 @@ impl ImagePort for PlcPort {
         PlcPort::write(self, writes)
     }
 
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
         Box::pin(PlcPort::wait_applied(self, ticket, timeout))
     }
 
@@ -147,7 +148,7 @@ mod model {
         }
 
         fn ticket(&self, applied_by: u64) -> WriteTicket {
-            WriteTicket { applied_by, incarnation: Incarnation { pid: 0, boot_ns: 0 } }
+            WriteTicket { applied_by, position: 0, incarnation: Incarnation { pid: 0, boot_ns: 0 } }
         }
     }
 
@@ -198,10 +199,10 @@ mod model {
             Ok(self.ticket(now))
         }
 
-        fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+        fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
             Box::pin(async move {
                 if self.cycle() > ticket.applied_by {
-                    Ok(())
+                    Ok(ticket.applied_by)
                 } else {
                     tokio::time::sleep(timeout).await;
                     Err(PortError::Timeout { what: "image writes", after: timeout })

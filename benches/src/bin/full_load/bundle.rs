@@ -72,6 +72,8 @@ pub fn demo_zip(dir: &Path, period_ms: u32, servers: &Servers) -> Result<PathBuf
     net["host"] = "127.0.0.1".into();
     net["port"] = servers.modbus_port.into();
     net["max_connections"] = servers.modbus_max_connections.into();
+    // Every bench client connects from 127.0.0.1: one source.
+    net["max_connections_per_source"] = servers.modbus_max_connections.into();
 
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&zip_path).context("opening demo.zip")?;
     let mut zip = zip::ZipWriter::new_append(file).context("reading demo.zip")?;

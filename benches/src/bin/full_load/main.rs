@@ -2,7 +2,7 @@
 //! to the scan.
 //!
 //! A real companion and rt-core (own data directory, port and shared memory; the demo
-//! program uploaded over HTTPS and built, running at 1 ms on a pinned SCHED_FIFO CPU) take
+//! program uploaded over HTTPS and built, running at 1 ms by default on a pinned SCHED_FIFO CPU) take
 //! at the same time: HTTPS `GET /api/status` and `/api/runtime-logs` from keep-alive
 //! connections, Editor-like debugger clients polling variables, Modbus TCP clients with
 //! a share of writes, and (when asked for) python-snap7 S7 clients and OPC-UA clients
@@ -50,6 +50,9 @@ pub struct Args {
     /// SCHED_FIFO priority of both.
     #[arg(long, default_value_t = 49)]
     priority: i32,
+    /// The demo program's task period in ms (cyclictest runs at the same period).
+    #[arg(long, default_value_t = 1)]
+    period_ms: u32,
     /// Where cyclictest's wake-ups fall after rt-core's, in µs (default: 200 to 800, a
     /// different distance in each slice; 0 makes them collide, to see what that costs).
     #[arg(long)]
@@ -222,7 +225,7 @@ fn run(args: &Args) -> Result<()> {
         rt_binary: beside_this_exe("openplc-rt", &args.rt_binary)?,
         cpu,
         priority: args.priority,
-        period_ms: 1,
+        period_ms: args.period_ms,
         modbus_max_connections: (args.modbus_clients as usize + 8).max(64),
         s7_max_connections: if args.s7_clients > 0 { args.s7_clients as usize + 8 } else { 0 },
         opcua: (args.opcua_clients > 0).then_some((args.opcua_vars, args.opcua_interval_ms)),
@@ -262,7 +265,12 @@ fn run(args: &Args) -> Result<()> {
     let running: Vec<Box<dyn loads::Running>> =
         generators.iter().map(|g| g.start(&target, run_for)).collect::<Result<_>>()?;
 
-    let ct = Cyclictest { binary: args.cyclictest.clone(), cpu: Some(cpu), priority: args.priority, interval_us: 1000 };
+    let ct = Cyclictest {
+        binary: args.cyclictest.clone(),
+        cpu: Some(cpu),
+        priority: args.priority,
+        interval_us: u64::from(args.period_ms) * 1000,
+    };
     let measured = measure::run(&observer, &ct, &plan, work.path(), report::slice_line)?;
     let mut reports = Vec::new();
     for r in running {
