@@ -9,8 +9,8 @@
 //! also reported in the build log of the upload that carried it ([`Protocol::check`]).
 
 mod modbus;
-mod s7;
 mod opcua;
+mod s7;
 
 use crate::logs::LogHub;
 use crate::rt_link::RtLink;

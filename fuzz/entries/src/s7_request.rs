@@ -166,7 +166,7 @@ impl ImagePort for ModelPlc {
         self.image.write(writes)
     }
 
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
         if self.unapplied.load(Ordering::Acquire) {
             return Box::pin(std::future::ready(Err(PortError::Timeout { what: "image writes", after: timeout })));
         }

@@ -263,7 +263,7 @@ impl ImagePort for FirstBatchesOnly {
             Err(_) => Err(PortError::WriteQueueFull),
         }
     }
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
         self.inner.wait_applied(ticket, timeout)
     }
     fn wait_cycle_after(&self, cycle: u64, timeout: Duration) -> PortFuture<'_, u64> {

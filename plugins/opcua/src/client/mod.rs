@@ -451,7 +451,7 @@ impl Link {
             return if stored { Ok(()) } else { Err(format!("{addr} is not an input")) };
         }
         let ticket = self.plc.image.write(&[(addr, raw)]).map_err(|e| e.to_string())?;
-        self.plc.image.wait_applied(ticket, Duration::from_secs(2)).await.map_err(|e| e.to_string())
+        self.plc.image.wait_applied(ticket, Duration::from_secs(2)).await.map(drop).map_err(|e| e.to_string())
     }
 
     async fn to_plc(&self, b: &Bound, value: &Variant) -> Result<(), String> {

@@ -8,8 +8,8 @@ pub mod debugger;
 pub mod https;
 pub mod modbus;
 pub mod monitor;
-pub mod s7;
 pub mod opcua;
+pub mod s7;
 
 use crate::https::Api;
 use anyhow::Result;
