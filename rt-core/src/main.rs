@@ -21,6 +21,15 @@ struct Cli {
     command: Cmd,
 }
 
+fn parse_task_cpu(s: &str) -> Result<(String, usize), String> {
+    let (name, cpu) = s.split_once('=').ok_or_else(|| format!("expected NAME=CPU, not {s:?}"))?;
+    let cpu = cpu.trim().parse().map_err(|_| format!("{cpu:?} is not a CPU number"))?;
+    if name.trim().is_empty() {
+        return Err(format!("expected NAME=CPU, not {s:?}"));
+    }
+    Ok((name.trim().to_string(), cpu))
+}
+
 fn parse_cpu(s: &str) -> Result<CpuChoice, String> {
     s.parse().map_err(|e| format!("{e}, not {s:?}"))
 }
@@ -35,6 +44,10 @@ enum Cmd {
         /// SCHED_FIFO priority of the scan thread (below PREEMPT_RT's IRQ threads at 50).
         #[arg(long, default_value_t = 49, value_parser = clap::value_parser!(i32).range(1..=99))]
         priority: i32,
+        /// CPU of an IEC task that runs on a thread of its own, as NAME=CPU (repeatable; for
+        /// hosts with several isolated CPUs). Other tasks run on the scan CPU.
+        #[arg(long = "task-cpu", value_parser = parse_task_cpu)]
+        task_cpu: Vec<(String, usize)>,
         /// Abort a scan running longer than this (0: ten periods, at least 500 ms).
         #[arg(long, default_value_t = 0)]
         watchdog_ms: u64,
@@ -139,6 +152,7 @@ fn main() {
         Cmd::Run {
             cpu,
             priority,
+            task_cpu,
             watchdog_ms,
             idle_period_us,
             load,
@@ -160,6 +174,7 @@ fn main() {
                 shm_name: cli.shm.clone(),
                 cpu,
                 priority,
+                task_cpus: task_cpu,
                 watchdog_ms,
                 idle_period_us,
                 load,

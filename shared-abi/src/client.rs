@@ -18,7 +18,7 @@ use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, Log
 use crate::ring::PushError;
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
 use crate::stats::{HistogramSnapshot, Stats};
-use crate::tasks::{MAX_TASKS, TaskRecords};
+use crate::tasks::TaskRecords;
 use bytemuck::Zeroable;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -132,7 +132,7 @@ pub trait Reader {
         Ok(r)
     }
 
-    /// Task `index`'s wake-up latency histogram (`None` past [`MAX_TASKS`]).
+    /// Task `index`'s wake-up latency histogram (`None` past `tasks::MAX_TASKS`).
     fn task_histogram(&self, index: usize) -> Option<Box<HistogramSnapshot>> {
         let cell = self.shm().tasks.histograms.get(index)?;
         let mut h = Box::new(HistogramSnapshot::empty());
