@@ -103,6 +103,14 @@ enum Cmd {
     Histogram {
         #[arg(long)]
         json: bool,
+        /// The histogram of this IEC task (a program whose tasks run on threads of their own).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Per-task statistics of a program whose IEC tasks run on threads of their own.
+    Tasks {
+        #[arg(long)]
+        json: bool,
     },
     /// Zero the statistics and the histogram.
     ResetStats,
@@ -190,7 +198,9 @@ fn main() {
         Cmd::Stop => ctl::simple(shm, Command::Stop, "stop"),
         Cmd::Unload => ctl::simple(shm, Command::Unload, "unload"),
         Cmd::Stats { json } => ctl::report::stats(shm, json),
-        Cmd::Histogram { json } => ctl::report::histogram(shm, json),
+        Cmd::Histogram { json, task: None } => ctl::report::histogram(shm, json),
+        Cmd::Histogram { json, task: Some(name) } => ctl::tasks::histogram(shm, &name, json),
+        Cmd::Tasks { json } => ctl::tasks::tasks(shm, json),
         Cmd::ResetStats => ctl::simple(shm, Command::ResetStats, "reset-stats"),
         Cmd::Set { addr, value } => ctl::points::set_input(shm, &addr, &value),
         Cmd::Write { addr, value } => ctl::points::write_point(shm, &addr, &value),
