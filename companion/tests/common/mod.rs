@@ -124,8 +124,8 @@ impl Runtime {
             .arg(&self.shm)
             .arg("--rt-binary")
             .arg(rt_binary())
-            .arg("--rt-cpu")
-            .arg("none")
+            // Not pinned unless the test names a CPU itself.
+            .args(if self.args.iter().any(|a| a == "--rt-cpu") { &[][..] } else { &["--rt-cpu", "none"][..] })
             .args(if self.args.iter().any(|a| a == "--discovery-port") {
                 &[][..]
             } else {

@@ -22,7 +22,6 @@ pub fn run(shm: &'static SharedMemory, slot: Arc<TaskSlot>, caller: TaskCaller, 
     let stamp = &shm.tasks.in_program_since_ns[plan.index];
     guard::set_code(caller.code);
     guard::set_watch_stamp(stamp);
-    shm.tasks.tids[plan.index].store(sys::gettid(), Ordering::Release);
     if let Some(cpu) = plan.cpu
         && sys::set_affinity(&[cpu]).is_ok()
     {
@@ -34,7 +33,12 @@ pub fn run(shm: &'static SharedMemory, slot: Arc<TaskSlot>, caller: TaskCaller, 
         slot.fifo.store(plan.fifo, Ordering::Relaxed);
     }
     match caller.thread_init() {
-        Ok(0) => slot.ready.store(READY, Ordering::Release),
+        Ok(0) => {
+            // Published once set up: from here on the thread is a task thread (the watchdog
+            // may signal it; tests watch what it does).
+            shm.tasks.tids[plan.index].store(sys::gettid(), Ordering::Release);
+            slot.ready.store(READY, Ordering::Release);
+        }
         _ => {
             slot.ready.store(FAILED, Ordering::Release);
             return;
@@ -49,5 +53,6 @@ pub fn run(shm: &'static SharedMemory, slot: Arc<TaskSlot>, caller: TaskCaller, 
         let end_ns = sys::now_ns();
         slot.finish(RunReport { release_ns, wake_ns, end_ns, fault: result.err() });
     }
+    // Before the thread's own teardown (which frees its thread-locals).
     shm.tasks.tids[plan.index].store(0, Ordering::Release);
 }
