@@ -161,7 +161,7 @@ async fn sample_loop(app: Arc<App>) {
 /// note saying why.
 async fn tick(app: &Arc<App>, seq: u64, union: &[u32], want_histogram: bool, previous: &Frame) -> Frame {
     let port = app.plc.port();
-    let mut stats = crate::api::plc::timing_stats(port.stats().as_ref());
+    let mut stats = serde_json::Value::Object(crate::api::timing::figures(port.stats().as_ref()));
     stats["period_us"] = json!(port.period_ns().saturating_add(500) / 1000);
     let mut frame = Frame {
         seq,
