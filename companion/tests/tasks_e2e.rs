@@ -14,7 +14,10 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(30);
 
 fn task<'a>(stats: &'a Value, name: &str) -> &'a Value {
-    stats["tasks"].as_array().and_then(|t| t.iter().find(|t| t["name"] == name)).unwrap_or_else(|| panic!("{name}: {stats}"))
+    stats["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == name))
+        .unwrap_or_else(|| panic!("{name}: {stats}"))
 }
 
 #[test]
@@ -23,7 +26,11 @@ fn two_strucpp_tasks_run_on_their_own_threads_with_per_task_stats_and_histograms
     let rt = Runtime::start(&["--editor-compat", "dual", "--rt-cpu", &cpu]);
     let token = rt.bootstrap("admin", "admin-pass");
     let zip = rt.dir.path().join("program.zip");
-    common::zip_bundle_dir(&common::repo_root().join("companion/builder/tests/fixtures/strucpp-tasks"), &zip, &["README.md"]);
+    common::zip_bundle_dir(
+        &common::repo_root().join("companion/builder/tests/fixtures/strucpp-tasks"),
+        &zip,
+        &["README.md"],
+    );
     assert_eq!(rt.upload(&zip, &token).status, 200);
     let build = rt.wait_build(&token);
     assert_eq!(build["status"], "SUCCESS", "{build}");
@@ -58,7 +65,11 @@ fn two_strucpp_tasks_run_on_their_own_threads_with_per_task_stats_and_histograms
         assert_eq!(h.status, 200, "{h:?}");
         let h = h.json();
         let buckets: u64 = h["buckets"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap()).sum();
-        assert!(h["count"].as_u64().unwrap() > 0 && buckets + h["overflow"].as_u64().unwrap() == h["count"].as_u64().unwrap(), "{h}");
+        assert!(
+            h["count"].as_u64().unwrap() > 0
+                && buckets + h["overflow"].as_u64().unwrap() == h["count"].as_u64().unwrap(),
+            "{h}"
+        );
         assert!(h["p99_us"].as_u64().is_some(), "{h}");
     }
     let text = rt.get("/stats/histogram?task=FAST", &token);

@@ -95,12 +95,7 @@ unsafe extern "C" {
         fault: *mut RawFault,
     ) -> c_int;
     fn oplc_guarded_tick(run_tick: unsafe extern "C" fn(u64), tick: u64, fault: *mut RawFault) -> c_int;
-    fn oplc_guarded_task_run(
-        run: unsafe extern "C" fn(u32, u64),
-        task: u32,
-        tick: u64,
-        fault: *mut RawFault,
-    ) -> c_int;
+    fn oplc_guarded_task_run(run: unsafe extern "C" fn(u32, u64), task: u32, tick: u64, fault: *mut RawFault) -> c_int;
     fn oplc_guarded_task_info(
         info: unsafe extern "C" fn(u32, *mut TaskInfo) -> i32,
         task: u32,
@@ -302,7 +297,10 @@ pub unsafe fn task_run(task_fn: unsafe extern "C" fn(u32, u64), task: u32, tick:
 ///
 /// # Safety
 /// `info` must be `task_info` from the checked table of a loaded library.
-pub unsafe fn task_info(info: unsafe extern "C" fn(u32, *mut TaskInfo) -> i32, task: u32) -> Result<Option<TaskInfo>, Fault> {
+pub unsafe fn task_info(
+    info: unsafe extern "C" fn(u32, *mut TaskInfo) -> i32,
+    task: u32,
+) -> Result<Option<TaskInfo>, Fault> {
     let mut out = TaskInfo::empty();
     let mut rc = -1;
     // SAFETY: `out` is a whole TaskInfo the call may fill.

@@ -48,7 +48,13 @@ pub fn run(shm: &'static SharedMemory, ends: LoaderEnds, log: Log, stop: Arc<Ato
 }
 
 /// Runs until `stop` is set, starting the task threads of a multi-task program by `policy`.
-pub fn run_with(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop: Arc<AtomicBool>, policy: TaskPolicy) {
+pub fn run_with(
+    shm: &'static SharedMemory,
+    mut ends: LoaderEnds,
+    mut log: Log,
+    stop: Arc<AtomicBool>,
+    policy: TaskPolicy,
+) {
     while !stop.load(Ordering::Acquire) {
         if restart::pending().is_some() {
             // The process is about to be replaced; touch nothing that might need a lock.
@@ -114,7 +120,11 @@ fn start_tasks(
                         let (fifo, cpu) = threads.placement(i);
                         let cpu = if cpu < 0 { "any CPU".to_string() } else { format!("CPU {cpu}") };
                         let prio = if fifo > 0 { format!("SCHED_FIFO {fifo}") } else { "normal priority".into() };
-                        format!("{} every {} µs ({prio}, {cpu})", d.info.name_str(), d.divisor * program.period_ns() / 1000)
+                        format!(
+                            "{} every {} µs ({prio}, {cpu})",
+                            d.info.name_str(),
+                            d.divisor * program.period_ns() / 1000
+                        )
                     })
                     .collect();
                 log.line(LogLevel::Info, &format!("{} task threads: {}", list.len(), list.join("; ")));

@@ -120,7 +120,9 @@ impl TaskWatch {
                 eprintln!("openplc-rt: [ERROR] cannot signal task thread {tid}: {e}");
             }
             if ran > 2 * limit + 1_000_000_000 && restart::pending().is_none() {
-                eprintln!("openplc-rt: [ERROR] a task thread did not return after the watchdog abort; restarting in place");
+                eprintln!(
+                    "openplc-rt: [ERROR] a task thread did not return after the watchdog abort; restarting in place"
+                );
                 restart::request(RestartKind::StuckScan, None, ran / 1_000_000);
             }
         }

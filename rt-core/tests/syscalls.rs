@@ -135,7 +135,11 @@ fn task_threads_only_wait_for_their_release_and_the_dispatcher_only_sleeps_and_w
     let rt = Runtime::start(&[]);
     let mut c = rt.client();
     let dir = rt.dir.path();
-    let lib = build_fixture(dir, "tasks.so", &["PERIOD_NS=1000000ULL", "WITH_TASKS", "SLOW_EVERY=5", "SLOW_BUSY_NS=2000000LL"]);
+    let lib = build_fixture(
+        dir,
+        "tasks.so",
+        &["PERIOD_NS=1000000ULL", "WITH_TASKS", "SLOW_EVERY=5", "SLOW_BUSY_NS=2000000LL"],
+    );
     c.load(lib.to_str().unwrap(), true, T).unwrap();
     let tids: Vec<u32> = (0..2).map(|i| c.shm().tasks.tids[i].load(Ordering::Acquire)).collect();
     assert!(tids.iter().all(|&t| t != 0), "both task threads are up: {tids:?}");

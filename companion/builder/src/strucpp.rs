@@ -52,9 +52,7 @@ fn declared_tasks(source: &str) -> usize {
                 depth -= 1;
             }
             (1.., ..) => {}
-            (0, None, '/', Some('/')) => {
-                while chars.next_if(|&c| c != '\n').is_some() {}
-            }
+            (0, None, '/', Some('/')) => while chars.next_if(|&c| c != '\n').is_some() {},
             (0, None, '\'' | '"', _) => quote = Some(c),
             (0, Some(q), _, _) if c == q => quote = None,
             (0, Some(_), _, _) => {}
@@ -65,7 +63,8 @@ fn declared_tasks(source: &str) -> usize {
         }
     }
     let spaced = text.replace('(', " ( ");
-    let tokens: Vec<&str> = spaced.split(|c: char| c.is_whitespace() || c == ';' || c == ':').filter(|t| !t.is_empty()).collect();
+    let tokens: Vec<&str> =
+        spaced.split(|c: char| c.is_whitespace() || c == ';' || c == ':').filter(|t| !t.is_empty()).collect();
     let ident = |t: &str| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     tokens.windows(3).filter(|w| w[0].eq_ignore_ascii_case("TASK") && ident(w[1]) && w[2] == "(").count()
 }

@@ -142,7 +142,9 @@ mod tests {
         let mut r = TaskRecords::zeroed();
         r.program_gen = 3;
         r.count = 2;
-        for (i, (name, every, runs, overruns)) in [("FAST", 1_000_000, 900, 0), ("SLOW", 50_000_000, 18, 1)].into_iter().enumerate() {
+        for (i, (name, every, runs, overruns)) in
+            [("FAST", 1_000_000, 900, 0), ("SLOW", 50_000_000, 18, 1)].into_iter().enumerate()
+        {
             let t = &mut r.tasks[i];
             t.name[..name.len()].copy_from_slice(name.as_bytes());
             t.interval_ns = every;

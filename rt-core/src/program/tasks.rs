@@ -85,7 +85,9 @@ pub(super) fn describe(abi: &ProgramAbi, period_ns: u64) -> Result<Option<Progra
         return Ok(None);
     }
     if n as usize > MAX_TASKS {
-        return Err(Refusal::Bad(format!("the program has {n} tasks; at most {MAX_TASKS} run on threads of their own")));
+        return Err(Refusal::Bad(format!(
+            "the program has {n} tasks; at most {MAX_TASKS} run on threads of their own"
+        )));
     }
     let mut descs = Vec::with_capacity(n as usize);
     for i in 0..n {

@@ -100,11 +100,21 @@ pub fn run(args: &Args, work: &Path, rt_binary: &Path) -> Result<(), Error> {
         if matches!(i % 4, 0 | 3) {
             let (h, on) = rt_slice(args, rt_binary, &program, dir.path())?;
             cpu.get_or_insert(on);
-            println!("slice {:2} rt-core     FAST p99 {:>5}  SLOW p99 {:>5} us", i + 1, show(h[0].quantile(0.99)), show(h[1].quantile(0.99)));
+            println!(
+                "slice {:2} rt-core     FAST p99 {:>5}  SLOW p99 {:>5} us",
+                i + 1,
+                show(h[0].quantile(0.99)),
+                show(h[1].quantile(0.99))
+            );
             rt.push(h);
         } else {
             let h = ct_slice(args, cpu.unwrap_or(0), dir.path())?;
-            println!("slice {:2} cyclictest  FAST p99 {:>5}  SLOW p99 {:>5} us", i + 1, show(h[0].quantile(0.99)), show(h[1].quantile(0.99)));
+            println!(
+                "slice {:2} cyclictest  FAST p99 {:>5}  SLOW p99 {:>5} us",
+                i + 1,
+                show(h[0].quantile(0.99)),
+                show(h[1].quantile(0.99))
+            );
             ct.push(h);
         }
     }
