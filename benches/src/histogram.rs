@@ -1,8 +1,9 @@
-//! Wake-up latency histograms with 1 µs buckets, as cyclictest (`-h N`) and rt-core keep
-//! them. Each knows its own range: a percentile past the last bucket is reported as
-//! "beyond the range", never as a made-up number.
+//! Wake-up latency histograms with 1 µs buckets, as cyclictest (`-h N`) keeps them and as
+//! rt-core's are read here (its 10 µs buckets past 1 ms counted at their first µs). Each
+//! knows its own range: a percentile past the last bucket is reported as "beyond the
+//! range", never as a made-up number.
 
-use shared_abi::stats::{HistogramSnapshot, percentile_us};
+use shared_abi::stats::{HIST_RANGE_US, HistogramSnapshot, percentile_us};
 
 /// A percentile of a histogram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +54,7 @@ impl Histogram {
     /// The maximum is exact when it rose during the window; otherwise it is the highest
     /// non-empty bucket, or "beyond the range" when only the overflow grew.
     pub fn between(before: &HistogramSnapshot, after: &HistogramSnapshot) -> Histogram {
-        let buckets: Vec<u64> = after.buckets.iter().zip(&before.buckets).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let buckets: Vec<u64> = in_us(after).iter().zip(&in_us(before)).map(|(a, b)| a.saturating_sub(*b)).collect();
         let overflow = after.overflow.saturating_sub(before.overflow);
         let range = buckets.len() as u64;
         let max = if after.max_ns > before.max_ns {
@@ -69,7 +70,7 @@ impl Histogram {
     /// One whole snapshot (taken after a reset).
     pub fn of_snapshot(h: &HistogramSnapshot) -> Histogram {
         let max = (h.total() > 0).then_some(Quantile::Us(h.max_ns / 1000));
-        Histogram { buckets: h.buckets.to_vec(), overflow: h.overflow, max }
+        Histogram { buckets: in_us(h), overflow: h.overflow, max }
     }
 
     pub fn range_us(&self) -> usize {
@@ -128,6 +129,17 @@ impl Histogram {
     }
 }
 
+/// rt-core's histogram as 1 µs buckets over its whole range (`HIST_RANGE_US`, read from
+/// the snapshot's layout): a 10 µs bucket past 1 ms is counted at its first µs, so a
+/// percentile there is rounded down to 10 µs, never made finer than it was measured.
+fn in_us(h: &HistogramSnapshot) -> Vec<u64> {
+    let mut out = vec![0u64; HIST_RANGE_US as usize];
+    for (start, _, n) in h.cells() {
+        out[start as usize] += n;
+    }
+    out
+}
+
 fn max_of(a: Quantile, b: Quantile) -> Quantile {
     match (a, b) {
         (Quantile::Us(x), Quantile::Us(y)) => Quantile::Us(x.max(y)),
@@ -184,9 +196,13 @@ mod tests {
         after.buckets[30] += 3;
         let h = Histogram::between(&before, &after);
         assert_eq!(h.samples(), 10);
+        assert_eq!(h.range_us(), 10_000, "the snapshot's whole range, fine and coarse");
         assert_eq!(h.max(), Some(Quantile::Us(30)), "the cumulative 5 ms max is older than the window");
+        after.buckets[shared_abi::stats::bucket_of_us(4_321).unwrap()] += 1;
+        let h = Histogram::between(&before, &after);
+        assert_eq!((h.max(), h.quantile(1.0)), (Some(Quantile::Us(4320)), Some(Quantile::Us(4320))));
         after.overflow += 1;
-        assert_eq!(Histogram::between(&before, &after).max(), Some(Quantile::Beyond(after.buckets.len() as u64)));
+        assert_eq!(Histogram::between(&before, &after).max(), Some(Quantile::Beyond(10_000)));
         after.max_ns = 6_000_000;
         assert_eq!(Histogram::between(&before, &after).max(), Some(Quantile::Us(6000)));
     }

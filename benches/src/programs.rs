@@ -22,8 +22,12 @@ fn run(cmd: &mut Command) -> Result<(), Error> {
 
 /// Builds the bundle in `bundle` into `out`.
 pub fn build_bundle(bundle: &Path, out: &Path) -> Result<PathBuf, Error> {
+    build_bundle_with(bundle, out, &openplc_builder::BuildOptions::default())
+}
+
+fn build_bundle_with(bundle: &Path, out: &Path, options: &openplc_builder::BuildOptions) -> Result<PathBuf, Error> {
     let mut lines = Vec::new();
-    openplc_builder::build(bundle, out, &openplc_builder::BuildOptions::default(), &mut |l| lines.push(l.to_string()))
+    openplc_builder::build(bundle, out, options, &mut |l| lines.push(l.to_string()))
         .map_err(|source| Error::Build { bundle: bundle.display().to_string(), log: lines.join("\n"), source })?;
     Ok(out.to_path_buf())
 }
@@ -95,7 +99,14 @@ pub fn all_points_program(dir: &Path, period_ms: u32) -> Result<PathBuf, Error> 
         .args(["--period-ms", &period_ms.to_string()]))?;
     let cache_dir = root.join("target/bench-programs");
     std::fs::create_dir_all(&cache_dir).map_err(Error::io(cache_dir.display().to_string()))?;
-    build_bundle(&src, &cache)
+    // Res0.c alone takes gcc several minutes on a busy 2-CPU machine: past the builder's
+    // default limit for an upload, which is not what is measured here.
+    let options = openplc_builder::BuildOptions {
+        timeout: std::time::Duration::from_secs(3600),
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ..Default::default()
+    };
+    build_bundle_with(&src, &cache, &options)
 }
 
 fn walk(path: &Path) -> Vec<PathBuf> {

@@ -6,6 +6,7 @@
 //! [`rt_link::RtLink`] (the link to rt-core: its `openplc_port::PlcPort` and the
 //! supervisor's view of it), [`api::router`] (all routes, in one place).
 
+pub mod adoption;
 pub mod api;
 pub mod auth;
 pub mod control;
@@ -260,8 +261,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         // even when it cannot be started.
         let logs = app.logs.clone();
         tokio::spawn(async move {
+            let mut said = String::new();
             while let Err(e) = sup.start().await {
-                logs.error(format!("openplc-rt is not available: {e:#}; retrying in 5 s"));
+                // Once per reason, not every 5 s while it lasts.
+                let text = format!("{e:#}");
+                if text != said {
+                    logs.error(format!("openplc-rt is not available: {text}; retrying every 5 s"));
+                    said = text;
+                }
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }
         });

@@ -62,6 +62,9 @@ impl LinkState {
 
 struct Inner {
     state: LinkState,
+    /// Why no rt-core is attached, when the supervisor knows (a running rt-core it refused
+    /// to adopt, a lease another client holds).
+    unavailable: Option<String>,
     /// When a program was last deployed or safe mode left: crashes before it no longer
     /// count towards safe mode.
     fresh_start: Instant,
@@ -102,6 +105,7 @@ impl RtLink {
             port,
             inner: Mutex::new(Inner {
                 state: LinkState { phase: Phase::Detached, busy: 0 },
+                unavailable: None,
                 fresh_start: Instant::now(),
             }),
             events: broadcast::channel(256).0,
@@ -155,9 +159,21 @@ impl RtLink {
     pub fn attach(&self, client: RtClient, observer: Observer) {
         self.port.attach(client, observer);
         let mut inner = self.inner();
+        inner.unavailable = None;
         if inner.state.phase == Phase::Detached {
             inner.state.phase = Phase::Up;
         }
+    }
+
+    /// Records why rt-core cannot be attached (`None`: no known reason).
+    pub fn set_unavailable(&self, why: Option<String>) {
+        self.inner().unavailable = why;
+    }
+
+    /// Why rt-core is not attached, when known: for `/api/status` and the build log.
+    pub fn unavailable(&self) -> Option<String> {
+        let inner = self.inner();
+        (inner.state.phase == Phase::Detached).then(|| inner.unavailable.clone()).flatten()
     }
 
     /// rt-core died: drops the lease while the supervisor replaces it.
@@ -335,6 +351,8 @@ mod tests {
         assert!(matches!(link.command(Command::Start).await, Err(PortError::NotAttached)));
         assert!(link.port().status().is_none());
         assert!(!link.pump());
+        link.set_unavailable(Some("another client holds the lease".into()));
+        assert_eq!(link.unavailable().as_deref(), Some("another client holds the lease"));
         {
             let _outer = link.busy_guard();
             let _inner = link.busy_guard();

@@ -167,7 +167,8 @@ pub struct Options {
     /// rt-core's watchdog: abort a scan longer than this many milliseconds.
     #[arg(long, global = true)]
     pub rt_watchdog_ms: Option<u64>,
-    /// Shared-memory name (/dev/shm/NAME), or a path when it contains a slash.
+    /// Shared-memory name (/dev/shm/NAME), or a path when it contains a slash. Default:
+    /// openplc-rt-<hash of the data directory's path>, one rt-core per data directory.
     #[arg(long, global = true, value_name = "NAME")]
     pub shm: Option<String>,
     /// Start rt-core as this user (`openplc-rt run --user NAME`: it drops root keeping only
@@ -303,7 +304,7 @@ impl Settings {
             rt_cpu,
             rt_priority: opts.rt_priority.or(file.rt_priority),
             rt_watchdog_ms: opts.rt_watchdog_ms.or(file.rt_watchdog_ms),
-            shm: opts.shm.clone().or(file.shm).unwrap_or_else(|| shared_abi::shm::DEFAULT_NAME.to_string()),
+            shm: opts.shm.clone().or(file.shm).unwrap_or_else(|| shared_abi::shm::name_for_data_dir(&data_dir)),
             rt_user: opts.rt_user.clone().or(file.rt_user).filter(|u| !u.is_empty()),
             rt_external: opts.rt_external.or(file.rt_external).unwrap_or(false),
             editor_compat: opts.editor_compat.or(file.editor_compat).unwrap_or(EditorCompat::Dual),
@@ -365,6 +366,22 @@ mod tests {
         let bare = tempfile::tempdir().unwrap();
         let opts = Options { data_dir: Some(bare.path().into()), ..Default::default() };
         assert_eq!(Settings::resolve(&opts).unwrap().editor_compat, EditorCompat::Dual, "both Editor generations");
+    }
+
+    #[test]
+    fn the_shared_memory_is_named_after_the_data_directory_unless_set() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let resolve = |dir: &Path, shm: Option<&str>| {
+            let opts = Options { data_dir: Some(dir.into()), shm: shm.map(String::from), ..Default::default() };
+            Settings::resolve(&opts).unwrap().shm
+        };
+        let name = resolve(one.path(), None);
+        assert_eq!(name, shared_abi::shm::name_for_data_dir(one.path()));
+        assert_ne!(name, resolve(two.path(), None), "two installations, two rt-cores");
+        assert_ne!(name, shared_abi::shm::DEFAULT_NAME);
+        std::fs::write(one.path().join(SETTINGS_FILE), r#"{"shm": "from-file"}"#).unwrap();
+        assert_eq!(resolve(one.path(), None), "from-file");
+        assert_eq!(resolve(one.path(), Some("from-cli")), "from-cli", "the command line still wins");
     }
 
     #[test]

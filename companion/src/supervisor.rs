@@ -17,6 +17,7 @@
 //! program after a restart as above. With `rt_user` (a companion running as root) it starts
 //! `openplc-rt run --user NAME`, which drops root keeping what real time needs.
 
+use crate::adoption::{self, OwnProgram};
 use crate::logs::LogHub;
 use crate::program::store::ProgramStore;
 use crate::rt_link::{LoadRequest, Phase, RetainStart, RtLink};
@@ -96,6 +97,7 @@ impl Supervisor {
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
         let path = shm_path(&self.settings.shm);
         if rt_alive(&path) {
+            self.check_adoption(&path)?;
             self.attach().await?;
             let st = self.plc.port().status();
             let (state, pid) = st.map(|s| (s.state, s.rt_pid)).unwrap_or((PlcState::Empty, 0));
@@ -113,6 +115,26 @@ impl Supervisor {
         let this = self.clone();
         tokio::spawn(async move { this.watch().await });
         Ok(())
+    }
+
+    /// Refuses an rt-core that runs another installation's program (see `adoption`).
+    fn check_adoption(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let Ok(observer) = Observer::open(&self.settings.shm) else {
+            // Not readable yet (or gone): attaching says why.
+            return Ok(());
+        };
+        let Ok(info) = observer.program_info() else { return Ok(()) };
+        let own = OwnProgram {
+            data_dir: self.settings.data_dir.clone(),
+            md5: self.store.current_program().and_then(|c| c.md5),
+        };
+        match adoption::judge(&info, &own).refusal(path, observer.status().rt_pid) {
+            Some(refusal) => {
+                self.plc.set_unavailable(Some(refusal.clone()));
+                Err(anyhow::anyhow!(refusal))
+            }
+            None => Ok(()),
+        }
     }
 
     async fn watch(self: Arc<Self>) {
@@ -271,7 +293,12 @@ impl Supervisor {
                     return Ok(());
                 }
                 Err(ClientError::Shm(e @ ShmError::ClientAttached { .. })) => {
-                    anyhow::bail!("{e} (is another openplc-runtime using this shared memory?)")
+                    let why = format!(
+                        "openplc-rt is running, but another client holds its lease: {e} (another openplc-runtime on \
+                         this shared memory, or the control tool)"
+                    );
+                    self.plc.set_unavailable(Some(why.clone()));
+                    anyhow::bail!(why)
                 }
                 Err(ClientError::Shm(e @ ShmError::Attach(..)))
                 | Err(ClientError::Shm(e @ ShmError::IncompatibleInUse(..)))

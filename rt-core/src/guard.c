@@ -458,9 +458,12 @@ int oplc_guarded_copy(void *dst, const void *src, size_t n, oplc_fault_t *fault)
 /* Copies a C string from program memory: at most cap bytes, *len of them used; *len = cap
  * when no NUL came within cap bytes. */
 int oplc_guarded_cstr(const char *src, char *dst, size_t cap, size_t *len, oplc_fault_t *fault) {
+    /* Read through a volatile copy: gcc -O2 and above otherwise warn (-Wclobbered, an error
+     * here) that the register holding `cap` could be clobbered by the jump back. */
+    volatile size_t limit = cap;
     GUARD_BEGIN(fault)
     size_t n = 0;
-    while (n < cap && src[n] != '\0') {
+    while (n < limit && src[n] != '\0') {
         dst[n] = src[n];
         n++;
     }
@@ -573,6 +576,21 @@ int oplc_guarded_addresses(void *(*addr_of)(uint32_t), const oplc_watched_t *wat
 }
 
 /* Copies the value of every valid watched variable from its address into data. */
+/* One watched value. The usual sizes (a BOOL to an LREAL, a TIME) are copied inline:
+ * this file is built with -fno-builtin (so that exit, abort and raise stay calls to be
+ * interposed), which would otherwise make each copy a call of memcpy; __builtin_memcpy
+ * with a constant size is inlined regardless. */
+static inline void copy_value(uint8_t *dst, const void *src, size_t size) {
+    switch (size) {
+    case 1: __builtin_memcpy(dst, src, 1); break;
+    case 2: __builtin_memcpy(dst, src, 2); break;
+    case 4: __builtin_memcpy(dst, src, 4); break;
+    case 8: __builtin_memcpy(dst, src, 8); break;
+    case 16: __builtin_memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, size); break;
+    }
+}
+
 int oplc_guarded_copy_watched(const void *const *addresses, const oplc_watched_t *watched, size_t count,
                               uint8_t *data, oplc_fault_t *fault) {
     GUARD_BEGIN(fault)
@@ -581,7 +599,7 @@ int oplc_guarded_copy_watched(const void *const *addresses, const oplc_watched_t
             continue;
         }
         if (addresses[i] != NULL) {
-            memcpy(data + watched[i].offset, addresses[i], watched[i].size);
+            copy_value(data + watched[i].offset, addresses[i], watched[i].size);
         } else {
             memset(data + watched[i].offset, 0, watched[i].size);
         }

@@ -20,6 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// The loader thread's stack: it runs program code too (constructors, `init`, the
+/// description), so it gets what the scan thread gets. `openplc-rt check` loads on a thread
+/// of the same size, so a program that needs more fails the check, not the real load.
+pub const LOADER_STACK_BYTES: usize = crate::runtime::SCAN_STACK_BYTES;
+
 /// How often the loader looks for work. Loads are rare; a millisecond is invisible next to
 /// dlopen, and polling keeps every syscall off the scan thread.
 const POLL: Duration = Duration::from_millis(1);

@@ -14,9 +14,14 @@ use shared_abi::shm::DEFAULT_NAME;
 #[derive(Parser)]
 #[command(name = "openplc-rt", version, about = "OpenPLC real-time scan engine and its control tool")]
 struct Cli {
-    /// Shared-memory name (/dev/shm/NAME), or a path.
-    #[arg(long, global = true, env = "OPENPLC_RT_SHM", default_value = DEFAULT_NAME)]
-    shm: String,
+    /// Shared-memory name (/dev/shm/NAME), or a path [default: openplc-rt, or the one of
+    /// --data-dir].
+    #[arg(long, global = true, env = "OPENPLC_RT_SHM")]
+    shm: Option<String>,
+    /// The companion's data directory: use the shared memory it names after it
+    /// (openplc-rt-<hash>, unless its settings name one).
+    #[arg(long, global = true, conflicts_with = "shm")]
+    data_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -153,9 +158,24 @@ enum Cmd {
     Check { path: String },
 }
 
+/// The shared memory of the companion using `dir`: the `shm` of its settings.json when it
+/// names one, else the name derived from the directory (as the companion derives it).
+fn shm_of_data_dir(dir: &std::path::Path) -> String {
+    std::fs::read(dir.join("settings.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("shm").and_then(|s| s.as_str()).map(String::from))
+        .unwrap_or_else(|| shared_abi::shm::name_for_data_dir(dir))
+}
+
 fn main() {
     let cli = Cli::parse();
-    let shm = cli.shm.as_str();
+    let shm_name = match (&cli.shm, &cli.data_dir) {
+        (Some(name), _) => name.clone(),
+        (None, Some(dir)) => shm_of_data_dir(dir),
+        (None, None) => DEFAULT_NAME.to_string(),
+    };
+    let shm = shm_name.as_str();
     let result = match cli.command {
         Cmd::Run {
             cpu,
@@ -179,7 +199,7 @@ fn main() {
                 }
             };
             let opts = RunOptions {
-                shm_name: cli.shm.clone(),
+                shm_name: shm_name.clone(),
                 cpu,
                 priority,
                 task_cpus: task_cpu,

@@ -24,6 +24,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// The scan thread's stack: the engine's frames and the program's own (a MatIEC or
+/// STruC++ program keeps its instances in static storage; its calls nest a few levels).
+/// `mlockall` keeps every page of it resident, so it is sized for need, not by default.
+pub const SCAN_STACK_BYTES: usize = 1 << 20;
+/// How much of it is touched before the loop (all of it but a margin for what the thread
+/// start put at its top), for when `mlockall` was refused.
+const SCAN_STACK_PREFAULT_BYTES: usize = SCAN_STACK_BYTES - (128 << 10);
+/// The watchdog only sleeps, reads the shared memory and signals.
+const WATCHDOG_STACK_BYTES: usize = 128 << 10;
+
 pub struct RunOptions {
     pub shm_name: String,
     pub cpu: CpuChoice,
@@ -142,6 +152,7 @@ fn restart_args(opts: &RunOptions, shm_fd: RawFd, dma_fd: Option<RawFd>) -> Vec<
 }
 
 pub fn run(opts: RunOptions) -> Result<(), RunError> {
+    sys::limit_allocator();
     guard::install();
     if let Some(i) = &opts.inherited {
         for fd in [Some(i.shm_fd), i.dma_fd, i.note.resume_fd].into_iter().flatten() {
@@ -266,19 +277,21 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
     let task_policy = TaskPolicy { scan_priority: opts.priority, cpu, task_cpus: opts.task_cpus.clone() };
     let loader = std::thread::Builder::new()
         .name("rt-loader".into())
+        .stack_size(loader::LOADER_STACK_BYTES)
         .spawn(move || loader::run_with(shm, ends, log, loader_stop, task_policy))
         .map_err(|e| RunError::Thread("loader", e))?;
     let watchdog_stop = stop.clone();
     let watchdog_ms = opts.watchdog_ms;
     let watchdog = std::thread::Builder::new()
         .name("rt-watchdog".into())
+        .stack_size(WATCHDOG_STACK_BYTES)
         .spawn(move || watchdog::run(shm, watchdog_ms, watchdog_stop))
         .map_err(|e| RunError::Thread("watchdog", e))?;
 
     let priority = opts.priority;
     let scan = std::thread::Builder::new()
         .name("rt-scan".into())
-        .stack_size(4 << 20)
+        .stack_size(SCAN_STACK_BYTES)
         .spawn(move || scan_thread(engine, shm, cpu, priority, flags))
         .map_err(|e| RunError::Thread("scan", e))?;
     // Wait for the end, or carry out a restart in place: nothing here allocates or locks
@@ -316,7 +329,7 @@ fn scan_thread(mut engine: Box<Engine>, shm: &'static SharedMemory, cpu: Option<
         }
     }
     let _ = sys::set_timer_slack(1);
-    sys::prefault_stack(1 << 20);
+    sys::prefault_stack(SCAN_STACK_PREFAULT_BYTES);
     // Last step before the loop, so no helper thread ever inherits the priority.
     match sys::set_fifo(priority) {
         Ok(()) => {

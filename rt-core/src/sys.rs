@@ -58,6 +58,21 @@ pub fn lock_memory() -> io::Result<()> {
     }
 }
 
+/// Keeps the C allocator to one arena and returns large blocks to the system when freed:
+/// under `mlockall` every page an arena ever held stays locked, and glibc would give each
+/// thread that allocates (the loader, the watchdog, main) an arena of its own. The scan
+/// thread never allocates, so the one arena's lock is never in its way. Call before any
+/// thread is started.
+pub fn limit_allocator() {
+    // SAFETY: mallopt only changes allocator tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        // A fixed threshold (the default one rises after the first large free): a library
+        // read while loading is mapped and unmapped, never left in the heap.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// Touches `bytes` of the current thread's stack so the scan never faults on it.
 #[inline(never)]
 pub fn prefault_stack(bytes: usize) {
@@ -180,8 +195,10 @@ pub fn hold_zero_dma_latency() -> io::Result<File> {
 
 /// An anonymous in-memory file holding a copy of a program library, so each load maps a
 /// fresh file (a path dlopen'ed twice would share one instance) and the companion can
-/// replace its build output at will. Not affected by `noexec` on /dev/shm or /tmp.
-pub fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
+/// replace its build output at will. Not affected by `noexec` on /dev/shm or /tmp. The
+/// copy is made by the kernel (`copy_file_range`/`sendfile` through `io::copy`), never
+/// through a buffer of this process, whose pages `mlockall` would keep.
+pub fn memfd_copy_of(source: &mut File) -> io::Result<OwnedFd> {
     let name = c"openplc-program";
     // SAFETY: `name` is NUL-terminated; flags are valid.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
@@ -191,7 +208,8 @@ pub fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut file = File::from(owned);
-    file.write_all(bytes)?;
+    io::copy(source, &mut file)?;
+    file.flush()?;
     Ok(OwnedFd::from(file))
 }
 

@@ -10,10 +10,7 @@
 
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
-use crate::layout::{
-    DIRTY_ALL, DIRTY_BOOL, DIRTY_BYTE, DIRTY_DINT, DIRTY_INT, DIRTY_LINT, InputSnapshot, OutputSnapshot, PlcState,
-    SharedMemory,
-};
+use crate::layout::{INPUT_LINE_BYTES, INPUT_LINE_WORDS, InputSnapshot, OutputSnapshot, PlcState, SharedMemory};
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
@@ -101,6 +98,20 @@ fn status_of(shm: &SharedMemory, rt_alive: bool) -> Status {
         scan_priority: h.scan_priority.load(Ordering::Acquire),
         rt_flags: h.rt_flags.load(Ordering::Acquire),
     }
+}
+
+/// The lines (`INPUT_LINE_BYTES` each) in which `new` differs from `old`.
+fn changed_lines(old: &InputImage, new: &InputImage) -> [u64; INPUT_LINE_WORDS] {
+    let mut changed = [0u64; INPUT_LINE_WORDS];
+    let lines = bytemuck::bytes_of(old)
+        .chunks_exact(INPUT_LINE_BYTES)
+        .zip(bytemuck::bytes_of(new).chunks_exact(INPUT_LINE_BYTES));
+    for (i, (a, b)) in lines.enumerate() {
+        if a != b {
+            changed[i / 64] |= 1 << (i % 64);
+        }
+    }
+    changed
 }
 
 /// Reads shared by the client and the observer.
@@ -356,34 +367,30 @@ impl RtClient {
     /// Changes inputs with `f` and publishes the whole input image for the next cycle.
     pub fn update_inputs(&mut self, f: impl FnOnce(&mut InputImage)) {
         f(&mut self.inputs);
-        let (new, old) = (&*self.inputs, &self.published.image);
-        let mut dirty = 0;
+        let shm = self.mapping.shm();
+        let previous = self.published.generation;
         if self.publish_all {
-            dirty = DIRTY_ALL;
+            // Taking over: nothing is known of what rt-core holds.
+            self.published.changed_since = 0;
+            self.published.changed = [u64::MAX; INPUT_LINE_WORDS];
         } else {
-            let changed = |a: &[u8], b: &[u8]| a != b;
-            use bytemuck::cast_slice as bytes;
-            if changed(bytes(&new.bool_input), bytes(&old.bool_input)) {
-                dirty |= DIRTY_BOOL;
-            }
-            if new.byte_input != old.byte_input {
-                dirty |= DIRTY_BYTE;
-            }
-            if new.int_input != old.int_input {
-                dirty |= DIRTY_INT;
-            }
-            if new.dint_input != old.dint_input {
-                dirty |= DIRTY_DINT;
-            }
-            if new.lint_input != old.lint_input {
-                dirty |= DIRTY_LINT;
+            let step = changed_lines(&self.published.image, &self.inputs);
+            if shm.inputs.latest_taken() {
+                // rt-core took the previous snapshot (it cannot take an older one any more):
+                // it holds that one, so this one's changes are relative to it alone.
+                self.published.changed_since = previous;
+                self.published.changed = step;
+            } else {
+                // The previous one may never be taken: keep covering every step since the
+                // snapshot rt-core may still hold.
+                for (acc, s) in self.published.changed.iter_mut().zip(step) {
+                    *acc |= s;
+                }
             }
         }
-        self.published.generation += 1;
-        self.published.dirty = dirty;
+        self.published.generation = previous + 1;
         bytemuck::bytes_of_mut(&mut self.published.image).copy_from_slice(bytemuck::bytes_of(&*self.inputs));
         self.publish_all = false;
-        let shm = self.mapping.shm();
         // SAFETY: the client lease makes us the only writer of the input buffer; the back
         // buffer reference does not outlive this block.
         unsafe {

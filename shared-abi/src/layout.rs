@@ -21,13 +21,14 @@
 use crate::debug::{DebugValues, ForceTable, LoadResult, ProgramInfo, WatchList};
 use crate::image::{InputImage, OutputImage};
 
-/// `InputSnapshot::dirty` bits: which input areas changed since the previous snapshot.
-pub const DIRTY_BOOL: u32 = 1;
-pub const DIRTY_BYTE: u32 = 2;
-pub const DIRTY_INT: u32 = 4;
-pub const DIRTY_DINT: u32 = 8;
-pub const DIRTY_LINT: u32 = 16;
-pub const DIRTY_ALL: u32 = 31;
+/// The unit in which a new input snapshot says what changed: 64 bytes of the image (a
+/// cache line), so rt-core copies only those lines into the program's image.
+pub const INPUT_LINE_BYTES: usize = 64;
+/// Lines in an input image.
+pub const INPUT_LINES: usize = core::mem::size_of::<InputImage>() / INPUT_LINE_BYTES;
+/// Words of the `InputSnapshot::changed` bitmap.
+pub const INPUT_LINE_WORDS: usize = INPUT_LINES.div_ceil(64);
+const _: () = assert!(core::mem::size_of::<InputImage>().is_multiple_of(INPUT_LINE_BYTES));
 use crate::pad::CachePadded;
 use crate::retain::RetainImage;
 use crate::ring::Ring;
@@ -44,7 +45,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -218,16 +219,45 @@ pub struct OutputSnapshot {
 }
 
 /// What the client publishes for rt-core to take at cycle start: the whole input image,
-/// numbered, with the areas that changed since the previous number, so rt-core can copy
-/// only those when it saw that previous snapshot.
+/// numbered, with the lines that may differ from any snapshot rt-core can still hold, so
+/// rt-core copies only those.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct InputSnapshot {
     pub generation: u64,
-    /// `DIRTY_*` bits relative to snapshot `generation - 1`.
-    pub dirty: u32,
-    pub _reserved: u32,
+    /// `changed` covers every line that changed since snapshot `changed_since`, through
+    /// each snapshot in between: a reader holding any generation from `changed_since` to
+    /// `generation - 1` copies those lines and has this snapshot. 0: no such promise, copy
+    /// everything.
+    pub changed_since: u64,
+    /// Bit `i` (word `i / 64`, bit `i % 64`) is line `i` (`INPUT_LINE_BYTES` bytes at
+    /// `i * INPUT_LINE_BYTES` of `image`).
+    pub changed: [u64; INPUT_LINE_WORDS],
     pub image: InputImage,
+}
+
+impl InputSnapshot {
+    /// Whether a reader whose image holds snapshot `held` may copy only `changed`.
+    pub fn lines_suffice_from(&self, held: u64) -> bool {
+        self.changed_since != 0 && self.changed_since <= held && held < self.generation
+    }
+
+    /// Copies the `changed` lines of `image` into `dst` (an image that holds a snapshot
+    /// for which `lines_suffice_from` is true).
+    pub fn copy_changed_lines(&self, dst: &mut InputImage) {
+        let (dst, src) = (bytemuck::bytes_of_mut(dst), bytemuck::bytes_of(&self.image));
+        for (w, &word) in self.changed.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let at = (w * 64 + bits.trailing_zeros() as usize) * INPUT_LINE_BYTES;
+                bits &= bits - 1;
+                if let (Some(d), Some(s)) = (dst.get_mut(at..at + INPUT_LINE_BYTES), src.get(at..at + INPUT_LINE_BYTES))
+                {
+                    d.copy_from_slice(s);
+                }
+            }
+        }
+    }
 }
 
 /// The whole shared-memory file.

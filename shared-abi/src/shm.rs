@@ -20,8 +20,54 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 
-/// The default shared-memory name.
+/// The default shared-memory name of `openplc-rt` on its own (the control tool, a
+/// standalone `openplc-rt run`). The companion names its rt-core's after its data
+/// directory instead ([`name_for_data_dir`]).
 pub const DEFAULT_NAME: &str = "openplc-rt";
+
+/// The shared-memory name the companion uses for the data directory `dir` unless told
+/// otherwise: `openplc-rt-<12 hex digits>`, a hash of the directory's canonical path, so
+/// two installations (or tests) on one machine never share an rt-core by accident. A
+/// directory that does not exist yet is named after its nearest existing ancestor's
+/// canonical path plus the rest, which is what canonicalising it gives once it is made.
+pub fn name_for_data_dir(dir: &Path) -> String {
+    let canonical = canonical_or_planned(dir);
+    // FNV-1a 64 over the path's bytes: stable across builds and platforms, and 48 bits of
+    // it make a collision between two directories of one machine a non-issue.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.as_os_str().as_encoded_bytes() {
+        hash ^= *b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{DEFAULT_NAME}-{:012x}", hash >> 16)
+}
+
+fn canonical_or_planned(dir: &Path) -> PathBuf {
+    let absolute = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().map(|cwd| cwd.join(dir)).unwrap_or_else(|_| dir.to_path_buf())
+    };
+    if let Ok(c) = std::fs::canonicalize(&absolute) {
+        return c;
+    }
+    let mut missing = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                at = parent;
+                if let Ok(mut c) = std::fs::canonicalize(at) {
+                    c.extend(missing.iter().rev());
+                    return c;
+                }
+            }
+            // `..` or the root: nothing better than the path as given.
+            _ => return absolute,
+        }
+    }
+}
 
 /// `/dev/shm/<name>`, or `name` itself when it contains a slash (tests use temp paths).
 pub fn shm_path(name: &str) -> PathBuf {
@@ -394,4 +440,27 @@ fn peek_pid(file: &File, client: bool) -> u32 {
         return 0;
     }
     if client { header.client_pid.load(Ordering::Acquire) } else { header.rt_pid.load(Ordering::Acquire) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_data_directory_gets_its_own_name_whatever_the_spelling() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        let name = name_for_data_dir(&a);
+        assert!(name.starts_with("openplc-rt-") && name.len() == "openplc-rt-".len() + 12, "{name}");
+        assert_ne!(name, name_for_data_dir(&b));
+        // Named before it exists as after, and through a symlink or a detour as directly.
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        assert_eq!(name_for_data_dir(&a), name);
+        assert_eq!(name_for_data_dir(&root.path().join("b/../a")), name);
+        std::os::unix::fs::symlink(&a, root.path().join("link")).unwrap();
+        assert_eq!(name_for_data_dir(&root.path().join("link")), name);
+        assert_eq!(name_for_data_dir(&a.join("x/y")), name_for_data_dir(&a.join("x/y")));
+        assert_ne!(name_for_data_dir(&a.join("x/y")), name);
+    }
 }

@@ -53,6 +53,13 @@ impl<T: Pod> TripleBuffer<T> {
         self.published.0.load(Ordering::Acquire)
     }
 
+    /// Whether the reader has taken the most recent publication (or nothing was published
+    /// since it last took one). Once true it stays true until the next `publish`: only the
+    /// writer makes a snapshot fresh.
+    pub fn latest_taken(&self) -> bool {
+        self.latest.0.load(Ordering::Acquire) & FRESH == 0
+    }
+
     /// Whether the index protocol's invariant holds (a check for attachers).
     pub fn is_consistent(&self) -> bool {
         let w = self.writer_index.0.load(Ordering::Acquire);

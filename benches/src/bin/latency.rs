@@ -133,13 +133,15 @@ fn run(args: &Args) -> Result<(), Error> {
     };
     println!(
         "# {} slices x {} s per tool, ABBA order, SCHED_FIFO {}, CPU {}, period 1000 us; \
-         histograms 1 us: cyclictest {} us wide, rt-core {} us",
+         histograms: cyclictest 1 us buckets {} us wide, rt-core 1 us to {} us then {} us to {} us",
         args.slices,
         args.seconds,
         args.priority,
         args.cpu.map_or("as rt-core picks it".into(), |c| c.to_string()),
         cyclictest::RANGE_US,
-        shared_abi::stats::HIST_BUCKETS,
+        shared_abi::stats::HIST_COARSE_FROM_US,
+        shared_abi::stats::HIST_COARSE_US,
+        shared_abi::stats::HIST_RANGE_US,
     );
     let mut ct_tool =
         Cyclictest { binary: args.cyclictest.clone(), cpu: args.cpu, priority: args.priority, interval_us: 1000 };

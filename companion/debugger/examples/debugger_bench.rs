@@ -17,9 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Histogram size (1 µs buckets) for both tools: rt-core's own (`HIST_BUCKETS`), passed
-/// to cyclictest as `-h`.
-const BUCKETS: usize = shared_abi::stats::HIST_BUCKETS;
+/// Histogram range in 1 µs buckets for both tools: rt-core's (`HIST_RANGE_US`, its 10 µs
+/// buckets past 1 ms counted at their first µs), passed to cyclictest as `-h`.
+const BUCKETS: usize = shared_abi::stats::HIST_RANGE_US as usize;
 const TOKEN: &str = "bench";
 
 struct Args {
@@ -184,10 +184,10 @@ struct Latency {
 }
 
 impl Latency {
-    fn from_buckets(src: &[u64], overflow: u64, max_us: u64) -> Latency {
-        let mut l = Latency { buckets: vec![0; BUCKETS], overflow, max_us };
-        for (i, &n) in src.iter().enumerate() {
-            match l.buckets.get_mut(i) {
+    fn of_rt(h: &shared_abi::stats::HistogramSnapshot) -> Latency {
+        let mut l = Latency { buckets: vec![0; BUCKETS], overflow: h.overflow, max_us: h.max_ns / 1000 };
+        for (start, _, n) in h.cells() {
+            match l.buckets.get_mut(start as usize) {
                 Some(b) => *b += n,
                 None => l.overflow += n,
             }
@@ -259,7 +259,7 @@ fn run() -> Result<(), String> {
     let observer = Observer::open(&stack.shm).map_err(|e| e.to_string())?;
     let h = observer.histogram();
     let stats = observer.stats().map_err(|e| e.to_string())?;
-    let rt = Latency::from_buckets(&h.buckets, h.overflow, h.max_ns / 1000);
+    let rt = Latency::of_rt(&h);
     drop(observer);
     let period_us = stats.period_ns / 1000;
     let var_count = stack.var_count;

@@ -11,9 +11,10 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use shared_abi::stats::{HIST_BUCKETS, HistogramSnapshot, Stats, Summary};
+use shared_abi::stats::{
+    HIST_BUCKETS, HIST_COARSE_FROM_US, HIST_COARSE_US, HIST_FINE_US, HIST_RANGE_US, HistogramSnapshot, Stats, Summary,
+};
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Arc;
 
 fn truthy(q: &HashMap<String, String>, key: &str) -> bool {
@@ -27,6 +28,11 @@ pub async fn status(State(app): State<Arc<App>>, _v: Viewer, Query(q): Query<Has
         "status": format!("STATUS:{}", app.status_word()),
         "switchPosition": app.switch.position().as_str(),
     });
+    // Why rt-core is not attached, when the supervisor knows: a running rt-core it refused
+    // to adopt, or a lease another client holds (the Editor ignores keys it does not know).
+    if let Some(why) = app.plc.unavailable() {
+        body["rt_core_unavailable"] = json!(why);
+    }
     if truthy(&q, "include_stats") {
         let port = app.plc.port();
         body["timing_stats"] = match port.task_records() {
@@ -91,8 +97,12 @@ pub async fn histogram(
 pub fn histogram_json(h: &HistogramSnapshot, stats: Option<&Stats>) -> Value {
     let lat = stats.map(|s| &s.latency);
     json!({
-        "bucket_us": 1,
-        "buckets": h.buckets.to_vec(),
+        "bucket_us": HIST_FINE_US,
+        "buckets": h.fine(),
+        "coarse_from_us": HIST_COARSE_FROM_US,
+        "coarse_bucket_us": HIST_COARSE_US,
+        "coarse_buckets": h.coarse(),
+        "range_us": HIST_RANGE_US,
         "overflow": h.overflow,
         "count": h.total(),
         "min_us": us(lat.and_then(Summary::min)),
@@ -104,22 +114,13 @@ pub fn histogram_json(h: &HistogramSnapshot, stats: Option<&Stats>) -> Value {
     })
 }
 
-/// cyclictest's histogram layout: one `%06d %06d` line per bucket, then the summary.
+/// cyclictest's histogram layout: one `%06d %06d` line per 1 µs bucket to 1 ms, then one
+/// per 10 µs bucket to 10 ms at its first µs (`HistogramSnapshot::write_cyclictest`).
 pub fn histogram_text(h: &HistogramSnapshot, stats: Option<&Stats>) -> String {
-    let lat = stats.map(|s| &s.latency);
-    let mut out = String::with_capacity(HIST_BUCKETS * 14 + 300);
-    out.push_str("# openplc-rt scan thread wake-up latency, 1 us buckets\n# Histogram\n");
-    for (us, n) in h.buckets.iter().enumerate() {
-        let _ = writeln!(out, "{us:06} {n:06}");
-    }
-    let total = h.total();
-    let whole_us = |ns: u64| ns.saturating_add(500) / 1000;
-    let _ = writeln!(out, "# Total: {total:09}");
-    let _ = writeln!(out, "# Min Latencies: {:05}", lat.and_then(Summary::min).map(whole_us).unwrap_or(0));
-    let _ = writeln!(out, "# Avg Latencies: {:05}", lat.and_then(Summary::mean_ns).map(whole_us).unwrap_or(0));
-    let _ = writeln!(out, "# Max Latencies: {:05}", if total > 0 { whole_us(h.max_ns) } else { 0 });
-    let _ = writeln!(out, "# Histogram Overflows: {:05}", h.overflow);
-    out.push_str("# Histogram Overflow at cycle number:\n# Thread 0:\n");
+    let mut out = String::with_capacity(HIST_BUCKETS * 14 + 400);
+    out.push_str("# openplc-rt scan thread wake-up latency, 1 us buckets to 1 ms, 10 us buckets to 10 ms\n");
+    // Writing into a String cannot fail.
+    let _ = h.write_cyclictest(&mut out, stats.map(|s| &s.latency));
     out
 }
 
@@ -166,5 +167,12 @@ mod tests {
         let j = histogram_json(&h, None);
         assert_eq!(j["p50_us"], 3);
         assert_eq!(j["count"], 8);
+        // A slow wake-up past 1 ms lands in a 10 µs bucket: its percentile is a number.
+        h.buckets[shared_abi::stats::bucket_of_us(2_345).unwrap()] = 1;
+        let j = histogram_json(&h, None);
+        assert_eq!((j["range_us"].as_u64(), j["coarse_buckets"][134].as_u64()), (Some(10_000), Some(1)));
+        assert_eq!(j["buckets"].as_array().map(Vec::len), Some(1000));
+        assert_eq!(j["p999_us"], 2340);
+        assert!(histogram_text(&h, None).contains("\n002340 000001\n"));
     }
 }

@@ -72,6 +72,10 @@ pub enum DeployError {
     Compile(BuildError),
     #[error("The real-time core (openplc-rt) is not running; the program was not loaded")]
     NoCore,
+    /// rt-core runs but this runtime cannot use it (its lease is held, or it runs another
+    /// installation's program): the supervisor's reason.
+    #[error("The real-time core (openplc-rt) is not available to this runtime: {0}; the program was not loaded")]
+    CoreUnavailable(String),
     #[error("The real-time core refused the program: {0}")]
     Rejected(Box<dyn std::error::Error + Send + Sync>),
     #[error("{0} stopped unexpectedly: {1}")]
@@ -281,7 +285,7 @@ impl Programs {
         );
 
         if !self.plc.wait_attached(self.attach_timeout).await {
-            return Err(DeployError::NoCore);
+            return Err(self.plc.unavailable().map_or(DeployError::NoCore, DeployError::CoreUnavailable));
         }
         self.push(Level::Info, "Loading the program into the real-time core");
         // Busy until the deploy hook has applied the upload's plugin configuration too, so
@@ -466,5 +470,19 @@ mod tests {
         let st = wait_done(&p).await;
         assert_eq!(st.status, BuildState::Failed);
         assert!(st.logs.iter().any(|l| l.contains("openplc-rt") && l.contains("not running")), "{:?}", st.logs);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_build_says_why_a_running_core_is_not_available() {
+        let (_d, p) = programs(false);
+        p.plc.set_unavailable(Some("another client (pid 7) holds its lease".into()));
+        let id = upload(&p, &[("Config0.c", b"x")]);
+        p.spawn_build(p.begin().unwrap(), id);
+        let st = wait_done(&p).await;
+        assert_eq!(st.status, BuildState::Failed);
+        let why = "[ERROR] The real-time core (openplc-rt) is not available to this runtime: another client (pid 7) \
+                   holds its lease; the program was not loaded";
+        assert!(st.logs.iter().any(|l| l == why), "{:?}", st.logs);
+        assert!(!st.logs.iter().any(|l| l.contains("not running")), "{:?}", st.logs);
     }
 }

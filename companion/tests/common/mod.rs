@@ -72,6 +72,9 @@ pub struct Runtime {
     pub port: u16,
     pub shm: PathBuf,
     pub args: Vec<String>,
+    /// `--shm` is passed (a file in the temporary directory); otherwise the companion
+    /// names its shared memory after its data directory, in /dev/shm, removed on drop.
+    pub explicit_shm: bool,
     companion: Option<Child>,
     rt_pids: Vec<u32>,
 }
@@ -93,10 +96,20 @@ impl Runtime {
             port: free_port(),
             shm,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            explicit_shm: true,
             dir,
             companion: None,
             rt_pids: Vec::new(),
         }
+    }
+
+    /// Like `prepared`, but the companion gets no `--shm`: it uses the shared memory it
+    /// names after its data directory (`/dev/shm/openplc-rt-<hash>`).
+    pub fn prepared_default_shm(extra: &[&str]) -> Runtime {
+        let mut rt = Runtime::prepared(extra);
+        rt.explicit_shm = false;
+        rt.shm = shared_abi::shm::shm_path(&shared_abi::shm::name_for_data_dir(&rt.data_dir()));
+        rt
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -108,6 +121,17 @@ impl Runtime {
     }
 
     pub fn spawn_companion(&mut self) {
+        self.spawn_companion_unattached();
+        let base = self.base();
+        wait_for("rt-core to be attached", Duration::from_secs(20), || {
+            let r = curl(&base, "GET", "/health", None, None).ok()?;
+            (r.json()["rt_core"] == "up").then_some(())
+        });
+        self.remember_rt_pid();
+    }
+
+    /// Starts the companion and waits for its API only (not for rt-core to be attached).
+    pub fn spawn_companion_unattached(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -120,8 +144,7 @@ impl Runtime {
             .arg(self.port.to_string())
             .arg("--bind")
             .arg("127.0.0.1")
-            .arg("--shm")
-            .arg(&self.shm)
+            .args(if self.explicit_shm { vec!["--shm".into(), self.shm.clone().into_os_string()] } else { vec![] })
             .arg("--rt-binary")
             .arg(rt_binary())
             // Not pinned unless the test names a CPU itself.
@@ -142,11 +165,6 @@ impl Runtime {
         wait_for("the companion to answer", Duration::from_secs(20), || {
             curl(&base, "GET", "/version", None, None).ok().filter(|r| r.status == 200)
         });
-        wait_for("rt-core to be attached", Duration::from_secs(20), || {
-            let r = curl(&base, "GET", "/health", None, None).ok()?;
-            (r.json()["rt_core"] == "up").then_some(())
-        });
-        self.remember_rt_pid();
     }
 
     /// The rt-core pid recorded in the shared memory.
@@ -269,6 +287,13 @@ impl Drop for Runtime {
             // SAFETY: kill() touches no memory; the pids are the rt-cores this test's
             // companion started, read from this test's own shared-memory file.
             unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        if !self.explicit_shm {
+            // Outside the temporary directory: this test's own, named after its data dir.
+            let mut client = self.shm.clone().into_os_string();
+            client.push(".client");
+            let _ = std::fs::remove_file(&self.shm);
+            let _ = std::fs::remove_file(client);
         }
         if std::thread::panicking() {
             eprintln!("---- companion log ----\n{}", self.log());

@@ -4,7 +4,7 @@ use super::{CtlResult, out, reader};
 use serde_json::{Value, json};
 use shared_abi::client::Status;
 use shared_abi::layout::{RT_DMA_LATENCY, RT_FIFO, RT_ISOLATED_CPU, RT_MLOCKED, RT_PINNED};
-use shared_abi::stats::{HistogramSnapshot, Summary};
+use shared_abi::stats::{HIST_COARSE_FROM_US, HIST_COARSE_US, HIST_FINE_US, HIST_RANGE_US, HistogramSnapshot, Summary};
 
 fn flag_names(flags: u32) -> String {
     let names = [
@@ -101,18 +101,12 @@ pub fn stats(shm: &str, json: bool) -> CtlResult {
     Ok(())
 }
 
-/// cyclictest's `-h` output format, so existing plotting scripts read it.
+/// cyclictest's `-h` output format, so existing plotting scripts read it (the coarse part
+/// above 1 ms as `HistogramSnapshot::write_cyclictest` renders it).
 pub fn format_histogram(h: &HistogramSnapshot) -> String {
-    let mut out = String::from("# Histogram\n");
-    for (us, n) in h.buckets.iter().enumerate() {
-        out.push_str(&format!("{us:06} {n:06}\n"));
-    }
-    let total = h.total();
-    let min = h.buckets.iter().position(|&n| n > 0).unwrap_or(0);
-    let sum: u64 = h.buckets.iter().enumerate().map(|(us, &n)| us as u64 * n).sum();
-    let avg = if total > h.overflow { sum / (total - h.overflow) } else { 0 };
-    out.push_str(&format!("# Total: {total:09}\n# Min Latencies: {min:05}\n# Avg Latencies: {avg:05}\n"));
-    out.push_str(&format!("# Max Latencies: {:05}\n# Histogram Overflows: {:05}\n", h.max_ns / 1000, h.overflow));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = h.write_cyclictest(&mut out, None);
     out
 }
 
@@ -122,8 +116,12 @@ pub fn histogram(shm: &str, json: bool) -> CtlResult {
     if json {
         let p = |f: f64| h.percentile_us(f).map_or(Value::Null, |v| json!(v));
         let doc = json!({
-            "bucket_us": 1,
-            "buckets": h.buckets.to_vec(),
+            "bucket_us": HIST_FINE_US,
+            "buckets": h.fine(),
+            "coarse_from_us": HIST_COARSE_FROM_US,
+            "coarse_bucket_us": HIST_COARSE_US,
+            "coarse_buckets": h.coarse(),
+            "range_us": HIST_RANGE_US,
             "overflow": h.overflow,
             "count": h.count,
             "max_ns": h.max_ns,

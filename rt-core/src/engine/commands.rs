@@ -244,6 +244,9 @@ impl Engine {
     fn release(&mut self, var: u32) {
         self.debug.variables_moved();
         self.retain_addresses_stale = true;
+        // A released located input takes its input's value again at the next cycle (the
+        // image copies only the lines that changed otherwise).
+        self.inputs_stale = true;
         let now = sys::now_ns();
         if let Some(Err(fault)) =
             live(self.state, &mut self.program).map(|p| stamped(self.shm, p, now, |p| p.unforce(var)))

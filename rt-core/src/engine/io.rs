@@ -5,7 +5,7 @@
 use super::{Engine, MAX_WRITES_PER_CYCLE, live, stamped};
 use crate::sys;
 use bytemuck::Zeroable;
-use shared_abi::layout::{DIRTY_BOOL, DIRTY_BYTE, DIRTY_DINT, DIRTY_INT, DIRTY_LINT, PlcState};
+use shared_abi::layout::PlcState;
 use shared_abi::msg::{Event, ImageWrite, RingId, decode_write};
 use std::sync::atomic::Ordering;
 
@@ -18,24 +18,9 @@ impl Engine {
         if fresh || self.inputs_stale {
             let dst = &mut program.image_mut().inputs;
             let src = &snapshot.image;
-            if !self.inputs_stale && snapshot.generation == self.inputs_generation + 1 {
-                // Only the areas that changed since the snapshot we already hold.
-                let d = snapshot.dirty;
-                if d & DIRTY_BOOL != 0 {
-                    dst.bool_input = src.bool_input;
-                }
-                if d & DIRTY_BYTE != 0 {
-                    dst.byte_input = src.byte_input;
-                }
-                if d & DIRTY_INT != 0 {
-                    dst.int_input = src.int_input;
-                }
-                if d & DIRTY_DINT != 0 {
-                    dst.dint_input = src.dint_input;
-                }
-                if d & DIRTY_LINT != 0 {
-                    dst.lint_input = src.lint_input;
-                }
+            if !self.inputs_stale && snapshot.lines_suffice_from(self.inputs_generation) {
+                // Only the lines that changed since the snapshot the image already holds.
+                snapshot.copy_changed_lines(dst);
             } else {
                 *dst = *src;
             }

@@ -274,6 +274,9 @@ impl Engine {
             return;
         }
         let tick = self.tick;
+        // A variable written once may be a located input: the next cycle gives it back its
+        // input's value (the image copies only the lines that changed otherwise).
+        self.inputs_stale |= !self.set_vars.is_empty();
         let (forces, set_vars) = (&self.forces, &mut self.set_vars);
         let Some(program) = live(self.state, &mut self.program) else { return };
         let result = stamped(self.shm, program, wake_ns, |program| {

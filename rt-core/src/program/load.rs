@@ -167,11 +167,19 @@ impl LoadedProgram {
     /// dlopens `path` through a memfd and returns a copy of its checked ABI table. A table
     /// from before functions were appended reads as one without them.
     fn open(path: &Path, loading: &mut Loading) -> Result<ProgramAbi, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
-        if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+        let unreadable = |e: std::io::Error| refused(format!("cannot read {}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        let mut magic = [0u8; 4];
+        let is_elf = match std::io::Read::read_exact(&mut file, &mut magic) {
+            Ok(()) => &magic == b"\x7fELF",
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Err(e) => return Err(unreadable(e)),
+        };
+        if !is_elf {
             return Err(refused(format!("{} is not a shared library (no ELF header)", path.display())));
         }
-        let memfd = sys::memfd_with(&bytes).map_err(|e| refused(format!("memfd: {e}")))?;
+        std::io::Seek::rewind(&mut file).map_err(unreadable)?;
+        let memfd = sys::memfd_copy_of(&mut file).map_err(|e| refused(format!("memfd: {e}")))?;
         let fd_path = CString::new(sys::fd_path(&memfd)).map_err(|_| refused("memfd path"))?;
         // SAFETY: loading a library runs its constructors: this is the point where user code
         // enters the process, by design, off the scan thread and guarded. RTLD_NOW makes a

@@ -141,7 +141,7 @@ pub fn start(shm: &'static SharedMemory, program: &mut LoadedProgram, policy: &T
         let for_thread = Arc::clone(&slot);
         let spawned = std::thread::Builder::new()
             .name(format!("rt-task{index}"))
-            .stack_size(4 << 20)
+            .stack_size(crate::runtime::SCAN_STACK_BYTES)
             .spawn(move || thread::run(shm, for_thread, caller, plan));
         set.slots.push(slot);
         match spawned {

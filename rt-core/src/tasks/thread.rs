@@ -28,7 +28,8 @@ pub fn run(shm: &'static SharedMemory, slot: Arc<TaskSlot>, caller: TaskCaller, 
         slot.cpu.store(cpu as i32, Ordering::Relaxed);
     }
     let _ = sys::set_timer_slack(1);
-    sys::prefault_stack(256 * 1024);
+    // As the scan thread: the stack it runs program code on, faulted in before the first run.
+    sys::prefault_stack(crate::runtime::SCAN_STACK_BYTES - (128 << 10));
     if plan.fifo > 0 && sys::set_fifo(plan.fifo).is_ok() {
         slot.fifo.store(plan.fifo, Ordering::Relaxed);
     }
