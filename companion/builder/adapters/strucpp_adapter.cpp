@@ -52,17 +52,18 @@
  * advances one period per tick; it is set on the calling thread before the tasks run, so it
  * is right with or without STRUCPP_THREADED (where it is thread-local).
  */
+/* The program's declarations first, as every generated unit starts: the builder may then
+ * stand the precompiled runtime headers in for what generated.hpp includes (pch.rs). The
+ * debugger's exports are defined here and nowhere else: generated code never includes
+ * debug_dispatch.hpp. */
+#include "generated.hpp"
+
 #define STRUCPP_V4_DEBUG_EXPORTS_DEFINE
 #include "debug_dispatch.hpp"
 #include "iec_located.hpp"
 #include "iec_std_lib.hpp"
 
-#include "generated.hpp"
-
 #if defined(__has_include)
-#if __has_include("defines.h")
-#include "defines.h"
-#endif
 #if __has_include("iec_retain.hpp")
 #include "iec_retain.hpp"
 #define OPLC_STRUCPP_RETAIN 1
@@ -97,6 +98,10 @@ strucpp::OPLC_STRUCPP_CONFIG g_config;
 #include "oplc_strucpp_retain.hpp"
 #include "oplc_strucpp_tables.hpp"
 #include "oplc_strucpp_tasks.hpp"
+
+/* The program's MD5 (PROGRAM_MD5 of the bundle's defines.h), or null: defined in a unit of
+ * its own (oplc_strucpp_md5.cpp), which changes with every upload while this one need not. */
+__attribute__((visibility("hidden"))) const char *oplc_strucpp_program_md5();
 
 namespace {
 
@@ -150,11 +155,7 @@ uint64_t adapter_tick_period_ns()
 
 const char *adapter_program_md5()
 {
-#ifdef PROGRAM_MD5
-    return PROGRAM_MD5;
-#else
-    return nullptr;
-#endif
+    return oplc_strucpp_program_md5();
 }
 
 uint32_t adapter_var_count()

@@ -3,10 +3,11 @@
 //! which must instantiate the bundle's configuration class.
 
 use crate::md5::{Witness, debug_map_md5, program_md5, read_text};
-use crate::runner::Job;
-use crate::toolchain::{OurSource, Paths, Toolchain, compile_args};
+use crate::pch;
+use crate::toolchain::{OurSource, Paths, Plan, Toolchain, Unit};
 use crate::{
     ADAPTER_HEADERS, BuildError, BuildLine, BuildOptions, Generation, STRUCPP_ADAPTER_HEADERS, STRUCPP_ADAPTER_SOURCE,
+    STRUCPP_MD5_SOURCE,
 };
 use std::borrow::Cow;
 use std::fs;
@@ -17,6 +18,10 @@ use std::path::{Path, PathBuf};
 pub const STRUCPP_REQUIRED_FILES: [&str; 2] = ["generated.hpp", "generated_debug.cpp"];
 
 const ADAPTER_FILE: &str = "oplc_strucpp_adapter.cpp";
+/// The program's MD5 (`PROGRAM_MD5` of the bundle's `defines.h`) in a unit of its own: it
+/// changes with every upload, and the adapter, which changes with nothing but the program's
+/// declarations, can then come from the build cache.
+const MD5_FILE: &str = "oplc_strucpp_md5.cpp";
 
 pub(crate) struct Strucpp {
     /// The configuration class the adapter instantiates as `g_config`.
@@ -88,7 +93,10 @@ impl Toolchain for Strucpp {
     }
 
     fn our_sources(&self, _bundle: &Path, _on_line: &mut dyn FnMut(BuildLine)) -> Vec<OurSource> {
-        let mut sources = vec![OurSource { name: ADAPTER_FILE, text: Cow::Borrowed(STRUCPP_ADAPTER_SOURCE) }];
+        let mut sources = vec![
+            OurSource { name: ADAPTER_FILE, text: Cow::Borrowed(STRUCPP_ADAPTER_SOURCE) },
+            OurSource { name: MD5_FILE, text: Cow::Borrowed(STRUCPP_MD5_SOURCE) },
+        ];
         sources.extend(
             ADAPTER_HEADERS
                 .iter()
@@ -98,9 +106,9 @@ impl Toolchain for Strucpp {
         sources
     }
 
-    /// One job per `*.cpp` of the bundle root (STruC++ writes one per POU plus
+    /// One unit per `*.cpp` of the bundle root (STruC++ writes one per POU plus
     /// `configuration.cpp` and `generated_debug.cpp`, older versions a single `generated.cpp`;
-    /// `c_blocks_code.cpp` too), in name order, then the adapter.
+    /// `c_blocks_code.cpp` too), in name order, then the adapter and the program's MD5.
     ///
     /// C++17, position-independent, and `-fno-gnu-unique`: the generated code's C++17 inline
     /// variables (the program clock, the debug type table, ...) would otherwise be GNU unique
@@ -110,48 +118,50 @@ impl Toolchain for Strucpp {
     /// needs the per-thread program clock, the per-global mutexes and each program's located
     /// range. A one-task program runs on rt-core's scan thread, where a plain global clock
     /// spares the thread-local that a dlopened library allocates on a thread's first access.
-    fn compile_jobs(
-        &self,
-        bundle: &Path,
-        at: &Paths,
-        opts: &BuildOptions,
-    ) -> Result<(Vec<Job>, Vec<PathBuf>), BuildError> {
+    ///
+    /// The units that start with `#include "generated.hpp"` (every generated one, and the
+    /// adapter) may use the precompiled runtime headers.
+    fn plan(&self, bundle: &Path, at: &Paths, _opts: &BuildOptions) -> Result<Plan, BuildError> {
         let unreadable = |source| BuildError::BundleUnreadable { path: bundle.to_path_buf(), source };
-        // (path as compiled, name, is the adapter)
-        let mut sources: Vec<(PathBuf, String, bool)> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         for entry in fs::read_dir(bundle).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".cpp") && entry.file_type().map_err(unreadable)?.is_file() {
-                sources.push((at.src.join(&name), name, false));
+                names.push(name);
             }
         }
-        sources.sort_by(|a, b| a.1.cmp(&b.1));
-        sources.push((at.out.join(ADAPTER_FILE), "the runtime adapter".into(), true));
+        names.sort();
 
-        let includes = [at.src.clone(), at.src.join("strucpp_runtime").join("include"), at.out.clone()];
-        let define = format!("-DOPLC_STRUCPP_CONFIG={}", self.config_class);
-        let mut jobs = Vec::new();
-        let mut objects = Vec::new();
-        for (index, (source, name, adapter)) in sources.into_iter().enumerate() {
-            let object = at.out.join(format!("{index}.o"));
-            let mut flags = vec!["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"];
-            if adapter {
-                flags.push(&define);
-            }
-            if self.threaded {
-                // Every unit alike: the define changes class layouts (per-global mutexes).
-                flags.push("-DSTRUCPP_THREADED");
-            }
-            jobs.push(Job {
-                label: format!("Compiling {name}"),
-                step: format!("compiling {name}"),
-                program: opts.cxx.clone(),
-                args: compile_args(&flags, &includes, &source, &object),
-            });
-            objects.push(object);
+        let includes = vec![at.src.clone(), at.src.join("strucpp_runtime").join("include"), at.out.clone()];
+        let mut flags: Vec<String> = ["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"].map(String::from).to_vec();
+        if self.threaded {
+            // Every unit alike (and the precompiled headers): the define changes class layouts.
+            flags.push("-DSTRUCPP_THREADED".into());
         }
-        Ok((jobs, objects))
+        let pch = read_text(&bundle.join("generated.hpp")).and_then(|text| pch::strucpp(&text, &flags, &includes));
+        let starts_with_generated = |text: &[u8]| pch.is_some() && pch::starts_with_include(text, "generated.hpp");
+        let unit = |name: String, source: PathBuf, defines: Vec<String>, precompiled: bool| Unit {
+            name,
+            source,
+            cplusplus: true,
+            flags: flags.clone(),
+            defines,
+            includes: includes.clone(),
+            precompiled,
+        };
+        let mut units: Vec<Unit> = names
+            .into_iter()
+            .map(|name| {
+                let precompiled = read_text(&bundle.join(&name)).is_some_and(|t| starts_with_generated(&t));
+                unit(name.clone(), at.src.join(&name), Vec::new(), precompiled)
+            })
+            .collect();
+        let define = format!("-DOPLC_STRUCPP_CONFIG={}", self.config_class);
+        let adapter_precompiled = starts_with_generated(STRUCPP_ADAPTER_SOURCE.as_bytes());
+        units.push(unit("the runtime adapter".into(), at.out.join(ADAPTER_FILE), vec![define], adapter_precompiled));
+        units.push(unit("the program's MD5".into(), at.out.join(MD5_FILE), Vec::new(), false));
+        Ok(Plan { units, pch })
     }
 }
 
