@@ -16,4 +16,4 @@ pub mod process;
 pub mod programs;
 
 pub use error::Error;
-pub use programs::{all_points_program, demo_program, repo_root, strucpp_demo_program};
+pub use programs::{all_points_program, demo_program, repo_root, strucpp_demo_program, strucpp_tasks_program};

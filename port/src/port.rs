@@ -13,6 +13,7 @@ use shared_abi::msg::{Command, Event, LogLevel, LogLine, MAX_WRITES_PER_CYCLE};
 use shared_abi::retain::RetainImage;
 use shared_abi::seqlock::READER_ATTEMPTS;
 use shared_abi::stats::{HistogramSnapshot, Stats};
+use shared_abi::tasks::TaskRecords;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
@@ -244,6 +245,22 @@ impl PlcPort {
 
     pub fn histogram(&self) -> Option<Box<HistogramSnapshot>> {
         self.with_observer(|o| o.histogram())
+    }
+
+    /// The per-task records of the running program when its tasks run on threads of their
+    /// own (`None` otherwise: no program, another program's records, or a torn read).
+    pub fn task_records(&self) -> Option<Box<TaskRecords>> {
+        self.with_observer(|o| {
+            let records = o.task_records().ok()?;
+            let current = records.count > 0 && records.program_gen == o.status().program_gen;
+            current.then_some(records)
+        })
+        .flatten()
+    }
+
+    /// Task `index`'s wake-up latency histogram (an index into [`PlcPort::task_records`]).
+    pub fn task_histogram(&self, index: usize) -> Option<Box<HistogramSnapshot>> {
+        self.with_observer(|o| o.task_histogram(index)).flatten()
     }
 
     /// The outcome of the last program load rt-core carried out.

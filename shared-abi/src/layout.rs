@@ -34,6 +34,7 @@ use crate::retain::RetainImage;
 use crate::ring::Ring;
 use crate::seqlock::SeqLock;
 use crate::stats::{Histogram, Stats};
+use crate::tasks::TaskTable;
 use crate::triple::TripleBuffer;
 use bytemuck::{Pod, Zeroable};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -44,7 +45,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -320,6 +321,8 @@ pub struct SharedMemory {
     pub retain_restore: SeqLock<RetainImage>,
     /// The variables forced right now (the live copy a restarted rt-core restores).
     pub forces: SeqLock<ForceTable>,
+    /// Per-task statistics and histograms (a program whose tasks run on threads of their own).
+    pub tasks: TaskTable,
     /// Read/written only through atomics; keeps the two ends of the file apart.
     pub tail_guard: CachePadded<AtomicU64>,
 }
@@ -350,6 +353,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SharedMemory, retain_saved) as u64,
         offset_of!(SharedMemory, retain_restore) as u64,
         offset_of!(SharedMemory, forces) as u64,
+        offset_of!(SharedMemory, tasks) as u64,
     ];
     // FNV-1a over the little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -447,6 +451,7 @@ impl SharedMemory {
         shm.retain_saved.init();
         shm.retain_restore.init();
         shm.forces.init();
+        shm.tasks.init();
         shm.header.magic.store(MAGIC, Ordering::Release);
         shm
     }

@@ -42,7 +42,9 @@
  * shadow is refreshed). A RETAIN variable that is no debug leaf (a function block instance,
  * an array) cannot be expressed in the ABI and is not kept.
  *
- * Every task runs on the thread that calls run_tick (rt-core's scan thread), in IEC priority
+ * With two or more tasks, rt-core runs each task on a thread of its own through the task
+ * functions (oplc_strucpp_tasks.hpp; the builder then defines STRUCPP_THREADED). Otherwise
+ * every task runs on the thread that calls run_tick (rt-core's scan thread), in IEC priority
  * order (0 first; declaration order among equals) when due: a task of interval I runs on
  * ticks that are multiples of I / base, base (the scan period) being the GCD of the
  * intervals; a task without an interval runs every tick, and with no interval at all the
@@ -136,6 +138,7 @@ int32_t adapter_bind_image(oplc_image_t *image)
         l.in_image = l.slot != nullptr;
         l.published = l.slot != nullptr ? oplc_slot_get(l.slot, l.width) : 0;
     }
+    find_owners();
     return 0;
 }
 
@@ -236,6 +239,12 @@ const oplc_program_abi_t adapter_abi = {
     adapter_retain_var,
     adapter_retain_set,
     adapter_var_write,
+    adapter_task_count,
+    adapter_task_info,
+    adapter_task_thread_init,
+    adapter_task_inputs,
+    adapter_task_run,
+    adapter_task_outputs,
 };
 
 } // namespace

@@ -26,14 +26,52 @@ const MD5_FILE: &str = "oplc_strucpp_md5.cpp";
 pub(crate) struct Strucpp {
     /// The configuration class the adapter instantiates as `g_config`.
     config_class: String,
+    /// `program.st` declares two or more tasks: rt-core runs each on a thread of its own,
+    /// so the program is built with `STRUCPP_THREADED`.
+    threaded: bool,
 }
 
 impl Strucpp {
     /// Checks the bundle before anything is compiled: its required files and its
     /// configuration class.
     pub fn for_bundle(bundle: &Path) -> Result<Strucpp, BuildError> {
-        Ok(Strucpp { config_class: config_class(bundle)? })
+        let source = read_text(&bundle.join("program.st")).unwrap_or_default();
+        let threaded = declared_tasks(&String::from_utf8_lossy(&source)) >= 2;
+        Ok(Strucpp { config_class: config_class(bundle)?, threaded })
     }
+}
+
+/// How many `TASK name (` declarations an ST source has, outside comments and strings.
+fn declared_tasks(source: &str) -> usize {
+    let mut text = String::with_capacity(source.len());
+    let mut chars = source.chars().peekable();
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    while let Some(c) = chars.next() {
+        match (depth, quote, c, chars.peek().copied()) {
+            (_, None, '(', Some('*')) => {
+                chars.next();
+                depth += 1;
+            }
+            (1.., None, '*', Some(')')) => {
+                chars.next();
+                depth -= 1;
+            }
+            (1.., ..) => {}
+            (0, None, '/', Some('/')) => while chars.next_if(|&c| c != '\n').is_some() {},
+            (0, None, '\'' | '"', _) => quote = Some(c),
+            (0, Some(q), _, _) if c == q => quote = None,
+            (0, Some(_), _, _) => {}
+            _ => text.push(c),
+        }
+        if depth > 0 || quote.is_some() {
+            text.push(' ');
+        }
+    }
+    let spaced = text.replace('(', " ( ");
+    let tokens: Vec<&str> =
+        spaced.split(|c: char| c.is_whitespace() || c == ';' || c == ':').filter(|t| !t.is_empty()).collect();
+    let ident = |t: &str| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    tokens.windows(3).filter(|w| w[0].eq_ignore_ascii_case("TASK") && ident(w[1]) && w[2] == "(").count()
 }
 
 impl Toolchain for Strucpp {
@@ -75,10 +113,11 @@ impl Toolchain for Strucpp {
     /// C++17, position-independent, and `-fno-gnu-unique`: the generated code's C++17 inline
     /// variables (the program clock, the debug type table, ...) would otherwise be GNU unique
     /// symbols, which glibc never unloads and binds a later program to, so a reloaded program
-    /// would inherit the old one's globals. `STRUCPP_THREADED` is not defined: every task runs
-    /// on rt-core's scan thread, so the per-global mutexes are not needed, and the program
-    /// clock stays a plain global rather than a thread-local that a dlopened library allocates
-    /// on a thread's first access.
+    /// would inherit the old one's globals. `STRUCPP_THREADED` is defined only when `program.st`
+    /// declares two or more tasks: rt-core then runs each task on a thread of its own, which
+    /// needs the per-thread program clock, the per-global mutexes and each program's located
+    /// range. A one-task program runs on rt-core's scan thread, where a plain global clock
+    /// spares the thread-local that a dlopened library allocates on a thread's first access.
     ///
     /// The units that start with `#include "generated.hpp"` (every generated one, and the
     /// adapter) may use the precompiled runtime headers.
@@ -95,7 +134,11 @@ impl Toolchain for Strucpp {
         names.sort();
 
         let includes = vec![at.src.clone(), at.src.join("strucpp_runtime").join("include"), at.out.clone()];
-        let flags: Vec<String> = ["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"].map(String::from).to_vec();
+        let mut flags: Vec<String> = ["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"].map(String::from).to_vec();
+        if self.threaded {
+            // Every unit alike (and the precompiled headers): the define changes class layouts.
+            flags.push("-DSTRUCPP_THREADED".into());
+        }
         let pch = read_text(&bundle.join("generated.hpp")).and_then(|text| pch::strucpp(&text, &flags, &includes));
         let starts_with_generated = |text: &[u8]| pch.is_some() && pch::starts_with_include(text, "generated.hpp");
         let unit = |name: String, source: PathBuf, defines: Vec<String>, precompiled: bool| Unit {
@@ -188,6 +231,15 @@ fn is_config_class(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tasks_are_counted_outside_comments_and_strings() {
+        let st = "CONFIGURATION C\n RESOURCE R ON PLC\n  TASK FAST(INTERVAL := T#1ms, PRIORITY := 0);\n  \
+                  task slow (INTERVAL := T#50ms, PRIORITY := 1);\n  (* TASK HIDDEN(INTERVAL := T#1s); *)\n  \
+                  // TASK ALSO(INTERVAL := T#1s);\n  x := 'TASK S(';\n END_RESOURCE\nEND_CONFIGURATION\n";
+        assert_eq!(super::declared_tasks(st), 2);
+        assert_eq!(super::declared_tasks("TASK ONLY(INTERVAL := T#10ms);"), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod points;
 pub mod report;
+pub mod tasks;
 pub mod vars;
 
 use rt_core::program::LoadedProgram;
