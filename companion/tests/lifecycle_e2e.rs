@@ -304,7 +304,7 @@ fn a_two_task_strucpp_program_reports_each_task() {
             }
         }
         assert!(task["overruns"].is_u64());
-        assert_eq!(task["stats_scope"], "scan", "one scan runs both tasks: {task}");
+        assert_eq!(task["stats_scope"], "task", "each task runs on its own thread and is measured alone: {task}");
     }
     assert_eq!(rt.get("/status?include_stats=true", &token).json()["status"], "STATUS:RUNNING");
 }
