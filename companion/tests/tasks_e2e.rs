@@ -48,15 +48,20 @@ fn two_strucpp_tasks_run_on_their_own_threads_with_per_task_stats_and_histograms
     assert_eq!((fast["priority"].as_i64(), slow["priority"].as_i64()), (Some(0), Some(1)));
     assert!(fast["fifo_priority"].as_i64() > slow["fifo_priority"].as_i64(), "IEC 0 above IEC 1: {stats}");
     assert_eq!((fast["cpu"].to_string(), slow["cpu"].to_string()), (cpu.clone(), cpu.clone()), "{stats}");
-    assert_eq!(fast["overruns"], 0, "the busy SLOW task never delayed FAST: {stats}");
     assert!(slow["scan_time_min"].as_u64().unwrap() >= 30_000, "SLOW's run holds its 30 ms: {stats}");
     assert!(fast["scan_time_max"].as_u64().unwrap() < 30_000, "FAST's runs never include SLOW's: {stats}");
-    // The flat fields are the dispatcher's base ticks (1 ms): FAST runs once per tick, SLOW
-    // once per 50 (a run released at the last ticks may still be in flight).
+    // The flat fields are the dispatcher's base ticks (1 ms): FAST is released once per tick
+    // (a tick where it is still running is an overrun, never queued), SLOW once per 50 (a run
+    // released at the last ticks may still be in flight).
     let ticks = stats["scan_count"].as_u64().unwrap();
     let fast_runs = fast["scan_count"].as_u64().unwrap();
+    let fast_overruns = fast["overruns"].as_u64().unwrap();
     let slow_runs = slow["scan_count"].as_u64().unwrap() + slow["overruns"].as_u64().unwrap();
-    assert!(fast_runs + 3 >= ticks && fast_runs <= ticks + 3, "FAST: {fast_runs} runs, {ticks} ticks");
+    let fast_releases = fast_runs + fast_overruns;
+    assert!(fast_releases + 3 >= ticks && fast_releases <= ticks + 3, "FAST: {fast_releases} releases, {ticks} ticks");
+    // Had SLOW's 30 ms runs shared FAST's thread, FAST would miss about 30 ticks per SLOW run:
+    // only a stall of the whole machine (a VM's host, 1-25 ms) makes FAST miss a tick here.
+    assert!(fast_overruns < slow_runs, "the busy SLOW task delayed FAST: {stats}");
     assert!(slow_runs + 2 >= ticks / 50 && slow_runs <= ticks / 50 + 2, "SLOW: {slow_runs} releases, {ticks} ticks");
 
     // Each task's wake-up latency histogram.
