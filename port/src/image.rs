@@ -41,8 +41,9 @@ pub trait ImagePort: Send + Sync + 'static {
     fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) -> Result<(), PortError>;
     /// Queues writes to `%Q`/`%M` points, all or nothing.
     fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError>;
-    /// Waits until the writes of `ticket` are applied.
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()>;
+    /// Waits until the writes of `ticket` are applied (at the start of a cycle, before its
+    /// scan); returns that loop cycle: outputs stamped with it or later show them.
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64>;
     /// Waits until the loop counter passes `cycle`.
     fn wait_cycle_after(&self, cycle: u64, timeout: Duration) -> PortFuture<'_, u64>;
 }
@@ -82,7 +83,7 @@ impl ImagePort for PlcPort {
         PlcPort::write(self, writes)
     }
 
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
         Box::pin(PlcPort::wait_applied(self, ticket, timeout))
     }
 
@@ -99,18 +100,23 @@ mod model {
     use super::*;
     use crate::error::Incarnation;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+    const DETACHED: u32 = u32::MAX;
 
     /// An image in memory with rt-core's rules for writes (inputs refused, values checked
     /// against their width), applied at once: every ticket is already applied. `refuse`
     /// makes writes fail as a full queue does; `stall` queues them but never applies them.
+    /// The PLC state is RUNNING until [`MemoryImage::set_state`] changes it (a protocol that
+    /// reports it, such as S7's CPU state, is tested with STOP too).
     pub struct MemoryImage {
         cycle: AtomicU64,
         outputs: Mutex<Arc<OutputSnapshot>>,
         inputs: Mutex<Box<InputImage>>,
         pub refuse: AtomicBool,
         pub stall: AtomicBool,
-        state: PlcState,
+        /// `PlcState as u32`; `u32::MAX` stands for detached (`None`).
+        state: AtomicU32,
     }
 
     impl MemoryImage {
@@ -122,8 +128,14 @@ mod model {
                 inputs: Mutex::new(inputs),
                 refuse: AtomicBool::new(false),
                 stall: AtomicBool::new(false),
-                state: PlcState::Running,
+                state: AtomicU32::new(PlcState::Running as u32),
             }
+        }
+
+        /// What [`ImagePort::state`] answers from now on (`None`: as while detached). Only
+        /// the state changes: the image and the rules for writes stay as they are.
+        pub fn set_state(&self, state: Option<PlcState>) {
+            self.state.store(state.map_or(DETACHED, |s| s as u32), Ordering::Release);
         }
 
         /// An all-zero image, every table 1024 elements long.
@@ -148,7 +160,7 @@ mod model {
         }
 
         fn ticket(&self, applied_by: u64) -> WriteTicket {
-            WriteTicket { applied_by, incarnation: Incarnation { pid: 0, boot_ns: 0 } }
+            WriteTicket { applied_by, position: 0, incarnation: Incarnation { pid: 0, boot_ns: 0 } }
         }
     }
 
@@ -158,7 +170,10 @@ mod model {
         }
 
         fn state(&self) -> Option<PlcState> {
-            Some(self.state)
+            match self.state.load(Ordering::Acquire) {
+                DETACHED => None,
+                s => Some(PlcState::from_u32(s)),
+            }
         }
 
         fn outputs(&self) -> Arc<OutputSnapshot> {
@@ -206,10 +221,10 @@ mod model {
             Ok(self.ticket(now))
         }
 
-        fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+        fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
             Box::pin(async move {
                 if self.cycle() > ticket.applied_by {
-                    Ok(())
+                    Ok(ticket.applied_by)
                 } else {
                     tokio::time::sleep(timeout).await;
                     Err(PortError::Timeout { what: "image writes", after: timeout })
@@ -228,5 +243,20 @@ mod model {
                 }
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_image_reports_the_state_it_is_given() {
+        let image = MemoryImage::zeroed();
+        assert_eq!(ImagePort::state(&image), Some(PlcState::Running), "running by default");
+        image.set_state(Some(PlcState::Stopped));
+        assert_eq!(ImagePort::state(&image), Some(PlcState::Stopped));
+        image.set_state(None);
+        assert_eq!(ImagePort::state(&image), None, "as while detached");
     }
 }

@@ -9,6 +9,7 @@
 use crate::program::{LoadedProgram, RetainSource, WarmStart};
 use crate::queue::{LoaderEnds, LoaderReply, LoaderRequest};
 use crate::restart::{self, RestartKind};
+use crate::tasks::{self, TaskPolicy};
 use shared_abi::debug::{ForceTable, LoadOutcome, fill_text};
 use shared_abi::layout::SharedMemory;
 use shared_abi::msg::{LogLevel, LogLine};
@@ -46,8 +47,19 @@ impl Log {
     }
 }
 
-/// Runs until `stop` is set.
-pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop: Arc<AtomicBool>) {
+/// Runs until `stop` is set; task threads at normal priority, not pinned.
+pub fn run(shm: &'static SharedMemory, ends: LoaderEnds, log: Log, stop: Arc<AtomicBool>) {
+    run_with(shm, ends, log, stop, TaskPolicy::default());
+}
+
+/// Runs until `stop` is set, starting the task threads of a multi-task program by `policy`.
+pub fn run_with(
+    shm: &'static SharedMemory,
+    mut ends: LoaderEnds,
+    mut log: Log,
+    stop: Arc<AtomicBool>,
+    policy: TaskPolicy,
+) {
     while !stop.load(Ordering::Acquire) {
         if restart::pending().is_some() {
             // The process is about to be replaced; touch nothing that might need a lock.
@@ -59,7 +71,8 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
             idle = false;
             match request {
                 LoaderRequest::Load { seq, path, start, warm, program_gen, image } => {
-                    let reply = match load(shm, &mut log, seq, &path, warm, program_gen, image) {
+                    let loaded = load(shm, &mut log, seq, &path, warm, program_gen, image);
+                    let reply = match loaded.and_then(|p| start_tasks(shm, p, &policy, &mut log)) {
                         Some(program) => LoaderReply::Loaded { program, start },
                         None => LoaderReply::Failed,
                     };
@@ -89,6 +102,46 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
         }
         if idle {
             std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Starts the program's task threads (when its tasks run on threads of their own); a
+/// program whose threads cannot start is not swapped in.
+fn start_tasks(
+    shm: &'static SharedMemory,
+    mut program: Box<LoadedProgram>,
+    policy: &TaskPolicy,
+    log: &mut Log,
+) -> Option<Box<LoadedProgram>> {
+    match tasks::start(shm, &mut program, policy) {
+        Ok(()) => {
+            if let (Some(t), Some(threads)) = (program.tasks(), program.task_threads()) {
+                let list: Vec<String> = t
+                    .descs()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let (fifo, cpu) = threads.placement(i);
+                        let cpu = if cpu < 0 { "any CPU".to_string() } else { format!("CPU {cpu}") };
+                        let prio = if fifo > 0 { format!("SCHED_FIFO {fifo}") } else { "normal priority".into() };
+                        format!(
+                            "{} every {} µs ({prio}, {cpu})",
+                            d.info.name_str(),
+                            d.divisor * program.period_ns() / 1000
+                        )
+                    })
+                    .collect();
+                log.line(LogLevel::Info, &format!("{} task threads: {}", list.len(), list.join("; ")));
+            }
+            Some(program)
+        }
+        Err(e) => {
+            log.line(LogLevel::Error, &format!("program not started, the running one is kept: {e}"));
+            if let Err(fault) = program.unload() {
+                restart::request(RestartKind::UnloadFault, Some(fault.cause), 0);
+            }
+            None
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::loader::{self, Log};
 use crate::privilege::{self, PrivilegeError};
 use crate::queue::loader_queues;
 use crate::restart::{self, ExecPlan, RestartNote};
+use crate::tasks::TaskPolicy;
 use crate::{guard, sys, watchdog};
 use shared_abi::layout::{CpuChoice, RT_DMA_LATENCY, RT_FIFO, RT_ISOLATED_CPU, RT_MLOCKED, RT_PINNED, SharedMemory};
 use shared_abi::msg::LogLevel;
@@ -38,6 +39,9 @@ pub struct RunOptions {
     pub shm_name: String,
     pub cpu: CpuChoice,
     pub priority: i32,
+    /// Task name → CPU for programs whose tasks run on threads (`--task-cpu NAME=CPU`);
+    /// other tasks run on the scan CPU.
+    pub task_cpus: Vec<(String, usize)>,
     /// 0: automatic (ten periods, at least 500 ms).
     pub watchdog_ms: u64,
     pub idle_period_us: u64,
@@ -138,6 +142,9 @@ fn restart_args(opts: &RunOptions, shm_fd: RawFd, dma_fd: Option<RawFd>) -> Vec<
     ];
     if let Some(user) = &opts.user {
         args.extend(["--user".into(), user.clone()]);
+    }
+    for (name, cpu) in &opts.task_cpus {
+        args.extend(["--task-cpu".into(), format!("{name}={cpu}")]);
     }
     if let Some(fd) = dma_fd {
         args.extend(["--inherit-dma-fd".into(), fd.to_string()]);
@@ -278,10 +285,11 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
     }
 
     let loader_stop = stop.clone();
+    let task_policy = TaskPolicy { scan_priority: opts.priority, cpu, task_cpus: opts.task_cpus.clone() };
     let loader = std::thread::Builder::new()
         .name("rt-loader".into())
         .stack_size(loader::LOADER_STACK_BYTES)
-        .spawn(move || loader::run(shm, ends, log, loader_stop))
+        .spawn(move || loader::run_with(shm, ends, log, loader_stop, task_policy))
         .map_err(|e| RunError::Thread("loader", e))?;
     let watchdog_stop = stop.clone();
     let watchdog_ms = opts.watchdog_ms;

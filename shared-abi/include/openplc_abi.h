@@ -73,6 +73,15 @@ typedef struct oplc_located {
     uint16_t size;    /* sizeof the declared IEC type */
 } oplc_located_t;
 
+/* One IEC task as the program declares it. */
+#define OPLC_TASK_NAME_BYTES 32
+typedef struct oplc_task_info {
+    char name[OPLC_TASK_NAME_BYTES]; /* NUL-terminated (truncated to fit) */
+    uint64_t interval_ns;            /* 0: every base tick */
+    int32_t priority;                /* as declared; IEC: 0 is the most urgent */
+    uint32_t reserved;
+} oplc_task_info_t;
+
 typedef struct oplc_program_abi {
     uint32_t abi_version; /* OPLC_PROGRAM_ABI_VERSION */
     uint32_t struct_size; /* sizeof(oplc_program_abi_t) */
@@ -111,6 +120,19 @@ typedef struct oplc_program_abi {
      * native-order bytes (a short value zero-padded); a forced variable keeps its forced
      * value. 0 or < 0. */
     int32_t (*var_write)(uint32_t index, const void *value, uint32_t len);
+    /* Appended after var_write (present when struct_size covers them). A program with two or
+     * more tasks that has them gets one real-time thread per task; otherwise run_tick runs
+     * every due task on the scan thread. May all be null. */
+    uint32_t (*task_count)(void);
+    int32_t (*task_info)(uint32_t task, oplc_task_info_t *out); /* 0, or -1 out of range */
+    /* Once on each task thread before its first task_run (thread-local state). 0 or < 0. */
+    int32_t (*task_thread_init)(void);
+    /* Image inputs -> the task's located inputs; called while that task is not running. */
+    int32_t (*task_inputs)(uint32_t task);
+    /* The task's programs once, program clock at tick base periods. */
+    void (*task_run)(uint32_t task, uint64_t tick);
+    /* The task's located outputs and memory -> image; called while that task is not running. */
+    int32_t (*task_outputs)(uint32_t task);
 } oplc_program_abi_t;
 
 /* The one symbol a program library exports. */

@@ -18,6 +18,7 @@ use crate::ring::PushError;
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
 use crate::sizes::{ImageRequest, ImageSizes};
 use crate::stats::{HistogramSnapshot, Stats};
+use crate::tasks::TaskRecords;
 use bytemuck::Zeroable;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -156,6 +157,22 @@ pub trait Reader {
         let mut h = Box::new(HistogramSnapshot::empty());
         self.shm().histogram.snapshot(&mut h);
         h
+    }
+
+    /// Per-task records of a program whose tasks run on threads of their own (`count` 0
+    /// otherwise).
+    fn task_records(&self) -> Result<Box<TaskRecords>, ClientError> {
+        let mut r: Box<TaskRecords> = bytemuck::zeroed_box();
+        self.shm().tasks.records.read(&mut r, READ_ATTEMPTS).map_err(|_| ClientError::Torn("task records"))?;
+        Ok(r)
+    }
+
+    /// Task `index`'s wake-up latency histogram (`None` past `tasks::MAX_TASKS`).
+    fn task_histogram(&self, index: usize) -> Option<Box<HistogramSnapshot>> {
+        let cell = self.shm().tasks.histograms.get(index)?;
+        let mut h = Box::new(HistogramSnapshot::empty());
+        cell.snapshot(&mut h);
+        Some(h)
     }
 
     fn program_info(&self) -> Result<ProgramInfo, ClientError> {

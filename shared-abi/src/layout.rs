@@ -35,6 +35,7 @@ use crate::retain::RetainImage;
 use crate::ring::Ring;
 use crate::seqlock::SeqLock;
 use crate::stats::{Histogram, Stats};
+use crate::tasks::TaskTable;
 use crate::triple::TripleBuffer;
 use bytemuck::{Pod, Zeroable};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -45,7 +46,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 7;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -163,6 +164,44 @@ pub struct Header {
     pub scan_priority: AtomicI32,
     /// `RT_*` bits: what of the real-time set-up succeeded.
     pub rt_flags: AtomicU32,
+    /// How far the write ring has been applied: [`WritesApplied`] packed, stored by the
+    /// scan thread (Release) right after a cycle applied queued writes, before that
+    /// cycle's scan, so a writer can be answered as soon as the scan that sees its writes
+    /// has started.
+    pub writes_applied: AtomicU64,
+}
+
+/// `Header::writes_applied`: the write ring's consumer position after a cycle's writes were
+/// applied, and that cycle, in one 64-bit word so a reader always sees a matching pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WritesApplied {
+    /// The ring's free-running consumer counter (`Ring::consumed`): every write pushed
+    /// before the producer counter reached this value has been applied.
+    pub position: u32,
+    /// The low 32 bits of the loop cycle (heartbeat) that applied them.
+    pub cycle_low: u32,
+}
+
+impl WritesApplied {
+    pub const fn pack(self) -> u64 {
+        ((self.cycle_low as u64) << 32) | self.position as u64
+    }
+
+    pub const fn unpack(word: u64) -> WritesApplied {
+        WritesApplied { position: word as u32, cycle_low: (word >> 32) as u32 }
+    }
+
+    /// Whether every write pushed before the producer counter read `position` is applied
+    /// (free-running counters: compared modulo 2^32, within 2^31 of each other).
+    pub const fn covers(self, position: u32) -> bool {
+        (self.position.wrapping_sub(position) as i32) >= 0
+    }
+
+    /// The whole loop cycle, given a heartbeat read after this word (so no earlier than
+    /// the cycle that stored it, and less than 2^32 cycles later).
+    pub const fn cycle(self, heartbeat: u64) -> u64 {
+        heartbeat.saturating_sub((heartbeat as u32).wrapping_sub(self.cycle_low) as u64)
+    }
 }
 
 /// `Header::rt_flags`: memory locked with mlockall.
@@ -312,6 +351,8 @@ pub struct SharedMemory {
     pub retain_restore: SeqLock<RetainImage>,
     /// The variables forced right now (the live copy a restarted rt-core restores).
     pub forces: SeqLock<ForceTable>,
+    /// Per-task statistics and histograms (a program whose tasks run on threads of their own).
+    pub tasks: TaskTable,
     /// Read/written only through atomics; keeps the two ends of the file apart.
     pub tail_guard: CachePadded<AtomicU64>,
 }
@@ -325,6 +366,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     use core::mem::offset_of;
     let parts = [
         LAYOUT_SIZE as u64,
+        offset_of!(Header, writes_applied) as u64,
         offset_of!(SharedMemory, control) as u64,
         offset_of!(SharedMemory, stats) as u64,
         offset_of!(SharedMemory, histogram) as u64,
@@ -341,6 +383,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SharedMemory, retain_saved) as u64,
         offset_of!(SharedMemory, retain_restore) as u64,
         offset_of!(SharedMemory, forces) as u64,
+        offset_of!(SharedMemory, tasks) as u64,
     ];
     // FNV-1a over the little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -361,6 +404,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<Header>() == 128);
+    assert!(offset_of!(Header, writes_applied) % 8 == 0);
     assert!(offset_of!(SharedMemory, header) == 0);
     assert!(offset_of!(SharedMemory, control) % 64 == 0);
     assert!(offset_of!(SharedMemory, inputs) % 64 == 0);
@@ -439,6 +483,7 @@ impl SharedMemory {
         shm.retain_saved.init();
         shm.retain_restore.init();
         shm.forces.init();
+        shm.tasks.init();
         shm.header.magic.store(MAGIC, Ordering::Release);
         shm
     }
@@ -499,6 +544,24 @@ mod tests {
         for bad in ["", "Auto", "-1", "1x", "cpu2", "99999999999999999999999"] {
             assert_eq!(bad.parse::<CpuChoice>(), Err(CpuChoiceError), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn writes_applied_packs_a_matching_pair_and_compares_across_wraps() {
+        let w = WritesApplied { position: 7, cycle_low: 0xFFFF_FFFF };
+        assert_eq!(WritesApplied::unpack(w.pack()), w);
+        assert!(w.covers(7) && w.covers(3) && !w.covers(8));
+        let wrapped = WritesApplied { position: 2, cycle_low: 0 };
+        assert!(wrapped.covers(u32::MAX - 1), "a position just before the wrap is covered");
+        assert!(!wrapped.covers(3));
+        // Stored in cycle 2^32 + 5, read with the heartbeat a cycle or many later.
+        let c = (1u64 << 32) + 5;
+        let w = WritesApplied { position: 0, cycle_low: c as u32 };
+        assert_eq!(w.cycle(c), c);
+        assert_eq!(w.cycle(c + 1), c);
+        assert_eq!(w.cycle(c + 1_000_000), c);
+        let w = WritesApplied { position: 0, cycle_low: u32::MAX };
+        assert_eq!(w.cycle((1u64 << 32) + 1), (1u64 << 32) - 1, "across the low word's wrap");
     }
 
     #[test]

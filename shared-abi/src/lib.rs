@@ -8,6 +8,7 @@
 //! - [`seqlock`], [`triple`], [`ring`]: the lock-free building blocks, one writer each.
 //! - [`msg`]: commands, image writes, events and log lines (postcard in fixed slots).
 //! - [`stats`]: scan statistics and the 1 µs latency histogram.
+//! - [`tasks`]: per-task statistics and histograms of a program whose tasks run on threads.
 //! - [`debug`]: the watch list, watched values and program information.
 //! - [`layout`]: the file itself, its header, and who writes which region.
 //! - [`program`]: the C ABI every program library exports (see `include/openplc_abi.h`).
@@ -31,6 +32,7 @@ pub mod seqlock;
 pub mod shm;
 pub mod sizes;
 pub mod stats;
+pub mod tasks;
 pub mod triple;
 
 pub use pad::CachePadded;

@@ -15,8 +15,10 @@ pub mod image_conf;
 pub mod modbus_conf;
 pub mod modbus_tcp;
 pub mod monitor_input;
+pub mod opcua_decode;
 pub mod plugins_conf;
 pub mod rest_bodies;
+pub mod s7_request;
 pub mod settings_json;
 pub mod shm_messages;
 mod support;
@@ -34,6 +36,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("debug_values", debug_values::run),
     ("modbus_conf", modbus_conf::run),
     ("modbus_tcp", modbus_tcp::run),
+    ("s7_request", s7_request::run),
+    ("opcua_decode", opcua_decode::run),
     ("plugins_conf", plugins_conf::run),
     ("settings_json", settings_json::run),
     ("image_conf", image_conf::run),

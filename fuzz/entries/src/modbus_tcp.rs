@@ -191,7 +191,7 @@ impl ImagePort for ModelPlc {
         self.0.write(writes)
     }
 
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
         self.0.wait_applied(ticket, timeout)
     }
 

@@ -62,6 +62,8 @@ replay_tests!(
     debug_values,
     modbus_conf,
     modbus_tcp,
+    s7_request,
+    opcua_decode,
     plugins_conf,
     settings_json,
     image_conf,

@@ -4,7 +4,7 @@
 
 use super::{Engine, MAX_WRITES_PER_CYCLE, live, stamped};
 use crate::sys;
-use shared_abi::layout::PlcState;
+use shared_abi::layout::{PlcState, WritesApplied};
 use shared_abi::msg::{Event, ImageWrite, RingId, decode_write};
 use shared_abi::sizes::ImageSizes;
 use std::sync::atomic::Ordering;
@@ -36,9 +36,15 @@ impl Engine {
     /// Applies queued image writes. Each slot is decoded by `decode_write`, which refuses an
     /// address out of range or a value too wide for it, and an address past the program's
     /// table sizes is refused here: reported as `BadMessage`, dropped.
+    ///
+    /// Then, when any were taken, publishes how far the ring is applied and in which cycle
+    /// (one Release store): writers waiting for these writes may be answered now, since the
+    /// scan that sees them follows at once.
     pub(super) fn apply_writes(&mut self) {
+        let mut taken = false;
         for _ in 0..MAX_WRITES_PER_CYCLE {
             let Some(write) = self.rings.writes.pop_with(decode_write) else { break };
+            taken = true;
             match write {
                 Ok(ImageWrite { addr, value }) => {
                     if let Some(program) = self.program.as_mut() {
@@ -53,6 +59,12 @@ impl Engine {
                 }
                 Err(_) => self.emit(Event::BadMessage { ring: RingId::Writes }),
             }
+        }
+        if taken {
+            let h = &self.shm.header;
+            let cycle_low = h.heartbeat.load(Ordering::Relaxed) as u32;
+            let applied = WritesApplied { position: self.shm.writes.consumed(), cycle_low };
+            h.writes_applied.store(applied.pack(), Ordering::Release);
         }
     }
 

@@ -12,9 +12,11 @@
 //! - [`debug`]: the watched debug values.
 //! - [`faults`]: a program that ends a call its own way (ERROR, restart in place).
 //! - [`stats`]: statistics and overrun reports.
+//! - [`dispatch`]: the base tick of a program whose tasks run on threads of their own.
 
 mod commands;
 mod debug;
+mod dispatch;
 mod faults;
 mod io;
 mod stats;
@@ -113,6 +115,8 @@ pub struct Engine {
     shutdown: bool,
     /// A fault that needs a restart in place, requested at the end of the cycle.
     restart: Option<(RestartKind, FaultCause, u64)>,
+    /// Per-task figures of a program whose tasks run on threads of their own.
+    task_books: dispatch::TaskBooks,
 }
 
 impl Engine {
@@ -153,6 +157,7 @@ impl Engine {
             last_overrun_report_ns: 0,
             shutdown: false,
             restart: None,
+            task_books: dispatch::TaskBooks::new(),
         });
         engine.reset_published_state();
         engine
@@ -234,7 +239,7 @@ impl Engine {
         }
         self.apply_writes();
         if running {
-            self.scan(wake_ns);
+            self.scan(deadline_ns, wake_ns);
         }
         if self.publish_safe_outputs {
             self.publish_outputs(true);
@@ -270,7 +275,10 @@ impl Engine {
         CycleEnd { next_deadline_ns: next, shutdown: self.shutdown, restart }
     }
 
-    fn scan(&mut self, wake_ns: u64) {
+    fn scan(&mut self, deadline_ns: u64, wake_ns: u64) {
+        if self.dispatch(deadline_ns, wake_ns) {
+            return;
+        }
         let tick = self.tick;
         // A variable written once may be a located input: the next cycle gives it back its
         // input's value (the image copies only the lines that changed otherwise).

@@ -373,6 +373,12 @@ impl LoadedProgram {
             None => ImageSizes::LEGACY,
         };
         info.image_sizes = image_request.resolve(&floor);
+
+        let tasks = match super::tasks::describe(abi, info.period_ns) {
+            Ok(tasks) => tasks,
+            Err(super::tasks::Refusal::Fault(f)) => return Err(describing(loading, f)),
+            Err(super::tasks::Refusal::Bad(why)) => return Err(refused(why)),
+        };
         let mut program = LoadedProgram {
             entry,
             extents: OutputExtents::of_program(located.as_deref(), &info.image_sizes),
@@ -386,6 +392,8 @@ impl LoadedProgram {
             retain_source: RetainSource::Initial,
             restored_forces: Vec::new(),
             faulted: false,
+            tasks,
+            threads: None,
         };
         if let Some(warm) = warm {
             program.restore_retain(warm).map_err(|f| loading.crashed(LoadStage::RestoringRetain, f))?;

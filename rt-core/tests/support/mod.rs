@@ -56,8 +56,11 @@ impl Runtime {
 
     pub fn start_on(dir: tempfile::TempDir, shm: String, extra: &[&str]) -> Runtime {
         let log = std::fs::File::create(dir.path().join("rt.log")).unwrap();
+        // Not pinned unless the test names a CPU itself.
+        let cpu: &[&str] = if extra.contains(&"--cpu") { &[] } else { &["--cpu", "none"] };
         let child = Command::new(RT_BIN)
-            .args(["--shm", &shm, "run", "--cpu", "none", "--priority", "10", "--idle-period-us", "2000"])
+            .args(["--shm", &shm, "run", "--priority", "10", "--idle-period-us", "2000"])
+            .args(cpu)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
