@@ -52,12 +52,22 @@ pub fn strucpp_demo_program(dir: &Path) -> Result<PathBuf, Error> {
     build_bundle(&src, &dir.join("strucpp-demo.so"))
 }
 
+/// The STruC++-shaped two-task program (`companion/builder/tests/fixtures/strucpp-tasks`:
+/// FAST every 1 ms at IEC priority 0, SLOW every 50 ms at priority 1, busy 30 ms per run).
+pub fn strucpp_tasks_program(dir: &Path) -> Result<PathBuf, Error> {
+    let fixture = repo_root().join("companion/builder/tests/fixtures/strucpp-tasks");
+    let src = dir.join("strucpp-tasks-src");
+    copy_tree(&fixture, &src).map_err(Error::io(fixture.display().to_string()))?;
+    build_bundle(&src, &dir.join("strucpp-tasks.so"))
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+        // Follows links (a fixture may link a directory of another).
+        if entry.path().is_dir() {
             copy_tree(&entry.path(), &target)?;
         } else {
             std::fs::copy(entry.path(), target)?;

@@ -57,6 +57,7 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// Fresh random bytes from the kernel.
+#[allow(clippy::expect_used, reason = "no randomness means guessable secrets: stopping is the only safe answer")]
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     // The kernel's CSPRNG only fails on exotic set-ups (no getrandom, no /dev/urandom);

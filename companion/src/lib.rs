@@ -73,8 +73,12 @@ pub fn main_entry() -> ExitCode {
     }
 }
 
+/// async-opcua logs every connection and session at INFO: on a busy OPC-UA server that
+/// would drown the console.
+const DEFAULT_LOG: &str = "info,opcua_server=warn,opcua_client=warn,opcua_core=warn,opcua_crypto=warn";
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPLC_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPLC_LOG").unwrap_or_else(|_| DEFAULT_LOG.into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -137,6 +141,11 @@ pub fn build_app(settings: Settings, with_supervisor: bool) -> anyhow::Result<Ar
         timeout: settings.build_timeout,
         checker: Some(settings.rt_binary.clone()),
         sandbox: settings.build_sandbox,
+        cache: (settings.build_cache_bytes > 0).then(|| openplc_builder::CacheSettings {
+            dir: data.join("build-cache"),
+            max_bytes: settings.build_cache_bytes,
+        }),
+        logs: Some(logs.clone()),
     });
     match compiler.sandbox_status() {
         Ok(how) => logs.info(format!("Program builds: {how}")),
@@ -291,6 +300,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "at start-up, before serving: a runtime that cannot be stopped cleanly must not start"
+)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -4,14 +4,18 @@
 //!
 //! Which plugins run is decided by each upload (the bundle's `conf/<name>.json`, copied to
 //! `<data dir>/conf/`) and when by the PLC: they start when it runs and stop when it stops,
-//! as upstream. A watcher follows the PLC state rather than every code path that can start
-//! or stop it (the API, a build, the supervisor, a fault).
+//! as upstream; a protocol that [serves while stopped](Protocol::serves_while_stopped)
+//! (S7: clients read the CPU's STOP from it) runs while a program is loaded, running or
+//! not. A watcher follows the PLC state rather than every code path that can start or stop
+//! it (the API, a build, the supervisor, a fault). A new program or configuration restarts
+//! them all.
 
 use crate::logs::LogHub;
 use crate::protocols::{self, Protocol, ProtocolState, StartContext};
 use crate::retain::RetainBackend;
 use crate::retain::plugin::PluginStore;
 use crate::rt_link::RtLink;
+use openplc_builder::Level;
 use openplc_plugin_host::{CommandError, PluginHost, RetainPlugin, RunSwitch};
 use shared_abi::layout::PlcState;
 use std::path::{Path, PathBuf};
@@ -22,10 +26,23 @@ use std::time::Duration;
 /// How often the watcher looks at the PLC state.
 const WATCH_PERIOD: Duration = Duration::from_millis(100);
 
+/// What the PLC is doing, as far as plugins care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// No rt-core, or no program.
+    Off,
+    /// A program loaded, not running (stopped, or stopped by a fault).
+    Stopped,
+    Running,
+}
+
 /// What runs, and since which program and upload.
 struct Active {
     program_gen: u32,
     config_gen: u64,
+    phase: Phase,
+    /// The native and Python plugins run (started by the plugin host).
+    host_started: bool,
     protocols: Vec<(&'static str, ProtocolState)>,
 }
 
@@ -92,9 +109,14 @@ impl Plugins {
     }
 
     /// The per-upload rule: `conf/<name>.json` in the bundle enables plugin `name` with that
-    /// configuration; everything else is disabled. Blocking (file I/O).
-    pub fn apply_upload(&self, bundle_root: &Path) {
-        let Some(host) = self.host() else { return };
+    /// configuration; everything else is disabled. Blocking (file I/O). Says in `build_log`
+    /// when the upload's configuration was not applied, and which protocol's configuration
+    /// cannot be used (that protocol will report the same when it is started).
+    pub fn apply_upload(&self, bundle_root: &Path, build_log: &mut dyn FnMut(Level, &str)) {
+        let Some(host) = self.host() else {
+            build_log(Level::Error, "The upload's plugin configuration was not applied: plugins.conf is unreadable");
+            return;
+        };
         match host.apply_upload(bundle_root) {
             Ok(uploaded) => {
                 let names: Vec<&str> = uploaded.iter().map(|u| u.name.as_str()).collect();
@@ -106,14 +128,22 @@ impl Plugins {
                 self.config_gen.fetch_add(1, Ordering::AcqRel);
                 self.find_retain_store();
             }
-            Err(e) => self.logs.error(format!("The upload's plugin configuration was not applied: {e}")),
+            Err(e) => {
+                let line = format!("The upload's plugin configuration was not applied: {e}");
+                self.logs.error(&line);
+                build_log(Level::Error, &line);
+                return;
+            }
+        }
+        for (name, e) in protocols::check_all(&self.protocols, &self.conf_dir) {
+            build_log(Level::Error, &format!("The {name} server will not start: {e}"));
         }
     }
 }
 
 impl crate::program::DeployHook for Plugins {
-    fn deployed(&self, bundle_root: &Path) {
-        self.apply_upload(bundle_root);
+    fn deployed(&self, bundle_root: &Path, build_log: &mut dyn FnMut(Level, &str)) {
+        self.apply_upload(bundle_root, build_log);
     }
 }
 
@@ -136,52 +166,105 @@ impl Plugins {
             return;
         }
         let status = self.plc.port().status();
-        let running = status.as_ref().is_some_and(|s| s.rt_alive && s.state == PlcState::Running);
+        let phase = match &status {
+            Some(s) if s.rt_alive && s.state == PlcState::Running => Phase::Running,
+            Some(s) if s.rt_alive && matches!(s.state, PlcState::Stopped | PlcState::Error) => Phase::Stopped,
+            _ => Phase::Off,
+        };
         let program_gen = status.map(|s| s.program_gen).unwrap_or(0);
         let config_gen = self.config_gen.load(Ordering::Acquire);
         let mut active = self.active.lock().await;
-        let current = active.as_ref().map(|a| (a.program_gen, a.config_gen));
-        if running && current == Some((program_gen, config_gen)) {
+        let same_set = active.as_ref().is_some_and(|a| (a.program_gen, a.config_gen) == (program_gen, config_gen));
+        if same_set && active.as_ref().map(|a| a.phase) == Some(phase) {
             return;
         }
-        if let Some(old) = active.take() {
+        // A new program or configuration, or no PLC: everything stops (and starts again).
+        if (!same_set || phase == Phase::Off)
+            && let Some(old) = active.take()
+        {
             self.stop(old).await;
         }
-        if running {
-            *active = Some(self.start(program_gen, config_gen).await);
+        if phase == Phase::Off {
+            return;
         }
+        let mut current = active.take().unwrap_or(Active {
+            program_gen,
+            config_gen,
+            phase: Phase::Off,
+            host_started: false,
+            protocols: Vec::new(),
+        });
+        self.follow(&mut current, phase).await;
+        *active = Some(current);
     }
 
-    async fn start(&self, program_gen: u32, config_gen: u64) -> Active {
-        if let Some(host) = self.host() {
-            match tokio::task::spawn_blocking(move || host.start()).await {
-                Ok(Ok(statuses)) if !statuses.is_empty() => {
-                    let summary: Vec<String> =
-                        statuses.iter().map(|s| format!("{} {:?}", s.name, s.state).to_lowercase()).collect();
-                    self.logs.info(format!("Plugins: {}", summary.join(", ")));
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => self.logs.error(format!("Plugins not started: {e}")),
-                Err(e) => self.logs.error(format!("Plugins not started: {e}")),
-            }
-        }
+    /// Brings what runs in line with `phase`: the plugin host while the PLC runs, each
+    /// protocol while the PLC runs or, if it serves while stopped, while it is stopped.
+    async fn follow(&self, active: &mut Active, phase: Phase) {
+        let running = phase == Phase::Running;
         let ctx = StartContext {
             conf_dir: self.conf_dir.clone(),
             data_dir: self.data_dir.clone(),
             plc: self.plc.clone(),
             logs: self.logs.clone(),
         };
-        let protocols = protocols::start_all(&self.protocols, &ctx).await;
-        Active { program_gen, config_gen, protocols }
+        for p in &self.protocols {
+            let wanted = running || p.serves_while_stopped();
+            let at = active.protocols.iter().position(|(name, _)| *name == p.name());
+            let up = at.is_some_and(|i| matches!(active.protocols[i].1, ProtocolState::Running(_)));
+            if wanted == up {
+                continue;
+            }
+            // Stop it, or forget why it failed before starting it again.
+            if let Some(i) = at {
+                protocols::stop(active.protocols.remove(i).1).await;
+            }
+            if wanted && let Some(state) = protocols::start(p.as_ref(), &ctx).await {
+                active.protocols.push((p.name(), state));
+            }
+        }
+        if running && !active.host_started {
+            self.start_host().await;
+            active.host_started = true;
+        } else if !running && active.host_started {
+            self.stop_host().await;
+            active.host_started = false;
+        }
+        active.phase = phase;
     }
 
-    async fn stop(&self, active: Active) {
-        protocols::stop_all(active.protocols).await;
+    async fn start_host(&self) {
+        let Some(host) = self.host() else { return };
+        match tokio::task::spawn_blocking(move || host.start()).await {
+            Ok(Ok(statuses)) if !statuses.is_empty() => {
+                if let Some(host) = self.host() {
+                    self.plc.set_plugins_without_image_sizes(host.plugins_without_image_sizes());
+                }
+                let summary: Vec<String> =
+                    statuses.iter().map(|s| format!("{} {:?}", s.name, s.state).to_lowercase()).collect();
+                self.logs.info(format!("Plugins: {}", summary.join(", ")));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => self.logs.error(format!("Plugins not started: {e}")),
+            Err(e) => self.logs.error(format!("Plugins not started: {e}")),
+        }
+    }
+
+    async fn stop_host(&self) {
         let host = self.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(host) = host
             && host.is_started()
         {
             let _ = tokio::task::spawn_blocking(move || host.stop()).await;
+        }
+    }
+
+    async fn stop(&self, active: Active) {
+        for (_, state) in active.protocols {
+            protocols::stop(state).await;
+        }
+        if active.host_started {
+            self.stop_host().await;
         }
     }
 

@@ -13,6 +13,7 @@ use shared_abi::client::{Observer, RtClient};
 use shared_abi::debug::LoadResult;
 use shared_abi::layout::PlcState;
 use shared_abi::msg::{Command, CommandStatus, Event};
+use shared_abi::sizes::{ImageRequest, ImageSizes};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,6 +35,9 @@ pub struct LoadRequest<'a> {
     /// An online change: the running program's values carried into the new one at the swap
     /// as matched (`retain` is then `Cold`: what is not carried starts at its initial value).
     pub online: Option<&'a Matched>,
+    /// The table sizes the program's `image.conf` configured (zero without one): rt-core
+    /// never sizes a table below what the program's located variables reach.
+    pub image: ImageSizes,
 }
 
 /// Where the link to rt-core stands, as the supervisor drives it.
@@ -82,6 +86,9 @@ pub struct RtLink {
     retain: Mutex<Stores>,
     /// What the last load did with RETAIN values.
     last_start: Mutex<Option<LastStart>>,
+    /// Loaded native plugins that cannot be told per-table sizes (`set_image_sizes`): while
+    /// there are any, every table of a program is as long as its longest (upstream's rule).
+    plugins_without_image_sizes: Mutex<Vec<String>>,
 }
 
 /// Where RETAIN values are kept: a plugin store outranks the file store, as upstream.
@@ -116,6 +123,7 @@ impl RtLink {
             logs,
             retain: Mutex::new(Stores::default()),
             last_start: Mutex::new(None),
+            plugins_without_image_sizes: Mutex::new(Vec::new()),
         }
     }
 
@@ -265,7 +273,15 @@ impl RtLink {
             (None, RetainStart::Warm) => LoadKind::Warm { staged: saved.as_deref() },
             (None, RetainStart::Cold) => LoadKind::Cold,
         };
-        let loaded = self.port.load(path, request.start, kind, timeout).await?;
+        let without = self.plugins_without_image_sizes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !without.is_empty() {
+            self.logs.info(format!(
+                "Every image table gets the longest table's length: plugin(s) {} cannot be told per-table sizes (no set_image_sizes)",
+                without.join(", ")
+            ));
+        }
+        let image = ImageRequest { configured: request.image, square: !without.is_empty() };
+        let loaded = self.port.load(path, request.start, kind, image, timeout).await?;
         let online = request.online.map(|matched| OnlineChange {
             summary: matched.summary.clone(),
             report: self.port.swap_report().filter(|r| r.program_gen == loaded.program_gen).unwrap_or_default(),
@@ -289,6 +305,12 @@ impl RtLink {
             }
         }
         Ok(loaded)
+    }
+
+    /// Records the loaded native plugins that lack `set_image_sizes` (the plugin host says
+    /// after it started them); the next load follows.
+    pub fn set_plugins_without_image_sizes(&self, names: Vec<String>) {
+        *self.plugins_without_image_sizes.lock().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     /// Moves rt-core's queued events and log lines into the runtime log (and to event

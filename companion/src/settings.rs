@@ -194,9 +194,13 @@ pub struct Options {
     /// C++ compiler for program builds (default: c++).
     #[arg(long, global = true)]
     pub cxx: Option<String>,
-    /// Parallel compiler jobs (default: CPUs − 1, at least 1).
+    /// Parallel compiler jobs (default: as many as CPUs).
     #[arg(long, global = true)]
     pub build_jobs: Option<usize>,
+    /// Size bound of the build cache (compiled units and precompiled headers, in the data
+    /// directory's build-cache/), in MiB; 0 turns the cache off (default 256).
+    #[arg(long, global = true, value_name = "MIB")]
+    pub build_cache_mib: Option<u64>,
     /// Give up a build after this many seconds.
     #[arg(long, global = true)]
     pub build_timeout_s: Option<u64>,
@@ -231,6 +235,7 @@ pub struct FileSettings {
     pub cc: Option<String>,
     pub cxx: Option<String>,
     pub build_jobs: Option<usize>,
+    pub build_cache_mib: Option<u64>,
     pub build_timeout_s: Option<u64>,
     pub build_sandbox: Option<bool>,
     pub retain_flush_s: Option<u64>,
@@ -258,6 +263,8 @@ pub struct Settings {
     pub cc: Option<String>,
     pub cxx: Option<String>,
     pub build_jobs: Option<usize>,
+    /// Bound of the build cache in bytes; 0: no cache.
+    pub build_cache_bytes: u64,
     pub build_timeout: Duration,
     /// Whether uploads compile in the sandbox.
     pub build_sandbox: bool,
@@ -268,6 +275,9 @@ pub struct Settings {
 pub const DEFAULT_PORT: u16 = 8443;
 pub const DEFAULT_DISCOVERY_PORT: u16 = 33333;
 pub const SETTINGS_FILE: &str = "settings.json";
+/// The build cache's default bound: a few STruC++ precompiled runtimes (about 40 MiB each)
+/// and thousands of compiled units.
+pub const DEFAULT_BUILD_CACHE_MIB: u64 = 256;
 
 impl Settings {
     /// Resolves the settings for `opts`, reading `settings.json` from the data directory.
@@ -313,6 +323,11 @@ impl Settings {
             cc: opts.cc.clone().or(file.cc),
             cxx: opts.cxx.clone().or(file.cxx),
             build_jobs: opts.build_jobs.or(file.build_jobs),
+            build_cache_bytes: opts
+                .build_cache_mib
+                .or(file.build_cache_mib)
+                .unwrap_or(DEFAULT_BUILD_CACHE_MIB)
+                .saturating_mul(1 << 20),
             build_timeout: Duration::from_secs(opts.build_timeout_s.or(file.build_timeout_s).unwrap_or(600)),
             build_sandbox: opts.build_sandbox.or(file.build_sandbox).unwrap_or(true),
             retain_flush: (retain_flush_s > 0).then(|| Duration::from_secs(retain_flush_s)),

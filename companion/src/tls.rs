@@ -60,7 +60,7 @@ pub fn local_names() -> LocalNames {
     {
         dns.push(h);
     }
-    let mut ips: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().expect("valid literal")];
+    let mut ips: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
     for ip in interface_addresses() {
         if !ips.contains(&ip) {
             ips.push(ip);

@@ -4,6 +4,7 @@
 //! through the debugger's shared watch list, decoded to JSON.
 
 use crate::state::App;
+use iec_values::{IecType, IecValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared_abi::debug::ProgramInfo;
@@ -189,56 +190,34 @@ pub fn from_debug_map(text: &str, info: &ProgramInfo) -> Result<Vec<Variable>, S
         .collect()
 }
 
-/// A value as JSON: BOOL as a boolean, integers and reals as numbers, the TIME family and
-/// strings as IEC literals / text, anything else as hex bytes.
+/// A value as JSON: BOOL as a boolean, integers and reals as numbers, the TIME family as IEC
+/// literals, strings as text (the byte layouts are `iec_values`'); anything else, or bytes
+/// of a size the type never has, as hex bytes.
 pub fn decode(iec_type: &str, raw: &[u8]) -> Value {
-    let int = |n: usize| -> Option<[u8; 8]> {
-        let mut b = [0u8; 8];
-        b[..n].copy_from_slice(raw.get(..n)?);
-        Some(b)
-    };
-    let signed = |n: usize| int(n).map(|b| json!((i64::from_le_bytes(b) << (64 - 8 * n)) >> (64 - 8 * n)));
-    let unsigned = |n: usize| int(n).map(|b| json!(u64::from_le_bytes(b)));
-    let decoded = match iec_type.to_ascii_uppercase().as_str() {
-        "BOOL" => raw.first().map(|&b| json!(b != 0)),
-        "SINT" => signed(1),
-        "INT" => signed(2),
-        "DINT" => signed(4),
-        "LINT" => signed(8),
-        "USINT" | "BYTE" => unsigned(1),
-        "UINT" | "WORD" => unsigned(2),
-        "UDINT" | "DWORD" => unsigned(4),
-        "ULINT" | "LWORD" => unsigned(8),
-        "REAL" => raw.get(..4).map(|b| json!(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-        "LREAL" => int(8).map(|b| json!(f64::from_le_bytes(b))),
-        "TIME" => time_ns(raw).map(|ns| json!(format!("T#{}", duration_text(ns)))),
-        "DATE" => time_ns(raw).map(|ns| json!(format!("D#{}", date_and_time(ns).0))),
-        "TOD" | "TIME_OF_DAY" => time_ns(raw).map(|ns| json!(format!("TOD#{}", date_and_time(ns).1))),
-        "DT" | "DATE_AND_TIME" => time_ns(raw).map(|ns| {
-            let (date, time) = date_and_time(ns);
-            json!(format!("DT#{date}-{time}"))
-        }),
-        "STRING" => raw
-            .split_first()
-            .map(|(&len, body)| json!(String::from_utf8_lossy(&body[..(len as usize).min(body.len())]).into_owned())),
-        "WSTRING" => raw.split_first().map(|(&len, body)| {
-            let units: Vec<u16> =
-                body.chunks_exact(2).take(len as usize).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-            json!(String::from_utf16_lossy(&units))
-        }),
-        _ => None,
-    };
-    decoded.unwrap_or_else(|| json!(raw.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")))
+    let decoded = IecType::parse(iec_type).and_then(|ty| Some((ty, iec_values::decode(ty, raw)?)));
+    match decoded {
+        Some((ty, value)) => render(ty, value),
+        None => json!(raw.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")),
+    }
 }
 
-/// TIME-family storage in nanoseconds: MatIEC's `{i64 tv_sec; i64 tv_nsec}` (16 bytes) or
-/// STruC++'s signed 64-bit nanoseconds (8 bytes).
-fn time_ns(raw: &[u8]) -> Option<i128> {
-    let word = |at: usize| raw.get(at..at + 8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as i128);
-    match raw.len() {
-        16 => Some(word(0)? * 1_000_000_000 + word(8)?),
-        8 => word(0),
-        _ => None,
+fn render(ty: IecType, value: IecValue) -> Value {
+    match value {
+        IecValue::Bool(b) => json!(b),
+        IecValue::Signed(v) => json!(v),
+        IecValue::Unsigned(v) => json!(v),
+        IecValue::Real(v) => json!(v),
+        IecValue::Lreal(v) => json!(v),
+        IecValue::Duration(ns) => json!(format!("T#{}", duration_text(ns))),
+        IecValue::Instant(ns) => {
+            let (date, time) = date_and_time(ns);
+            json!(match ty {
+                IecType::Date => format!("D#{date}"),
+                IecType::Tod => format!("TOD#{time}"),
+                _ => format!("DT#{date}-{time}"),
+            })
+        }
+        IecValue::Text(s) => json!(s),
     }
 }
 
@@ -353,6 +332,9 @@ mod tests {
         s[0] = 3;
         s[1..4].copy_from_slice(b"abc");
         assert_eq!(decode("STRING", &s), json!("abc"));
+        s[0] = 1;
+        s[1] = 0xE9;
+        assert_eq!(decode("STRING", &s), json!("é"), "bytes that are not UTF-8 read as Latin-1, as over OPC-UA");
         let mut w = vec![0u8; 253];
         w[0] = 2;
         w[1..5].copy_from_slice(&[0x41, 0, 0xAC, 0x20]);

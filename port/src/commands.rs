@@ -7,7 +7,9 @@ use crate::error::PortError;
 use crate::port::{CommandTicket, LoadKind, PlcPort, WriteTicket};
 use shared_abi::client::{Observer, Reader};
 use shared_abi::debug::{LoadOutcome, LoadResult};
+use shared_abi::layout::WritesApplied;
 use shared_abi::msg::{Command, CommandStatus, MAX_FORCE_BYTES};
+use shared_abi::sizes::ImageRequest;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,21 @@ fn result_of(obs: &Observer, seq: u32) -> Result<Option<CommandStatus>, PortErro
 fn cycle_after(obs: &Observer, cycle: u64) -> Option<u64> {
     let now = obs.shm().header.heartbeat.load(Ordering::Acquire);
     (now > cycle).then_some(now)
+}
+
+/// The loop cycle that applied `ticket`'s writes, once rt-core has reported applying them
+/// (at the start of that cycle, before its scan), or once the cycle that applies them at
+/// the latest has ended.
+fn applied(obs: &Observer, ticket: &WriteTicket) -> Option<u64> {
+    let header = &obs.shm().header;
+    let reported = WritesApplied::unpack(header.writes_applied.load(Ordering::Acquire));
+    // Read after the report: no earlier than the cycle that stored it.
+    let now = header.heartbeat.load(Ordering::Acquire);
+    if reported.covers(ticket.position) {
+        Some(reported.cycle(now).min(ticket.applied_by))
+    } else {
+        (now > ticket.applied_by).then_some(ticket.applied_by)
+    }
 }
 
 /// Once load `seq` has an outcome: `Ok(Some)` when swapped in, `Err` when refused.
@@ -96,19 +113,18 @@ impl PlcPort {
         self.command_blocking(Command::Unforce { var }, timeout)
     }
 
-    /// Waits until the writes of `ticket` are applied (see [`WriteTicket`]). Fails with
+    /// Waits until rt-core has applied the writes of `ticket`: at the start of a cycle,
+    /// right before the scan that sees them, so the wait ends within a period of the
+    /// writes being queued (plus the port's wake-up, see `wait.rs`). Returns that loop
+    /// cycle: outputs stamped with it or later show the writes (unless the program
+    /// overwrote them), and it has ended once [`PlcPort::cycle`] is greater. Fails with
     /// `RtReplaced` if another rt-core took over: it may not apply them.
-    pub async fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> Result<(), PortError> {
-        self.poll("image writes", timeout, Some(ticket.incarnation), &mut |o| {
-            Ok(cycle_after(o, ticket.applied_by).map(|_| ()))
-        })
-        .await
+    pub async fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> Result<u64, PortError> {
+        self.poll("image writes", timeout, Some(ticket.incarnation), &mut |o| Ok(applied(o, &ticket))).await
     }
 
-    pub fn wait_applied_blocking(&self, ticket: WriteTicket, timeout: Duration) -> Result<(), PortError> {
-        self.poll_blocking("image writes", timeout, Some(ticket.incarnation), &mut |o| {
-            Ok(cycle_after(o, ticket.applied_by).map(|_| ()))
-        })
+    pub fn wait_applied_blocking(&self, ticket: WriteTicket, timeout: Duration) -> Result<u64, PortError> {
+        self.poll_blocking("image writes", timeout, Some(ticket.incarnation), &mut |o| Ok(applied(o, &ticket)))
     }
 
     /// Waits until the loop counter passes `cycle`; returns it. The loop turns whether or
@@ -137,16 +153,18 @@ impl PlcPort {
     /// Loads a program library and waits until it is swapped in at a cycle boundary. The
     /// previous program keeps running if the load fails. rt-core copies the file first, so
     /// it may be replaced afterwards. `kind`: cold (initial values) or warm (see
-    /// [`LoadKind`]). `timeout` covers the whole load.
+    /// [`LoadKind`]). `image`: the table sizes the upload configured. `timeout` covers the
+    /// whole load.
     pub async fn load(
         &self,
         path: &str,
         start: bool,
         kind: LoadKind<'_>,
+        image: ImageRequest,
         timeout: Duration,
     ) -> Result<LoadResult, PortError> {
         let begin = Instant::now();
-        let ticket = self.send_load(path, start, kind)?;
+        let ticket = self.send_load(path, start, kind, image)?;
         match self.wait_result(ticket, timeout).await? {
             CommandStatus::Accepted => {}
             other => return Err(PortError::Refused(other)),
@@ -160,10 +178,11 @@ impl PlcPort {
         path: &str,
         start: bool,
         kind: LoadKind<'_>,
+        image: ImageRequest,
         timeout: Duration,
     ) -> Result<LoadResult, PortError> {
         let begin = Instant::now();
-        let ticket = self.send_load(path, start, kind)?;
+        let ticket = self.send_load(path, start, kind, image)?;
         match self.wait_result_blocking(ticket, timeout)? {
             CommandStatus::Accepted => {}
             other => return Err(PortError::Refused(other)),

@@ -37,6 +37,9 @@ pub enum PortError {
     InputNotWritable(IecAddress),
     /// A value too wide for its address in a write batch. Nothing was queued.
     ValueTooLarge { addr: IecAddress, value: u64 },
+    /// An address past the running program's image tables in a write batch. Nothing was
+    /// queued.
+    OutsideImage(IecAddress),
     /// A command that does not fit its message (a program path or a forced value too long).
     TooLarge { what: &'static str },
     /// rt-core answered with another status than the call needs.
@@ -69,6 +72,7 @@ impl fmt::Display for PortError {
             }
             PortError::InputNotWritable(a) => write!(f, "{a} is an input: inputs are not written through the queue"),
             PortError::ValueTooLarge { addr, value } => write!(f, "{value} does not fit {addr}"),
+            PortError::OutsideImage(a) => write!(f, "{a} is past the running program's image tables"),
             PortError::TooLarge { what } => write!(f, "{what} too long for an rt-core command"),
             PortError::Refused(s) => write!(f, "openplc-rt refused: {}", s.as_str()),
             PortError::LoadFailed(m) => write!(f, "program load failed: {m}"),

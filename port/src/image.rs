@@ -11,6 +11,7 @@ use crate::error::PortError;
 use crate::port::{PlcPort, WriteTicket};
 use shared_abi::image::{IecAddress, InputImage};
 use shared_abi::layout::{OutputSnapshot, PlcState};
+use shared_abi::sizes::ImageSizes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,15 +28,22 @@ pub trait ImagePort: Send + Sync + 'static {
     /// The PLC's state (`None` while detached).
     fn state(&self) -> Option<PlcState>;
     /// The outputs and memory of the last published scan (one copy per scan, shared).
+    /// Only the tables inside its `sizes` are copied; past them it reads zero.
     fn outputs(&self) -> Arc<OutputSnapshot>;
+    /// The running program's table sizes (as last published; all zero before a program):
+    /// a protocol maps only the points inside them.
+    fn sizes(&self) -> ImageSizes {
+        self.outputs().sizes
+    }
     /// Lets `f` read the inputs as last published; false (and `f` not called) while detached.
     fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) -> bool;
     /// Changes inputs with `f` and publishes them for the next scan.
     fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) -> Result<(), PortError>;
     /// Queues writes to `%Q`/`%M` points, all or nothing.
     fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError>;
-    /// Waits until the writes of `ticket` are applied.
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()>;
+    /// Waits until the writes of `ticket` are applied (at the start of a cycle, before its
+    /// scan); returns that loop cycle: outputs stamped with it or later show them.
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64>;
     /// Waits until the loop counter passes `cycle`.
     fn wait_cycle_after(&self, cycle: u64, timeout: Duration) -> PortFuture<'_, u64>;
 }
@@ -75,7 +83,7 @@ impl ImagePort for PlcPort {
         PlcPort::write(self, writes)
     }
 
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
         Box::pin(PlcPort::wait_applied(self, ticket, timeout))
     }
 
@@ -92,18 +100,23 @@ mod model {
     use super::*;
     use crate::error::Incarnation;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+    const DETACHED: u32 = u32::MAX;
 
     /// An image in memory with rt-core's rules for writes (inputs refused, values checked
     /// against their width), applied at once: every ticket is already applied. `refuse`
     /// makes writes fail as a full queue does; `stall` queues them but never applies them.
+    /// The PLC state is RUNNING until [`MemoryImage::set_state`] changes it (a protocol that
+    /// reports it, such as S7's CPU state, is tested with STOP too).
     pub struct MemoryImage {
         cycle: AtomicU64,
         outputs: Mutex<Arc<OutputSnapshot>>,
         inputs: Mutex<Box<InputImage>>,
         pub refuse: AtomicBool,
         pub stall: AtomicBool,
-        state: PlcState,
+        /// `PlcState as u32`; `u32::MAX` stands for detached (`None`).
+        state: AtomicU32,
     }
 
     impl MemoryImage {
@@ -115,13 +128,21 @@ mod model {
                 inputs: Mutex::new(inputs),
                 refuse: AtomicBool::new(false),
                 stall: AtomicBool::new(false),
-                state: PlcState::Running,
+                state: AtomicU32::new(PlcState::Running as u32),
             }
         }
 
-        /// An all-zero image.
+        /// What [`ImagePort::state`] answers from now on (`None`: as while detached). Only
+        /// the state changes: the image and the rules for writes stay as they are.
+        pub fn set_state(&self, state: Option<PlcState>) {
+            self.state.store(state.map_or(DETACHED, |s| s as u32), Ordering::Release);
+        }
+
+        /// An all-zero image, every table 1024 elements long.
         pub fn zeroed() -> MemoryImage {
-            MemoryImage::new(bytemuck::zeroed_box(), bytemuck::zeroed_box())
+            let mut outputs: Box<OutputSnapshot> = bytemuck::zeroed_box();
+            outputs.sizes = ImageSizes::LEGACY;
+            MemoryImage::new(outputs, bytemuck::zeroed_box())
         }
 
         /// Replaces the published outputs (a scan published new ones).
@@ -132,11 +153,14 @@ mod model {
 
         /// A copy of the inputs as last published.
         pub fn inputs(&self) -> Box<InputImage> {
-            self.inputs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            let mut copy: Box<InputImage> = bytemuck::zeroed_box();
+            let inputs = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
+            bytemuck::bytes_of_mut(&mut *copy).copy_from_slice(bytemuck::bytes_of(&**inputs));
+            copy
         }
 
         fn ticket(&self, applied_by: u64) -> WriteTicket {
-            WriteTicket { applied_by, incarnation: Incarnation { pid: 0, boot_ns: 0 } }
+            WriteTicket { applied_by, position: 0, incarnation: Incarnation { pid: 0, boot_ns: 0 } }
         }
     }
 
@@ -146,7 +170,10 @@ mod model {
         }
 
         fn state(&self) -> Option<PlcState> {
-            Some(self.state)
+            match self.state.load(Ordering::Acquire) {
+                DETACHED => None,
+                s => Some(PlcState::from_u32(s)),
+            }
         }
 
         fn outputs(&self) -> Arc<OutputSnapshot> {
@@ -165,6 +192,10 @@ mod model {
 
         fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError> {
             crate::port::check_writes(writes)?;
+            let sizes = self.sizes();
+            if let Some(&(addr, _)) = writes.iter().find(|(addr, _)| !sizes.contains(*addr)) {
+                return Err(PortError::OutsideImage(addr));
+            }
             if self.refuse.load(Ordering::Acquire) {
                 return Err(PortError::WriteQueueFull);
             }
@@ -173,21 +204,27 @@ mod model {
                 return Ok(self.ticket(now + 1));
             }
             let mut outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-            let mut next: Box<OutputSnapshot> = bytemuck::zeroed_box();
-            bytemuck::bytes_of_mut(&mut *next).copy_from_slice(bytemuck::bytes_of(&**outputs));
-            for &(addr, value) in writes {
-                next.image.set(addr, value);
+            // Copy on write, of the stamp and the tables inside the sizes only (as rt-core's
+            // readers copy them).
+            let mut next: Arc<OutputSnapshot> = bytemuck::allocation::zeroed_arc();
+            if let Some(n) = Arc::get_mut(&mut next) {
+                let head = OutputSnapshot::HEAD_BYTES;
+                bytemuck::bytes_of_mut(n)[..head].copy_from_slice(&bytemuck::bytes_of(&**outputs)[..head]);
+                n.image.copy_within_sizes(&outputs.image, &sizes);
+                for &(addr, value) in writes {
+                    n.image.set(addr, value);
+                }
             }
-            *outputs = Arc::from(next);
+            *outputs = next;
             // Applied by cycle `now`, and the counter has already passed it.
             self.cycle.store(now + 1, Ordering::Release);
             Ok(self.ticket(now))
         }
 
-        fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+        fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
             Box::pin(async move {
                 if self.cycle() > ticket.applied_by {
-                    Ok(())
+                    Ok(ticket.applied_by)
                 } else {
                     tokio::time::sleep(timeout).await;
                     Err(PortError::Timeout { what: "image writes", after: timeout })
@@ -206,5 +243,20 @@ mod model {
                 }
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_image_reports_the_state_it_is_given() {
+        let image = MemoryImage::zeroed();
+        assert_eq!(ImagePort::state(&image), Some(PlcState::Running), "running by default");
+        image.set_state(Some(PlcState::Stopped));
+        assert_eq!(ImagePort::state(&image), Some(PlcState::Stopped));
+        image.set_state(None);
+        assert_eq!(ImagePort::state(&image), None, "as while detached");
     }
 }

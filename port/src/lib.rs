@@ -25,12 +25,14 @@
 //! Every wait ends as soon as its condition holds, or with a typed [`PortError`]:
 //! `RtGone` when rt-core died, `RtReplaced` when another rt-core took over the shared
 //! memory (it never answers what its predecessor had taken, such as a load that killed
-//! it), `Timeout` otherwise. Async forms suit tokio tasks and are woken within a tenth of
-//! a period of each new cycle; `_blocking` forms suit plugin threads and tools, never a
-//! tokio worker.
+//! it), `Timeout` otherwise. Async forms suit tokio tasks and are woken within tens of
+//! microseconds of each change rt-core publishes (a cycle's writes applied, a cycle
+//! ended); `_blocking` forms suit plugin threads and tools, never a tokio worker.
 //!
-//! Writes are all or nothing and return a [`WriteTicket`]: the loop cycle by whose end rt-core
-//! has applied them (at most [`MAX_WRITES_PER_CYCLE`] per cycle, in order). The bounds
+//! Writes are all or nothing and return a [`WriteTicket`]: their place in rt-core's write
+//! ring. rt-core applies them at the start of the next cycle (at most
+//! [`MAX_WRITES_PER_CYCLE`] per cycle, in order, from every caller together) and says so
+//! before that cycle's scan, which is when `wait_applied` returns. The bounds
 //! rt-core keeps per cycle are shared-abi's: [`MAX_WRITES_PER_CYCLE`],
 //! [`MAX_COMMANDS_PER_CYCLE`], and `WriteRing::CAPACITY` writes queued at most.
 //!
@@ -65,6 +67,7 @@ mod port;
 mod sampler;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+mod ticker;
 mod wait;
 
 pub use commands::force_command;

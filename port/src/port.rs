@@ -4,7 +4,7 @@
 use crate::error::{Incarnation, PortError};
 use crate::log::LogSink;
 use crate::sampler::{EVICT_AFTER, Sampler};
-use crate::wait::Ticker;
+use crate::ticker::Ticker;
 use shared_abi::client::{ClientError, Observer, Reader, RtClient, Status};
 use shared_abi::debug::{DebugValues, ForceTable, LoadResult, ProgramInfo};
 use shared_abi::image::{Area, IecAddress, InputImage};
@@ -13,7 +13,9 @@ use shared_abi::migrate::{MigratePlan, SwapReport};
 use shared_abi::msg::{Command, Event, LogLevel, LogLine, MAX_WRITES_PER_CYCLE};
 use shared_abi::retain::RetainImage;
 use shared_abi::seqlock::READER_ATTEMPTS;
+use shared_abi::sizes::ImageRequest;
 use shared_abi::stats::{HistogramSnapshot, Stats};
+use shared_abi::tasks::TaskRecords;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
@@ -87,16 +89,21 @@ pub struct PlcPort {
     sampler: OnceLock<Sampler>,
 }
 
-/// The loop cycle by whose end every write of a batch has been applied: once
-/// [`PlcPort::cycle`] is greater than [`WriteTicket::applied_by`], the program has seen
-/// them, and outputs published after that show them (unless the program overwrote them).
+/// A batch of writes queued: its place in rt-core's write ring, which rt-core reports
+/// applying at the start of the cycle that applies it (see [`PlcPort::wait_applied`]), and
+/// the loop cycle by whose end it is applied at the latest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteTicket {
     pub(crate) applied_by: u64,
+    /// The write ring's producer counter just after the batch was pushed.
+    pub(crate) position: u32,
     pub(crate) incarnation: Incarnation,
 }
 
 impl WriteTicket {
+    /// The latest loop cycle that can apply the batch: once [`PlcPort::cycle`] is greater,
+    /// the program has seen it (usually applied sooner: [`PlcPort::wait_applied`] says
+    /// when).
     pub fn applied_by(&self) -> u64 {
         self.applied_by
     }
@@ -138,7 +145,13 @@ pub(crate) fn incarnation_of(shm: &SharedMemory) -> Incarnation {
 }
 
 fn empty_outputs() -> Arc<OutputSnapshot> {
-    Arc::from(bytemuck::zeroed_box::<OutputSnapshot>())
+    zeroed_arc()
+}
+
+/// An all-zero snapshot made in place: the 2.8 MiB never pass through the stack, and the
+/// allocator's zeroed pages are only touched where a copy writes.
+fn zeroed_arc() -> Arc<OutputSnapshot> {
+    bytemuck::allocation::zeroed_arc()
 }
 
 impl PlcPort {
@@ -254,6 +267,22 @@ impl PlcPort {
         self.with_observer(|o| o.histogram())
     }
 
+    /// The per-task records of the running program when its tasks run on threads of their
+    /// own (`None` otherwise: no program, another program's records, or a torn read).
+    pub fn task_records(&self) -> Option<Box<TaskRecords>> {
+        self.with_observer(|o| {
+            let records = o.task_records().ok()?;
+            let current = records.count > 0 && records.program_gen == o.status().program_gen;
+            current.then_some(records)
+        })
+        .flatten()
+    }
+
+    /// Task `index`'s wake-up latency histogram (an index into [`PlcPort::task_records`]).
+    pub fn task_histogram(&self, index: usize) -> Option<Box<HistogramSnapshot>> {
+        self.with_observer(|o| o.task_histogram(index)).flatten()
+    }
+
     /// The outcome of the last program load rt-core carried out.
     pub fn load_result(&self) -> Option<LoadResult> {
         self.with_observer(|o| o.load_result().ok()).flatten()
@@ -289,9 +318,11 @@ impl PlcPort {
             {
                 return Some(snap.clone());
             }
-            let mut copy: Box<OutputSnapshot> = bytemuck::zeroed_box();
-            let version = seqlock.read(&mut copy, READER_ATTEMPTS).ok()?;
-            let snap: Arc<OutputSnapshot> = Arc::from(copy);
+            // Only the program's tables are copied (the rest stays zero): the cost of a
+            // copy follows the program, not the 2.8 MiB the layout has room for.
+            let mut copy: Arc<OutputSnapshot> = zeroed_arc();
+            let version = shared_abi::layout::read_outputs(seqlock, Arc::get_mut(&mut copy)?, READER_ATTEMPTS).ok()?;
+            let snap = copy;
             *cache = Some((version, snap.clone()));
             Some(snap)
         });
@@ -328,11 +359,16 @@ impl PlcPort {
     /// Queues writes to `%Q`/`%M` points, all or nothing: either every one is queued, or
     /// none is and the error says why (`WriteQueueFull` clears once rt-core drains its
     /// queue). rt-core applies them at the start of a later cycle, at most
-    /// `MAX_WRITES_PER_CYCLE` per cycle, in order.
+    /// `MAX_WRITES_PER_CYCLE` per cycle, in order: batches queued by any number of callers
+    /// during one cycle are applied together at the start of the next.
     pub fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError> {
         check_writes(writes)?;
         let mut client = lock(&self.client);
         let client = client.as_mut().ok_or(PortError::NotAttached)?;
+        let sizes = client.image_sizes();
+        if let Some(&(addr, _)) = writes.iter().find(|(addr, _)| !sizes.contains(*addr)) {
+            return Err(PortError::OutsideImage(addr));
+        }
         let ring = &client.shm().writes;
         // The lease holder is the ring's only producer, so the room seen here cannot
         // shrink before the pushes below: the batch goes in whole or not at all.
@@ -346,12 +382,14 @@ impl PlcPort {
             })?;
         }
         let shm = client.shm();
+        let position = shm.writes.produced();
         let now = shm.header.heartbeat.load(Ordering::Acquire);
         // Cycle `now` may be past its write step already; each later cycle takes up to
         // MAX_WRITES_PER_CYCLE from the queue, ours being the last of it.
         let backlog = shm.writes.len().max(1);
         Ok(WriteTicket {
             applied_by: now + backlog.div_ceil(MAX_WRITES_PER_CYCLE) as u64,
+            position,
             incarnation: incarnation_of(shm),
         })
     }
@@ -368,17 +406,19 @@ impl PlcPort {
     }
 
     /// Stages `retain` (or a cold start) and queues a `Load`, under one hold of the lease.
-    pub(crate) fn send_load(&self, path: &str, start: bool, kind: LoadKind<'_>) -> Result<CommandTicket, PortError> {
+    pub(crate) fn send_load(
+        &self,
+        path: &str,
+        start: bool,
+        kind: LoadKind<'_>,
+        image: ImageRequest,
+    ) -> Result<CommandTicket, PortError> {
         use shared_abi::msg::MAX_PATH;
         if path.len() > MAX_PATH {
             return Err(PortError::TooLarge { what: "program path" });
         }
-        let command = Command::Load {
-            path: shared_abi::msg::bounded::<MAX_PATH>(path),
-            start,
-            warm: kind.is_warm(),
-            online: kind.plan().is_some(),
-        };
+        let path = shared_abi::msg::bounded::<MAX_PATH>(path);
+        let command = Command::Load { path, start, warm: kind.is_warm(), online: kind.plan().is_some(), image };
         let mut client = lock(&self.client);
         let client = client.as_mut().ok_or(PortError::NotAttached)?;
         client.stage_retain(kind.staged());

@@ -5,6 +5,7 @@
 
 use crate::{LogSink, PlcPort};
 use shared_abi::client::{Observer, Reader};
+use shared_abi::sizes::{ImageRequest, ImageSizes};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -99,9 +100,17 @@ impl Rt {
 
     /// Loads and starts `program` through a port that is dropped afterwards, so the lease
     /// is free for the test's own.
+    /// Every table at 1024 elements (the size they all had before sizes were per
+    /// program), so protocol tests can reach cells the fixture does not locate.
     pub fn load(&self, program: &Path) {
+        let legacy = ImageRequest { configured: ImageSizes::LEGACY, square: false };
+        self.load_sized(program, legacy);
+    }
+
+    /// `load` with the table sizes an upload's `image.conf` would configure.
+    pub fn load_sized(&self, program: &Path, image: ImageRequest) {
         let port = self.port();
-        port.load_blocking(&program.to_string_lossy(), true, crate::LoadKind::Cold, DEADLINE)
+        port.load_blocking(&program.to_string_lossy(), true, crate::LoadKind::Cold, image, DEADLINE)
             .unwrap_or_else(|e| panic!("loading {}: {e}; rt-core said: {}", program.display(), self.log()));
     }
 

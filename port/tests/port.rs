@@ -8,6 +8,10 @@ use shared_abi::client::Reader;
 use shared_abi::image::IecAddress;
 use shared_abi::msg::{Command, CommandStatus, MAX_WRITES_PER_CYCLE};
 use std::sync::Arc;
+
+/// Every table at 1024 elements, as an image.conf could ask.
+const LEGACY: shared_abi::sizes::ImageRequest =
+    shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
 use std::time::{Duration, Instant};
 
 /// Long enough that a wait ending on its own is a failure of the test.
@@ -73,12 +77,36 @@ fn writes_are_all_or_nothing_and_applied_by_their_ticket() {
     assert!(ticket.applied_by() <= before + cycles_to_drain + 1);
 
     rt.resume();
-    port.wait_applied_blocking(ticket, DEADLINE).unwrap();
-    assert!(port.cycle() > ticket.applied_by());
-    port.wait_scan_after_blocking(ticket.applied_by(), DEADLINE).unwrap();
+    // Reported applied at the start of the cycle that took the last of the queue: the one
+    // in progress when paused may or may not have taken its share already.
+    let applied_in = port.wait_applied_blocking(ticket, DEADLINE).unwrap();
+    assert!(
+        (before + cycles_to_drain - 1..=ticket.applied_by()).contains(&applied_in),
+        "applied in cycle {applied_in}, queued at {before}, {cycles_to_drain} cycles of writes"
+    );
+    assert!(port.cycle() >= applied_in);
+    port.wait_scan_after_blocking(applied_in - 1, DEADLINE).unwrap();
     let out = port.outputs();
     assert_eq!((out.image.int_memory[5], out.image.int_memory[6]), (last as u16, 109), "every write applied, in order");
     assert_eq!(port.stats().unwrap().writes_applied, WriteRing::CAPACITY as u64);
+}
+
+/// A write is reported applied when the scan that sees it starts, not when it ends: with
+/// scans of about 600 ms (a busy loop in the program) once a second, the wait returns while
+/// that scan still runs (the ticker looks at least every 50 ms), and its outputs show the
+/// write once published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_reported_applied_as_the_scan_that_sees_it_starts() {
+    let rt = Rt::with_fixture(&["SPIN_LOOPS=1200000000L", "PERIOD_NS=1000000000ULL"]);
+    let port = rt.port();
+    for value in [7u16, 8] {
+        let ticket = port.write(&[(addr("%MW3"), u64::from(value))]).unwrap();
+        let applied_in = port.wait_applied(ticket, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(port.cycle(), applied_in, "the cycle that applied the write has not ended");
+        assert!(port.outputs().cycle < applied_in, "its scan has not published");
+        port.wait_scan_after(applied_in - 1, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(port.outputs().image.int_memory[3], value);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,9 +114,9 @@ async fn async_waits_see_writes_forces_and_commands_through() {
     let rt = Rt::with_fixture(&[]);
     let port = rt.port();
     let ticket = port.write(&[(addr("%QW7"), 4242)]).unwrap();
-    port.wait_applied(ticket, DEADLINE).await.unwrap();
-    port.wait_scan_after(ticket.applied_by(), DEADLINE).await.unwrap();
-    assert_eq!(port.outputs().image.int_output[7], 4242);
+    let applied_in = port.wait_applied(ticket, DEADLINE).await.unwrap();
+    port.wait_scan_after(applied_in - 1, DEADLINE).await.unwrap();
+    assert_eq!(port.outputs().image.int_output[7], 4242, "outputs stamped with that cycle show the write");
 
     // Variable 0 is the %MW0 counter: forced, it holds; big-endian bytes are converted.
     let t = port.command_timeout(Duration::from_secs(3));
@@ -118,16 +146,17 @@ fn loads_report_refusals_failures_and_success() {
     let port = rt.port();
     let long = "/".repeat(300);
     assert!(matches!(
-        port.load_blocking(&long, true, openplc_port::LoadKind::Cold, DEADLINE),
+        port.load_blocking(&long, true, openplc_port::LoadKind::Cold, LEGACY, DEADLINE),
         Err(PortError::TooLarge { .. })
     ));
-    match port.load_blocking("/nonexistent/program.so", true, openplc_port::LoadKind::Cold, DEADLINE) {
+    match port.load_blocking("/nonexistent/program.so", true, openplc_port::LoadKind::Cold, LEGACY, DEADLINE) {
         Err(PortError::LoadFailed(why)) => assert!(why.contains("nonexistent"), "{why}"),
         other => panic!("{:?}", other.map(|r| r.program_gen)),
     }
     assert!(port.program_info().is_none());
     let program = build_fixture(rt.dir.path(), "p.so", &[]);
-    let loaded = port.load_blocking(&program.to_string_lossy(), true, openplc_port::LoadKind::Cold, DEADLINE).unwrap();
+    let loaded =
+        port.load_blocking(&program.to_string_lossy(), true, openplc_port::LoadKind::Cold, LEGACY, DEADLINE).unwrap();
     assert_eq!(port.program_info().map(|p| p.program_gen), Some(loaded.program_gen));
     assert_eq!(port.state(), Some(shared_abi::layout::PlcState::Running));
 }
@@ -212,7 +241,7 @@ fn a_load_that_takes_rt_core_down_ends_at_once() {
         std::thread::spawn(move || {
             let start = Instant::now();
             (
-                p.load_blocking(&crashing.to_string_lossy(), true, openplc_port::LoadKind::Cold, LONG)
+                p.load_blocking(&crashing.to_string_lossy(), true, openplc_port::LoadKind::Cold, LEGACY, LONG)
                     .map(|r| r.program_gen),
                 start.elapsed(),
             )

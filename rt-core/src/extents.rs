@@ -1,10 +1,12 @@
 //! How much of each output and memory area a program can change: the cells its located
-//! variables occupy, plus any cell an image write has touched. Only those prefixes are
-//! copied into the published snapshot each cycle; the rest of the snapshot was zeroed when
-//! the program was swapped in and cannot change.
+//! variables occupy, plus any cell an image write has touched, never past the program's
+//! table sizes. Only those prefixes are copied into the published snapshot each cycle; the
+//! rest of the program's tables was published in full when it was swapped in and cannot
+//! change.
 
-use shared_abi::image::{Area, BUFFER_SIZE, IecAddress, OutputImage, Width};
+use shared_abi::image::{Area, IecAddress, OutputImage, Width};
 use shared_abi::program::LocatedInfo;
+use shared_abi::sizes::{ImageSizes, Table};
 
 /// Number of leading elements of each area to publish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,21 +35,25 @@ impl OutputExtents {
         lint_memory: 0,
     };
 
-    pub const FULL: OutputExtents = OutputExtents {
-        bool_output: BUFFER_SIZE,
-        bool_memory: BUFFER_SIZE,
-        byte_output: BUFFER_SIZE,
-        int_output: BUFFER_SIZE,
-        int_memory: BUFFER_SIZE,
-        dint_output: BUFFER_SIZE,
-        dint_memory: BUFFER_SIZE,
-        lint_output: BUFFER_SIZE,
-        lint_memory: BUFFER_SIZE,
-    };
+    /// Every output and memory cell inside `sizes`.
+    pub fn all_of(sizes: &ImageSizes) -> OutputExtents {
+        OutputExtents {
+            bool_output: sizes.get(Table::BoolOutput),
+            bool_memory: sizes.get(Table::BoolMemory),
+            byte_output: sizes.get(Table::ByteOutput),
+            int_output: sizes.get(Table::IntOutput),
+            int_memory: sizes.get(Table::IntMemory),
+            dint_output: sizes.get(Table::DintOutput),
+            dint_memory: sizes.get(Table::DintMemory),
+            lint_output: sizes.get(Table::LintOutput),
+            lint_memory: sizes.get(Table::LintMemory),
+        }
+    }
 
-    /// The extents a program's located variables need; `None` (no listing) means all.
-    pub fn of_program(located: Option<&[LocatedInfo]>) -> OutputExtents {
-        let Some(located) = located else { return OutputExtents::FULL };
+    /// The extents a program's located variables need; `None` (no listing) means all of
+    /// its tables.
+    pub fn of_program(located: Option<&[LocatedInfo]>, sizes: &ImageSizes) -> OutputExtents {
+        let Some(located) = located else { return OutputExtents::all_of(sizes) };
         let mut e = OutputExtents::NONE;
         for l in located.iter().filter(|l| l.in_image == 1) {
             let area = match l.area {
@@ -63,14 +69,16 @@ impl OutputExtents {
                 4 => Width::LWord,
                 _ => continue,
             };
-            if let Ok(addr) = IecAddress::new(area, width, l.index, if width == Width::Bit { l.bit } else { 0 }) {
+            if let Ok(addr) = IecAddress::new(area, width, l.index, if width == Width::Bit { l.bit } else { 0 })
+                && sizes.contains(addr)
+            {
                 e.widen(addr);
             }
         }
         e
     }
 
-    /// Makes sure `addr` is published.
+    /// Makes sure `addr` is published (the caller checked it is inside the sizes).
     pub fn widen(&mut self, addr: IecAddress) {
         let n = addr.index() as usize + 1;
         let slot = match (addr.area(), addr.width()) {
@@ -85,7 +93,7 @@ impl OutputExtents {
             (Area::Memory, Width::LWord) => &mut self.lint_memory,
             _ => return,
         };
-        *slot = (*slot).max(n).min(BUFFER_SIZE);
+        *slot = (*slot).max(n);
     }
 
     /// Copies the published prefixes of `src` into `dst`.
@@ -105,7 +113,6 @@ impl OutputExtents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytemuck::Zeroable;
 
     fn located(area: u8, width: u8, index: u16, bit: u8, in_image: u8) -> LocatedInfo {
         LocatedInfo { area, width, index, bit, in_image, size: 1 }
@@ -115,14 +122,17 @@ mod tests {
     fn extents_cover_located_outputs_and_writes_only() {
         let list =
             [located(1, 0, 3, 7, 1), located(2, 2, 10, 0, 1), located(0, 2, 900, 0, 1), located(1, 4, 500, 0, 0)];
-        let mut e = OutputExtents::of_program(Some(&list));
+        let mut e = OutputExtents::of_program(Some(&list), &ImageSizes::LEGACY);
         assert_eq!((e.bool_output, e.int_memory, e.lint_output), (4, 11, 0), "inputs and copied variables add nothing");
         e.widen(IecAddress::parse("%QL20").unwrap());
         assert_eq!(e.lint_output, 21);
-        assert_eq!(OutputExtents::of_program(None), OutputExtents::FULL);
+        assert_eq!(OutputExtents::of_program(None, &ImageSizes::LEGACY), OutputExtents::all_of(&ImageSizes::LEGACY));
+        let mut small = ImageSizes::LEGACY;
+        small.set(Table::IntMemory, 5);
+        assert_eq!(OutputExtents::of_program(Some(&list), &small).int_memory, 0, "outside the sizes: never published");
 
-        let mut src: OutputImage = Zeroable::zeroed();
-        let mut dst: OutputImage = Zeroable::zeroed();
+        let mut src: Box<OutputImage> = bytemuck::zeroed_box();
+        let mut dst: Box<OutputImage> = bytemuck::zeroed_box();
         src.int_memory[10] = 7;
         src.int_memory[11] = 8;
         src.bool_output[3][7] = 1;

@@ -613,3 +613,18 @@ int oplc_guarded_index_call(int32_t (*fn)(uint32_t), uint32_t index, int32_t *re
     *result = fn(index);
     GUARD_END
 }
+
+/* A task's run (oplc_program_abi_t.task_run) on its own thread. */
+int oplc_guarded_task_run(void (*run)(uint32_t, uint64_t), uint32_t task, uint64_t tick, oplc_fault_t *fault) {
+    GUARD_BEGIN(fault)
+    run(task, tick);
+    GUARD_END
+}
+
+/* oplc_program_abi_t.task_info: `out` is an oplc_task_info_t (48 bytes) rt-core owns. */
+int oplc_guarded_task_info(int32_t (*info)(uint32_t, void *), uint32_t task, void *out, int32_t *rc,
+                           oplc_fault_t *fault) {
+    GUARD_BEGIN(fault)
+    *rc = info(task, out);
+    GUARD_END
+}

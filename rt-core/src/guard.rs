@@ -19,7 +19,7 @@
 use shared_abi::debug::{ForcedValue, WatchedValue};
 use shared_abi::image::Image;
 use shared_abi::msg::FaultCause;
-use shared_abi::program::{LocatedInfo, ProgramAbi};
+use shared_abi::program::{LocatedInfo, ProgramAbi, TaskInfo};
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::Once;
 
@@ -95,6 +95,14 @@ unsafe extern "C" {
         fault: *mut RawFault,
     ) -> c_int;
     fn oplc_guarded_tick(run_tick: unsafe extern "C" fn(u64), tick: u64, fault: *mut RawFault) -> c_int;
+    fn oplc_guarded_task_run(run: unsafe extern "C" fn(u32, u64), task: u32, tick: u64, fault: *mut RawFault) -> c_int;
+    fn oplc_guarded_task_info(
+        info: unsafe extern "C" fn(u32, *mut TaskInfo) -> i32,
+        task: u32,
+        out: *mut TaskInfo,
+        rc: *mut i32,
+        fault: *mut RawFault,
+    ) -> c_int;
     fn oplc_guarded_init(init: unsafe extern "C" fn() -> i32, result: *mut i32, fault: *mut RawFault) -> c_int;
     fn oplc_guarded_bind(
         bind: unsafe extern "C" fn(*mut Image) -> i32,
@@ -274,6 +282,30 @@ pub unsafe fn dlopen(path: &CStr, flags: c_int) -> Result<Result<*mut c_void, St
         return Ok(Err(text));
     }
     Ok(Ok(handle))
+}
+
+/// Runs task `task` of a program once (`task_run`), on the calling task thread.
+///
+/// # Safety
+/// `run` must be `task_run` from the checked table of a loaded library.
+pub unsafe fn task_run(task_fn: unsafe extern "C" fn(u32, u64), task: u32, tick: u64) -> Result<(), Fault> {
+    // SAFETY: as above.
+    run(|f| unsafe { oplc_guarded_task_run(task_fn, task, tick, f) })
+}
+
+/// Describes task `task` (`task_info`): `None` when the program says it is out of range.
+///
+/// # Safety
+/// `info` must be `task_info` from the checked table of a loaded library.
+pub unsafe fn task_info(
+    info: unsafe extern "C" fn(u32, *mut TaskInfo) -> i32,
+    task: u32,
+) -> Result<Option<TaskInfo>, Fault> {
+    let mut out = TaskInfo::empty();
+    let mut rc = -1;
+    // SAFETY: `out` is a whole TaskInfo the call may fill.
+    run(|f| unsafe { oplc_guarded_task_info(info, task, &mut out, &mut rc, f) })?;
+    Ok((rc == 0).then_some(out))
 }
 
 /// `dlclose`, with the library's destructors guarded (a fault needs a restart).

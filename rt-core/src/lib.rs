@@ -13,6 +13,7 @@
 //! - [`restart`]: restarting in place (same pid) after a fault that may have left a lock held.
 //! - [`privilege`]: `--user`: giving up root, keeping what real time needs.
 //! - [`sys`]: the real-time syscalls.
+//! - [`tasks`]: IEC tasks on real-time threads of their own, released by the scan thread.
 
 pub mod engine;
 pub mod extents;
@@ -25,4 +26,5 @@ pub mod queue;
 pub mod restart;
 pub mod runtime;
 pub mod sys;
+pub mod tasks;
 pub mod watchdog;

@@ -9,6 +9,7 @@
 use crate::program::{LoadedProgram, Migration, RetainSource, WarmStart};
 use crate::queue::{LoaderEnds, LoaderReply, LoaderRequest};
 use crate::restart::{self, RestartKind};
+use crate::tasks::{self, TaskPolicy};
 use shared_abi::debug::{ForceTable, LoadOutcome, fill_text};
 use shared_abi::layout::SharedMemory;
 use shared_abi::migrate::MigratePlan;
@@ -47,8 +48,19 @@ impl Log {
     }
 }
 
-/// Runs until `stop` is set.
-pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop: Arc<AtomicBool>) {
+/// Runs until `stop` is set; task threads at normal priority, not pinned.
+pub fn run(shm: &'static SharedMemory, ends: LoaderEnds, log: Log, stop: Arc<AtomicBool>) {
+    run_with(shm, ends, log, stop, TaskPolicy::default());
+}
+
+/// Runs until `stop` is set, starting the task threads of a multi-task program by `policy`.
+pub fn run_with(
+    shm: &'static SharedMemory,
+    mut ends: LoaderEnds,
+    mut log: Log,
+    stop: Arc<AtomicBool>,
+    policy: TaskPolicy,
+) {
     while !stop.load(Ordering::Acquire) {
         if restart::pending().is_some() {
             // The process is about to be replaced; touch nothing that might need a lock.
@@ -59,8 +71,9 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
         while let Ok(request) = ends.requests.pop() {
             idle = false;
             match request {
-                LoaderRequest::Load { seq, path, start, warm, online, program_gen } => {
-                    let reply = match load(shm, &mut log, seq, &path, warm, online, program_gen) {
+                LoaderRequest::Load { seq, path, start, warm, online, program_gen, image } => {
+                    let loaded = load(shm, &mut log, seq, &path, warm, online, program_gen, image);
+                    let reply = match loaded.and_then(|p| start_tasks(shm, p, &policy, &mut log)) {
                         Some(program) => LoaderReply::Loaded { program, start },
                         None => LoaderReply::Failed,
                     };
@@ -90,6 +103,46 @@ pub fn run(shm: &'static SharedMemory, mut ends: LoaderEnds, mut log: Log, stop:
         }
         if idle {
             std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Starts the program's task threads (when its tasks run on threads of their own); a
+/// program whose threads cannot start is not swapped in.
+fn start_tasks(
+    shm: &'static SharedMemory,
+    mut program: Box<LoadedProgram>,
+    policy: &TaskPolicy,
+    log: &mut Log,
+) -> Option<Box<LoadedProgram>> {
+    match tasks::start(shm, &mut program, policy) {
+        Ok(()) => {
+            if let (Some(t), Some(threads)) = (program.tasks(), program.task_threads()) {
+                let list: Vec<String> = t
+                    .descs()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let (fifo, cpu) = threads.placement(i);
+                        let cpu = if cpu < 0 { "any CPU".to_string() } else { format!("CPU {cpu}") };
+                        let prio = if fifo > 0 { format!("SCHED_FIFO {fifo}") } else { "normal priority".into() };
+                        format!(
+                            "{} every {} µs ({prio}, {cpu})",
+                            d.info.name_str(),
+                            d.divisor * program.period_ns() / 1000
+                        )
+                    })
+                    .collect();
+                log.line(LogLevel::Info, &format!("{} task threads: {}", list.len(), list.join("; ")));
+            }
+            Some(program)
+        }
+        Err(e) => {
+            log.line(LogLevel::Error, &format!("program not started, the running one is kept: {e}"));
+            if let Err(fault) = program.unload() {
+                restart::request(RestartKind::UnloadFault, Some(fault.cause), 0);
+            }
+            None
         }
     }
 }
@@ -133,6 +186,7 @@ fn load(
     warm: bool,
     online: bool,
     program_gen: u32,
+    image: shared_abi::sizes::ImageRequest,
 ) -> Option<Box<LoadedProgram>> {
     let how = match (online, warm) {
         (true, _) => " (online change)",
@@ -148,7 +202,7 @@ fn load(
         live_forces: forces.then_some(&*copies.live_forces),
     });
     let mut restart = None;
-    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start) {
+    let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start, image) {
         Ok(mut program) => {
             let carried = match online.then(|| migration(shm, &program)) {
                 Some(Some(m)) => {
@@ -176,10 +230,11 @@ fn load(
             let restored = program.restored_forces().len();
             let forced = if restored > 0 { format!(", {restored} forced variables restored") } else { String::new() };
             let message = format!(
-                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}{forced}{carried}",
+                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}{forced}{carried}; image {}",
                 started.elapsed().as_secs_f64() * 1e3,
                 info.period_ns / 1000,
-                info.var_count
+                info.var_count,
+                describe_sizes(&info.image_sizes)
             );
             log.line(LogLevel::Info, &message);
             (LoadOutcome::Loaded, message, Some(program))
@@ -208,4 +263,12 @@ fn load(
         restart::request(RestartKind::LoadFault, Some(cause), 0);
     }
     program
+}
+
+/// The tables a program uses, for the load message (`int_output=4096, bool_input=2`).
+fn describe_sizes(sizes: &shared_abi::sizes::ImageSizes) -> String {
+    use shared_abi::sizes::Table;
+    let used: Vec<String> =
+        Table::ALL.iter().filter(|&&t| sizes.get(t) > 0).map(|&t| format!("{}={}", t.key(), sizes.get(t))).collect();
+    if used.is_empty() { "empty".into() } else { used.join(", ") }
 }

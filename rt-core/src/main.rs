@@ -26,6 +26,15 @@ struct Cli {
     command: Cmd,
 }
 
+fn parse_task_cpu(s: &str) -> Result<(String, usize), String> {
+    let (name, cpu) = s.split_once('=').ok_or_else(|| format!("expected NAME=CPU, not {s:?}"))?;
+    let cpu = cpu.trim().parse().map_err(|_| format!("{cpu:?} is not a CPU number"))?;
+    if name.trim().is_empty() {
+        return Err(format!("expected NAME=CPU, not {s:?}"));
+    }
+    Ok((name.trim().to_string(), cpu))
+}
+
 fn parse_cpu(s: &str) -> Result<CpuChoice, String> {
     s.parse().map_err(|e| format!("{e}, not {s:?}"))
 }
@@ -40,6 +49,10 @@ enum Cmd {
         /// SCHED_FIFO priority of the scan thread (below PREEMPT_RT's IRQ threads at 50).
         #[arg(long, default_value_t = 49, value_parser = clap::value_parser!(i32).range(1..=99))]
         priority: i32,
+        /// CPU of an IEC task that runs on a thread of its own, as NAME=CPU (repeatable; for
+        /// hosts with several isolated CPUs). Other tasks run on the scan CPU.
+        #[arg(long = "task-cpu", value_parser = parse_task_cpu)]
+        task_cpu: Vec<(String, usize)>,
         /// Abort a scan running longer than this (0: ten periods, at least 500 ms).
         #[arg(long, default_value_t = 0)]
         watchdog_ms: u64,
@@ -93,6 +106,14 @@ enum Cmd {
     },
     /// The wake-up latency histogram, in cyclictest's format.
     Histogram {
+        #[arg(long)]
+        json: bool,
+        /// The histogram of this IEC task (a program whose tasks run on threads of their own).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Per-task statistics of a program whose IEC tasks run on threads of their own.
+    Tasks {
         #[arg(long)]
         json: bool,
     },
@@ -159,6 +180,7 @@ fn main() {
         Cmd::Run {
             cpu,
             priority,
+            task_cpu,
             watchdog_ms,
             idle_period_us,
             load,
@@ -180,6 +202,7 @@ fn main() {
                 shm_name: shm_name.clone(),
                 cpu,
                 priority,
+                task_cpus: task_cpu,
                 watchdog_ms,
                 idle_period_us,
                 load,
@@ -195,7 +218,9 @@ fn main() {
         Cmd::Stop => ctl::simple(shm, Command::Stop, "stop"),
         Cmd::Unload => ctl::simple(shm, Command::Unload, "unload"),
         Cmd::Stats { json } => ctl::report::stats(shm, json),
-        Cmd::Histogram { json } => ctl::report::histogram(shm, json),
+        Cmd::Histogram { json, task: None } => ctl::report::histogram(shm, json),
+        Cmd::Histogram { json, task: Some(name) } => ctl::tasks::histogram(shm, &name, json),
+        Cmd::Tasks { json } => ctl::tasks::tasks(shm, json),
         Cmd::ResetStats => ctl::simple(shm, Command::ResetStats, "reset-stats"),
         Cmd::Set { addr, value } => ctl::points::set_input(shm, &addr, &value),
         Cmd::Write { addr, value } => ctl::points::write_point(shm, &addr, &value),

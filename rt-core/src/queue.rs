@@ -17,6 +17,7 @@ pub enum LoaderRequest {
         /// An online change: the loader attaches the staged migration plan to the program.
         online: bool,
         program_gen: u32,
+        image: shared_abi::sizes::ImageRequest,
     },
     /// A program that was swapped out or unloaded, to be unloaded off the scan thread.
     Retire(Box<LoadedProgram>),

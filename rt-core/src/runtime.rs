@@ -13,10 +13,12 @@ use crate::loader::{self, Log};
 use crate::privilege::{self, PrivilegeError};
 use crate::queue::loader_queues;
 use crate::restart::{self, ExecPlan, RestartNote};
+use crate::tasks::TaskPolicy;
 use crate::{guard, sys, watchdog};
 use shared_abi::layout::{CpuChoice, RT_DMA_LATENCY, RT_FIFO, RT_ISOLATED_CPU, RT_MLOCKED, RT_PINNED, SharedMemory};
 use shared_abi::msg::LogLevel;
 use shared_abi::shm::{RtMapping, ShmError, shm_path};
+use shared_abi::sizes::ImageRequest;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -37,6 +39,9 @@ pub struct RunOptions {
     pub shm_name: String,
     pub cpu: CpuChoice,
     pub priority: i32,
+    /// Task name → CPU for programs whose tasks run on threads (`--task-cpu NAME=CPU`);
+    /// other tasks run on the scan CPU.
+    pub task_cpus: Vec<(String, usize)>,
     /// 0: automatic (ten periods, at least 500 ms).
     pub watchdog_ms: u64,
     pub idle_period_us: u64,
@@ -137,6 +142,9 @@ fn restart_args(opts: &RunOptions, shm_fd: RawFd, dma_fd: Option<RawFd>) -> Vec<
     ];
     if let Some(user) = &opts.user {
         args.extend(["--user".into(), user.clone()]);
+    }
+    for (name, cpu) in &opts.task_cpus {
+        args.extend(["--task-cpu".into(), format!("{name}={cpu}")]);
     }
     if let Some(fd) = dma_fd {
         args.extend(["--inherit-dma-fd".into(), fd.to_string()]);
@@ -240,6 +248,15 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
         }
     }
 
+    // A restart in place reloads the running program with the sizes it had (the engine
+    // clears the published program information below).
+    let live_sizes = {
+        let mut info: shared_abi::debug::ProgramInfo = bytemuck::Zeroable::zeroed();
+        match shm.program.read(&mut info, shared_abi::seqlock::READER_ATTEMPTS) {
+            Ok(_) => info.image_sizes,
+            Err(_) => shared_abi::sizes::ImageSizes::ZERO,
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (link, ends) = loader_queues();
     let mut engine = Engine::new(
@@ -254,23 +271,25 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
             log.line(LogLevel::Error, &format!("rt-core restarted itself in place: {}", note.describe()));
             match note.resume_fd.filter(|_| note.kind.resumes_program()) {
                 Some(fd) => {
-                    engine.request_initial_load(&format!("/proc/self/fd/{fd}"), note.resume_start, true);
+                    let image = ImageRequest { configured: live_sizes, square: false };
+                    engine.request_initial_load(&format!("/proc/self/fd/{fd}"), note.resume_start, true, image);
                 }
                 None => engine.enter_error(),
             }
         }
         None => {
             if let Some(path) = &opts.load {
-                engine.request_initial_load(path, opts.start, false);
+                engine.request_initial_load(path, opts.start, false, ImageRequest::FROM_PROGRAM);
             }
         }
     }
 
     let loader_stop = stop.clone();
+    let task_policy = TaskPolicy { scan_priority: opts.priority, cpu, task_cpus: opts.task_cpus.clone() };
     let loader = std::thread::Builder::new()
         .name("rt-loader".into())
         .stack_size(loader::LOADER_STACK_BYTES)
-        .spawn(move || loader::run(shm, ends, log, loader_stop))
+        .spawn(move || loader::run_with(shm, ends, log, loader_stop, task_policy))
         .map_err(|e| RunError::Thread("loader", e))?;
     let watchdog_stop = stop.clone();
     let watchdog_ms = opts.watchdog_ms;

@@ -27,6 +27,27 @@ pub fn sleep_until(deadline_ns: u64) {
     }
 }
 
+/// Waits while `word` holds `expected` (FUTEX_WAIT, process-private). Returns at once when
+/// it does not; may return spuriously (callers re-check in a loop).
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; no timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+/// Wakes the threads waiting on `word` (FUTEX_WAKE, process-private).
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: `word` is a live, aligned 32-bit atomic; waking never touches its value.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX) };
+}
+
 /// Locks all current and future pages of the process in RAM.
 pub fn lock_memory() -> io::Result<()> {
     // SAFETY: mlockall takes flags only.

@@ -26,13 +26,16 @@ fn a_write_to_mw5000_pushed_raw_into_the_ring_is_reported_and_rt_core_runs_on() 
     let rt = Runtime::start(&[]);
     let mut c = rt.client();
     let so = build_fixture(rt.dir.path(), "prog.so", &[]);
-    c.load(so.to_str().unwrap(), true, T).unwrap();
+    // Every table at 1024 elements (as an image.conf could ask): %MW500 is inside them,
+    // %MW5000 is not.
+    let image = shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
+    c.load_sized(so.to_str().unwrap(), true, false, image, T).unwrap();
     let pid = c.status().rt_pid;
     {
         // SAFETY: this client holds the lease, so it is the only producer of the write and
         // command rings, and none of its own producers is alive during this block.
         let (mut writes, mut commands) = unsafe { (c.shm().writes.producer(), c.shm().commands.producer()) };
-        // %MW5000 = 42, encoded as a client with its own encoder could: area 2, width 2,
+        // %MW5000 = 42 (past the program's tables), encoded as a client with its own encoder could: area 2, width 2,
         // index 5000 (varint 0x88 0x27), bit 0, value 42.
         writes.push_bytes(&[2, 2, 0x88, 0x27, 0, 42]).unwrap();
         // %QX0.0 = 2 (a bit holds 0 or 1), and bytes that are no message at all.

@@ -3,17 +3,19 @@
 //! writes, watch lists, stop/start, statistics resets, program swaps, overruns, undecodable
 //! and out-of-range messages, faults, a watchdog abort, a fault that asks for a restart).
 //! It sees Rust's allocator only: C `malloc` inside program code is the program's business.
+//! First the same for a program whose tasks run on threads of their own: the dispatching
+//! cycles and every task thread (once set up, until it ends) are watched.
 
 mod support;
 
 use rt_core::engine::Engine;
 use rt_core::sys;
 use shared_abi::client::{Reader, RtClient};
-use shared_abi::layout::PlcState;
+use shared_abi::layout::{PlcState, SharedMemory};
 use shared_abi::msg::Command;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 struct Counting;
 
@@ -24,8 +26,25 @@ thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The shared memory whose task threads are watched (`tasks.tids`), once armed.
+static TASK_SHM: AtomicPtr<SharedMemory> = AtomicPtr::new(std::ptr::null_mut());
+static TASK_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
 fn counting() -> bool {
     COUNTING.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Whether the calling thread is one of the armed shared memory's task threads (set up and
+/// in its loop: a task thread publishes its id once set up and clears it before it ends).
+fn on_task_thread() -> bool {
+    let shm = TASK_SHM.load(Ordering::Acquire);
+    if shm.is_null() {
+        return false;
+    }
+    // SAFETY: the pointer is the test's 'static mapping, set once armed.
+    let tids = unsafe { &(*shm).tasks.tids };
+    let me = sys::gettid();
+    tids.iter().any(|t| t.load(Ordering::Relaxed) == me)
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counters are
@@ -35,12 +54,18 @@ unsafe impl GlobalAlloc for Counting {
         if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
+        if on_task_thread() {
+            TASK_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        if on_task_thread() {
+            TASK_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc_zeroed(layout) }
@@ -49,12 +74,18 @@ unsafe impl GlobalAlloc for Counting {
         if counting() {
             FREES.fetch_add(1, Ordering::Relaxed);
         }
+        if on_task_thread() {
+            TASK_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: forwarded with the pointer and layout the caller got from us.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        if on_task_thread() {
+            TASK_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -87,6 +118,7 @@ fn force(var: u32, bytes: &[u8]) -> Command {
 
 #[test]
 fn the_scan_path_allocates_nothing() {
+    the_dispatcher_and_the_task_threads_allocate_nothing();
     let mut rig = support::InProcess::new();
     let dir = rig.dir.path().to_path_buf();
     // With a RETAIN variable: its values are published every 100 scans and at each stop.
@@ -106,7 +138,10 @@ fn the_scan_path_allocates_nothing() {
 
     let load = |client: &mut RtClient, engine: &mut Engine, path: &std::path::Path| {
         let p = shared_abi::msg::bounded(path.to_str().unwrap());
-        client.send(Command::Load { path: p, start: true, warm: false, online: false }).unwrap();
+        // Every table at 1024, so the writes below (%MW7) land inside them.
+        let image =
+            shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
+        client.send(Command::Load { path: p, start: true, warm: false, online: false, image }).unwrap();
         let target = shm.header.program_gen.load(Ordering::Acquire);
         // Keep cycling (counted) while the loader works: the swap happens inside a cycle.
         for _ in 0..20_000 {
@@ -240,4 +275,78 @@ fn the_scan_path_allocates_nothing() {
     // The counter itself works: an allocation under `counted` is seen.
     counted(|| drop(std::hint::black_box(Box::new(1u64))));
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 1);
+}
+
+/// The dispatcher and the task threads of a two-task program, before the single-thread path
+/// (in the same test: a restart in place requested there would stop this one's loader).
+fn the_dispatcher_and_the_task_threads_allocate_nothing() {
+    let mut rig = support::InProcess::new();
+    let dir = rig.dir.path().to_path_buf();
+    let tasks = ["PERIOD_NS=1000000ULL", "WITH_TASKS", "SLOW_EVERY=5", "SLOW_BUSY_NS=2000000LL"];
+    let first = support::build_fixture(&dir, "t1.so", &tasks);
+    let second = support::build_fixture(&dir, "t2.so", &[&tasks[..], &["COUNTER_STEP=3"]].concat());
+    let shm = rig.shm;
+    let (engine, client) = (&mut rig.engine, &mut rig.client);
+    let load = |client: &mut RtClient, engine: &mut Engine, path: &std::path::Path| {
+        let p = shared_abi::msg::bounded(path.to_str().unwrap());
+        let image =
+            shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
+        client.send(Command::Load { path: p, start: true, warm: false, online: false, image }).unwrap();
+        let target = shm.header.program_gen.load(Ordering::Acquire);
+        for _ in 0..20_000 {
+            cycle(engine);
+            if shm.header.program_gen.load(Ordering::Acquire) != target {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        panic!("program never swapped in");
+    };
+    load(client, engine, &first);
+    TASK_SHM.store(shm as *const SharedMemory as *mut SharedMemory, Ordering::Release);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in 0..3000u32 {
+        match i % 500 {
+            10 => {
+                client.send(force(1, &[1])).unwrap();
+            }
+            20 => {
+                client.set_watch(&[0, 1, 2, 3]);
+            }
+            30 => {
+                client.send(Command::Stop).unwrap();
+            }
+            40 => {
+                client.send(Command::Start).unwrap();
+            }
+            50 => {
+                client.send(Command::ResetStats).unwrap();
+            }
+            60 => {
+                client.send(Command::UnforceAll).unwrap();
+            }
+            _ => {}
+        }
+        cycle(engine);
+        if i == 1500 {
+            // A swap: the old threads end and new ones start (on the loader thread).
+            load(client, engine, &second);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(300));
+    }
+    let records = client.task_records().unwrap();
+    assert_eq!(records.count, 2);
+    assert!(records.tasks[0].stats.scan_count > 100 && records.tasks[1].stats.scan_count > 10, "the tasks ran");
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), before, "allocations on the dispatching scan path");
+    assert_eq!(TASK_ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations or frees on a task thread");
+    // The watch itself works: a thread that poses as task 15 and allocates is seen.
+    std::thread::spawn(move || {
+        shm.tasks.tids[15].store(sys::gettid(), Ordering::Release);
+        drop(std::hint::black_box(Box::new(1u64)));
+        shm.tasks.tids[15].store(0, Ordering::Release);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(TASK_ALLOCATIONS.swap(0, Ordering::Relaxed), 2, "one allocation and one free seen");
+    TASK_SHM.store(std::ptr::null_mut(), Ordering::Release);
 }

@@ -89,7 +89,15 @@ fn online_change_continues_the_count(v1: PathBuf, v2: PathBuf, vars: u32, timer:
 
     p.client.stage_plan(Some(&plan(old_gen, vars)));
     let path = shared_abi::msg::bounded(v2.to_str().unwrap());
-    p.client.send(Command::Load { path, start: true, warm: false, online: true }).unwrap();
+    p.client
+        .send(Command::Load {
+            path,
+            start: true,
+            warm: false,
+            online: true,
+            image: shared_abi::sizes::ImageRequest::FROM_PROGRAM,
+        })
+        .unwrap();
     let begin = Instant::now();
     while p.client.status().program_gen == old_gen {
         assert!(begin.elapsed() < T, "the new program never came in");

@@ -1,4 +1,6 @@
-//! The scan thread makes no system call but its absolute-deadline sleep: strace attached to
+//! The scan thread makes no system call but its absolute-deadline sleep (and, dispatching a
+//! program whose tasks run on threads, the futex wake of a release; the task threads only
+//! the futex wait for it): strace attached to
 //! that one thread of a real `openplc-rt` over a few thousand 1 ms cycles, while a client
 //! sends commands, image writes, forces, variable writes, inputs and watch lists and swaps
 //! the program (the loader thread does the loading: not traced). `strace` comes from
@@ -50,7 +52,14 @@ fn the_scan_thread_only_ever_sleeps() {
     let dir = rt.dir.path();
     let first = build_fixture(dir, "a.so", &["PERIOD_NS=1000000ULL", "WITH_RETAIN"]);
     let second = build_fixture(dir, "b.so", &["PERIOD_NS=1000000ULL", "COUNTER_STEP=3", "WITH_RETAIN"]);
-    c.load(first.to_str().unwrap(), true, T).unwrap();
+    c.load_sized(
+        first.to_str().unwrap(),
+        true,
+        false,
+        shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false },
+        T,
+    )
+    .unwrap();
     let tid = c.shm().header.scan_tid.load(Ordering::Acquire);
     let log = dir.join("strace.txt");
     let mut strace = Process::new("strace")
@@ -83,7 +92,14 @@ fn the_scan_thread_only_ever_sleeps() {
         let _ = c.command(command, T).unwrap();
         c.set_watch(&[0, 1, 3, (round % 7) as u32]);
         if round == 100 {
-            c.load(second.to_str().unwrap(), true, T).expect("a swap under strace");
+            c.load_sized(
+                second.to_str().unwrap(),
+                true,
+                false,
+                shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false },
+                T,
+            )
+            .expect("a swap under strace");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -103,4 +119,78 @@ fn the_scan_thread_only_ever_sleeps() {
         assert!(allowed, "the scan thread called {name} {n} times:\n{text}");
     }
     assert!(rt.log().contains("loaded") && c.status().program_gen >= 2, "the swap happened");
+}
+
+/// Starts `strace -c` on `tids`, writing its summary to `log`; waits until it is attached.
+fn trace(tids: &[u32], log: &std::path::Path) -> std::process::Child {
+    let mut cmd = Process::new("strace");
+    cmd.args(["-qq", "-c", "-o"]).arg(log);
+    for tid in tids {
+        cmd.args(["-p", &tid.to_string()]);
+    }
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("strace must be installed");
+    for &tid in tids {
+        wait_for("strace to attach", T, || (traced_by(tid) != 0).then_some(()));
+    }
+    child
+}
+
+fn finish(mut strace: std::process::Child, log: &std::path::Path) -> (String, BTreeMap<String, u64>) {
+    // SAFETY: SIGINT to our own child: strace detaches and writes its summary.
+    unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
+    strace.wait().unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
+    let calls = summary(&text);
+    (text, calls)
+}
+
+#[test]
+fn task_threads_only_wait_for_their_release_and_the_dispatcher_only_sleeps_and_wakes() {
+    let rt = Runtime::start(&[]);
+    let mut c = rt.client();
+    let dir = rt.dir.path();
+    let lib = build_fixture(
+        dir,
+        "tasks.so",
+        &["PERIOD_NS=1000000ULL", "WITH_TASKS", "SLOW_EVERY=5", "SLOW_BUSY_NS=2000000LL"],
+    );
+    c.load(lib.to_str().unwrap(), true, T).unwrap();
+    let tids: Vec<u32> = (0..2).map(|i| c.shm().tasks.tids[i].load(Ordering::Acquire)).collect();
+    assert!(tids.iter().all(|&t| t != 0), "both task threads are up: {tids:?}");
+    let scan = c.shm().header.scan_tid.load(Ordering::Acquire);
+    let (task_log, scan_log) = (dir.join("tasks.txt"), dir.join("scan.txt"));
+    let tasks_trace = trace(&tids, &task_log);
+    let scan_trace = trace(&[scan], &scan_log);
+
+    let start = c.status().heartbeat;
+    let mut round = 0u64;
+    while c.status().heartbeat < start + 2000 {
+        round += 1;
+        let command = match round % 5 {
+            0 => Command::Stop,
+            1 => Command::Start,
+            2 => Command::ResetStats,
+            3 => Command::Force { var: 1, value: heapless::Vec::from_slice(&[1]).unwrap(), big_endian: false },
+            _ => Command::UnforceAll,
+        };
+        let _ = c.command(command, T).unwrap();
+        c.set_watch(&[0, 1, (round % 7) as u32]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runs = c.task_records().unwrap().tasks[0].stats.scan_count;
+    let (text, calls) = finish(tasks_trace, &task_log);
+    eprintln!("task threads:\n{text}");
+    assert!(calls.get("futex").copied().unwrap_or(0) >= 100, "the task threads waited for releases: {text}");
+    for (name, n) in &calls {
+        let allowed = name == "futex" || (name == "restart_syscall" && *n <= 2);
+        assert!(allowed, "a task thread called {name} {n} times:\n{text}");
+    }
+    let (text, calls) = finish(scan_trace, &scan_log);
+    eprintln!("dispatcher:\n{text}");
+    assert!(calls.get("clock_nanosleep").copied().unwrap_or(0) >= 1500, "{text}");
+    for (name, n) in &calls {
+        let allowed = name == "clock_nanosleep" || name == "futex" || (name == "restart_syscall" && *n <= 2);
+        assert!(allowed, "the dispatcher called {name} {n} times:\n{text}");
+    }
+    assert!(runs > 0, "FAST ran");
 }

@@ -19,8 +19,8 @@
 extern "C" {
 #endif
 
-#define OPLC_PROGRAM_ABI_VERSION 1u
-#define OPLC_BUFFER_SIZE 1024
+#define OPLC_PROGRAM_ABI_VERSION 2u /* 2: tables with room for 65 536 elements */
+#define OPLC_BUFFER_SIZE 65536 /* room per table; a program uses a prefix of each (its image sizes) */
 #define OPLC_PROGRAM_ENTRY_SYMBOL "oplc_program_entry"
 
 /* The input areas %IX %IB %IW %ID %IL, written by the companion, read by the program. */
@@ -73,6 +73,15 @@ typedef struct oplc_located {
     uint16_t size;    /* sizeof the declared IEC type */
 } oplc_located_t;
 
+/* One IEC task as the program declares it. */
+#define OPLC_TASK_NAME_BYTES 32
+typedef struct oplc_task_info {
+    char name[OPLC_TASK_NAME_BYTES]; /* NUL-terminated (truncated to fit) */
+    uint64_t interval_ns;            /* 0: every base tick */
+    int32_t priority;                /* as declared; IEC: 0 is the most urgent */
+    uint32_t reserved;
+} oplc_task_info_t;
+
 typedef struct oplc_program_abi {
     uint32_t abi_version; /* OPLC_PROGRAM_ABI_VERSION */
     uint32_t struct_size; /* sizeof(oplc_program_abi_t) */
@@ -111,6 +120,19 @@ typedef struct oplc_program_abi {
      * native-order bytes (a short value zero-padded); a forced variable keeps its forced
      * value. 0 or < 0. */
     int32_t (*var_write)(uint32_t index, const void *value, uint32_t len);
+    /* Appended after var_write (present when struct_size covers them). A program with two or
+     * more tasks that has them gets one real-time thread per task; otherwise run_tick runs
+     * every due task on the scan thread. May all be null. */
+    uint32_t (*task_count)(void);
+    int32_t (*task_info)(uint32_t task, oplc_task_info_t *out); /* 0, or -1 out of range */
+    /* Once on each task thread before its first task_run (thread-local state). 0 or < 0. */
+    int32_t (*task_thread_init)(void);
+    /* Image inputs -> the task's located inputs; called while that task is not running. */
+    int32_t (*task_inputs)(uint32_t task);
+    /* The task's programs once, program clock at tick base periods. */
+    void (*task_run)(uint32_t task, uint64_t tick);
+    /* The task's located outputs and memory -> image; called while that task is not running. */
+    int32_t (*task_outputs)(uint32_t task);
 } oplc_program_abi_t;
 
 /* The one symbol a program library exports. */
@@ -131,8 +153,23 @@ const oplc_program_abi_t *oplc_program_entry(void);
  * published scan, the unlock sends what the holder changed to rt-core. Write single points
  * with journal_write_* from any thread; rt-core applies them at the start of a following
  * scan (normally the next one).
+ *
+ * Image sizes: the tables are as long as the loaded program needs (image.conf, located
+ * variables), up to OPLC_BUFFER_SIZE each. A plugin exporting
+ * int set_image_sizes(const uint32_t *sizes, uint32_t count) is told each table's length
+ * (OPLC_TABLE_* order, in elements; a BOOL element is a byte of 8 bits) before init(); a
+ * non-zero return fails the plugin. While any loaded plugin lacks it, every table has the
+ * length of the longest, which is also buffer_size.
  * ------------------------------------------------------------------------------------------ */
 #include <stdbool.h>
+
+/* The tables, in the order set_image_sizes receives them (upstream's image_table_id_t). */
+enum {
+    OPLC_TABLE_BOOL_INPUT = 0, OPLC_TABLE_BOOL_OUTPUT, OPLC_TABLE_BYTE_INPUT, OPLC_TABLE_BYTE_OUTPUT,
+    OPLC_TABLE_INT_INPUT, OPLC_TABLE_INT_OUTPUT, OPLC_TABLE_DINT_INPUT, OPLC_TABLE_DINT_OUTPUT,
+    OPLC_TABLE_LINT_INPUT, OPLC_TABLE_LINT_OUTPUT, OPLC_TABLE_INT_MEMORY, OPLC_TABLE_DINT_MEMORY,
+    OPLC_TABLE_LINT_MEMORY, OPLC_TABLE_BOOL_MEMORY, OPLC_TABLE_COUNT
+};
 
 #define OPLC_PLUGIN_ARGS_CAPSULE "openplc_runtime_args"
 #define OPLC_PLUGIN_CONFIG_PATH_BYTES 256

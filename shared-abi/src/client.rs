@@ -10,11 +10,15 @@
 
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
-use crate::layout::{INPUT_LINE_BYTES, INPUT_LINE_WORDS, InputSnapshot, OutputSnapshot, PlcState, SharedMemory};
+use crate::layout::{
+    INPUT_LINE_BYTES, INPUT_LINE_WORDS, INPUT_LINES, InputSnapshot, OutputSnapshot, PlcState, SharedMemory,
+};
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
 use crate::shm::{ClientMapping, ObserverMapping, ShmError};
+use crate::sizes::{ImageRequest, ImageSizes};
 use crate::stats::{HistogramSnapshot, Stats};
+use crate::tasks::TaskRecords;
 use bytemuck::Zeroable;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -100,17 +104,38 @@ fn status_of(shm: &SharedMemory, rt_alive: bool) -> Status {
 }
 
 /// The lines (`INPUT_LINE_BYTES` each) in which `new` differs from `old`.
-fn changed_lines(old: &InputImage, new: &InputImage) -> [u64; INPUT_LINE_WORDS] {
+fn changed_lines(old: &InputImage, new: &InputImage, sizes: &ImageSizes) -> [u64; INPUT_LINE_WORDS] {
     let mut changed = [0u64; INPUT_LINE_WORDS];
-    let lines = bytemuck::bytes_of(old)
-        .chunks_exact(INPUT_LINE_BYTES)
-        .zip(bytemuck::bytes_of(new).chunks_exact(INPUT_LINE_BYTES));
-    for (i, (a, b)) in lines.enumerate() {
-        if a != b {
-            changed[i / 64] |= 1 << (i % 64);
+    let (old, new) = (bytemuck::bytes_of(old), bytemuck::bytes_of(new));
+    for range in table_lines(sizes) {
+        for i in range {
+            let at = i * INPUT_LINE_BYTES..(i + 1) * INPUT_LINE_BYTES;
+            if old.get(at.clone()) != new.get(at) {
+                changed[i / 64] |= 1 << (i % 64);
+            }
         }
     }
     changed
+}
+
+/// The lines of an input image that hold the program's tables (each table's prefix,
+/// rounded out to whole lines): all a publish compares and copies.
+fn table_lines(sizes: &ImageSizes) -> [core::ops::Range<usize>; 5] {
+    InputImage::ranges_within(sizes).map(|(offset, len)| {
+        let first = offset / INPUT_LINE_BYTES;
+        let end = (offset + len).div_ceil(INPUT_LINE_BYTES);
+        if len == 0 { first..first } else { first..end.min(INPUT_LINES) }
+    })
+}
+
+/// Copies `lines` of `src` into `dst` (two input images' bytes).
+fn copy_lines(src: &[u8], dst: &mut [u8], lines: &[core::ops::Range<usize>]) {
+    for range in lines {
+        let at = range.start * INPUT_LINE_BYTES..range.end * INPUT_LINE_BYTES;
+        if let (Some(d), Some(s)) = (dst.get_mut(at.clone()), src.get(at)) {
+            d.copy_from_slice(s);
+        }
+    }
 }
 
 /// Reads shared by the client and the observer.
@@ -134,6 +159,22 @@ pub trait Reader {
         h
     }
 
+    /// Per-task records of a program whose tasks run on threads of their own (`count` 0
+    /// otherwise).
+    fn task_records(&self) -> Result<Box<TaskRecords>, ClientError> {
+        let mut r: Box<TaskRecords> = bytemuck::zeroed_box();
+        self.shm().tasks.records.read(&mut r, READ_ATTEMPTS).map_err(|_| ClientError::Torn("task records"))?;
+        Ok(r)
+    }
+
+    /// Task `index`'s wake-up latency histogram (`None` past `tasks::MAX_TASKS`).
+    fn task_histogram(&self, index: usize) -> Option<Box<HistogramSnapshot>> {
+        let cell = self.shm().tasks.histograms.get(index)?;
+        let mut h = Box::new(HistogramSnapshot::empty());
+        cell.snapshot(&mut h);
+        Some(h)
+    }
+
     fn program_info(&self) -> Result<ProgramInfo, ClientError> {
         let mut p = ProgramInfo::zeroed();
         self.shm().program.read(&mut p, READ_ATTEMPTS).map_err(|_| ClientError::Torn("program info"))?;
@@ -142,7 +183,8 @@ pub trait Reader {
 
     fn outputs(&self) -> Result<Box<OutputSnapshot>, ClientError> {
         let mut o: Box<OutputSnapshot> = bytemuck::zeroed_box();
-        self.shm().outputs.read(&mut o, READ_ATTEMPTS).map_err(|_| ClientError::Torn("output image"))?;
+        crate::layout::read_outputs(&self.shm().outputs, &mut o, READ_ATTEMPTS)
+            .map_err(|_| ClientError::Torn("output image"))?;
         Ok(o)
     }
 
@@ -227,8 +269,12 @@ pub struct RtClient {
     inputs: Box<InputImage>,
     /// What was last published, to tell rt-core which areas changed.
     published: Box<InputSnapshot>,
-    /// The first publish after taking over marks everything changed.
+    /// The next publish marks everything changed and copies every line: after taking
+    /// over, and after a program swap.
     publish_all: bool,
+    /// The loaded program's table sizes (keyed by its generation): what is compared and
+    /// copied on every other publish.
+    sizes: (u32, ImageSizes),
     watch_generation: u32,
 }
 
@@ -255,14 +301,23 @@ impl RtClient {
         while !unsafe { shm.inputs.copy_latest(&mut published) } {
             std::thread::yield_now();
         }
-        let inputs = Box::new(published.image);
+        let mut inputs: Box<InputImage> = bytemuck::zeroed_box();
+        bytemuck::bytes_of_mut(&mut *inputs).copy_from_slice(bytemuck::bytes_of(&published.image));
         let mut watch = WatchList::zeroed();
         let watch_generation = match shm.watch.read(&mut watch, READ_ATTEMPTS) {
             Ok(_) => watch.generation,
             // A previous client died mid-write; the next write repairs the sequence.
             Err(_) => 0,
         };
-        Ok(RtClient { mapping, next_seq, inputs, published, publish_all: true, watch_generation })
+        Ok(RtClient {
+            mapping,
+            next_seq,
+            inputs,
+            published,
+            publish_all: true,
+            sizes: (u32::MAX, ImageSizes::FULL),
+            watch_generation,
+        })
     }
 
     /// Queues a command; returns its sequence number.
@@ -318,12 +373,24 @@ impl RtClient {
         warm: bool,
         timeout: Duration,
     ) -> Result<LoadResult, ClientError> {
+        self.load_sized(path, start, warm, ImageRequest::FROM_PROGRAM, timeout)
+    }
+
+    /// `load_with`, with the image sizes the upload configured.
+    pub fn load_sized(
+        &mut self,
+        path: &str,
+        start: bool,
+        warm: bool,
+        image: ImageRequest,
+        timeout: Duration,
+    ) -> Result<LoadResult, ClientError> {
         if path.len() > MAX_PATH {
             return Err(ClientError::TooLarge);
         }
         let path = crate::msg::bounded::<MAX_PATH>(path);
         let begin = Instant::now();
-        let seq = self.send(Command::Load { path, start, warm, online: false })?;
+        let seq = self.send(Command::Load { path, start, warm, online: false, image })?;
         match self.wait_result(seq, timeout)? {
             CommandStatus::Accepted => {}
             other => return Err(ClientError::Refused(other)),
@@ -354,17 +421,37 @@ impl RtClient {
         &self.inputs
     }
 
-    /// Changes inputs with `f` and publishes the whole input image for the next cycle.
+    /// The loaded program's table sizes (every table's whole room while none is loaded,
+    /// so inputs set before a program are there for it).
+    pub fn image_sizes(&mut self) -> ImageSizes {
+        let generation = self.shm().header.program_gen.load(Ordering::Acquire);
+        if generation == 0 {
+            self.sizes = (0, ImageSizes::FULL);
+        } else if self.sizes.0 != generation {
+            let mut info = ProgramInfo::zeroed();
+            if self.shm().program.read(&mut info, READ_ATTEMPTS).is_ok() && info.program_gen == generation {
+                self.sizes = (generation, info.image_sizes);
+                // The new program may reach cells the old one did not: the next publish
+                // promises nothing, so rt-core copies its tables whole.
+                self.publish_all = true;
+            }
+        }
+        self.sizes.1
+    }
+
+    /// Changes inputs with `f` and publishes them for the next cycle. Only the program's
+    /// tables (its sizes) are compared and copied: the cost follows the program.
     pub fn update_inputs(&mut self, f: impl FnOnce(&mut InputImage)) {
         f(&mut self.inputs);
+        let sizes = self.image_sizes();
         let shm = self.mapping.shm();
         let previous = self.published.generation;
         if self.publish_all {
-            // Taking over: nothing is known of what rt-core holds.
+            // Taking over, or a new program: nothing is known of what rt-core holds.
             self.published.changed_since = 0;
             self.published.changed = [u64::MAX; INPUT_LINE_WORDS];
         } else {
-            let step = changed_lines(&self.published.image, &self.inputs);
+            let step = changed_lines(&self.published.image, &self.inputs, &sizes);
             if shm.inputs.latest_taken() {
                 // rt-core took the previous snapshot (it cannot take an older one any more):
                 // it holds that one, so this one's changes are relative to it alone.
@@ -379,13 +466,21 @@ impl RtClient {
             }
         }
         self.published.generation = previous + 1;
-        bytemuck::bytes_of_mut(&mut self.published.image).copy_from_slice(bytemuck::bytes_of(&*self.inputs));
+        // Only the lines of the program's tables are copied: the rest of each buffer is
+        // never read (rt-core copies changed lines, all inside them, or those tables).
+        // After taking over or a swap, every line: no buffer is left short of a table the
+        // new program may have.
+        let lines = table_lines(if self.publish_all { &ImageSizes::FULL } else { &sizes });
+        copy_lines(bytemuck::bytes_of(&*self.inputs), bytemuck::bytes_of_mut(&mut self.published.image), &lines);
         self.publish_all = false;
         // SAFETY: the client lease makes us the only writer of the input buffer; the back
         // buffer reference does not outlive this block.
         unsafe {
-            // A byte copy: assigning the 23 KB struct may go through the stack in debug builds.
-            bytemuck::bytes_of_mut(shm.inputs.back_buffer()).copy_from_slice(bytemuck::bytes_of(&*self.published));
+            let back = bytemuck::bytes_of_mut(shm.inputs.back_buffer());
+            let published = bytemuck::bytes_of(&*self.published);
+            let head = core::mem::offset_of!(InputSnapshot, image);
+            back[..head].copy_from_slice(&published[..head]);
+            copy_lines(&published[head..], &mut back[head..], &lines);
             shm.inputs.publish();
         }
     }

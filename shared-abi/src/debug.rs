@@ -171,6 +171,8 @@ pub struct ProgramInfo {
     pub path: [u8; INFO_PATH_BYTES],
     /// Variables per group; the flat variable index runs through the groups in order.
     pub group_len: [u32; MAX_GROUPS],
+    /// How long each image table is for this program (`image.conf`, located variables).
+    pub image_sizes: crate::sizes::ImageSizes,
 }
 
 impl ProgramInfo {

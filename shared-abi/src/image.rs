@@ -1,19 +1,23 @@
 //! The process image: OpenPLC's I/O and memory areas as plain value arrays.
 //!
-//! Every area holds `BUFFER_SIZE` entries, as in OpenPLC (`%IX0.0` … `%IX1023.7`,
-//! `%IW0` … `%IW1023`, and so on). Bits are stored one per byte (`IEC_BOOL`), exactly as
+//! Every area has room for `TABLE_CAPACITY` (65 536) elements, the most a located
+//! variable's 16-bit index can reach (`%IX0.0` … `%IX65535.7`, `%IW0` … `%IW65535`, and so
+//! on). How many of them a program uses is its own [`crate::sizes::ImageSizes`]: every copy,
+//! publication and protocol map stops there. Bits are stored one per byte (`IEC_BOOL`), exactly as
 //! MatIEC and STruC++ programs store them, so a program's located variables can live
 //! directly in these arrays.
 //!
 //! Inputs and outputs+memory are separate structs because they have separate writers:
 //! inputs come from the companion, outputs and memory from rt-core's scan.
 
+use crate::sizes::{ImageSizes, Table};
 use bytemuck::{Pod, Zeroable};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-/// Entries per area, as OpenPLC's `BUFFER_SIZE`.
-pub const BUFFER_SIZE: usize = 1024;
+/// Room for elements in each area of the layout: 65 536, the reach of a located
+/// variable's 16-bit index. A program uses a prefix of each (`sizes::ImageSizes`).
+pub const TABLE_CAPACITY: usize = 65_536;
 /// Bits per `%IX`/`%QX`/`%MX` byte address.
 pub const BITS_PER_BYTE: usize = 8;
 
@@ -23,26 +27,26 @@ pub const BITS_PER_BYTE: usize = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct InputImage {
-    pub lint_input: [u64; BUFFER_SIZE],
-    pub dint_input: [u32; BUFFER_SIZE],
-    pub int_input: [u16; BUFFER_SIZE],
-    pub byte_input: [u8; BUFFER_SIZE],
-    pub bool_input: [[u8; BITS_PER_BYTE]; BUFFER_SIZE],
+    pub lint_input: [u64; TABLE_CAPACITY],
+    pub dint_input: [u32; TABLE_CAPACITY],
+    pub int_input: [u16; TABLE_CAPACITY],
+    pub byte_input: [u8; TABLE_CAPACITY],
+    pub bool_input: [[u8; BITS_PER_BYTE]; TABLE_CAPACITY],
 }
 
 /// The output and memory areas (`%QX %QB %QW %QD %QL`, `%MX %MW %MD %ML`). Written by rt-core.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct OutputImage {
-    pub lint_output: [u64; BUFFER_SIZE],
-    pub lint_memory: [u64; BUFFER_SIZE],
-    pub dint_output: [u32; BUFFER_SIZE],
-    pub dint_memory: [u32; BUFFER_SIZE],
-    pub int_output: [u16; BUFFER_SIZE],
-    pub int_memory: [u16; BUFFER_SIZE],
-    pub byte_output: [u8; BUFFER_SIZE],
-    pub bool_output: [[u8; BITS_PER_BYTE]; BUFFER_SIZE],
-    pub bool_memory: [[u8; BITS_PER_BYTE]; BUFFER_SIZE],
+    pub lint_output: [u64; TABLE_CAPACITY],
+    pub lint_memory: [u64; TABLE_CAPACITY],
+    pub dint_output: [u32; TABLE_CAPACITY],
+    pub dint_memory: [u32; TABLE_CAPACITY],
+    pub int_output: [u16; TABLE_CAPACITY],
+    pub int_memory: [u16; TABLE_CAPACITY],
+    pub byte_output: [u8; TABLE_CAPACITY],
+    pub bool_output: [[u8; BITS_PER_BYTE]; TABLE_CAPACITY],
+    pub bool_memory: [[u8; BITS_PER_BYTE]; TABLE_CAPACITY],
 }
 
 /// A whole image: what a program's located variables are bound to (`oplc_image_t` in C).
@@ -54,9 +58,9 @@ pub struct Image {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<InputImage>() == 23_552);
-    assert!(core::mem::size_of::<OutputImage>() == 46_080);
-    assert!(core::mem::size_of::<Image>() == 23_552 + 46_080);
+    assert!(core::mem::size_of::<InputImage>() == 23 * TABLE_CAPACITY);
+    assert!(core::mem::size_of::<OutputImage>() == 45 * TABLE_CAPACITY);
+    assert!(core::mem::size_of::<Image>() == 68 * TABLE_CAPACITY);
     assert!(core::mem::align_of::<Image>() == 8);
 };
 
@@ -114,7 +118,7 @@ impl Width {
 pub struct IecAddress {
     area: Area,
     width: Width,
-    /// Element index (the byte number for bits), `0..BUFFER_SIZE`.
+    /// Element index (the byte number for bits); every `u16` is inside the layout.
     index: u16,
     /// Bit number for `Width::Bit`, always 0 otherwise.
     bit: u8,
@@ -141,7 +145,7 @@ impl TryFrom<RawIecAddress> for IecAddress {
 pub enum AddressError {
     /// Not of the form `%<I|Q|M><X|B|W|D|L><index>[.<bit>]`.
     Syntax,
-    /// The index is not below `BUFFER_SIZE`, or the bit not below 8.
+    /// The index is not below `TABLE_CAPACITY`, or the bit not below 8.
     OutOfRange,
     /// `%MB`: OpenPLC has no byte memory area.
     NoSuchArea,
@@ -153,7 +157,7 @@ impl fmt::Display for AddressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             AddressError::Syntax => "expected a location such as %IX0.0, %QW3 or %MD10",
-            AddressError::OutOfRange => "index must be below 1024 and bit below 8",
+            AddressError::OutOfRange => "index must be below 65536 and bit below 8",
             AddressError::NoSuchArea => "OpenPLC has no %MB area",
             AddressError::ValueTooLarge => "value does not fit the location's width",
         })
@@ -165,9 +169,6 @@ impl IecAddress {
     pub const fn new(area: Area, width: Width, index: u16, bit: u8) -> Result<Self, AddressError> {
         if matches!((area, width), (Area::Memory, Width::Byte)) {
             return Err(AddressError::NoSuchArea);
-        }
-        if index as usize >= BUFFER_SIZE {
-            return Err(AddressError::OutOfRange);
         }
         let bit_ok = match width {
             Width::Bit => (bit as usize) < BITS_PER_BYTE,
@@ -213,7 +214,7 @@ impl IecAddress {
             (_, Some(_)) => return Err(AddressError::Syntax),
             (_, None) => 0,
         };
-        if index >= BUFFER_SIZE as u32 || bit >= BITS_PER_BYTE as u32 {
+        if index >= TABLE_CAPACITY as u32 || bit >= BITS_PER_BYTE as u32 {
             return Err(AddressError::OutOfRange);
         }
         IecAddress::new(area, width, index as u16, bit as u8)
@@ -227,7 +228,7 @@ impl IecAddress {
         self.width
     }
 
-    /// Element index (the byte number for bits), always below `BUFFER_SIZE`.
+    /// Element index (the byte number for bits), always below `TABLE_CAPACITY`.
     pub const fn index(self) -> u16 {
         self.index
     }
@@ -252,7 +253,7 @@ impl IecAddress {
             }
             _ => (self.index as usize + k, 0),
         };
-        if index >= BUFFER_SIZE {
+        if index >= TABLE_CAPACITY {
             return Err(AddressError::OutOfRange);
         }
         IecAddress::new(self.area, self.width, index as u16, bit)
@@ -262,7 +263,7 @@ impl IecAddress {
     /// (the constructors checked the range); it lets the compiler see that indexing an area
     /// with them cannot go out of bounds.
     const fn cell(self) -> (usize, usize) {
-        (self.index as usize % BUFFER_SIZE, self.bit as usize % BITS_PER_BYTE)
+        (self.index as usize % TABLE_CAPACITY, self.bit as usize % BITS_PER_BYTE)
     }
 
     /// Checks that `value` fits this location's width.
@@ -364,13 +365,76 @@ impl OutputImage {
         true
     }
 
-    /// Sets every `%Q` point to zero, leaving memory alone: the safe state of a stopped PLC.
-    pub fn clear_outputs(&mut self) {
-        self.lint_output = [0; BUFFER_SIZE];
-        self.dint_output = [0; BUFFER_SIZE];
-        self.int_output = [0; BUFFER_SIZE];
-        self.byte_output = [0; BUFFER_SIZE];
-        self.bool_output = [[0; BITS_PER_BYTE]; BUFFER_SIZE];
+    /// Sets every `%Q` point inside `sizes` to zero, leaving memory alone: the safe state of
+    /// a stopped PLC. (Cells past the sizes are never read or published.)
+    pub fn clear_outputs(&mut self, sizes: &ImageSizes) {
+        self.lint_output[..sizes.get(Table::LintOutput)].fill(0);
+        self.dint_output[..sizes.get(Table::DintOutput)].fill(0);
+        self.int_output[..sizes.get(Table::IntOutput)].fill(0);
+        self.byte_output[..sizes.get(Table::ByteOutput)].fill(0);
+        self.bool_output[..sizes.get(Table::BoolOutput)].fill([0; BITS_PER_BYTE]);
+    }
+
+    /// Copies the output and memory tables of `src` inside `sizes` into `self`.
+    pub fn copy_within_sizes(&mut self, src: &OutputImage, sizes: &ImageSizes) {
+        fn prefix<T: Copy>(dst: &mut [T], src: &[T], n: usize) {
+            dst[..n].copy_from_slice(&src[..n]);
+        }
+        prefix(&mut self.lint_output, &src.lint_output, sizes.get(Table::LintOutput));
+        prefix(&mut self.lint_memory, &src.lint_memory, sizes.get(Table::LintMemory));
+        prefix(&mut self.dint_output, &src.dint_output, sizes.get(Table::DintOutput));
+        prefix(&mut self.dint_memory, &src.dint_memory, sizes.get(Table::DintMemory));
+        prefix(&mut self.int_output, &src.int_output, sizes.get(Table::IntOutput));
+        prefix(&mut self.int_memory, &src.int_memory, sizes.get(Table::IntMemory));
+        prefix(&mut self.byte_output, &src.byte_output, sizes.get(Table::ByteOutput));
+        prefix(&mut self.bool_output, &src.bool_output, sizes.get(Table::BoolOutput));
+        prefix(&mut self.bool_memory, &src.bool_memory, sizes.get(Table::BoolMemory));
+    }
+
+    /// Byte ranges (offset, length) inside an `OutputImage` that hold the tables' prefixes
+    /// `sizes` names: what a reader copies out of a published snapshot.
+    pub fn ranges_within(sizes: &ImageSizes) -> [(usize, usize); 9] {
+        use core::mem::offset_of;
+        let r = |offset: usize, table: Table, bytes: usize| (offset, sizes.get(table) * bytes);
+        [
+            r(offset_of!(OutputImage, lint_output), Table::LintOutput, 8),
+            r(offset_of!(OutputImage, lint_memory), Table::LintMemory, 8),
+            r(offset_of!(OutputImage, dint_output), Table::DintOutput, 4),
+            r(offset_of!(OutputImage, dint_memory), Table::DintMemory, 4),
+            r(offset_of!(OutputImage, int_output), Table::IntOutput, 2),
+            r(offset_of!(OutputImage, int_memory), Table::IntMemory, 2),
+            r(offset_of!(OutputImage, byte_output), Table::ByteOutput, 1),
+            r(offset_of!(OutputImage, bool_output), Table::BoolOutput, BITS_PER_BYTE),
+            r(offset_of!(OutputImage, bool_memory), Table::BoolMemory, BITS_PER_BYTE),
+        ]
+    }
+}
+
+impl InputImage {
+    /// Byte ranges (offset, length) inside an `InputImage` that hold the tables' prefixes
+    /// `sizes` names.
+    pub fn ranges_within(sizes: &ImageSizes) -> [(usize, usize); 5] {
+        use core::mem::offset_of;
+        let r = |offset: usize, table: Table, bytes: usize| (offset, sizes.get(table) * bytes);
+        [
+            r(offset_of!(InputImage, lint_input), Table::LintInput, 8),
+            r(offset_of!(InputImage, dint_input), Table::DintInput, 4),
+            r(offset_of!(InputImage, int_input), Table::IntInput, 2),
+            r(offset_of!(InputImage, byte_input), Table::ByteInput, 1),
+            r(offset_of!(InputImage, bool_input), Table::BoolInput, BITS_PER_BYTE),
+        ]
+    }
+
+    /// Copies the input tables of `src` inside `sizes` into `self`.
+    pub fn copy_within_sizes(&mut self, src: &InputImage, sizes: &ImageSizes) {
+        fn prefix<T: Copy>(dst: &mut [T], src: &[T], n: usize) {
+            dst[..n].copy_from_slice(&src[..n]);
+        }
+        prefix(&mut self.bool_input, &src.bool_input, sizes.get(Table::BoolInput));
+        prefix(&mut self.byte_input, &src.byte_input, sizes.get(Table::ByteInput));
+        prefix(&mut self.int_input, &src.int_input, sizes.get(Table::IntInput));
+        prefix(&mut self.dint_input, &src.dint_input, sizes.get(Table::DintInput));
+        prefix(&mut self.lint_input, &src.lint_input, sizes.get(Table::LintInput));
     }
 }
 
@@ -427,7 +491,8 @@ mod tests {
         assert_eq!(IecAddress::parse("%IX0"), Err(AddressError::Syntax));
         assert_eq!(IecAddress::parse("%IW0.1"), Err(AddressError::Syntax));
         assert_eq!(IecAddress::parse("%IX0.8"), Err(AddressError::OutOfRange));
-        assert_eq!(IecAddress::parse("%QW1024"), Err(AddressError::OutOfRange));
+        assert_eq!(IecAddress::parse("%QW65536"), Err(AddressError::OutOfRange));
+        assert!(IecAddress::parse("%QW65535").is_ok());
         assert_eq!(IecAddress::parse("%MB0"), Err(AddressError::NoSuchArea));
         assert_eq!(IecAddress::parse("%ZW0"), Err(AddressError::Syntax));
         assert_eq!(IecAddress::parse("%IW-1"), Err(AddressError::Syntax));
@@ -437,7 +502,7 @@ mod tests {
 
     #[test]
     fn get_and_set_reach_the_right_array() {
-        let mut image: Image = Zeroable::zeroed();
+        let mut image: Box<Image> = bytemuck::zeroed_box();
         let cases = [
             ("%IX2.5", 1u64),
             ("%IB4", 200),
@@ -460,7 +525,7 @@ mod tests {
         assert_eq!(image.inputs.int_input[6], 0xBEEF);
         assert_eq!(image.outputs.int_memory[2], 88);
         assert_eq!(image.outputs.bool_memory[7][7], 1);
-        image.outputs.clear_outputs();
+        image.outputs.clear_outputs(&ImageSizes::LEGACY);
         assert_eq!(image.outputs.int_output[1], 0);
         assert_eq!(image.outputs.int_memory[2], 88, "memory survives clearing outputs");
     }
@@ -471,8 +536,10 @@ mod tests {
         let mut buf = [0u8; 16];
         let bytes = postcard::to_slice(&good, &mut buf).unwrap();
         assert_eq!(postcard::from_bytes::<IecAddress>(bytes), Ok(good));
-        // %MW5000: area 2, width 2, index 5000 (varint 0x88 0x27), bit 0.
-        assert!(postcard::from_bytes::<IecAddress>(&[2, 2, 0x88, 0x27, 0]).is_err());
+        // %MW5000 (area 2, width 2, index 5000 = varint 0x88 0x27, bit 0) is inside the
+        // layout; an index past 16 bits (65536 = varint 0x80 0x80 0x04) is not.
+        assert!(postcard::from_bytes::<IecAddress>(&[2, 2, 0x88, 0x27, 0]).is_ok());
+        assert!(postcard::from_bytes::<IecAddress>(&[2, 2, 0x80, 0x80, 0x04, 0]).is_err());
         // %QX0.9 and %MB0.
         assert!(postcard::from_bytes::<IecAddress>(&[1, 0, 0, 9]).is_err());
         assert!(postcard::from_bytes::<IecAddress>(&[2, 1, 0, 0]).is_err());
@@ -482,9 +549,9 @@ mod tests {
     fn offsets_walk_bits_across_bytes() {
         let q = IecAddress::parse("%QX0.6").unwrap();
         assert_eq!(q.offset_by(2), IecAddress::parse("%QX1.0"));
-        assert_eq!(IecAddress::parse("%QW1020").unwrap().offset_by(3), IecAddress::parse("%QW1023"));
-        assert_eq!(IecAddress::parse("%QW1020").unwrap().offset_by(4), Err(AddressError::OutOfRange));
-        assert_eq!(IecAddress::parse("%QX1023.7").unwrap().offset_by(1), Err(AddressError::OutOfRange));
+        assert_eq!(IecAddress::parse("%QW65532").unwrap().offset_by(3), IecAddress::parse("%QW65535"));
+        assert_eq!(IecAddress::parse("%QW65532").unwrap().offset_by(4), Err(AddressError::OutOfRange));
+        assert_eq!(IecAddress::parse("%QX65535.7").unwrap().offset_by(1), Err(AddressError::OutOfRange));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 use crate::debug::{DebugValues, ForceTable, LoadResult, ProgramInfo, WatchList};
 use crate::image::{InputImage, OutputImage};
+use crate::sizes::ImageSizes;
 
 /// The unit in which a new input snapshot says what changed: 64 bytes of the image (a
 /// cache line), so rt-core copies only those lines into the program's image.
@@ -35,6 +36,7 @@ use crate::retain::RetainImage;
 use crate::ring::Ring;
 use crate::seqlock::SeqLock;
 use crate::stats::{Histogram, Stats};
+use crate::tasks::TaskTable;
 use crate::triple::TripleBuffer;
 use bytemuck::{Pod, Zeroable};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -45,7 +47,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 8;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -163,6 +165,44 @@ pub struct Header {
     pub scan_priority: AtomicI32,
     /// `RT_*` bits: what of the real-time set-up succeeded.
     pub rt_flags: AtomicU32,
+    /// How far the write ring has been applied: [`WritesApplied`] packed, stored by the
+    /// scan thread (Release) right after a cycle applied queued writes, before that
+    /// cycle's scan, so a writer can be answered as soon as the scan that sees its writes
+    /// has started.
+    pub writes_applied: AtomicU64,
+}
+
+/// `Header::writes_applied`: the write ring's consumer position after a cycle's writes were
+/// applied, and that cycle, in one 64-bit word so a reader always sees a matching pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WritesApplied {
+    /// The ring's free-running consumer counter (`Ring::consumed`): every write pushed
+    /// before the producer counter reached this value has been applied.
+    pub position: u32,
+    /// The low 32 bits of the loop cycle (heartbeat) that applied them.
+    pub cycle_low: u32,
+}
+
+impl WritesApplied {
+    pub const fn pack(self) -> u64 {
+        ((self.cycle_low as u64) << 32) | self.position as u64
+    }
+
+    pub const fn unpack(word: u64) -> WritesApplied {
+        WritesApplied { position: word as u32, cycle_low: (word >> 32) as u32 }
+    }
+
+    /// Whether every write pushed before the producer counter read `position` is applied
+    /// (free-running counters: compared modulo 2^32, within 2^31 of each other).
+    pub const fn covers(self, position: u32) -> bool {
+        (self.position.wrapping_sub(position) as i32) >= 0
+    }
+
+    /// The whole loop cycle, given a heartbeat read after this word (so no earlier than
+    /// the cycle that stored it, and less than 2^32 cycles later).
+    pub const fn cycle(self, heartbeat: u64) -> u64 {
+        heartbeat.saturating_sub((heartbeat as u32).wrapping_sub(self.cycle_low) as u64)
+    }
 }
 
 /// `Header::rt_flags`: memory locked with mlockall.
@@ -215,7 +255,36 @@ pub struct OutputSnapshot {
     pub program_gen: u32,
     /// `PlcState` as u32.
     pub state: u32,
+    /// The running program's table sizes: only these prefixes of `image` are published
+    /// (the rest is stale or zero and is never read).
+    pub sizes: ImageSizes,
     pub image: OutputImage,
+}
+
+impl OutputSnapshot {
+    /// Bytes before `image`: the stamp and the sizes, read first to know what else to copy.
+    pub const HEAD_BYTES: usize = core::mem::offset_of!(OutputSnapshot, image);
+}
+
+/// Copies the published outputs the running program's sizes cover (the stamp, the sizes,
+/// and those prefixes of every output and memory table), retrying torn reads up to
+/// `attempts` times. Cells past the sizes keep what `out` held. A copy costs what the
+/// program uses, not the 2.8 MiB the layout has room for.
+pub fn read_outputs(
+    lock: &SeqLock<OutputSnapshot>,
+    out: &mut OutputSnapshot,
+    attempts: u32,
+) -> Result<u64, crate::seqlock::Torn> {
+    let parts = |head: &OutputSnapshot| {
+        OutputImage::ranges_within(&head.sizes).map(|(o, n)| (OutputSnapshot::HEAD_BYTES + o, n))
+    };
+    for _ in 0..attempts.max(1) {
+        if let Ok(v) = lock.try_read_parts(out, OutputSnapshot::HEAD_BYTES, parts) {
+            return Ok(v);
+        }
+        core::hint::spin_loop();
+    }
+    Err(crate::seqlock::Torn)
 }
 
 /// What the client publishes for rt-core to take at cycle start: the whole input image,
@@ -283,6 +352,8 @@ pub struct SharedMemory {
     pub retain_restore: SeqLock<RetainImage>,
     /// The variables forced right now (the live copy a restarted rt-core restores).
     pub forces: SeqLock<ForceTable>,
+    /// Per-task statistics and histograms (a program whose tasks run on threads of their own).
+    pub tasks: TaskTable,
     /// The migration plan for the next online `Load` (written by the client under its lease).
     pub migrate_plan: SeqLock<MigratePlan>,
     /// What the last program swap did (written by rt-core's scan thread).
@@ -300,6 +371,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     use core::mem::offset_of;
     let parts = [
         LAYOUT_SIZE as u64,
+        offset_of!(Header, writes_applied) as u64,
         offset_of!(SharedMemory, control) as u64,
         offset_of!(SharedMemory, stats) as u64,
         offset_of!(SharedMemory, histogram) as u64,
@@ -316,6 +388,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SharedMemory, retain_saved) as u64,
         offset_of!(SharedMemory, retain_restore) as u64,
         offset_of!(SharedMemory, forces) as u64,
+        offset_of!(SharedMemory, tasks) as u64,
         offset_of!(SharedMemory, migrate_plan) as u64,
         offset_of!(SharedMemory, swap) as u64,
     ];
@@ -338,14 +411,17 @@ pub const LAYOUT_FINGERPRINT: u64 = {
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<Header>() == 128);
+    assert!(offset_of!(Header, writes_applied) % 8 == 0);
     assert!(offset_of!(SharedMemory, header) == 0);
     assert!(offset_of!(SharedMemory, control) % 64 == 0);
     assert!(offset_of!(SharedMemory, inputs) % 64 == 0);
     assert!(offset_of!(SharedMemory, outputs) % 64 == 0);
     assert!(offset_of!(SharedMemory, commands) % 64 == 0);
     assert!(align_of::<SharedMemory>() == 64);
-    // The file stays well under a few MiB so it is cheap to map and lock.
-    assert!(LAYOUT_SIZE < 2 * 1024 * 1024);
+    assert!(OutputSnapshot::HEAD_BYTES.is_multiple_of(8));
+    // Room for 65 536 elements in every table: three input buffers (1.5 MiB each) and the
+    // published outputs (2.8 MiB) are most of the file, the online change's plan 0.25 MiB.
+    assert!(LAYOUT_SIZE < 9 * 1024 * 1024);
 };
 
 /// Why a mapping cannot be used.
@@ -414,6 +490,7 @@ impl SharedMemory {
         shm.retain_saved.init();
         shm.retain_restore.init();
         shm.forces.init();
+        shm.tasks.init();
         shm.header.magic.store(MAGIC, Ordering::Release);
         shm
     }
@@ -474,6 +551,24 @@ mod tests {
         for bad in ["", "Auto", "-1", "1x", "cpu2", "99999999999999999999999"] {
             assert_eq!(bad.parse::<CpuChoice>(), Err(CpuChoiceError), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn writes_applied_packs_a_matching_pair_and_compares_across_wraps() {
+        let w = WritesApplied { position: 7, cycle_low: 0xFFFF_FFFF };
+        assert_eq!(WritesApplied::unpack(w.pack()), w);
+        assert!(w.covers(7) && w.covers(3) && !w.covers(8));
+        let wrapped = WritesApplied { position: 2, cycle_low: 0 };
+        assert!(wrapped.covers(u32::MAX - 1), "a position just before the wrap is covered");
+        assert!(!wrapped.covers(3));
+        // Stored in cycle 2^32 + 5, read with the heartbeat a cycle or many later.
+        let c = (1u64 << 32) + 5;
+        let w = WritesApplied { position: 0, cycle_low: c as u32 };
+        assert_eq!(w.cycle(c), c);
+        assert_eq!(w.cycle(c + 1), c);
+        assert_eq!(w.cycle(c + 1_000_000), c);
+        let w = WritesApplied { position: 0, cycle_low: u32::MAX };
+        assert_eq!(w.cycle((1u64 << 32) + 1), (1u64 << 32) - 1, "across the low word's wrap");
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub enum Command {
     /// otherwise it starts cold, with its initial values. `online`: an online change, which
     /// carries the running program's values into the new one at the swap as the plan staged
     /// in `SharedMemory::migrate_plan` says (the swap is reported in `SharedMemory::swap`).
-    Load { path: String<MAX_PATH>, start: bool, warm: bool, online: bool },
+    /// `image`: the table sizes the
+    /// upload configured (rt-core never sizes a table below what the program's located
+    /// variables reach) and whether every table must have one length.
+    Load { path: String<MAX_PATH>, start: bool, warm: bool, online: bool, image: crate::sizes::ImageRequest },
     /// Drop the program (state EMPTY).
     Unload,
     /// Force a debug variable. `big_endian` values are converted to native order by
@@ -369,7 +372,20 @@ mod tests {
     fn commands_round_trip_and_garbage_is_refused() {
         let commands = [
             Command::Start,
-            Command::Load { path: bounded("/x/y.so"), start: true, warm: false, online: true },
+            Command::Load {
+                path: bounded("/x/y.so"),
+                start: true,
+                warm: false,
+                online: true,
+                image: crate::sizes::ImageRequest::FROM_PROGRAM,
+            },
+            Command::Load {
+                path: bounded(&"p".repeat(MAX_PATH)),
+                start: true,
+                warm: true,
+                online: false,
+                image: crate::sizes::ImageRequest { configured: crate::sizes::ImageSizes::FULL, square: true },
+            },
             Command::Force { var: 3, value: Vec::from_slice(&[1, 2]).unwrap(), big_endian: true },
             Command::SetVar { var: 9, value: Vec::from_slice(&[7]).unwrap(), big_endian: false },
             Command::Shutdown,
@@ -392,8 +408,10 @@ mod tests {
     fn writes_are_checked_for_range_and_width() {
         let ok = ImageWrite { addr: IecAddress::parse("%QW3").unwrap(), value: 7 };
         assert_eq!(decode_write(&encode(&ok)), Ok(ok));
-        // %MW5000 = 42, as a client with its own encoder could send it.
-        assert_eq!(decode_write(&[2, 2, 0x88, 0x27, 0, 42]), Err(DecodeError::Malformed));
+        // %MW65536 = 42 (index varint 0x80 0x80 0x04, past 16 bits), as a client with its
+        // own encoder could send it. (Whether %MW5000 is inside the running program's
+        // tables is rt-core's check: it knows the sizes.)
+        assert_eq!(decode_write(&[2, 2, 0x80, 0x80, 0x04, 0, 42]), Err(DecodeError::Malformed));
         // %QX0.0 = 2: a bit holds 0 or 1.
         assert_eq!(decode_write(&[1, 0, 0, 0, 2]), Err(DecodeError::ValueTooLarge));
     }

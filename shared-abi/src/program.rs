@@ -9,7 +9,7 @@ use crate::image::Image;
 use core::ffi::{c_char, c_void};
 
 /// Bumped on any incompatible change of `ProgramAbi` or `LocatedInfo`.
-pub const PROGRAM_ABI_VERSION: u32 = 1;
+pub const PROGRAM_ABI_VERSION: u32 = 2;
 
 /// The symbol rt-core resolves in a program library.
 pub const PROGRAM_ENTRY_SYMBOL: &str = "oplc_program_entry";
@@ -119,6 +119,53 @@ pub struct ProgramAbi {
     /// native-order bytes (a short value zero-padded). A forced variable keeps its forced
     /// value. Returns 0 or a negative error. May be null: rt-core refuses `SetVar` then.
     pub var_write: Option<unsafe extern "C" fn(index: u32, value: *const c_void, len: u32) -> i32>,
+    // Appended after `var_write`: present when `struct_size` covers them. A program with two
+    // or more tasks that has them gets one real-time thread per task (rt-core's `tasks`);
+    // otherwise `run_tick` runs every due task on the scan thread.
+    /// How many IEC tasks the program has (0 or null: `run_tick` only).
+    pub task_count: Option<unsafe extern "C" fn() -> u32>,
+    /// Fills `out` for task `task`; 0, or -1 when out of range.
+    pub task_info: Option<unsafe extern "C" fn(task: u32, out: *mut TaskInfo) -> i32>,
+    /// Called once on each task thread before its first `task_run` (thread-local state, such
+    /// as a per-thread program clock, is set up here rather than on the first scan). 0 or < 0.
+    pub task_thread_init: Option<unsafe extern "C" fn() -> i32>,
+    /// Copies the image's inputs into the located inputs of task `task`'s programs. Called by
+    /// rt-core while that task is not running. 0, or -1 when out of range.
+    pub task_inputs: Option<unsafe extern "C" fn(task: u32) -> i32>,
+    /// Runs task `task`'s programs once, with the program clock at `tick` base periods.
+    /// Touches only that task's programs (and what they share through globals).
+    pub task_run: Option<unsafe extern "C" fn(task: u32, tick: u64)>,
+    /// Copies task `task`'s located outputs and memory into the image. Called by rt-core while
+    /// that task is not running. 0, or -1 when out of range.
+    pub task_outputs: Option<unsafe extern "C" fn(task: u32) -> i32>,
+}
+
+/// Bytes of a task name, NUL included.
+pub const TASK_NAME_BYTES: usize = 32;
+
+/// One IEC task as the program declares it (`oplc_task_info_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// NUL-terminated (truncated to fit).
+    pub name: [u8; TASK_NAME_BYTES],
+    /// 0: runs every base tick.
+    pub interval_ns: u64,
+    /// As declared; IEC 61131-3: 0 is the most urgent.
+    pub priority: i32,
+    pub reserved: u32,
+}
+
+impl TaskInfo {
+    pub const fn empty() -> Self {
+        TaskInfo { name: [0; TASK_NAME_BYTES], interval_ns: 0, priority: 0, reserved: 0 }
+    }
+
+    /// The name up to its NUL, when it is UTF-8.
+    pub fn name_str(&self) -> &str {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(self.name.len());
+        core::str::from_utf8(&self.name[..end]).unwrap_or("")
+    }
 }
 
 /// `struct_size` of the first release's table (without the RETAIN functions): libraries
@@ -126,6 +173,8 @@ pub struct ProgramAbi {
 pub const PROGRAM_ABI_BASE_SIZE: usize = 16 + 15 * 8;
 /// `struct_size` of a table with the RETAIN functions but without `var_write`.
 pub const PROGRAM_ABI_RETAIN_SIZE: usize = PROGRAM_ABI_BASE_SIZE + 3 * 8;
+/// `struct_size` of a table with `var_write` but without the task functions.
+pub const PROGRAM_ABI_WRITE_SIZE: usize = PROGRAM_ABI_RETAIN_SIZE + 8;
 
 impl ProgramAbi {
     /// Whether a table of `struct_size` bytes has the RETAIN functions.
@@ -135,6 +184,11 @@ impl ProgramAbi {
 
     /// Whether a table of `struct_size` bytes has `var_write`.
     pub const fn has_var_write(struct_size: u32) -> bool {
+        struct_size as usize >= PROGRAM_ABI_WRITE_SIZE
+    }
+
+    /// Whether a table of `struct_size` bytes has the task functions.
+    pub const fn has_tasks(struct_size: u32) -> bool {
         struct_size as usize >= core::mem::size_of::<ProgramAbi>()
     }
 }
@@ -147,7 +201,9 @@ const _: () = {
     assert!(offset_of!(ProgramAbi, located_at) == 16 + 14 * 8);
     assert!(offset_of!(ProgramAbi, retain_count) == PROGRAM_ABI_BASE_SIZE);
     assert!(offset_of!(ProgramAbi, var_write) == PROGRAM_ABI_RETAIN_SIZE);
-    assert!(size_of::<ProgramAbi>() == PROGRAM_ABI_RETAIN_SIZE + 8);
+    assert!(offset_of!(ProgramAbi, task_count) == PROGRAM_ABI_WRITE_SIZE);
+    assert!(size_of::<ProgramAbi>() == PROGRAM_ABI_WRITE_SIZE + 6 * 8);
+    assert!(size_of::<TaskInfo>() == 48);
 };
 
 /// What `openplc-rt check <library>` prints when the library loaded and initialised in its

@@ -83,6 +83,19 @@ impl<const N: usize, const S: usize> Ring<N, S> {
         self.len() == 0
     }
 
+    /// The producer's free-running counter: messages pushed since the ring was created,
+    /// modulo 2^32.
+    pub fn produced(&self) -> u32 {
+        self.head.0.load(Ordering::Acquire)
+    }
+
+    /// The consumer's free-running counter: messages taken since the ring was created,
+    /// modulo 2^32. A message is taken once `consumed` has passed the value `produced`
+    /// had just after it was pushed.
+    pub fn consumed(&self) -> u32 {
+        self.tail.0.load(Ordering::Acquire)
+    }
+
     /// Pushes refused because the ring was full, since it was created.
     pub fn dropped(&self) -> u64 {
         self.dropped.0.load(Ordering::Relaxed)

@@ -36,7 +36,8 @@ impl<T: Pod> SeqLock<T> {
     /// before anyone else can see it.
     pub fn init(&mut self) {
         *self.seq.get_mut() = 0;
-        *self.data.get_mut() = T::zeroed();
+        // In place: a large `T` (the output image) must not pass through the stack.
+        bytemuck::bytes_of_mut(self.data.get_mut()).fill(0);
     }
 
     /// The current version: even and stable when no write is under way.
@@ -79,6 +80,37 @@ impl<T: Pod> SeqLock<T> {
         if before == after { Ok(before) } else { Err(Torn) }
     }
 
+    /// One attempt to copy a consistent snapshot of part of the data: its first `head`
+    /// bytes, then the byte ranges `parts` names (given the head just copied; ranges past
+    /// the end are cut). What lies outside them in `out` is left as it was. For large
+    /// snapshots of which a reader needs a known prefix (the published image tables).
+    pub fn try_read_parts<const N: usize>(
+        &self,
+        out: &mut T,
+        head: usize,
+        parts: impl Fn(&T) -> [(usize, usize); N],
+    ) -> Result<u64, Torn> {
+        let before = self.seq.load(Ordering::Acquire);
+        if before & 1 == 1 {
+            return Err(Torn);
+        }
+        let len = core::mem::size_of::<T>();
+        // SAFETY: the ranges are cut to the size of `T`; `data` is a live `T` and `out` a
+        // distinct one. The copy may race with the writer, which the check below detects.
+        unsafe { volatile_copy_range(self.data.get(), out, 0, head.min(len)) };
+        // Orders the head's loads before reading what it says.
+        fence(Ordering::Acquire);
+        for (offset, bytes) in parts(out) {
+            let start = offset.min(len);
+            let end = offset.saturating_add(bytes).min(len);
+            // SAFETY: as above, in bounds.
+            unsafe { volatile_copy_range(self.data.get(), out, start, end) };
+        }
+        fence(Ordering::Acquire);
+        let after = self.seq.load(Ordering::Relaxed);
+        if before == after { Ok(before) } else { Err(Torn) }
+    }
+
     /// Copies a consistent snapshot, retrying up to `attempts` times. For readers that are
     /// allowed to wait a little (the companion), never for rt-core.
     pub fn read(&self, out: &mut T, attempts: u32) -> Result<u64, Torn> {
@@ -89,6 +121,31 @@ impl<T: Pod> SeqLock<T> {
             }
         }
         Err(Torn)
+    }
+}
+
+/// Copies bytes `start..end` of `*src` into the same bytes of `*dst`, volatile.
+///
+/// # Safety
+/// `src` must point at a readable `T` not overlapping `dst`; `start <= end <= size_of::<T>()`.
+unsafe fn volatile_copy_range<T: Pod>(src: *const T, dst: &mut T, start: usize, end: usize) {
+    let dst_bytes = &mut bytemuck::bytes_of_mut(dst)[start..end];
+    // SAFETY: `start` is within the `T` at `src` (caller).
+    let src_bytes = unsafe { (src as *const u8).add(start) };
+    let mut i = 0;
+    let n = dst_bytes.len();
+    if (src_bytes as usize).is_multiple_of(8) {
+        while i + 8 <= n {
+            // SAFETY: in bounds (`i + 8 <= n`) and 8-aligned because `src_bytes` is.
+            let w = unsafe { core::ptr::read_volatile(src_bytes.add(i) as *const u64) };
+            dst_bytes[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+            i += 8;
+        }
+    }
+    while i < n {
+        // SAFETY: in bounds (`i < n`).
+        dst_bytes[i] = unsafe { core::ptr::read_volatile(src_bytes.add(i)) };
+        i += 1;
     }
 }
 

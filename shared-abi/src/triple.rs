@@ -44,7 +44,8 @@ impl<T: Pod> TripleBuffer<T> {
         *self.reader_index.0.get_mut() = 2;
         *self.published.0.get_mut() = 0;
         for b in &mut self.buffers {
-            *b.get_mut() = T::zeroed();
+            // In place: a large `T` (the input image) must not pass through the stack.
+            bytemuck::bytes_of_mut(b.get_mut()).fill(0);
         }
     }
 

@@ -3,7 +3,7 @@
 //! must equal what Rust computes for the same field.
 
 use shared_abi::image::{Image, InputImage, OutputImage};
-use shared_abi::program::{LocatedInfo, PROGRAM_ABI_VERSION, ProgramAbi};
+use shared_abi::program::{LocatedInfo, PROGRAM_ABI_VERSION, ProgramAbi, TaskInfo};
 use std::collections::BTreeMap;
 use std::mem::{offset_of, size_of};
 use std::path::Path;
@@ -32,6 +32,9 @@ int main(void) {
     OFF(oplc_program_abi_t, var_force); OFF(oplc_program_abi_t, var_unforce); OFF(oplc_program_abi_t, group_count);
     OFF(oplc_program_abi_t, group_len); OFF(oplc_program_abi_t, located_count); OFF(oplc_program_abi_t, located_at);
     OFF(oplc_program_abi_t, retain_count); OFF(oplc_program_abi_t, retain_var); OFF(oplc_program_abi_t, retain_set); OFF(oplc_program_abi_t, var_write);
+    OFF(oplc_program_abi_t, task_count); OFF(oplc_program_abi_t, task_info); OFF(oplc_program_abi_t, task_thread_init);
+    OFF(oplc_program_abi_t, task_inputs); OFF(oplc_program_abi_t, task_run); OFF(oplc_program_abi_t, task_outputs);
+    SIZE(oplc_task_info_t); OFF(oplc_task_info_t, name); OFF(oplc_task_info_t, interval_ns); OFF(oplc_task_info_t, priority);
     return 0;
 }
 "#;
@@ -56,7 +59,9 @@ fn rust_layout() -> BTreeMap<String, usize> {
     off!("oplc_outputs_t", OutputImage, lint_output => "lint_output", lint_memory => "lint_memory", dint_output => "dint_output", dint_memory => "dint_memory", int_output => "int_output", int_memory => "int_memory", byte_output => "byte_output", bool_output => "bool_output", bool_memory => "bool_memory");
     off!("oplc_image_t", Image, inputs => "in", outputs => "out");
     off!("oplc_located_t", LocatedInfo, area => "area", width => "width", index => "index", bit => "bit", in_image => "in_image", size => "size");
-    off!("oplc_program_abi_t", ProgramAbi, abi_version => "abi_version", struct_size => "struct_size", generator => "generator", bind_image => "bind_image", init => "init", run_tick => "run_tick", tick_period_ns => "tick_period_ns", program_md5 => "program_md5", var_count => "var_count", var_size => "var_size", var_kind => "var_kind", var_addr => "var_addr", var_force => "var_force", var_unforce => "var_unforce", group_count => "group_count", group_len => "group_len", located_count => "located_count", located_at => "located_at", retain_count => "retain_count", retain_var => "retain_var", retain_set => "retain_set", var_write => "var_write");
+    off!("oplc_program_abi_t", ProgramAbi, abi_version => "abi_version", struct_size => "struct_size", generator => "generator", bind_image => "bind_image", init => "init", run_tick => "run_tick", tick_period_ns => "tick_period_ns", program_md5 => "program_md5", var_count => "var_count", var_size => "var_size", var_kind => "var_kind", var_addr => "var_addr", var_force => "var_force", var_unforce => "var_unforce", group_count => "group_count", group_len => "group_len", located_count => "located_count", located_at => "located_at", retain_count => "retain_count", retain_var => "retain_var", retain_set => "retain_set", var_write => "var_write", task_count => "task_count", task_info => "task_info", task_thread_init => "task_thread_init", task_inputs => "task_inputs", task_run => "task_run", task_outputs => "task_outputs");
+    put("size oplc_task_info_t", size_of::<TaskInfo>());
+    off!("oplc_task_info_t", TaskInfo, name => "name", interval_ns => "interval_ns", priority => "priority");
     m
 }
 

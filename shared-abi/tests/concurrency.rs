@@ -7,6 +7,7 @@ use shared_abi::layout::OutputSnapshot;
 use shared_abi::msg::ImageWrite;
 use shared_abi::ring::PushError;
 use shared_abi::shm::{ClientMapping, RtMapping};
+use shared_abi::sizes::ImageSizes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 
@@ -97,20 +98,26 @@ fn oversized_messages_are_refused_not_truncated() {
     assert!(client.shm().writes.is_empty());
 }
 
+/// The tables of the program these snapshots come from (what readers copy).
+const SIZES: ImageSizes = ImageSizes::LEGACY;
+const N: usize = 1024;
+
 fn fill(snapshot: &mut OutputSnapshot, value: u64) {
     snapshot.cycle = value;
     snapshot.tick = value;
-    snapshot.image.lint_output.fill(value);
-    snapshot.image.lint_memory.fill(value);
-    snapshot.image.int_memory.fill(value as u16);
+    snapshot.sizes = SIZES;
+    snapshot.image.lint_output[..N].fill(value);
+    snapshot.image.lint_memory[..N].fill(value);
+    snapshot.image.int_memory[..N].fill(value as u16);
 }
 
 fn consistent(snapshot: &OutputSnapshot) -> bool {
     let v = snapshot.cycle;
     snapshot.tick == v
-        && snapshot.image.lint_output.iter().all(|&x| x == v)
-        && snapshot.image.lint_memory.iter().all(|&x| x == v)
-        && snapshot.image.int_memory.iter().all(|&x| x == v as u16)
+        && snapshot.sizes == SIZES
+        && snapshot.image.lint_output[..N].iter().all(|&x| x == v)
+        && snapshot.image.lint_memory[..N].iter().all(|&x| x == v)
+        && snapshot.image.int_memory[..N].iter().all(|&x| x == v as u16)
 }
 
 #[test]
@@ -141,10 +148,11 @@ fn seqlock_readers_never_accept_a_torn_snapshot() {
             .map(|count| {
                 let (client, done) = (&client, &done);
                 s.spawn(move || {
-                    let mut snap: OutputSnapshot = bytemuck::Zeroable::zeroed();
+                    let mut snap: Box<OutputSnapshot> = bytemuck::zeroed_box();
                     let (mut torn, mut last) = (0u64, 0u64);
                     while !done.load(Ordering::Acquire) {
-                        match client.shm().outputs.try_read(&mut snap) {
+                        // What the companion does: the head, then the prefixes it names.
+                        match shared_abi::layout::read_outputs(&client.shm().outputs, &mut snap, 1) {
                             Ok(_) => {
                                 assert!(consistent(&snap), "accepted a torn snapshot at {}", snap.cycle);
                                 assert!(snap.cycle >= last, "versions went backwards");
@@ -165,7 +173,7 @@ fn seqlock_readers_never_accept_a_torn_snapshot() {
     for c in &successes {
         assert!(c.load(Ordering::Acquire) >= WRITES / 500, "each reader got through at every handshake");
     }
-    let mut snap: OutputSnapshot = bytemuck::Zeroable::zeroed();
+    let mut snap: Box<OutputSnapshot> = bytemuck::zeroed_box();
     client.shm().outputs.read(&mut snap, 10).unwrap();
     assert_eq!(snap.cycle, WRITES, "the last write is what a quiet reader sees");
 }
@@ -180,8 +188,8 @@ fn triple_buffer_hands_over_whole_snapshots_newest_first() {
             for v in 1..=PUBLISHES {
                 // SAFETY: this thread is the only writer of the input buffer.
                 let back = &mut unsafe { client.shm().inputs.back_buffer() }.image;
-                back.lint_input.fill(v);
-                back.int_input.fill(v as u16);
+                back.lint_input[..N].fill(v);
+                back.int_input[..N].fill(v as u16);
                 back.bool_input[1023][7] = (v % 2) as u8;
                 // SAFETY: as above.
                 unsafe { client.shm().inputs.publish() };
@@ -196,8 +204,8 @@ fn triple_buffer_hands_over_whole_snapshots_newest_first() {
             let (snapshot, fresh) = unsafe { rt.shm().inputs.read_latest() };
             let image = &snapshot.image;
             let v = image.lint_input[0];
-            assert!(image.lint_input.iter().all(|&x| x == v), "torn input snapshot");
-            assert!(image.int_input.iter().all(|&x| x == v as u16), "torn input snapshot");
+            assert!(image.lint_input[..N].iter().all(|&x| x == v), "torn input snapshot");
+            assert!(image.int_input[..N].iter().all(|&x| x == v as u16), "torn input snapshot");
             assert_eq!(image.bool_input[1023][7], (v % 2) as u8);
             if fresh {
                 assert!(v > last, "a snapshot came back older or twice: {v} after {last}");
@@ -231,7 +239,7 @@ fn a_new_writer_starts_from_what_the_reader_sees() {
             assert_eq!(img.image.lint_input[3], 6);
         }
     }
-    let mut copy: shared_abi::layout::InputSnapshot = bytemuck::Zeroable::zeroed();
+    let mut copy: Box<shared_abi::layout::InputSnapshot> = bytemuck::zeroed_box();
     // SAFETY: the test's writer is not writing.
     assert!(unsafe { client.shm().inputs.copy_latest(&mut copy) });
     assert_eq!(copy.image.lint_input[3], 7, "unread newest snapshot");

@@ -9,6 +9,12 @@
 //! percentile past it is printed as a bound, `≥1000`, never as a number). Slices are pooled
 //! per tool; each ratio gets a 95 % bootstrap interval over the ABBA pairs
 //! (`openplc_benches::compare`). The last line is machine-readable.
+//!
+//! `--tasks`: each IEC task of a two-task program against cyclictest threads at the same
+//! priorities (`latency/tasks.rs`).
+
+#[path = "latency/tasks.rs"]
+mod tasks;
 
 use clap::Parser;
 use openplc_benches::Error;
@@ -25,22 +31,22 @@ use std::time::Duration;
 
 #[derive(Parser)]
 #[command(about = "rt-core vs cyclictest wake-up latency, alternating slices on one CPU")]
-struct Args {
+pub(crate) struct Args {
     /// Slices per tool (ABBA order; pairs of adjacent slices are the bootstrap's unit).
     #[arg(long, default_value_t = 40)]
-    slices: usize,
+    pub(crate) slices: usize,
     /// Seconds per slice.
     #[arg(long, default_value_t = 5)]
-    seconds: u64,
+    pub(crate) seconds: u64,
     /// 10 slices of 3 s per tool.
     #[arg(long)]
     quick: bool,
     /// SCHED_FIFO priority for both.
     #[arg(long, default_value_t = 49)]
-    priority: i32,
+    pub(crate) priority: i32,
     /// CPU for both (default: the one rt-core picks by itself).
     #[arg(long)]
-    cpu: Option<usize>,
+    pub(crate) cpu: Option<usize>,
     /// The program library rt-core runs (period 1 ms); default: the demo bundle, built now.
     #[arg(long)]
     program: Option<PathBuf>,
@@ -48,7 +54,11 @@ struct Args {
     #[arg(long)]
     rt_binary: Option<PathBuf>,
     #[arg(long, default_value = "cyclictest")]
-    cyclictest: String,
+    pub(crate) cyclictest: String,
+    /// Per task: the two-task STruC++ program, each task against a cyclictest thread at its
+    /// priority and interval.
+    #[arg(long)]
+    tasks: bool,
 }
 
 /// One rt-core slice: start, load, warm up, reset, measure, read the histogram, stop.
@@ -88,7 +98,7 @@ fn rt_slice(args: &Args, rt_binary: &Path, program: &Path, dir: &Path) -> Result
     Ok((h, scans, cpu))
 }
 
-fn show(q: Option<Quantile>) -> String {
+pub(crate) fn show(q: Option<Quantile>) -> String {
     q.map_or("-".into(), |q| q.to_string())
 }
 
@@ -111,6 +121,9 @@ fn run(args: &Args) -> Result<(), Error> {
         Some(p) => p.clone(),
         None => beside_this_exe("openplc-rt")?,
     };
+    if args.tasks {
+        return tasks::run(args, work.path(), &rt_binary);
+    }
     let program = match &args.program {
         Some(p) => std::fs::canonicalize(p).map_err(Error::io(p.display().to_string()))?,
         None => {

@@ -22,6 +22,7 @@ use shared_abi::client::{Reader, RtClient};
 use shared_abi::layout::RT_FIFO;
 use shared_abi::migrate::{MigrateEntry, MigratePlan, SwapOutcome};
 use shared_abi::msg::Command;
+use shared_abi::sizes::ImageRequest;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
@@ -88,7 +89,9 @@ fn rt_slice(args: &Args, rt_binary: &Path, builds: &[PathBuf; 2], dir: &Path) ->
         client.stage_plan(Some(&plan));
         let path = shared_abi::msg::bounded(&builds[(k as usize + 1) % 2].to_string_lossy());
         let before = client.status().program_gen;
-        client.send(Command::Load { path, start: true, warm: false, online: true }).map_err(unexpected("load"))?;
+        client
+            .send(Command::Load { path, start: true, warm: false, online: true, image: ImageRequest::FROM_PROGRAM })
+            .map_err(unexpected("load"))?;
         wait_for("the online change", Duration::from_secs(10), || {
             (client.status().program_gen != before).then_some(())
         })?;

@@ -463,6 +463,14 @@ static const oplc_program_abi_t adapter_abi = {
     adapter_retain_var,
     adapter_retain_set,
     adapter_var_write,
+    /* One config_run__ per tick runs every task (MatIEC offers nothing finer): no task
+     * threads. */
+    NULL, /* task_count */
+    NULL, /* task_info */
+    NULL, /* task_thread_init */
+    NULL, /* task_inputs */
+    NULL, /* task_run */
+    NULL, /* task_outputs */
 };
 
 const oplc_program_abi_t *oplc_program_entry(void)

@@ -42,7 +42,9 @@
  * shadow is refreshed). A RETAIN variable that is no debug leaf (a function block instance,
  * an array) cannot be expressed in the ABI and is not kept.
  *
- * Every task runs on the thread that calls run_tick (rt-core's scan thread), in IEC priority
+ * With two or more tasks, rt-core runs each task on a thread of its own through the task
+ * functions (oplc_strucpp_tasks.hpp; the builder then defines STRUCPP_THREADED). Otherwise
+ * every task runs on the thread that calls run_tick (rt-core's scan thread), in IEC priority
  * order (0 first; declaration order among equals) when due: a task of interval I runs on
  * ticks that are multiples of I / base, base (the scan period) being the GCD of the
  * intervals; a task without an interval runs every tick, and with no interval at all the
@@ -50,17 +52,18 @@
  * advances one period per tick; it is set on the calling thread before the tasks run, so it
  * is right with or without STRUCPP_THREADED (where it is thread-local).
  */
+/* The program's declarations first, as every generated unit starts: the builder may then
+ * stand the precompiled runtime headers in for what generated.hpp includes (pch.rs). The
+ * debugger's exports are defined here and nowhere else: generated code never includes
+ * debug_dispatch.hpp. */
+#include "generated.hpp"
+
 #define STRUCPP_V4_DEBUG_EXPORTS_DEFINE
 #include "debug_dispatch.hpp"
 #include "iec_located.hpp"
 #include "iec_std_lib.hpp"
 
-#include "generated.hpp"
-
 #if defined(__has_include)
-#if __has_include("defines.h")
-#include "defines.h"
-#endif
 #if __has_include("iec_retain.hpp")
 #include "iec_retain.hpp"
 #define OPLC_STRUCPP_RETAIN 1
@@ -95,6 +98,10 @@ strucpp::OPLC_STRUCPP_CONFIG g_config;
 #include "oplc_strucpp_retain.hpp"
 #include "oplc_strucpp_tables.hpp"
 #include "oplc_strucpp_tasks.hpp"
+
+/* The program's MD5 (PROGRAM_MD5 of the bundle's defines.h), or null: defined in a unit of
+ * its own (oplc_strucpp_md5.cpp), which changes with every upload while this one need not. */
+__attribute__((visibility("hidden"))) const char *oplc_strucpp_program_md5();
 
 namespace {
 
@@ -131,6 +138,7 @@ int32_t adapter_bind_image(oplc_image_t *image)
         l.in_image = l.slot != nullptr;
         l.published = l.slot != nullptr ? oplc_slot_get(l.slot, l.width) : 0;
     }
+    find_owners();
     return 0;
 }
 
@@ -148,11 +156,7 @@ uint64_t adapter_tick_period_ns()
 
 const char *adapter_program_md5()
 {
-#ifdef PROGRAM_MD5
-    return PROGRAM_MD5;
-#else
-    return nullptr;
-#endif
+    return oplc_strucpp_program_md5();
 }
 
 uint32_t adapter_var_count()
@@ -236,6 +240,12 @@ const oplc_program_abi_t adapter_abi = {
     adapter_retain_var,
     adapter_retain_set,
     adapter_var_write,
+    adapter_task_count,
+    adapter_task_info,
+    adapter_task_thread_init,
+    adapter_task_inputs,
+    adapter_task_run,
+    adapter_task_outputs,
 };
 
 } // namespace

@@ -6,6 +6,8 @@
 //! out/    our adapter, its headers and generated tables; the objects; the library
 //! bin/    a copy of openplc-rt for the load check
 //! tmp/    the compilers' temporary files (TMPDIR)
+//! log/    the job runner's script and each job's output (runner/dispatch.rs)
+//! pch/    the precompiled header, linked from the build cache when there is one (pch.rs)
 //! ```
 //!
 //! The bundle is copied rather than shown in place so that the compilers (which may run as
@@ -30,6 +32,8 @@ pub(crate) const SRC: &str = "src";
 pub(crate) const OUT: &str = "out";
 pub(crate) const BIN: &str = "bin";
 pub(crate) const TMP: &str = "tmp";
+pub(crate) const LOG: &str = "log";
+pub(crate) const PCH: &str = "pch";
 
 pub(crate) struct BuildFolder {
     dir: tempfile::TempDir,
@@ -47,7 +51,7 @@ impl BuildFolder {
             .map_err(|e| BuildError::io(format!("cannot create a build folder in {}", parent.display()), e))?;
         let folder = BuildFolder { dir, owner };
         folder.own(folder.host())?;
-        for sub in [SRC, OUT, BIN, TMP] {
+        for sub in [SRC, OUT, BIN, TMP, LOG, PCH] {
             folder.make_dir(&folder.host().join(sub))?;
         }
         Ok(folder)
@@ -114,17 +118,42 @@ impl BuildFolder {
 
     /// Writes one of our sources into `out/`.
     pub fn write(&self, name: &str, text: &str) -> Result<(), BuildError> {
-        let path = self.host().join(OUT).join(name);
-        let mut file = self.create_file(&path, 0o644)?;
-        file.write_all(text.as_bytes())
-            .map_err(|e| BuildError::io(format!("cannot write {name} to the build folder"), e))
+        self.write_in(OUT, name, text.as_bytes())
     }
 
-    /// Copies the executable `program` into `bin/` under `name`.
+    /// Writes the new file `sub/name`.
+    pub fn write_in(&self, sub: &str, name: &str, bytes: &[u8]) -> Result<(), BuildError> {
+        let path = self.host().join(sub).join(name);
+        let mut file = self.create_file(&path, 0o644)?;
+        file.write_all(bytes).map_err(|e| BuildError::io(format!("cannot write {name} to the build folder"), e))
+    }
+
+    /// Puts the file `from` (of the build cache, read-only) into `sub/` under its name: a
+    /// hard link when both are on one file system, else a copy.
+    pub fn link_in(&self, sub: &str, from: &Path) -> Result<(), BuildError> {
+        let name = from.file_name().unwrap_or_default();
+        let to = self.host().join(sub).join(name);
+        if fs::hard_link(from, &to).is_ok() {
+            return Ok(());
+        }
+        let mut source = File::open(from).map_err(|e| BuildError::io(format!("cannot read {}", from.display()), e))?;
+        let mut target = self.create_file(&to, 0o444)?;
+        copy_reading(&mut source, &mut target).map_err(|e| e.into_build_error(from, "copying a precompiled header"))?;
+        Ok(())
+    }
+
+    /// Puts the executable `program` into `bin/` under `name`: a hard link when anyone may
+    /// read and run it and it is on the same file system (nothing to copy; the link gives
+    /// the build's account no right the file's mode did not), else a copy the build's
+    /// account owns.
     pub fn add_executable(&self, program: &Path, name: &str) -> Result<(), BuildError> {
+        let path = self.host().join(BIN).join(name);
+        let open_to_all = fs::metadata(program).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o005 == 0o005);
+        if open_to_all && fs::hard_link(program, &path).is_ok() {
+            return Ok(());
+        }
         let mut source =
             File::open(program).map_err(|e| BuildError::io(format!("cannot read {}", program.display()), e))?;
-        let path = self.host().join(BIN).join(name);
         let mut target = self.create_file(&path, 0o755)?;
         copy_reading(&mut source, &mut target).map_err(|e| e.into_build_error(program, "copying openplc-rt"))?;
         Ok(())
@@ -243,7 +272,7 @@ mod tests {
         let folder = BuildFolder::create(None, None).expect("folder");
         folder.copy_bundle(bundle.path()).expect("copy");
         assert_eq!(fs::read(folder.host().join("src/lib/C/x.h")).expect("read"), b"#define X 1");
-        for sub in [SRC, OUT, BIN, TMP] {
+        for sub in [SRC, OUT, BIN, TMP, LOG, PCH] {
             assert!(folder.host().join(sub).is_dir(), "{sub}");
         }
 

@@ -10,23 +10,34 @@
 //! Every compiler, the linker and the load check run in a sandbox (`sandbox.rs`: bubblewrap,
 //! as an unprivileged user, seeing only a build folder with a copy of the bundle and the
 //! toolchain; `folder.rs`), with a scrubbed environment, resource limits (CPU time, 2 GiB of
-//! address space, file size), in their own process group that is killed when the build's
-//! timeout expires; every line they print reaches the caller as it arrives (`runner.rs`).
+//! address space, file size), killed when the build's timeout expires; every line they print
+//! reaches the caller (`runner/`). The compilers of one build share one sandbox and run as
+//! many at a time as there are CPUs (`runner/dispatch.rs`).
+//!
+//! With a build cache (`cache/`), a unit whose bytes, headers, compiler and flags are those
+//! of a unit compiled before is not compiled again (`compile.rs`), and the heavy headers each
+//! generation ships are precompiled once per distinct header set (`pch.rs`).
 
+mod cache;
+mod compile;
 mod detect;
 mod error;
 mod folder;
 mod matiec;
 mod md5;
+mod pch;
 mod runner;
 mod sandbox;
+mod scan;
 mod strucpp;
 mod toolchain;
 
+pub use cache::CacheSettings;
 pub use detect::{Generation, MATIEC_REQUIRED_FILES, detect};
 pub use error::{BuildError, storage_problem};
 pub use matiec::{CsvError, MatiecVariable, matiec_retain_indices, matiec_variables};
 pub use md5::program_md5;
+pub use pch::wait_for_background_work;
 pub use sandbox::{Identity, Isolation, NOBODY, sandbox_status};
 pub use strucpp::STRUCPP_REQUIRED_FILES;
 
@@ -34,6 +45,7 @@ use folder::BuildFolder;
 use sandbox::{Launcher, Limits, View};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use toolchain::{LIBRARY, Paths, Toolchain};
 
@@ -41,6 +53,8 @@ use toolchain::{LIBRARY, Paths, Toolchain};
 pub const MATIEC_ADAPTER_SOURCE: &str = include_str!("../adapters/matiec_adapter.c");
 /// The C++ adapter compiled into every STruC++ program library.
 pub const STRUCPP_ADAPTER_SOURCE: &str = include_str!("../adapters/strucpp_adapter.cpp");
+/// The STruC++ adapter's unit holding the program's MD5.
+pub const STRUCPP_MD5_SOURCE: &str = include_str!("../adapters/oplc_strucpp_md5.cpp");
 /// The program ABI header the adapter includes.
 pub const PROGRAM_ABI_HEADER: &str = include_str!("../../../shared-abi/include/openplc_abi.h");
 /// Where located variables live in rt-core's image: shared by both adapters.
@@ -61,6 +75,26 @@ pub const STRUCPP_ADAPTER_HEADERS: [(&str, &str); 7] = [
 
 /// How long `openplc-rt check` may take to open a library.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The build cache's format: a new one when what a key covers or how entries are written
+/// changes, so that nothing cached by another version of this builder is ever served.
+pub(crate) const CACHE_FORMAT: &str = concat!("openplc-builder cache 1, builder ", env!("CARGO_PKG_VERSION"));
+
+/// The digest of every source of ours that goes into a program library (the adapters and
+/// their headers): part of every cache key.
+pub(crate) fn adapter_digest() -> cache::Digest {
+    static DIGEST: OnceLock<cache::Digest> = OnceLock::new();
+    *DIGEST.get_or_init(|| {
+        let mut key = cache::KeyHasher::new("adapters");
+        for text in [MATIEC_ADAPTER_SOURCE, STRUCPP_ADAPTER_SOURCE, STRUCPP_MD5_SOURCE] {
+            key.field(text.as_bytes());
+        }
+        for (name, text) in ADAPTER_HEADERS.iter().chain(STRUCPP_ADAPTER_HEADERS.iter()) {
+            key.field(name.as_bytes()).field(text.as_bytes());
+        }
+        key.finish()
+    })
+}
 
 /// How a line of build output should be shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,7 +135,7 @@ pub struct BuildOptions {
     pub cc: String,
     /// The C++ compiler, also used to link.
     pub cxx: String,
-    /// Compilers run at once.
+    /// Compilers run at once (by default, as many as there are CPUs).
     pub jobs: usize,
     /// Limit for the whole build; the compilers are killed when it expires.
     pub timeout: Duration,
@@ -114,6 +148,13 @@ pub struct BuildOptions {
     pub load_check: Option<PathBuf>,
     /// Where build folders are made (the system's temporary directory by default).
     pub build_root: Option<PathBuf>,
+    /// The build cache of compiled units and precompiled headers (none by default).
+    pub cache: Option<CacheSettings>,
+    /// Compile every unit, taking nothing from the cache (what is compiled is still stored).
+    pub clean: bool,
+    /// Where work that goes on after the build (precompiling headers for the next builds)
+    /// says how it went.
+    pub background_log: Option<BackgroundLog>,
 }
 
 impl Default for BuildOptions {
@@ -121,12 +162,25 @@ impl Default for BuildOptions {
         BuildOptions {
             cc: "cc".into(),
             cxx: "c++".into(),
-            jobs: 1,
+            jobs: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             timeout: Duration::from_secs(300),
             isolation: Isolation::Sandbox,
             load_check: None,
             build_root: None,
+            cache: None,
+            clean: false,
+            background_log: None,
         }
+    }
+}
+
+/// Receives the lines of work that goes on after a build.
+#[derive(Clone)]
+pub struct BackgroundLog(pub Arc<dyn Fn(BuildLine) + Send + Sync>);
+
+impl fmt::Debug for BackgroundLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BackgroundLog")
     }
 }
 
@@ -139,6 +193,35 @@ pub struct BuildReport {
     /// The program's MD5 (lower case), as the Editor reads it from `program.st`.
     pub md5: Option<String>,
     pub duration: Duration,
+    /// Where the time went, step by step: "prepare", "cache lookup", "compile", "link",
+    /// "load check", "place".
+    pub steps: Vec<(&'static str, Duration)>,
+    /// The units taken from the build cache, and the units compiled.
+    pub reused: Vec<String>,
+    pub compiled: Vec<String>,
+}
+
+/// Time spent per step of a build.
+pub(crate) struct Steps {
+    last: Instant,
+    list: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn new(started: Instant) -> Steps {
+        Steps { last: started, list: Vec::new() }
+    }
+
+    /// The time since the last mark goes to `step`.
+    pub fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        let spent = now - self.last;
+        self.last = now;
+        match self.list.iter_mut().find(|(name, _)| *name == step) {
+            Some((_, total)) => *total += spent,
+            None => self.list.push((step, spent)),
+        }
+    }
 }
 
 /// Builds the bundle in `dir` into the program library `out`, handing every line of output
@@ -150,6 +233,7 @@ pub fn build(
     on_line: &mut dyn FnMut(BuildLine),
 ) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
+    let mut steps = Steps::new(started);
     let detected = detect(dir)?;
     let dir = std::fs::canonicalize(dir).map_err(|source| BuildError::BundleUnreadable { path: dir.into(), source })?;
     let out = absolute(out)?;
@@ -171,57 +255,96 @@ pub fn build(
         text: launcher.describe(),
     });
     let folder = BuildFolder::create(opts.build_root.as_deref(), launcher.identity())?;
+    let root = launcher.build_root(folder.host());
+    let at = Paths { src: root.join(folder::SRC), out: root.join(folder::OUT), pch: root.join(folder::PCH) };
+    let limits = Limits {
+        cpu_seconds: opts.timeout.as_secs().saturating_add(1),
+        address_space: 2 << 30,
+        file_size: 1 << 30,
+        idle: false,
+    };
+    let ctx = runner::Context {
+        launcher: &launcher,
+        view: View { host: folder.host(), writable: true, cwd: folder::OUT },
+        tmpdir: root.join(folder::TMP),
+        limits,
+    };
+    // The sandboxes start now and are set up while the build folder fills and the cache
+    // is searched: the job runner's, and the load check's, which runs the check with a
+    // read-only view (the library's start-up code runs there and may write nothing) once
+    // the library is linked.
+    let mut dispatcher = runner::Dispatcher::spawn(&ctx, folder.host())?;
+    let check_ctx = runner::Context {
+        launcher: &launcher,
+        view: View { host: folder.host(), writable: false, cwd: folder::OUT },
+        tmpdir: root.join(folder::TMP),
+        limits: Limits { cpu_seconds: CHECK_TIMEOUT.as_secs() + 1, ..limits },
+    };
+    let check = match &opts.load_check {
+        Some(checker) => {
+            folder.add_executable(checker, "openplc-rt")?;
+            let job = toolchain::check_job(&root.join(folder::BIN).join("openplc-rt"), &at);
+            let held = runner::Prestarted::spawn(&job, &check_ctx)?;
+            Some((job, held))
+        }
+        None => None,
+    };
     folder.copy_bundle(&dir)?;
     for source in toolchain.our_sources(&dir, on_line) {
         folder.write(source.name, &source.text)?;
     }
 
-    let root = launcher.build_root(folder.host());
-    let at = Paths { src: root.join(folder::SRC), out: root.join(folder::OUT) };
-    let mut ctx = runner::Context {
-        launcher: &launcher,
-        view: View { host: folder.host(), writable: true, cwd: folder::OUT },
-        tmpdir: root.join(folder::TMP),
-        deadline: deadline(started, opts.timeout),
-        timeout: opts.timeout,
-        limits: Limits {
-            cpu_seconds: opts.timeout.as_secs().saturating_add(1),
-            address_space: 2 << 30,
-            file_size: 1 << 30,
-        },
-    };
-    let (compile, objects) = toolchain.compile_jobs(&dir, &at, opts)?;
-    runner::run(&compile, opts.jobs, &ctx, on_line)?;
+    let plan = toolchain.plan(&dir, &at, opts)?;
     let shown_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let link = toolchain::link_job(&objects, &at, &shown_name, opts);
-    runner::run(std::slice::from_ref(&link), 1, &ctx, on_line)?;
+    let deadline_at = deadline(started, opts.timeout);
+    let compiled = compile::compile_and_link(
+        &plan,
+        &folder,
+        (&ctx, &mut dispatcher),
+        &at,
+        opts,
+        (deadline_at, &shown_name),
+        &mut steps,
+        on_line,
+    )?;
+    dispatcher.finish(deadline_at);
 
-    if let Some(checker) = &opts.load_check {
-        folder.add_executable(checker, "openplc-rt")?;
-        // Read-only: the library's start-up code runs here, and may write nothing.
-        ctx.view.writable = false;
-        ctx.deadline = deadline(Instant::now(), CHECK_TIMEOUT);
-        ctx.timeout = CHECK_TIMEOUT;
-        ctx.limits.cpu_seconds = CHECK_TIMEOUT.as_secs() + 1;
-        let check = toolchain::check_job(&root.join(folder::BIN).join("openplc-rt"), &at);
-        load_check(&check, &ctx, on_line)?;
+    if let Some((job, held)) = check {
+        load_check(&job, &check_ctx, held, on_line)?;
+        steps.mark("load check");
     }
 
     folder.place(LIBRARY, &out)?;
+    steps.mark("place");
     let duration = started.elapsed();
     on_line(info(format!("Built {} in {:.1} s", out.display(), duration.as_secs_f64())));
-    Ok(BuildReport { generation, library: out, md5: editor_md5.md5, duration })
+    if let (Some((spec, key)), Some(cache)) = (compiled.pch_to_make, &opts.cache) {
+        let background = pch::Background { spec, key, folder, launcher, cache: cache.clone(), opts: opts.clone() };
+        pch::precompile_later(background, opts.background_log.clone());
+    }
+    Ok(BuildReport {
+        generation,
+        library: out,
+        md5: editor_md5.md5,
+        duration,
+        steps: steps.list,
+        reused: compiled.reused,
+        compiled: compiled.compiled,
+    })
 }
 
-/// Runs the load check; its failure says why the program does not load.
+/// Releases the load check set up beforehand; its failure says why the program does not load.
 fn load_check(
     check: &runner::Job,
     ctx: &runner::Context<'_>,
+    held: runner::Prestarted,
     on_line: &mut dyn FnMut(BuildLine),
 ) -> Result<(), BuildError> {
     let mut said = None;
     let mut loaded = false;
-    let result = runner::run(std::slice::from_ref(check), 1, ctx, &mut |line| {
+    let mut starter = runner::Processes::with_prestarted(ctx, held);
+    let limit = (deadline(Instant::now(), CHECK_TIMEOUT), CHECK_TIMEOUT);
+    let result = runner::run(&[check], 1, &mut starter, limit, &mut |line| {
         if line.text != check.label {
             loaded |= line.text.contains(shared_abi::program::CHECK_OK);
             said = Some(line.text.trim().trim_start_matches("openplc-rt: ").to_string());
@@ -252,7 +375,7 @@ fn info(text: String) -> BuildLine {
 }
 
 /// `started + timeout`; a timeout too long for the clock is no timeout (about 136 years).
-fn deadline(started: Instant, timeout: Duration) -> Instant {
+pub(crate) fn deadline(started: Instant, timeout: Duration) -> Instant {
     started
         .checked_add(timeout)
         .or_else(|| started.checked_add(Duration::from_secs(u32::MAX.into())))

@@ -3,11 +3,11 @@
 //! variables' flags to itself).
 
 use crate::md5::{Witness, debug_c_md5, program_md5, read_text};
-use crate::runner::Job;
-use crate::toolchain::{OurSource, Paths, Toolchain, compile_args};
+use crate::pch;
+use crate::toolchain::{OurSource, Paths, Plan, Toolchain, Unit};
 use crate::{ADAPTER_HEADERS, BuildError, BuildLine, BuildOptions, Generation, Level, MATIEC_ADAPTER_SOURCE};
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const ADAPTER_FILE: &str = "oplc_matiec_adapter.c";
 /// The MatIEC adapter's table of RETAIN variables, generated from `VARIABLES.csv`.
@@ -46,41 +46,46 @@ impl Toolchain for Matiec {
     }
 
     /// `Config0.c`, `Res0.c` (which includes `POUS.c`), `debug.c`, `glueVars.c`, the adapter,
-    /// the RETAIN table and `c_blocks_code.cpp` when there is one.
-    fn compile_jobs(
-        &self,
-        bundle: &Path,
-        at: &Paths,
-        opts: &BuildOptions,
-    ) -> Result<(Vec<Job>, Vec<PathBuf>), BuildError> {
-        let includes = [at.src.clone(), at.src.join("lib"), at.src.join("lib").join("C"), at.out.clone()];
-        let mut sources: Vec<(PathBuf, &str, bool, &[&str])> = vec![
-            (at.src.join("Config0.c"), "Config0.c", false, &[]),
-            (at.src.join("Res0.c"), "Res0.c", false, &[]),
-            (at.src.join("debug.c"), "debug.c", false, &[]),
-            (at.src.join("glueVars.c"), "glueVars.c", false, &["-DOPENPLC_V4"]),
-            (at.out.join(ADAPTER_FILE), "the runtime adapter", false, &[]),
-            (at.out.join(RETAIN_TABLE_FILE), "the RETAIN table", false, &[]),
+    /// the RETAIN table and `c_blocks_code.cpp` when there is one. The C units whose first
+    /// line includes `iec_std_lib.h` may use the precompiled library headers.
+    fn plan(&self, bundle: &Path, at: &Paths, _opts: &BuildOptions) -> Result<Plan, BuildError> {
+        let includes = vec![at.src.clone(), at.src.join("lib"), at.src.join("lib").join("C"), at.out.clone()];
+        let flags: Vec<String> = ["-w", "-O2", "-fPIC", "-fno-strict-aliasing"].map(String::from).to_vec();
+        let pch = pch::matiec(bundle, at, &flags, &includes);
+        let mut sources: Vec<(&str, &str, bool, &[&str])> = vec![
+            ("Config0.c", "Config0.c", false, &[]),
+            ("Res0.c", "Res0.c", false, &[]),
+            ("debug.c", "debug.c", false, &[]),
+            ("glueVars.c", "glueVars.c", false, &["-DOPENPLC_V4"]),
+            (ADAPTER_FILE, "the runtime adapter", false, &[]),
+            (RETAIN_TABLE_FILE, "the RETAIN table", false, &[]),
         ];
         if bundle.join("c_blocks_code.cpp").is_file() {
-            sources.push((at.src.join("c_blocks_code.cpp"), "c_blocks_code.cpp", true, &[]));
+            sources.push(("c_blocks_code.cpp", "c_blocks_code.cpp", true, &[]));
         }
 
-        let mut jobs = Vec::new();
-        let mut objects = Vec::new();
-        for (index, (source, name, cplusplus, extra)) in sources.into_iter().enumerate() {
-            let object = at.out.join(format!("{index}.o"));
-            let mut flags = vec!["-w", "-O2", "-fPIC", "-fno-strict-aliasing"];
-            flags.extend_from_slice(extra);
-            jobs.push(Job {
-                label: format!("Compiling {name}"),
-                step: format!("compiling {name}"),
-                program: if cplusplus { opts.cxx.clone() } else { opts.cc.clone() },
-                args: compile_args(&flags, &includes, &source, &object),
-            });
-            objects.push(object);
-        }
-        Ok((jobs, objects))
+        let units = sources
+            .into_iter()
+            .map(|(file, name, cplusplus, defines)| {
+                let ours = file == ADAPTER_FILE || file == RETAIN_TABLE_FILE;
+                let source = if ours { at.out.join(file) } else { at.src.join(file) };
+                let precompiled = pch.is_some()
+                    && !cplusplus
+                    && !ours
+                    && read_text(&bundle.join(file))
+                        .is_some_and(|text| pch::starts_with_include(&text, "iec_std_lib.h"));
+                Unit {
+                    name: name.to_string(),
+                    source,
+                    cplusplus,
+                    flags: flags.clone(),
+                    defines: defines.iter().map(|d| d.to_string()).collect(),
+                    includes: includes.clone(),
+                    precompiled,
+                }
+            })
+            .collect();
+        Ok(Plan { units, pch })
     }
 }
 

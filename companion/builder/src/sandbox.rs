@@ -22,6 +22,7 @@
 use crate::BuildError;
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,6 +69,9 @@ pub(crate) struct Limits {
     pub cpu_seconds: u64,
     pub address_space: u64,
     pub file_size: u64,
+    /// Run at idle priority (`SCHED_IDLE`): work nobody waits for, such as precompiling
+    /// headers for the next build, takes only CPU time nothing else wants.
+    pub idle: bool,
 }
 
 /// How a job sees the build folder.
@@ -80,6 +84,7 @@ pub(crate) struct View<'a> {
 }
 
 /// Starts jobs: in bubblewrap, or directly when the sandbox is off.
+#[derive(Clone)]
 pub(crate) struct Launcher {
     /// `bwrap`, when sandboxed.
     bwrap: Option<PathBuf>,
@@ -136,25 +141,17 @@ impl Launcher {
         }
     }
 
-    /// A job's exit code or fatal signal. bwrap reports a child killed by signal N as exit
-    /// code 128 + N, as a shell does.
-    pub fn outcome(&self, status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) if self.sandboxed() && (129..=128 + 64).contains(&code) => (None, Some(code - 128)),
-            (code, signal) => (code, signal),
-        }
-    }
-
-    /// Checks that `program` can run in the sandbox: it exists on PATH (or at its path) and
-    /// lives in what the sandbox shows, or it is one we put in the build folder. Unconfined,
-    /// spawning it tells.
+    /// Checks that `program` can run: it exists on PATH (or at its path) and, in the sandbox,
+    /// lives in what the sandbox shows, or it is one we put in the build folder.
     pub fn check_program(&self, program: &str) -> io::Result<()> {
-        if !self.sandboxed() || Path::new(program).starts_with(BUILD_ROOT) {
+        if self.sandboxed() && Path::new(program).starts_with(BUILD_ROOT) {
             return Ok(());
         }
         let found = find_program(OsStr::new(program))
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))?;
+        if !self.sandboxed() {
+            return Ok(());
+        }
         let real = found.canonicalize()?;
         if !SYSTEM_ROOTS.iter().any(|root| real.starts_with(root)) {
             return Err(io::Error::new(
@@ -166,8 +163,10 @@ impl Launcher {
     }
 
     /// The command that runs `program args` with `view` of the build folder. The caller
-    /// adds the environment, pipes and [`confine`] in `pre_exec`.
-    pub fn command(&self, program: &str, args: &[OsString], view: &View<'_>) -> Command {
+    /// adds the environment, pipes and [`confine`] in `pre_exec`. With `block_fd`,
+    /// bubblewrap sets the sandbox up and then waits until that descriptor (which the child
+    /// must inherit) has something to read before it runs `program`.
+    pub fn command(&self, program: &str, args: &[OsString], view: &View<'_>, block_fd: Option<RawFd>) -> Command {
         let Some(bwrap) = &self.bwrap else {
             let mut cmd = Command::new(program);
             cmd.args(args).current_dir(view.host.join(view.cwd));
@@ -177,6 +176,9 @@ impl Launcher {
         cmd.args(sandbox_args());
         cmd.arg(if view.writable { "--bind" } else { "--ro-bind" }).arg(view.host).arg(BUILD_ROOT);
         cmd.arg("--chdir").arg(Path::new(BUILD_ROOT).join(view.cwd));
+        if let Some(fd) = block_fd {
+            cmd.arg("--block-fd").arg(fd.to_string());
+        }
         cmd.arg("--").arg(program).args(args);
         // bwrap's own working directory does not matter; `/` always exists.
         cmd.current_dir("/");
@@ -216,7 +218,7 @@ impl Launcher {
 /// What the sandbox shows of the host, read-only: the toolchain lives under `/usr` (Debian's
 /// `/bin`, `/lib`, ... are symlinks into it; on a system where they are directories they are
 /// shown as they are).
-const SYSTEM_ROOTS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+pub(crate) const SYSTEM_ROOTS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 /// Files of /etc the toolchain needs: the `cc`/`c++` alternatives and the loader's cache.
 const SYSTEM_ETC: [&str; 2] = ["/etc/alternatives", "/etc/ld.so.cache"];
 
@@ -255,7 +257,7 @@ fn sandbox_args() -> Vec<OsString> {
 
 /// `program` as the child would find it: a path, or the first executable file of that name
 /// on PATH.
-fn find_program(program: &OsStr) -> Option<PathBuf> {
+pub(crate) fn find_program(program: &OsStr) -> Option<PathBuf> {
     let is_executable =
         |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     let as_path = Path::new(program);
@@ -277,6 +279,14 @@ pub(crate) fn confine(limits: Option<Limits>, identity: Option<Identity>) -> io:
         set_limit(libc::RLIMIT_AS, limits.address_space)?;
         set_limit(libc::RLIMIT_FSIZE, limits.file_size)?;
         set_limit(libc::RLIMIT_CORE, 0)?;
+        if limits.idle {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sched_setscheduler on this process with a parameter on this stack
+            // frame. Lowering the policy to SCHED_IDLE needs no privilege.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
     }
     // SAFETY: prctl with integer arguments only; clearing the ambient set cannot fail on a
     // kernel that has one (>= 4.3), and EINVAL from an older kernel means there is none.

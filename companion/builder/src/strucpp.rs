@@ -3,10 +3,11 @@
 //! which must instantiate the bundle's configuration class.
 
 use crate::md5::{Witness, debug_map_md5, program_md5, read_text};
-use crate::runner::Job;
-use crate::toolchain::{OurSource, Paths, Toolchain, compile_args};
+use crate::pch;
+use crate::toolchain::{OurSource, Paths, Plan, Toolchain, Unit};
 use crate::{
     ADAPTER_HEADERS, BuildError, BuildLine, BuildOptions, Generation, STRUCPP_ADAPTER_HEADERS, STRUCPP_ADAPTER_SOURCE,
+    STRUCPP_MD5_SOURCE,
 };
 use std::borrow::Cow;
 use std::fs;
@@ -17,18 +18,60 @@ use std::path::{Path, PathBuf};
 pub const STRUCPP_REQUIRED_FILES: [&str; 2] = ["generated.hpp", "generated_debug.cpp"];
 
 const ADAPTER_FILE: &str = "oplc_strucpp_adapter.cpp";
+/// The program's MD5 (`PROGRAM_MD5` of the bundle's `defines.h`) in a unit of its own: it
+/// changes with every upload, and the adapter, which changes with nothing but the program's
+/// declarations, can then come from the build cache.
+const MD5_FILE: &str = "oplc_strucpp_md5.cpp";
 
 pub(crate) struct Strucpp {
     /// The configuration class the adapter instantiates as `g_config`.
     config_class: String,
+    /// `program.st` declares two or more tasks: rt-core runs each on a thread of its own,
+    /// so the program is built with `STRUCPP_THREADED`.
+    threaded: bool,
 }
 
 impl Strucpp {
     /// Checks the bundle before anything is compiled: its required files and its
     /// configuration class.
     pub fn for_bundle(bundle: &Path) -> Result<Strucpp, BuildError> {
-        Ok(Strucpp { config_class: config_class(bundle)? })
+        let source = read_text(&bundle.join("program.st")).unwrap_or_default();
+        let threaded = declared_tasks(&String::from_utf8_lossy(&source)) >= 2;
+        Ok(Strucpp { config_class: config_class(bundle)?, threaded })
     }
+}
+
+/// How many `TASK name (` declarations an ST source has, outside comments and strings.
+fn declared_tasks(source: &str) -> usize {
+    let mut text = String::with_capacity(source.len());
+    let mut chars = source.chars().peekable();
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    while let Some(c) = chars.next() {
+        match (depth, quote, c, chars.peek().copied()) {
+            (_, None, '(', Some('*')) => {
+                chars.next();
+                depth += 1;
+            }
+            (1.., None, '*', Some(')')) => {
+                chars.next();
+                depth -= 1;
+            }
+            (1.., ..) => {}
+            (0, None, '/', Some('/')) => while chars.next_if(|&c| c != '\n').is_some() {},
+            (0, None, '\'' | '"', _) => quote = Some(c),
+            (0, Some(q), _, _) if c == q => quote = None,
+            (0, Some(_), _, _) => {}
+            _ => text.push(c),
+        }
+        if depth > 0 || quote.is_some() {
+            text.push(' ');
+        }
+    }
+    let spaced = text.replace('(', " ( ");
+    let tokens: Vec<&str> =
+        spaced.split(|c: char| c.is_whitespace() || c == ';' || c == ':').filter(|t| !t.is_empty()).collect();
+    let ident = |t: &str| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    tokens.windows(3).filter(|w| w[0].eq_ignore_ascii_case("TASK") && ident(w[1]) && w[2] == "(").count()
 }
 
 impl Toolchain for Strucpp {
@@ -50,7 +93,10 @@ impl Toolchain for Strucpp {
     }
 
     fn our_sources(&self, _bundle: &Path, _on_line: &mut dyn FnMut(BuildLine)) -> Vec<OurSource> {
-        let mut sources = vec![OurSource { name: ADAPTER_FILE, text: Cow::Borrowed(STRUCPP_ADAPTER_SOURCE) }];
+        let mut sources = vec![
+            OurSource { name: ADAPTER_FILE, text: Cow::Borrowed(STRUCPP_ADAPTER_SOURCE) },
+            OurSource { name: MD5_FILE, text: Cow::Borrowed(STRUCPP_MD5_SOURCE) },
+        ];
         sources.extend(
             ADAPTER_HEADERS
                 .iter()
@@ -60,55 +106,62 @@ impl Toolchain for Strucpp {
         sources
     }
 
-    /// One job per `*.cpp` of the bundle root (STruC++ writes one per POU plus
+    /// One unit per `*.cpp` of the bundle root (STruC++ writes one per POU plus
     /// `configuration.cpp` and `generated_debug.cpp`, older versions a single `generated.cpp`;
-    /// `c_blocks_code.cpp` too), in name order, then the adapter.
+    /// `c_blocks_code.cpp` too), in name order, then the adapter and the program's MD5.
     ///
     /// C++17, position-independent, and `-fno-gnu-unique`: the generated code's C++17 inline
     /// variables (the program clock, the debug type table, ...) would otherwise be GNU unique
     /// symbols, which glibc never unloads and binds a later program to, so a reloaded program
-    /// would inherit the old one's globals. `STRUCPP_THREADED` is not defined: every task runs
-    /// on rt-core's scan thread, so the per-global mutexes are not needed, and the program
-    /// clock stays a plain global rather than a thread-local that a dlopened library allocates
-    /// on a thread's first access.
-    fn compile_jobs(
-        &self,
-        bundle: &Path,
-        at: &Paths,
-        opts: &BuildOptions,
-    ) -> Result<(Vec<Job>, Vec<PathBuf>), BuildError> {
+    /// would inherit the old one's globals. `STRUCPP_THREADED` is defined only when `program.st`
+    /// declares two or more tasks: rt-core then runs each task on a thread of its own, which
+    /// needs the per-thread program clock, the per-global mutexes and each program's located
+    /// range. A one-task program runs on rt-core's scan thread, where a plain global clock
+    /// spares the thread-local that a dlopened library allocates on a thread's first access.
+    ///
+    /// The units that start with `#include "generated.hpp"` (every generated one, and the
+    /// adapter) may use the precompiled runtime headers.
+    fn plan(&self, bundle: &Path, at: &Paths, _opts: &BuildOptions) -> Result<Plan, BuildError> {
         let unreadable = |source| BuildError::BundleUnreadable { path: bundle.to_path_buf(), source };
-        // (path as compiled, name, is the adapter)
-        let mut sources: Vec<(PathBuf, String, bool)> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         for entry in fs::read_dir(bundle).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".cpp") && entry.file_type().map_err(unreadable)?.is_file() {
-                sources.push((at.src.join(&name), name, false));
+                names.push(name);
             }
         }
-        sources.sort_by(|a, b| a.1.cmp(&b.1));
-        sources.push((at.out.join(ADAPTER_FILE), "the runtime adapter".into(), true));
+        names.sort();
 
-        let includes = [at.src.clone(), at.src.join("strucpp_runtime").join("include"), at.out.clone()];
-        let define = format!("-DOPLC_STRUCPP_CONFIG={}", self.config_class);
-        let mut jobs = Vec::new();
-        let mut objects = Vec::new();
-        for (index, (source, name, adapter)) in sources.into_iter().enumerate() {
-            let object = at.out.join(format!("{index}.o"));
-            let mut flags = vec!["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"];
-            if adapter {
-                flags.push(&define);
-            }
-            jobs.push(Job {
-                label: format!("Compiling {name}"),
-                step: format!("compiling {name}"),
-                program: opts.cxx.clone(),
-                args: compile_args(&flags, &includes, &source, &object),
-            });
-            objects.push(object);
+        let includes = vec![at.src.clone(), at.src.join("strucpp_runtime").join("include"), at.out.clone()];
+        let mut flags: Vec<String> = ["-std=c++17", "-w", "-O2", "-fPIC", "-fno-gnu-unique"].map(String::from).to_vec();
+        if self.threaded {
+            // Every unit alike (and the precompiled headers): the define changes class layouts.
+            flags.push("-DSTRUCPP_THREADED".into());
         }
-        Ok((jobs, objects))
+        let pch = read_text(&bundle.join("generated.hpp")).and_then(|text| pch::strucpp(&text, &flags, &includes));
+        let starts_with_generated = |text: &[u8]| pch.is_some() && pch::starts_with_include(text, "generated.hpp");
+        let unit = |name: String, source: PathBuf, defines: Vec<String>, precompiled: bool| Unit {
+            name,
+            source,
+            cplusplus: true,
+            flags: flags.clone(),
+            defines,
+            includes: includes.clone(),
+            precompiled,
+        };
+        let mut units: Vec<Unit> = names
+            .into_iter()
+            .map(|name| {
+                let precompiled = read_text(&bundle.join(&name)).is_some_and(|t| starts_with_generated(&t));
+                unit(name.clone(), at.src.join(&name), Vec::new(), precompiled)
+            })
+            .collect();
+        let define = format!("-DOPLC_STRUCPP_CONFIG={}", self.config_class);
+        let adapter_precompiled = starts_with_generated(STRUCPP_ADAPTER_SOURCE.as_bytes());
+        units.push(unit("the runtime adapter".into(), at.out.join(ADAPTER_FILE), vec![define], adapter_precompiled));
+        units.push(unit("the program's MD5".into(), at.out.join(MD5_FILE), Vec::new(), false));
+        Ok(Plan { units, pch })
     }
 }
 
@@ -178,6 +231,15 @@ fn is_config_class(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tasks_are_counted_outside_comments_and_strings() {
+        let st = "CONFIGURATION C\n RESOURCE R ON PLC\n  TASK FAST(INTERVAL := T#1ms, PRIORITY := 0);\n  \
+                  task slow (INTERVAL := T#50ms, PRIORITY := 1);\n  (* TASK HIDDEN(INTERVAL := T#1s); *)\n  \
+                  // TASK ALSO(INTERVAL := T#1s);\n  x := 'TASK S(';\n END_RESOURCE\nEND_CONFIGURATION\n";
+        assert_eq!(super::declared_tasks(st), 2);
+        assert_eq!(super::declared_tasks("TASK ONLY(INTERVAL := T#10ms);"), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -129,7 +129,8 @@ fn start_stack(args: &Args, dir: &Path, cpu: &str, program: &Path) -> Result<Sta
         (s.rt_alive && s.rt_pid == pid).then_some(())
     })?;
     let port = PlcPort::open(&shm, LogSink::discard()).map_err(|e| e.to_string())?;
-    port.load_blocking(&program.to_string_lossy(), true, openplc_port::LoadKind::Cold, Duration::from_secs(10))
+    let image = shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
+    port.load_blocking(&program.to_string_lossy(), true, openplc_port::LoadKind::Cold, image, Duration::from_secs(10))
         .map_err(|e| format!("loading the program: {e}"))?;
     let var_count = port.program_info().ok_or("no program after the load")?.var_count;
     let auth = |t: &str| -> Result<Identity, String> {

@@ -21,10 +21,11 @@
 
 use openplc_port::{PlcPort, PortError, WriteRing};
 use shared_abi::debug::ProgramInfo;
-use shared_abi::image::{Area, BITS_PER_BYTE, BUFFER_SIZE, IecAddress, Image, InputImage, Width};
+use shared_abi::image::{Area, BITS_PER_BYTE, IecAddress, Image, InputImage, OutputImage, TABLE_CAPACITY, Width};
 use shared_abi::layout::{OutputSnapshot, PlcState};
 use shared_abi::msg::{Command, CommandStatus, LogLevel};
 use shared_abi::plugin::PluginRuntimeArgs;
+use shared_abi::sizes::ImageSizes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -42,20 +43,20 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 #[repr(C)]
 #[derive(bytemuck::Zeroable)]
 struct Tables {
-    bool_input: [[*mut u8; BITS_PER_BYTE]; BUFFER_SIZE],
-    bool_output: [[*mut u8; BITS_PER_BYTE]; BUFFER_SIZE],
-    bool_memory: [[*mut u8; BITS_PER_BYTE]; BUFFER_SIZE],
-    byte_input: [*mut u8; BUFFER_SIZE],
-    byte_output: [*mut u8; BUFFER_SIZE],
-    int_input: [*mut u16; BUFFER_SIZE],
-    int_output: [*mut u16; BUFFER_SIZE],
-    int_memory: [*mut u16; BUFFER_SIZE],
-    dint_input: [*mut u32; BUFFER_SIZE],
-    dint_output: [*mut u32; BUFFER_SIZE],
-    dint_memory: [*mut u32; BUFFER_SIZE],
-    lint_input: [*mut u64; BUFFER_SIZE],
-    lint_output: [*mut u64; BUFFER_SIZE],
-    lint_memory: [*mut u64; BUFFER_SIZE],
+    bool_input: [[*mut u8; BITS_PER_BYTE]; TABLE_CAPACITY],
+    bool_output: [[*mut u8; BITS_PER_BYTE]; TABLE_CAPACITY],
+    bool_memory: [[*mut u8; BITS_PER_BYTE]; TABLE_CAPACITY],
+    byte_input: [*mut u8; TABLE_CAPACITY],
+    byte_output: [*mut u8; TABLE_CAPACITY],
+    int_input: [*mut u16; TABLE_CAPACITY],
+    int_output: [*mut u16; TABLE_CAPACITY],
+    int_memory: [*mut u16; TABLE_CAPACITY],
+    dint_input: [*mut u32; TABLE_CAPACITY],
+    dint_output: [*mut u32; TABLE_CAPACITY],
+    dint_memory: [*mut u32; TABLE_CAPACITY],
+    lint_input: [*mut u64; TABLE_CAPACITY],
+    lint_output: [*mut u64; TABLE_CAPACITY],
+    lint_memory: [*mut u64; TABLE_CAPACITY],
 }
 
 /// A lock that the same thread may take again, released by a separate call: the shape
@@ -113,6 +114,9 @@ struct Mirror {
     cells: *mut Image,
     baseline: *mut Image,
     tables: *mut Tables,
+    /// Entries of every table pointing into `cells` so far (filled up to the longest table
+    /// a plugin was told about; the rest of the tables' room is never touched).
+    filled: std::sync::Mutex<usize>,
 }
 
 impl Drop for Mirror {
@@ -132,33 +136,55 @@ impl Mirror {
     fn new() -> Self {
         let cells: *mut Image = Box::into_raw(bytemuck::zeroed_box::<Image>());
         let baseline: *mut Image = Box::into_raw(bytemuck::zeroed_box::<Image>());
-        let mut tables: Box<Tables> = bytemuck::zeroed_box();
-        // SAFETY: `cells` is a live, exclusively owned allocation; `addr_of_mut!` takes
-        // addresses of its fields without creating references that later raw writes by
-        // plugins would invalidate.
+        let tables: Box<Tables> = bytemuck::zeroed_box();
+        Mirror { cells, baseline, tables: Box::into_raw(tables), filled: std::sync::Mutex::new(0) }
+    }
+
+    /// Points entries `..n` of every table at their mirror cells (once each).
+    fn fill_up_to(&self, n: usize) {
+        let mut filled = lock(&self.filled);
+        let n = n.min(TABLE_CAPACITY);
+        let (cells, tables) = (self.cells, self.tables);
+        // SAFETY: `cells` and `tables` are live allocations owned by this mirror;
+        // `addr_of_mut!` takes addresses of the cells' fields without creating references
+        // that later raw writes by plugins would invalidate, and the table entries written
+        // (`filled..n`) are ones no plugin was given yet (each is bounded by the
+        // `buffer_size` it was told, at most `filled`).
         unsafe {
             let i = std::ptr::addr_of_mut!((*cells).inputs);
             let o = std::ptr::addr_of_mut!((*cells).outputs);
-            for n in 0..BUFFER_SIZE {
+            let t = &mut *tables;
+            for n in *filled..n {
                 for b in 0..BITS_PER_BYTE {
-                    tables.bool_input[n][b] = std::ptr::addr_of_mut!((*i).bool_input[n][b]);
-                    tables.bool_output[n][b] = std::ptr::addr_of_mut!((*o).bool_output[n][b]);
-                    tables.bool_memory[n][b] = std::ptr::addr_of_mut!((*o).bool_memory[n][b]);
+                    t.bool_input[n][b] = std::ptr::addr_of_mut!((*i).bool_input[n][b]);
+                    t.bool_output[n][b] = std::ptr::addr_of_mut!((*o).bool_output[n][b]);
+                    t.bool_memory[n][b] = std::ptr::addr_of_mut!((*o).bool_memory[n][b]);
                 }
-                tables.byte_input[n] = std::ptr::addr_of_mut!((*i).byte_input[n]);
-                tables.byte_output[n] = std::ptr::addr_of_mut!((*o).byte_output[n]);
-                tables.int_input[n] = std::ptr::addr_of_mut!((*i).int_input[n]);
-                tables.int_output[n] = std::ptr::addr_of_mut!((*o).int_output[n]);
-                tables.int_memory[n] = std::ptr::addr_of_mut!((*o).int_memory[n]);
-                tables.dint_input[n] = std::ptr::addr_of_mut!((*i).dint_input[n]);
-                tables.dint_output[n] = std::ptr::addr_of_mut!((*o).dint_output[n]);
-                tables.dint_memory[n] = std::ptr::addr_of_mut!((*o).dint_memory[n]);
-                tables.lint_input[n] = std::ptr::addr_of_mut!((*i).lint_input[n]);
-                tables.lint_output[n] = std::ptr::addr_of_mut!((*o).lint_output[n]);
-                tables.lint_memory[n] = std::ptr::addr_of_mut!((*o).lint_memory[n]);
+                t.byte_input[n] = std::ptr::addr_of_mut!((*i).byte_input[n]);
+                t.byte_output[n] = std::ptr::addr_of_mut!((*o).byte_output[n]);
+                t.int_input[n] = std::ptr::addr_of_mut!((*i).int_input[n]);
+                t.int_output[n] = std::ptr::addr_of_mut!((*o).int_output[n]);
+                t.int_memory[n] = std::ptr::addr_of_mut!((*o).int_memory[n]);
+                t.dint_input[n] = std::ptr::addr_of_mut!((*i).dint_input[n]);
+                t.dint_output[n] = std::ptr::addr_of_mut!((*o).dint_output[n]);
+                t.dint_memory[n] = std::ptr::addr_of_mut!((*o).dint_memory[n]);
+                t.lint_input[n] = std::ptr::addr_of_mut!((*i).lint_input[n]);
+                t.lint_output[n] = std::ptr::addr_of_mut!((*o).lint_output[n]);
+                t.lint_memory[n] = std::ptr::addr_of_mut!((*o).lint_memory[n]);
             }
         }
-        Mirror { cells, baseline, tables: Box::into_raw(tables) }
+        *filled = (*filled).max(n);
+    }
+}
+
+/// Copies the byte ranges `ranges` of `*src` into the same bytes of `*dst`.
+///
+/// # Safety
+/// `src` and `dst` must be live, distinct `T`s; every range must lie inside `T`.
+unsafe fn copy_ranges<T>(src: *const T, dst: *mut T, ranges: &[(usize, usize)]) {
+    for &(offset, len) in ranges {
+        // SAFETY: in bounds of both `T`s, which do not overlap (caller).
+        unsafe { std::ptr::copy_nonoverlapping((src as *const u8).add(offset), (dst as *mut u8).add(offset), len) };
     }
 }
 
@@ -202,6 +228,11 @@ pub(crate) struct Core {
     pub counters: Counters,
     /// Sizes of debug variables, per program generation (reading one takes a scan).
     debug_sizes: Mutex<HashMap<(u32, u32), u16>>,
+    /// Native plugins loaded so far that cannot be told per-table sizes (by name).
+    without_image_sizes: Mutex<std::collections::BTreeSet<String>>,
+    /// The program's table sizes as last read (journal writes are checked against them
+    /// without copying a snapshot per write).
+    known_sizes: Mutex<ImageSizes>,
     last_drop_report: Mutex<Option<Instant>>,
 }
 
@@ -231,12 +262,47 @@ impl Core {
             switch,
             counters: Counters::default(),
             debug_sizes: Mutex::new(HashMap::new()),
+            without_image_sizes: Mutex::new(Default::default()),
+            known_sizes: Mutex::new(ImageSizes::ZERO),
             last_drop_report: Mutex::new(None),
         })
     }
 
-    /// Points the 14 tables of `args` at the mirror and fills the sizes.
+    /// Records whether plugin `name` exports `set_image_sizes`.
+    pub fn note_image_sizes(&self, name: &str, exports: bool) {
+        let mut set = lock(&self.without_image_sizes);
+        if exports {
+            set.remove(name);
+        } else {
+            set.insert(name.to_string());
+        }
+    }
+
+    /// The loaded native plugins that cannot be told per-table sizes: while any is, a
+    /// program's tables all get the longest one's length (upstream's rule).
+    pub fn plugins_without_image_sizes(&self) -> Vec<String> {
+        lock(&self.without_image_sizes).iter().cloned().collect()
+    }
+
+    /// The running program's table sizes (what plugins are told and what the mirror
+    /// refreshes).
+    pub fn image_sizes(&self) -> ImageSizes {
+        let sizes = self.plc.outputs().sizes;
+        *lock(&self.known_sizes) = sizes;
+        sizes
+    }
+
+    /// The sizes as last read (refreshed at every image lock and published scan).
+    pub fn known_sizes(&self) -> ImageSizes {
+        *lock(&self.known_sizes)
+    }
+
+    /// Points the 14 tables of `args` at the mirror and fills the sizes: `buffer_size` is
+    /// the longest table, and every table has that many entries (a plugin that bounds all
+    /// of them by `buffer_size` never reads a null entry).
     pub fn fill_tables(&self, args: &mut PluginRuntimeArgs) {
+        let longest = self.image_sizes().largest();
+        self.mirror.fill_up_to(longest);
         let t = self.mirror.tables;
         // SAFETY: `t` is the live table allocation (see `Mirror`); only field addresses are
         // taken, nothing is read or written.
@@ -256,7 +322,7 @@ impl Core {
             args.lint_output = std::ptr::addr_of_mut!((*t).lint_output).cast();
             args.lint_memory = std::ptr::addr_of_mut!((*t).lint_memory).cast();
         }
-        args.buffer_size = BUFFER_SIZE as i32;
+        args.buffer_size = longest as i32;
         args.bits_per_buffer = BITS_PER_BYTE as i32;
     }
 
@@ -270,15 +336,23 @@ impl Core {
         self.flush_journal();
         let Mirror { cells, baseline, .. } = self.mirror;
         let outputs = self.plc.outputs();
+        *lock(&self.known_sizes) = outputs.sizes;
+        // Only the program's tables: a lock costs what the program uses.
+        let out_ranges = OutputImage::ranges_within(&outputs.sizes);
+        let in_ranges = InputImage::ranges_within(&outputs.sizes);
         // SAFETY: we hold the image lock (outermost level), which is what entitles anyone,
         // Rust or plugin, to touch the mirror and its baseline; they, the port's snapshot
-        // and its input image are distinct live heap allocations, so no copy overlaps.
+        // and its input image are distinct live heap allocations, so no copy overlaps, and
+        // the ranges lie inside the images they are taken for.
         unsafe {
+            let (o, i) = (std::ptr::addr_of_mut!((*cells).outputs), std::ptr::addr_of_mut!((*cells).inputs));
+            let (bo, bi) = (std::ptr::addr_of_mut!((*baseline).outputs), std::ptr::addr_of_mut!((*baseline).inputs));
             if outputs.cycle != 0 {
-                std::ptr::copy_nonoverlapping(&outputs.image, std::ptr::addr_of_mut!((*cells).outputs), 1);
+                copy_ranges(&outputs.image, o, &out_ranges);
             }
-            self.plc.inputs(|i| std::ptr::copy_nonoverlapping(i, std::ptr::addr_of_mut!((*cells).inputs), 1));
-            std::ptr::copy_nonoverlapping(cells, baseline, 1);
+            self.plc.inputs(|src| copy_ranges(src, i, &in_ranges));
+            copy_ranges(o, bo, &out_ranges);
+            copy_ranges(i, bi, &in_ranges);
         }
     }
 
@@ -303,7 +377,7 @@ impl Core {
         let (now, before) = unsafe { (&*self.mirror.cells, &*self.mirror.baseline) };
         let mut inputs = Vec::new();
         let mut others = Vec::new();
-        diff_image(now, before, &mut |addr, v| {
+        diff_image(now, before, &self.image_sizes(), &mut |addr, v| {
             if addr.area() == Area::Input { inputs.push((addr, v)) } else { others.push((addr, v)) }
         });
         if !inputs.is_empty() {
@@ -400,9 +474,13 @@ impl Core {
         let mut view = lock(&self.view);
         let ViewData { outputs, inputs: view_inputs } = &mut *view;
         let snapshot = self.plc.outputs();
+        *lock(&self.known_sizes) = snapshot.sizes;
         let fresh_outputs = snapshot.cycle != 0;
-        bytemuck::bytes_of_mut(&mut **outputs).copy_from_slice(bytemuck::bytes_of(&*snapshot));
-        self.plc.inputs(|i| bytemuck::bytes_of_mut(&mut **view_inputs).copy_from_slice(bytemuck::bytes_of(i)));
+        // The stamp and the program's tables only.
+        let head = OutputSnapshot::HEAD_BYTES;
+        bytemuck::bytes_of_mut(&mut **outputs)[..head].copy_from_slice(&bytemuck::bytes_of(&*snapshot)[..head]);
+        outputs.image.copy_within_sizes(&snapshot.image, &snapshot.sizes);
+        self.plc.inputs(|i| view_inputs.copy_within_sizes(i, &snapshot.sizes));
         for &(a, v) in lock(&self.pending).iter() {
             if a.area() == Area::Input {
                 view_inputs.set(a, v);
@@ -544,7 +622,9 @@ impl Core {
 }
 
 /// Calls `f` for every cell of `now` that differs from `before`.
-fn diff_image(now: &Image, before: &Image, f: &mut dyn FnMut(IecAddress, u64)) {
+fn diff_image(now: &Image, before: &Image, sizes: &ImageSizes, f: &mut dyn FnMut(IecAddress, u64)) {
+    use shared_abi::sizes::Table::*;
+    let n = |t| sizes.get(t);
     fn words<T: Copy + PartialEq + Into<u64>>(
         now: &[T],
         before: &[T],
@@ -578,21 +658,21 @@ fn diff_image(now: &Image, before: &Image, f: &mut dyn FnMut(IecAddress, u64)) {
         }
     }
     let (ni, bi) = (&now.inputs, &before.inputs);
-    bits(&ni.bool_input, &bi.bool_input, Area::Input, f);
-    words(&ni.byte_input, &bi.byte_input, Area::Input, Width::Byte, f);
-    words(&ni.int_input, &bi.int_input, Area::Input, Width::Word, f);
-    words(&ni.dint_input, &bi.dint_input, Area::Input, Width::DWord, f);
-    words(&ni.lint_input, &bi.lint_input, Area::Input, Width::LWord, f);
+    bits(&ni.bool_input[..n(BoolInput)], &bi.bool_input[..n(BoolInput)], Area::Input, f);
+    words(&ni.byte_input[..n(ByteInput)], &bi.byte_input[..n(ByteInput)], Area::Input, Width::Byte, f);
+    words(&ni.int_input[..n(IntInput)], &bi.int_input[..n(IntInput)], Area::Input, Width::Word, f);
+    words(&ni.dint_input[..n(DintInput)], &bi.dint_input[..n(DintInput)], Area::Input, Width::DWord, f);
+    words(&ni.lint_input[..n(LintInput)], &bi.lint_input[..n(LintInput)], Area::Input, Width::LWord, f);
     let (no, bo) = (&now.outputs, &before.outputs);
-    bits(&no.bool_output, &bo.bool_output, Area::Output, f);
-    words(&no.byte_output, &bo.byte_output, Area::Output, Width::Byte, f);
-    words(&no.int_output, &bo.int_output, Area::Output, Width::Word, f);
-    words(&no.dint_output, &bo.dint_output, Area::Output, Width::DWord, f);
-    words(&no.lint_output, &bo.lint_output, Area::Output, Width::LWord, f);
-    bits(&no.bool_memory, &bo.bool_memory, Area::Memory, f);
-    words(&no.int_memory, &bo.int_memory, Area::Memory, Width::Word, f);
-    words(&no.dint_memory, &bo.dint_memory, Area::Memory, Width::DWord, f);
-    words(&no.lint_memory, &bo.lint_memory, Area::Memory, Width::LWord, f);
+    bits(&no.bool_output[..n(BoolOutput)], &bo.bool_output[..n(BoolOutput)], Area::Output, f);
+    words(&no.byte_output[..n(ByteOutput)], &bo.byte_output[..n(ByteOutput)], Area::Output, Width::Byte, f);
+    words(&no.int_output[..n(IntOutput)], &bo.int_output[..n(IntOutput)], Area::Output, Width::Word, f);
+    words(&no.dint_output[..n(DintOutput)], &bo.dint_output[..n(DintOutput)], Area::Output, Width::DWord, f);
+    words(&no.lint_output[..n(LintOutput)], &bo.lint_output[..n(LintOutput)], Area::Output, Width::LWord, f);
+    bits(&no.bool_memory[..n(BoolMemory)], &bo.bool_memory[..n(BoolMemory)], Area::Memory, f);
+    words(&no.int_memory[..n(IntMemory)], &bo.int_memory[..n(IntMemory)], Area::Memory, Width::Word, f);
+    words(&no.dint_memory[..n(DintMemory)], &bo.dint_memory[..n(DintMemory)], Area::Memory, Width::DWord, f);
+    words(&no.lint_memory[..n(LintMemory)], &bo.lint_memory[..n(LintMemory)], Area::Memory, Width::LWord, f);
 }
 
 #[cfg(test)]
@@ -602,13 +682,15 @@ mod tests {
     #[test]
     fn diff_reports_exactly_the_changed_cells() {
         let before: Box<Image> = bytemuck::zeroed_box();
-        let mut now = before.clone();
+        let mut now: Box<Image> = bytemuck::zeroed_box();
         now.inputs.bool_input[3][5] = 1;
         now.inputs.int_input[7] = 0xBEEF;
         now.outputs.dint_memory[1023] = 9;
         now.outputs.bool_output[0][0] = 1;
+        // Past the program's tables: never reported.
+        now.outputs.int_memory[1024] = 5;
         let mut seen = Vec::new();
-        diff_image(&now, &before, &mut |a, v| seen.push((a.to_string(), v)));
+        diff_image(&now, &before, &ImageSizes::LEGACY, &mut |a, v| seen.push((a.to_string(), v)));
         seen.sort();
         assert_eq!(
             seen,

@@ -344,6 +344,27 @@ impl PluginHost {
         match inst.entry.kind {
             PluginKind::Native => match NativeLib::open(&inst.path) {
                 Ok(lib) => {
+                    // Upstream's rule: told the sizes before init when it can be; a plugin
+                    // that cannot bounds every table by buffer_size, so the image must be
+                    // square (every table as long as the longest) while it is loaded.
+                    let sizes = self.core.image_sizes();
+                    match lib.set_image_sizes(&sizes.as_array()) {
+                        Some(0) => self.core.note_image_sizes(&inst.entry.name, true),
+                        Some(rc) => {
+                            inst.body = Body::Native(lib);
+                            inst.fail(&self.core, format!("set_image_sizes() returned {rc}"));
+                            return inst.unload();
+                        }
+                        None => {
+                            self.core.note_image_sizes(&inst.entry.name, false);
+                            if sizes.square() != sizes {
+                                inst.info(
+                                    &self.core,
+                                    "does not export set_image_sizes(): every image table will be as long as the longest from the next program load",
+                                );
+                            }
+                        }
+                    }
                     // SAFETY: `init` has the ABI's signature (resolved by name in
                     // `NativeLib::open`); the args struct is fully filled and stays alive
                     // (and at the same address) for as long as the plugin is loaded.
@@ -473,6 +494,12 @@ impl PluginHost {
             inst.unload();
         }
         st.started = false;
+    }
+
+    /// Native plugins loaded so far that do not export `set_image_sizes` (empty: per-table
+    /// sizes are fine).
+    pub fn plugins_without_image_sizes(&self) -> Vec<String> {
+        self.core.plugins_without_image_sizes()
     }
 
     pub fn is_started(&self) -> bool {

@@ -12,6 +12,8 @@ type IntFn = unsafe extern "C" fn() -> c_int;
 type VoidFn = unsafe extern "C" fn();
 type CommandFn = unsafe extern "C" fn(json: *const c_char, resp: *mut c_char, resp_size: usize) -> c_int;
 type StatsFn = unsafe extern "C" fn(out: *mut c_char, n: usize) -> c_int;
+/// `int set_image_sizes(const uint32_t *sizes, uint32_t count)` (upstream's optional export).
+type SizesFn = unsafe extern "C" fn(sizes: *const u32, count: u32) -> c_int;
 
 /// Bytes offered to `execute_command` for its answer and to `get_stats`.
 const REPLY_BYTES: usize = 64 * 1024;
@@ -28,6 +30,7 @@ pub(crate) struct NativeLib {
     pub cleanup: Option<VoidFn>,
     pub execute_command: Option<CommandFn>,
     pub get_stats: Option<StatsFn>,
+    pub set_image_sizes: Option<SizesFn>,
 }
 
 impl NativeLib {
@@ -54,9 +57,19 @@ impl NativeLib {
                 cleanup: sym(&lib, c"cleanup"),
                 execute_command: sym(&lib, c"execute_command"),
                 get_stats: sym(&lib, c"get_stats"),
+                set_image_sizes: sym(&lib, c"set_image_sizes"),
                 lib: Arc::new(lib),
             })
         }
+    }
+
+    /// Tells the plugin each table's length (upstream's order, in elements), before `init`.
+    /// `None` when it does not export `set_image_sizes`; `Some(rc)` with its answer.
+    pub fn set_image_sizes(&self, sizes: &[u32; shared_abi::sizes::TABLE_COUNT]) -> Option<c_int> {
+        let f = self.set_image_sizes?;
+        // SAFETY: resolved by name with the ABI's signature; `sizes` holds `TABLE_COUNT`
+        // readable `u32`s for the call; the library is alive (`self.lib`).
+        Some(unsafe { f(sizes.as_ptr(), sizes.len() as u32) })
     }
 
     /// Calls `execute_command`; `Ok` with the reply when it returns 0.

@@ -439,7 +439,8 @@ fn with_program<R>(slot: usize, f: impl FnOnce(&PluginCtx, &ProgramInfo) -> R) -
 /// bit against the image, then queues. 0 when queued, -1 otherwise.
 fn journal(slot: usize, kind: c_int, index: c_int, bit: c_int, value: u64, width: Width) -> c_int {
     let Some(ctx) = get(slot) else { return -1 };
-    match journal_address(kind, index, bit, width) {
+    // Inside the program's table, as upstream bounds a journal write by the table's length.
+    match journal_address(kind, index, bit, width).filter(|&a| ctx.core.known_sizes().contains(a)) {
         Some(addr) => {
             ctx.core.journal_write(addr, value);
             0
@@ -510,7 +511,8 @@ mod tests {
         assert_eq!(at(J::LintOutput, 1023, 0, Width::LWord), Some("%QL1023".into()));
         assert_eq!(at(J::ByteOutput, 4, 0, Width::Byte), Some("%QB4".into()));
         assert_eq!(at(J::DintMemory, 5, 0, Width::DWord), Some("%MD5".into()));
-        assert_eq!(at(J::IntInput, 1024, 0, Width::Word), None, "index out of range");
+        assert_eq!(at(J::IntInput, 65_535, 0, Width::Word), Some("%IW65535".into()), "inside a table's room");
+        assert_eq!(at(J::IntInput, 65_536, 0, Width::Word), None, "index out of range");
         assert_eq!(at(J::IntInput, -1, 0, Width::Word), None);
         assert_eq!(at(J::BoolInput, 0, 8, Width::Bit), None, "bit out of range");
         assert_eq!(at(J::BoolInput, 0, 0, Width::Word), None, "a bool type through the int call");

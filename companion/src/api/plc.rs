@@ -34,9 +34,11 @@ pub async fn status(State(app): State<Arc<App>>, _v: Viewer, Query(q): Query<Has
         body["rt_core_unavailable"] = json!(why);
     }
     if truthy(&q, "include_stats") {
-        let tasks = app.programs.current_tasks();
-        body["timing_stats"] =
-            timing::timing_stats(app.plc.port().stats().as_ref(), &tasks, app.plc.port().period_ns());
+        let port = app.plc.port();
+        body["timing_stats"] = match port.task_records() {
+            Some(records) => timing::timing_stats_per_task(port.stats().as_ref(), &records),
+            None => timing::timing_stats(port.stats().as_ref(), &app.programs.current_tasks(), port.period_ns()),
+        };
         // Upstream splices native plugins' get_stats in; the Editor ignores keys it does not know.
         let plugin_stats = app.plugins.stats().await;
         if !plugin_stats.is_empty() {
@@ -55,18 +57,35 @@ pub async fn ping(State(app): State<Arc<App>>, _v: Viewer) -> Json<Value> {
     Json(json!({ "status": app.plc.port().is_attached().then_some("PING:OK") }))
 }
 
-/// `GET /api/stats/histogram[?format=json]`: the scan thread's wake-up latency in 1 µs
-/// buckets, as `cyclictest -h` prints it (text, the default) or as JSON.
+/// `GET /api/stats/histogram[?format=json][&task=NAME]`: the scan thread's wake-up latency
+/// in 1 µs buckets, as `cyclictest -h` prints it (text, the default) or as JSON; with `task`,
+/// that IEC task's wake-up latency (a program whose tasks run on threads of their own; 404
+/// for a task that has no thread).
 pub async fn histogram(
     State(app): State<Arc<App>>,
     _v: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let hist =
-        app.plc.port().histogram().ok_or_else(|| {
-            ApiError::Raw(StatusCode::SERVICE_UNAVAILABLE, json!({ "msg": "openplc-rt is not running" }))
-        })?;
-    let stats = app.plc.port().stats();
+    let port = app.plc.port();
+    let not_running = || ApiError::Raw(StatusCode::SERVICE_UNAVAILABLE, json!({ "msg": "openplc-rt is not running" }));
+    let (hist, stats) = match q.get("task") {
+        None => (port.histogram().ok_or_else(not_running)?, port.stats()),
+        Some(name) => {
+            let records = port.task_records();
+            let found = records.as_ref().and_then(|r| r.find(name).map(|(i, t)| (i, t.stats)));
+            let Some((index, stats)) = found else {
+                let tasks: Vec<String> = records
+                    .as_ref()
+                    .map(|r| r.active().iter().map(|t| t.name_str().to_string()).collect())
+                    .unwrap_or_default();
+                return Err(ApiError::Raw(
+                    StatusCode::NOT_FOUND,
+                    json!({ "msg": format!("no task {name:?} runs on a thread of its own"), "tasks": tasks }),
+                ));
+            };
+            (port.task_histogram(index).ok_or_else(not_running)?, Some(stats))
+        }
+    };
     if q.get("format").is_some_and(|f| f.eq_ignore_ascii_case("json")) {
         Ok(Json(histogram_json(&hist, stats.as_ref())).into_response())
     } else {

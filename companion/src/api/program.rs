@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{Operator, Viewer};
+use crate::program::compiler::BuildRequest;
 use crate::program::snapshot::{self, MAX_METADATA_BYTES, MAX_SNAPSHOT_BYTES, SnapshotError};
 use crate::program::store::ProgramRecord;
 use crate::program::upload::{PartialUpload, ReceiveError};
@@ -9,7 +10,7 @@ use crate::program::{CompilationStatus, Programs};
 use crate::state::App;
 use axum::Json;
 use axum::extract::multipart::Field;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Multipart, RawQuery, Request, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -33,6 +34,17 @@ fn receive_fail(e: ReceiveError) -> ApiError {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     upload_fail(status, &e.to_string())
+}
+
+/// What the upload's query asks of the build: `?clean=1` (upstream's parameter; also `true`
+/// or `yes`) compiles everything, nothing taken from the build cache, and starts the new
+/// program cold (no online change).
+fn build_request(query: Option<&str>) -> BuildRequest {
+    let clean = query.unwrap_or_default().split('&').any(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        key == "clean" && matches!(value.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+    });
+    BuildRequest { clean }
 }
 
 fn unreadable(_: axum::extract::multipart::MultipartError) -> ApiError {
@@ -67,11 +79,10 @@ struct SnapshotParts {
 pub async fn upload_file(
     State(app): State<Arc<App>>,
     Operator(session): Operator,
+    RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    // `?clean=1` (the Editor's "clean build"): every build here is a full one, and a clean
-    // one also starts the new program cold (no online change).
-    let clean = request.uri().query().is_some_and(|q| q.split('&').any(|kv| matches!(kv, "clean=1" | "clean=true")));
+    let build_request = build_request(query.as_deref());
     let mut multipart = Multipart::from_request(request, &app).await.map_err(|_| {
         upload_fail(StatusCode::BAD_REQUEST, "Expected a multipart/form-data upload with a `file` part")
     })?;
@@ -115,7 +126,7 @@ pub async fn upload_file(
     }
     app.logs.info(format!("Program upload of {bytes} bytes by {:?}", session.user.username));
     unfinished.done = true;
-    app.programs.spawn_build_with(ticket, id.clone(), !clean);
+    app.programs.spawn_build_with(ticket, id.clone(), build_request);
     Ok(Json(json!({
         "UploadFileFail": "",
         "CompilationStatus": "COMPILING",
@@ -194,4 +205,24 @@ fn keep_snapshot(record: &ProgramRecord, parts: SnapshotParts) -> Option<Snapsho
 /// `GET /api/compilation-status` → `{"status", "logs", "exit_code"}`.
 pub async fn compilation_status(State(app): State<Arc<App>>, _v: Viewer) -> Json<CompilationStatus> {
     Json(app.programs.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_is_read_from_the_query() {
+        for (query, clean) in [
+            (None, false),
+            (Some(""), false),
+            (Some("clean=1"), true),
+            (Some("x=2&clean=true"), true),
+            (Some("clean=0"), false),
+            (Some("clean"), false),
+            (Some("unclean=1"), false),
+        ] {
+            assert_eq!(build_request(query), BuildRequest { clean }, "{query:?}");
+        }
+    }
 }

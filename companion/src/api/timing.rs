@@ -5,15 +5,18 @@
 //! - `tasks[]` (upstream's newest): one entry per IEC task with `name`, the same figures, and
 //!   ours `period_us`, `priority`, `stats_scope`. The newest Editor uses `tasks` when present.
 //!
-//! rt-core runs every due task in one scan and keeps one statistics record for it. So a
-//! program with one task gets that record as its task's figures (`stats_scope: "task"`); with
-//! several tasks, each entry carries the figures of the whole scan that runs them
-//! (`stats_scope: "scan"`) until rt-core measures each task (the scheduler's per-task
-//! records then fill these entries in place).
+//! A program whose tasks run on threads of their own (STruC++ with two or more tasks) has one
+//! record per task from rt-core: each entry carries its task's own figures (`stats_scope:
+//! "task"`, plus ours `fifo_priority`, `cpu`). Otherwise rt-core runs every due task in one
+//! scan and keeps one record for it: a program with one task gets that record as its task's
+//! figures (`stats_scope: "task"`); with several tasks (a MatIEC program, whose tasks all run
+//! inside one `config_run__` per tick), each entry carries the figures of the whole scan
+//! (`stats_scope: "scan"`).
 
 use crate::program::tasks::TaskDecl;
 use serde_json::{Map, Value, json};
 use shared_abi::stats::{Stats, Summary};
+use shared_abi::tasks::TaskRecords;
 
 fn us(v: Option<u64>) -> Value {
     v.map(|ns| json!(ns.saturating_add(500) / 1000)).unwrap_or(Value::Null)
@@ -57,6 +60,30 @@ pub fn timing_stats(stats: Option<&Stats>, tasks: &[TaskDecl], scan_period_ns: u
         })
         .collect();
     let mut out = flat;
+    out.insert("tasks".into(), Value::Array(entries));
+    Value::Object(out)
+}
+
+/// `timing_stats` from rt-core's per-task records: one entry per task thread, with that
+/// task's own figures; the flat fields stay the dispatcher's (the base tick's) for Editor
+/// ≤ 4.1.4.
+pub fn timing_stats_per_task(stats: Option<&Stats>, records: &TaskRecords) -> Value {
+    let entries: Vec<Value> = records
+        .active()
+        .iter()
+        .map(|t| {
+            let mut entry = Map::new();
+            entry.insert("name".into(), json!(t.name_str()));
+            entry.extend(figures(Some(&t.stats)));
+            entry.insert("period_us".into(), us(Some(t.interval_ns).filter(|&p| p > 0)));
+            entry.insert("priority".into(), json!(t.iec_priority));
+            entry.insert("fifo_priority".into(), json!(t.fifo_priority));
+            entry.insert("cpu".into(), if t.cpu < 0 { Value::Null } else { json!(t.cpu) });
+            entry.insert("stats_scope".into(), json!("task"));
+            Value::Object(entry)
+        })
+        .collect();
+    let mut out = figures(stats);
     out.insert("tasks".into(), Value::Array(entries));
     Value::Object(out)
 }
@@ -107,5 +134,35 @@ mod tests {
         for key in ["scan_count", "scan_time_min", "cycle_time_avg", "cycle_latency_max", "overruns"] {
             assert!(tasks[0].get(key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn per_task_records_give_each_task_its_own_figures() {
+        use bytemuck::Zeroable;
+        let mut r = TaskRecords::zeroed();
+        r.program_gen = 3;
+        r.count = 2;
+        for (i, (name, every, runs, overruns)) in
+            [("FAST", 1_000_000, 900, 0), ("SLOW", 50_000_000, 18, 1)].into_iter().enumerate()
+        {
+            let t = &mut r.tasks[i];
+            t.name[..name.len()].copy_from_slice(name.as_bytes());
+            t.interval_ns = every;
+            t.iec_priority = i as i32;
+            t.fifo_priority = 48 - i as i32;
+            t.cpu = 1;
+            t.stats.scan_count = runs;
+            t.stats.overruns = overruns;
+            t.stats.scan_time.record(30_000_000 * i as u64 + 2_000);
+        }
+        let base = Stats { scan_count: 950, ..Default::default() };
+        let v = timing_stats_per_task(Some(&base), &r);
+        assert_eq!(v["scan_count"], 950, "flat fields: the base tick");
+        let tasks = v["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 2);
+        assert_eq!((tasks[0]["name"].as_str(), tasks[0]["scan_count"].as_u64()), (Some("FAST"), Some(900)));
+        assert_eq!((tasks[1]["overruns"].as_u64(), tasks[1]["period_us"].as_u64()), (Some(1), Some(50_000)));
+        assert_eq!((tasks[1]["scan_time_max"].as_u64(), tasks[1]["fifo_priority"].as_i64()), (Some(30_002), Some(47)));
+        assert!(tasks.iter().all(|t| t["stats_scope"] == "task" && t["cpu"] == 1));
     }
 }

@@ -160,9 +160,11 @@ impl LoginThrottle {
             return Err(Refused::LockedOut(Duration::from_secs(1)));
         }
         acc.pending += 1;
-        let (src, in_flight) = t.sources.get_mut(&source).expect("inserted above");
-        src.pending += 1;
-        *in_flight += 1;
+        // Inserted above under the same lock, so always there.
+        if let Some((src, in_flight)) = t.sources.get_mut(&source) {
+            src.pending += 1;
+            *in_flight += 1;
+        }
         Ok(Attempt { throttle: self.clone(), account, decided: false })
     }
 

@@ -243,10 +243,15 @@ fn forced(app: &App, program_gen: u32, names: &VarMap) -> Vec<(u32, Value)> {
 /// quiet PLC fills a few dozen of the 1000).
 fn sparse_histogram(h: &shared_abi::stats::HistogramSnapshot, stats: Option<&shared_abi::stats::Stats>) -> Value {
     let mut v = crate::api::plc::histogram_json(h, stats);
+    // The page plots the 1 µs buckets (to 1 ms); what lies past them is its "over 1 ms".
     let pairs: Vec<Value> =
-        h.buckets.iter().enumerate().filter(|(_, n)| **n > 0).map(|(us, n)| json!([us, n])).collect();
+        h.fine().iter().enumerate().filter(|(_, n)| **n > 0).map(|(us, n)| json!([us, n])).collect();
     v["buckets"] = Value::Array(pairs);
-    v["bucket_count"] = json!(h.buckets.len());
+    v["bucket_count"] = json!(h.fine().len());
+    v["overflow"] = json!(h.coarse().iter().sum::<u64>() + h.overflow);
+    if let Some(map) = v.as_object_mut() {
+        map.remove("coarse_buckets");
+    }
     v
 }
 

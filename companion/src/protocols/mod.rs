@@ -1,18 +1,21 @@
-//! The first-party protocol servers (Modbus; S7 and OPC-UA next), each enabled by the
+//! The first-party protocol servers (Modbus, S7, OPC-UA), each enabled by the
 //! upload's `conf/<name>.json` and run while the PLC runs, like every plugin.
 //!
-//! One module per protocol implements [`Protocol`]: read its configuration from the
-//! data directory's `conf/`, start on the PLC port, report a status, stop. The plugin
+//! One module per protocol implements [`Protocol`]: check its configuration, read it from
+//! the data directory's `conf/`, start on the PLC port, report a status, stop. The plugin
 //! watcher ([`crate::plugins`]) starts and stops them all the same way, and `/api/plugins`
 //! shows each one's [`ProtocolState`], including why it did not start (a configuration
-//! that does not parse, a port already taken).
+//! that does not parse, a port already taken). A configuration that does not parse is
+//! also reported in the build log of the upload that carried it ([`Protocol::check`]).
 
 mod modbus;
+mod opcua;
+mod s7;
 
 use crate::logs::LogHub;
 use crate::rt_link::RtLink;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -38,6 +41,18 @@ pub trait Protocol: Send + Sync {
     /// Its name in `/api/plugins` and in log lines.
     fn name(&self) -> &'static str;
 
+    /// Checks the configuration in `conf_dir` without starting anything: `Err` with what
+    /// [`Protocol::start`] would fail with on it, `Ok` when it is fine or absent. Called
+    /// when an upload's `conf/` is applied, for the build log.
+    fn check(&self, conf_dir: &Path) -> Result<(), StartFailure>;
+
+    /// Whether it keeps serving while the PLC is stopped (a program loaded, not running):
+    /// a protocol whose clients expect to read the stopped state from it. Every other
+    /// protocol stops with the PLC, as upstream's plugins do.
+    fn serves_while_stopped(&self) -> bool {
+        false
+    }
+
     /// Starts it when the upload configured it: `Ok(None)` when it did not (no file, or
     /// the file disables it).
     fn start<'a>(&'a self, ctx: &'a StartContext) -> BoxFuture<'a, Result<Option<Box<dyn Running>>, StartFailure>>;
@@ -54,7 +69,7 @@ pub trait Running: Send + Sync {
 
 /// Every protocol this runtime has.
 pub fn all() -> Vec<Box<dyn Protocol>> {
-    vec![Box::new(modbus::Modbus)]
+    vec![Box::new(modbus::Modbus), Box::new(s7::S7), Box::new(opcua::Opcua)]
 }
 
 /// One protocol's state, for `/api/plugins`.
@@ -72,27 +87,27 @@ impl ProtocolState {
     }
 }
 
-/// Starts every configured protocol; logs what started and what failed.
-pub async fn start_all(protocols: &[Box<dyn Protocol>], ctx: &StartContext) -> Vec<(&'static str, ProtocolState)> {
-    let mut states = Vec::new();
-    for p in protocols {
-        match p.start(ctx).await {
-            Ok(Some(running)) => states.push((p.name(), ProtocolState::Running(running))),
-            Ok(None) => {}
-            Err(e) => {
-                ctx.logs.error(format!("{} not started: {e}", p.name()));
-                states.push((p.name(), ProtocolState::Failed(e)));
-            }
+/// Starts `protocol` when configured: its state, `None` when the upload did not configure
+/// it. Logs a failure.
+pub async fn start(protocol: &dyn Protocol, ctx: &StartContext) -> Option<ProtocolState> {
+    match protocol.start(ctx).await {
+        Ok(Some(running)) => Some(ProtocolState::Running(running)),
+        Ok(None) => None,
+        Err(e) => {
+            ctx.logs.error(format!("{} not started: {e}", protocol.name()));
+            Some(ProtocolState::Failed(e))
         }
     }
-    states
 }
 
-/// Stops every running protocol.
-pub async fn stop_all(states: Vec<(&'static str, ProtocolState)>) {
-    for (_, state) in states {
-        if let ProtocolState::Running(r) = state {
-            r.stop().await;
-        }
+/// Stops it if it runs.
+pub async fn stop(state: ProtocolState) {
+    if let ProtocolState::Running(r) = state {
+        r.stop().await;
     }
+}
+
+/// Every protocol's configuration error in `conf_dir`, by name.
+pub fn check_all(protocols: &[Box<dyn Protocol>], conf_dir: &Path) -> Vec<(&'static str, StartFailure)> {
+    protocols.iter().filter_map(|p| p.check(conf_dir).err().map(|e| (p.name(), e))).collect()
 }

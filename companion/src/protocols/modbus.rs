@@ -2,12 +2,17 @@
 //! `conf/modbus_master.json` the master.
 
 use super::{BoxFuture, Protocol, Running, StartContext, StartFailure};
+use std::path::Path;
 
 pub struct Modbus;
 
 impl Protocol for Modbus {
     fn name(&self) -> &'static str {
         "modbus"
+    }
+
+    fn check(&self, conf_dir: &Path) -> Result<(), StartFailure> {
+        openplc_modbus::Config::from_conf_dir(conf_dir).map(drop).map_err(|e| StartFailure(e.to_string()))
     }
 
     fn start<'a>(&'a self, ctx: &'a StartContext) -> BoxFuture<'a, Result<Option<Box<dyn Running>>, StartFailure>> {

@@ -147,8 +147,8 @@ impl Runtime {
             .args(if self.explicit_shm { vec!["--shm".into(), self.shm.clone().into_os_string()] } else { vec![] })
             .arg("--rt-binary")
             .arg(rt_binary())
-            .arg("--rt-cpu")
-            .arg("none")
+            // Not pinned unless the test names a CPU itself.
+            .args(if self.args.iter().any(|a| a == "--rt-cpu") { &[][..] } else { &["--rt-cpu", "none"][..] })
             .args(if self.args.iter().any(|a| a == "--discovery-port") {
                 &[][..]
             } else {

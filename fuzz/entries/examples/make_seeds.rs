@@ -26,8 +26,10 @@ fn main() {
     debug_values(&mut seeds);
     modbus_conf(&mut seeds, &root);
     modbus_tcp(&mut seeds);
+    s7_request(&mut seeds);
     plugins_conf(&mut seeds);
     settings_json(&mut seeds);
+    image_conf(&mut seeds);
     rest_bodies(&mut seeds);
     shm_messages(&mut seeds);
     monitor_input(&mut seeds);
@@ -399,6 +401,211 @@ fn modbus_tcp(s: &mut Seeds) {
     s.put("modbus_tcp", "bad-protocol", &closed);
 }
 
+// ---- s7_request ----
+
+/// S7 frames as snap7 clients send them (see `openplc_fuzz_entries::s7_request` for the
+/// input's mode byte).
+mod s7 {
+    pub const DB: u8 = 0x84;
+    pub const PE: u8 = 0x81;
+    pub const PA: u8 = 0x82;
+    pub const MK: u8 = 0x83;
+    pub const CT: u8 = 0x1C;
+    pub const TM: u8 = 0x1D;
+
+    pub fn tpkt(tpdu: &[u8]) -> Vec<u8> {
+        let mut f = vec![3, 0];
+        f.extend_from_slice(&(4 + tpdu.len() as u16).to_be_bytes());
+        f.extend_from_slice(tpdu);
+        f
+    }
+
+    pub fn dt(pdu: &[u8], last: bool) -> Vec<u8> {
+        tpkt(&[&[2, 0xF0, if last { 0x80 } else { 0 }][..], pdu].concat())
+    }
+
+    /// A connection request naming `called` (connection type, rack, slot) and TPDU size code.
+    pub fn cr(called: u16, size: u8) -> Vec<u8> {
+        let mut body = vec![0xE0, 0, 0, 0, 1, 0, 0xC0, 1, size, 0xC1, 2, 1, 0, 0xC2, 2];
+        body.extend_from_slice(&called.to_be_bytes());
+        tpkt(&[&[body.len() as u8][..], &body].concat())
+    }
+
+    fn header(rosctr: u8, params: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x32, rosctr, 0, 0, 0, 1];
+        p.extend_from_slice(&(params.len() as u16).to_be_bytes());
+        p.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        [p, params.to_vec(), data.to_vec()].concat()
+    }
+
+    pub fn job(params: &[u8], data: &[u8]) -> Vec<u8> {
+        header(1, params, data)
+    }
+
+    pub fn setup(pdu: u16) -> Vec<u8> {
+        job(&[&[0xF0, 0, 0, 1, 0, 1][..], &pdu.to_be_bytes()].concat(), &[])
+    }
+
+    pub fn item(ts: u8, count: u16, db: u16, area: u8, bit_address: u32) -> Vec<u8> {
+        let mut i = vec![0x12, 0x0A, 0x10, ts];
+        i.extend_from_slice(&count.to_be_bytes());
+        i.extend_from_slice(&db.to_be_bytes());
+        i.push(area);
+        i.extend_from_slice(&bit_address.to_be_bytes()[1..]);
+        i
+    }
+
+    pub fn read(items: &[Vec<u8>]) -> Vec<u8> {
+        job(&[&[4, items.len() as u8][..], &items.concat()].concat(), &[])
+    }
+
+    /// `(address item, data transport size, length field, bytes)` per item.
+    pub fn write(items: &[(Vec<u8>, u8, u16, Vec<u8>)]) -> Vec<u8> {
+        let mut params = vec![5, items.len() as u8];
+        let mut data = Vec::new();
+        for (n, (i, ts, len, bytes)) in items.iter().enumerate() {
+            params.extend_from_slice(i);
+            data.extend_from_slice(&[0, *ts]);
+            data.extend_from_slice(&len.to_be_bytes());
+            data.extend_from_slice(bytes);
+            if bytes.len() % 2 == 1 && n + 1 < items.len() {
+                data.push(0);
+            }
+        }
+        job(&params, &data)
+    }
+
+    pub fn userdata(group: u8, sub: u8, payload: &[u8], seq: u8, continuation: bool) -> Vec<u8> {
+        if continuation {
+            header(7, &[0, 1, 0x12, 8, 0x12, 0x40 | group, sub, seq, 0, 0, 0, 0], &[0x0A, 0, 0, 0])
+        } else {
+            let mut data = vec![0xFF, 0x09];
+            data.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            data.extend_from_slice(payload);
+            header(7, &[0, 1, 0x12, 4, 0x11, 0x40 | group, sub, seq], &data)
+        }
+    }
+
+    pub fn szl(id: u16, index: u16) -> Vec<u8> {
+        userdata(4, 1, &[id.to_be_bytes(), index.to_be_bytes()].concat(), 0, false)
+    }
+}
+
+fn s7_request(s: &mut Seeds) {
+    use s7::*;
+    let one = |pdu: Vec<u8>| dt(&pdu, true);
+    let pi = |params: &[u8], name: &[u8]| one(job(&[params, name].concat(), &[]));
+    let big: Vec<u8> = (0..900u32).map(|i| (i * 7 + 1) as u8).collect();
+    // Mode 1: after the canned handshake (connected, PDU 240).
+    let connected: Vec<(&str, Vec<u8>)> = vec![
+        ("setup_960", one(setup(960))),
+        ("read_db_bytes", one(read(&[item(2, 4, 1, DB, 0)]))),
+        ("read_count_ffff", one(read(&[item(2, 0xFFFF, 7, DB, 0)]))),
+        ("read_count_ffff_word", one(read(&[item(4, 0xFFFF, 2, DB, 0)]))),
+        ("read_count_zero", one(read(&[item(2, 0, 1, DB, 0)]))),
+        ("read_bit", one(read(&[item(1, 1, 1, DB, 3 * 8 + 5)]))),
+        (
+            "read_multi",
+            one(read(&[
+                item(2, 3, 1, DB, 0),
+                item(5, 2, 2, DB, 16),
+                item(8, 1, 3, DB, 32),
+                item(6, 1, 4, DB, 0),
+                item(1, 1, 0, PE, 9),
+                item(2, 1, 0, PA, 0),
+                item(4, 2, 0, MK, 8),
+                item(3, 5, 6, DB, 8),
+            ])),
+        ),
+        ("read_unknown_db", one(read(&[item(2, 1, 99, DB, 0)]))),
+        ("read_past_end", one(read(&[item(2, 8, 5, DB, 30 * 8)]))),
+        (
+            "read_counters_timers",
+            one(read(&[item(0x1C, 1, 0, CT, 0), item(0x1D, 1, 0, TM, 0), item(0x1D, 1, 2, DB, 0)])),
+        ),
+        ("read_misaligned", one(read(&[item(4, 1, 2, DB, 3)]))),
+        ("read_bad_ts", one(read(&[item(0x0B, 1, 2, DB, 0)]))),
+        ("read_symbolic", one(job(&[4, 1, 0x12, 0x06, 0xB2, 1, 2, 3, 4, 5], &[]))),
+        ("read_20_items", one(read(&(0..20).map(|i| item(2, 1, 1, DB, i * 8)).collect::<Vec<_>>()))),
+        ("write_bytes", one(write(&[(item(2, 2, 1, DB, 0), 4, 16, vec![0x81, 0x01])]))),
+        (
+            "write_int_partial",
+            one(write(&[(item(2, 1, 2, DB, 8), 4, 8, vec![0x7F]), (item(2, 3, 3, DB, 8), 4, 24, vec![1, 2, 3])])),
+        ),
+        ("write_bit", one(write(&[(item(1, 1, 1, DB, 10), 3, 1, vec![1]), (item(1, 1, 0, MK, 3), 3, 1, vec![1])]))),
+        (
+            "write_input",
+            one(write(&[(item(2, 2, 5, DB, 0), 4, 16, vec![0, 1]), (item(1, 1, 0, PE, 0), 3, 1, vec![1])])),
+        ),
+        ("write_size_mismatch", one(write(&[(item(4, 2, 2, DB, 0), 4, 16, vec![0, 1])]))),
+        (
+            "write_real_lint",
+            one(write(&[
+                (item(8, 1, 4, DB, 0), 7, 4, vec![0x3F, 0x80, 0, 0]),
+                (item(2, 8, 4, DB, 8), 4, 64, vec![0; 8]),
+            ])),
+        ),
+        ("write_count_ffff", one(write(&[(item(2, 0xFFFF, 7, DB, 0), 4, 16, vec![0, 1])]))),
+        // 900 bytes onto a bool mapping at PDU 960: 7 200 image writes, two batches.
+        (
+            "write_bool_900",
+            [one(setup(960)), one(write(&[(item(2, 900, 7, DB, 0), 4, 900 * 8, big.clone())]))].concat(),
+        ),
+        ("szl_0011", one(szl(0x0011, 0))),
+        ("szl_001c_fragmented", [one(szl(0x001C, 0)), one(userdata(4, 1, &[], 1, true))].concat()),
+        ("szl_011c", one(szl(0x011C, 7))),
+        ("szl_0f1c", one(szl(0x0F1C, 0))),
+        ("szl_0424", one(szl(0x0424, 0))),
+        ("szl_0131", one(szl(0x0131, 1))),
+        ("szl_0000", one(szl(0x0000, 0))),
+        ("szl_unknown", one(szl(0x0232, 4))),
+        ("szl_bad_continuation", one(userdata(4, 1, &[], 9, true))),
+        ("userdata_clock", one(userdata(7, 1, &[], 0, false))),
+        ("plc_stop", pi(&[0x29, 0, 0, 0, 0, 0, 9], b"P_PROGRAM")),
+        ("plc_hot_start", pi(&[0x28, 0, 0, 0, 0, 0, 0, 0xFD, 0, 0, 9], b"P_PROGRAM")),
+        ("unknown_function", one(job(&[0x1D, 0], &[]))),
+        ("fragmented_read", {
+            let pdu = read(&[item(2, 4, 1, DB, 0)]);
+            [dt(&pdu[..7], false), dt(&pdu[7..], true)].concat()
+        }),
+        ("empty_dt", dt(&[], true)),
+        ("ack_from_client", one(vec![0x32, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])),
+        ("not_s7", one(vec![0x72, 1, 0, 0])),
+        ("disconnect", tpkt(&[6, 0x80, 0, 1, 0, 1, 0])),
+        ("second_cr", cr(0x0102, 0x0A)),
+    ];
+    // Mode 0: the client's own connection request first.
+    let mut long_tsap = vec![6 + 4 + 242 + 3, 0xE0, 0, 0, 0, 1, 0, 0xC1, 240];
+    long_tsap.extend_from_slice(&[0; 240]);
+    long_tsap.extend_from_slice(&[0xC2, 2, 1, 2, 0xC0, 1, 0x0A]);
+    let unconnected: Vec<(&str, Vec<u8>)> = vec![
+        ("connect_and_setup", [cr(0x0102, 0x0A), one(setup(240)), one(read(&[item(2, 4, 1, DB, 0)]))].concat()),
+        ("connect_slot1_pdu960", [cr(0x0101, 0x0D), one(setup(960)), one(szl(0x001C, 0))].concat()),
+        ("connect_small_tpdu", [cr(0x0102, 0x07), one(setup(480)), one(read(&[item(2, 64, 7, DB, 0)]))].concat()),
+        ("connect_wrong_slot", cr(0x0105, 0x0A)),
+        ("connect_wrong_type", cr(0x1002, 0x0A)),
+        ("connect_no_params", tpkt(&[6, 0xE0, 0, 0, 0, 1, 0])),
+        ("connect_long_calling_tsap", tpkt(&long_tsap)),
+        ("data_before_connect", one(setup(240))),
+        ("huge_tpkt", [&[3u8, 0, 0xFF, 0xFF][..], &[0; 16]].concat()),
+    ];
+    for (name, body) in &connected {
+        s.put("s7_request", name, &[&[1u8][..], body].concat());
+    }
+    for (name, body) in &unconnected {
+        s.put("s7_request", name, &[&[0u8][..], body].concat());
+    }
+    // Writes failing (mode bit 1) and the PLC stopped (mode bit 2).
+    for (name, body) in
+        connected.iter().filter(|(n, _)| matches!(*n, "write_bytes" | "write_int_partial" | "write_bool_900"))
+    {
+        s.put("s7_request", &format!("{name}.failing"), &[&[3u8][..], body].concat());
+    }
+    for (name, body) in connected.iter().filter(|(n, _)| *n == "szl_0424") {
+        s.put("s7_request", &format!("{name}.stopped"), &[&[5u8][..], body].concat());
+    }
+}
+
 // ---- plugins_conf ----
 
 fn plugins_conf(s: &mut Seeds) {
@@ -415,6 +622,26 @@ fn plugins_conf(s: &mut Seeds) {
     let many: String = (0..16).map(|i| format!("p{i},./p{i}.so,{},1\n", i % 2)).collect();
     s.put("plugins_conf", "sixteen", many.as_bytes());
     s.put("plugins_conf", "bad-field", b"a,./a.so,yes,1\n");
+}
+
+// ---- image_conf ----
+
+fn image_conf(s: &mut Seeds) {
+    s.put(
+        "image_conf",
+        "editor",
+        b"# I/O image sizes for this program.\nformat_version=2\nbool_input=16 bits\nbool_output=64 bits\n\
+byte_input=0 bytes\nbyte_output=0 bytes\nint_input=32 words\nint_output=4096 words\ndint_input=0 dwords\n\
+dint_output=0 dwords\nlint_input=0 lwords\nlint_output=0 lwords\nint_memory=20 words\ndint_memory=0 dwords\n\
+lint_memory=0 lwords\nbool_memory=9 bits\n",
+    );
+    s.put("image_conf", "max", b"format_version=2\nint_output=65536 words\nbool_memory=524288 bits\n");
+    s.put("image_conf", "over", b"format_version=2\nint_output=65537 words\n");
+    s.put("image_conf", "no-version", b"int_output=4 words\n");
+    s.put("image_conf", "old-form", b"bool_output=8\nint_memory=20\n");
+    s.put("image_conf", "wrong-unit", b"format_version=2\nbool_output=8 bytes\n");
+    s.put("image_conf", "twice", b"format_version=2\nint_output=1 words\nint_output=2 words\n");
+    s.put("image_conf", "crlf-unknown", b"format_version = 2\r\nfuture=1 zorks\r\nint_memory = 7 words\r\n");
 }
 
 // ---- settings_json ----
@@ -468,6 +695,7 @@ fn shm_messages(s: &mut Seeds) {
                 start: true,
                 warm: false,
                 online: false,
+                image: shared_abi::sizes::ImageRequest::FROM_PROGRAM,
             },
         },
         CommandEnvelope {

@@ -11,11 +11,14 @@
 pub mod bundle_files;
 pub mod debug_pdu;
 pub mod debug_values;
+pub mod image_conf;
 pub mod modbus_conf;
 pub mod modbus_tcp;
 pub mod monitor_input;
+pub mod opcua_decode;
 pub mod plugins_conf;
 pub mod rest_bodies;
+pub mod s7_request;
 pub mod settings_json;
 pub mod shm_messages;
 mod support;
@@ -33,8 +36,11 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("debug_values", debug_values::run),
     ("modbus_conf", modbus_conf::run),
     ("modbus_tcp", modbus_tcp::run),
+    ("s7_request", s7_request::run),
+    ("opcua_decode", opcua_decode::run),
     ("plugins_conf", plugins_conf::run),
     ("settings_json", settings_json::run),
+    ("image_conf", image_conf::run),
     ("rest_bodies", rest_bodies::run),
     ("shm_messages", shm_messages::run),
     ("monitor_input", monitor_input::run),

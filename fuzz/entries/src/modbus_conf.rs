@@ -5,8 +5,8 @@
 
 use crate::modbus_tcp::serve_once;
 use openplc_modbus::config::{MasterConfig, ServerConfig};
-use openplc_modbus::map::{IMAGE_BITS, IMAGE_WORDS};
-use shared_abi::image::{BITS_PER_BYTE, BUFFER_SIZE, Width};
+use openplc_modbus::map::{MAX_BITS, MAX_WORDS};
+use shared_abi::image::{BITS_PER_BYTE, TABLE_CAPACITY, Width};
 
 pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -23,12 +23,12 @@ pub fn run(data: &[u8]) {
 pub fn check_server(cfg: ServerConfig) {
     let m = cfg.map;
     for (bits, name) in [(m.qx_bits, "qx"), (m.mx_bits, "mx"), (m.ix_bits, "ix")] {
-        assert!(bits <= IMAGE_BITS, "{name} {bits}");
+        assert!(bits <= MAX_BITS, "{name} {bits}");
     }
     for (words, name) in
         [(m.iw_count, "iw"), (m.qw_count, "qw"), (m.mw_count, "mw"), (m.md_count, "md"), (m.ml_count, "ml")]
     {
-        assert!(words <= IMAGE_WORDS, "{name} {words}");
+        assert!(words <= MAX_WORDS, "{name} {words}");
     }
     assert!(cfg.max_connections >= 1);
     for t in [cfg.idle_timeout, cfg.frame_timeout, cfg.write_timeout] {
@@ -88,9 +88,9 @@ pub fn check_master(cfg: &MasterConfig) {
             assert!(p.offset as u32 + p.wire_count() <= 65_536, "{p:?} runs past the last Modbus address");
             assert_eq!(p.function.is_bits(), p.location.width() == Width::Bit);
             let (first, room) = if p.location.width() == Width::Bit {
-                (p.location.index() as u32 * BITS_PER_BYTE as u32 + p.location.bit() as u32, IMAGE_BITS)
+                (p.location.index() as u32 * BITS_PER_BYTE as u32 + p.location.bit() as u32, MAX_BITS)
             } else {
-                (p.location.index() as u32, BUFFER_SIZE as u32)
+                (p.location.index() as u32, TABLE_CAPACITY as u32)
             };
             assert!(first + p.len as u32 <= room, "{p:?} runs past the image");
         }

@@ -156,6 +156,8 @@ fn patterned<T: bytemuck::Pod>() -> Box<T> {
 fn initial_outputs() -> Box<OutputSnapshot> {
     let mut snap: Box<OutputSnapshot> = patterned();
     snap.cycle = 1;
+    // A program with every table 1024 long (points past them answer 0x02).
+    snap.sizes = shared_abi::sizes::ImageSizes::LEGACY;
     snap
 }
 
@@ -189,7 +191,7 @@ impl ImagePort for ModelPlc {
         self.0.write(writes)
     }
 
-    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, ()> {
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
         self.0.wait_applied(ticket, timeout)
     }
 

@@ -1,8 +1,8 @@
 //! `upload_zip`: an uploaded `program.zip` as the build pipeline takes it: the safe unpacker
 //! (`companion::program::unzip::extract`), bundle detection (`openplc_builder::detect`,
 //! `program_md5`), the per-upload plugin rule (`conf/<name>.json` → `plugins.conf`,
-//! `openplc_plugin_host::conf::apply_upload`) and the Modbus configurations it enables
-//! (`openplc_modbus::Config::from_conf_dir`).
+//! `openplc_plugin_host::conf::apply_upload`) and the Modbus and S7 configurations it
+//! enables (`openplc_modbus::Config::from_conf_dir`, `openplc_s7::load`).
 
 use crate::support::scratch_dir;
 use openplc_companion::program::unzip::{self, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
@@ -71,6 +71,9 @@ pub fn run(data: &[u8]) {
                 }
             }
             Err(e) => assert!(!e.to_string().is_empty()),
+        }
+        if let Err(e) = openplc_s7::load(&store) {
+            assert!(!e.to_string().is_empty(), "a refused s7comm.json says why");
         }
     }
 }

@@ -13,12 +13,17 @@
 //! address, which is also Modbus's own big-endian convention inside a register, so a
 //! client reading "32-bit big-endian" gets the value without swapping.
 
-use shared_abi::image::{Area, BITS_PER_BYTE, BUFFER_SIZE, IecAddress, InputImage, OutputImage, Width};
+use shared_abi::image::{Area, BITS_PER_BYTE, IecAddress, InputImage, OutputImage, TABLE_CAPACITY, Width};
+use shared_abi::sizes::{ImageSizes, Table};
 
-/// Bits in one bit area of the image (`%QX0.0` … `%QX1023.7`).
-pub const IMAGE_BITS: u32 = (BUFFER_SIZE * BITS_PER_BYTE) as u32;
-/// Elements in one word/dword/lword area of the image.
-pub const IMAGE_WORDS: u32 = BUFFER_SIZE as u32;
+/// The Editor's default number of coils and discrete inputs (`%QX0.0` … `%QX1023.7`).
+pub const IMAGE_BITS: u32 = (shared_abi::sizes::LEGACY_TABLE_ELEMENTS as usize * BITS_PER_BYTE) as u32;
+/// The Editor's default number of registers per segment.
+pub const IMAGE_WORDS: u32 = shared_abi::sizes::LEGACY_TABLE_ELEMENTS;
+/// The most bits a bit segment can map: the room of a bit table.
+pub const MAX_BITS: u32 = (TABLE_CAPACITY * BITS_PER_BYTE) as u32;
+/// The most elements a word/dword/lword segment can map: the room of a table.
+pub const MAX_WORDS: u32 = TABLE_CAPACITY as u32;
 
 /// Order of the 16-bit words of a `%MD`/`%ML` value across consecutive registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,14 +163,36 @@ impl AddressMap {
         image.get(self.coil(n)).unwrap_or(0) != 0
     }
 
+    /// Whether coil `n` is inside the running program's tables.
+    pub fn coil_inside(&self, sizes: &ImageSizes, n: u32) -> bool {
+        sizes.contains(self.coil(n))
+    }
+
+    /// Whether holding register `n` is inside the running program's tables.
+    pub fn holding_inside(&self, sizes: &ImageSizes, n: u32) -> bool {
+        match self.holding(n) {
+            Holding::Word(a) | Holding::Part { addr: a, .. } => sizes.contains(a),
+        }
+    }
+
+    /// Whether discrete input `n` is inside the running program's `%IX` table.
+    pub fn discrete_inside(sizes: &ImageSizes, n: u32) -> bool {
+        ((n / 8) as usize) < sizes.get(Table::BoolInput)
+    }
+
+    /// Whether input register `n` is inside the running program's `%IW` table.
+    pub fn input_register_inside(sizes: &ImageSizes, n: u32) -> bool {
+        (n as usize) < sizes.get(Table::IntInput)
+    }
+
     /// Discrete input `n` as read from `inputs`.
     pub fn read_discrete(inputs: &InputImage, n: u32) -> bool {
-        inputs.bool_input[(n / 8) as usize][(n % 8) as usize] != 0
+        inputs.bool_input.get((n / 8) as usize).is_some_and(|b| b[(n % 8) as usize] != 0)
     }
 
     /// Input register `n` as read from `inputs`.
     pub fn read_input_register(inputs: &InputImage, n: u32) -> u16 {
-        inputs.int_input[n as usize]
+        inputs.int_input.get(n as usize).copied().unwrap_or(0)
     }
 }
 

@@ -29,6 +29,13 @@ fn point(fc: u8, offset: u16, loc: &str, len: u16, cycle_ms: u64) -> String {
     format!(r#"{{"fc":{fc},"offset":"0x{offset:04X}","iec_location":"{loc}","len":{len},"cycle_time_ms":{cycle_ms}}}"#)
 }
 
+/// A pymodbus TCP slave on a port of the system's choosing (no window for another process
+/// to take it), and that port.
+fn tcp_slave() -> (Proc, u16) {
+    let (proc, port) = spawn_ready(&py("slave.py"), &["--tcp", "0"]);
+    (proc, port.parse().expect("the slave's TCP port"))
+}
+
 fn by_name<'a>(st: &'a [DeviceStatus], name: &str) -> &'a DeviceStatus {
     st.iter().find(|d| d.name == name).expect("device in status")
 }
@@ -49,8 +56,7 @@ async fn slave_coils(port: u16, slave: u8, addr: u16, n: u16) -> Vec<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_and_writes_two_slaves_behind_one_tcp_port() {
     let (_rt, plc) = start_rt(&[FAST]);
-    let port = free_port();
-    let _slave = spawn_ready(&py("slave.py"), &["--tcp", &port.to_string()]);
+    let (_slave, port) = tcp_slave();
     let json = format!(
         "[{},{}]",
         device("io1", &tcp(port), 1, 500, &[point(4, 0, "%IW0", 1, 50), point(2, 0, "%IX0.0", 4, 50)].join(",")),
@@ -71,15 +77,20 @@ async fn polls_and_writes_two_slaves_behind_one_tcp_port() {
         (o.image.int_output[0] == 42 && o.image.bool_output[0][0] == 1).then_some(())
     })
     .await;
-    let inputs = plc
-        .inputs(|img| {
+    // Slave 2 is polled on its own schedule: its values may land a moment later.
+    let inputs = || {
+        plc.inputs(|img| {
             (img.int_input[0], [img.int_input[1], img.int_input[2], img.int_input[3]], {
                 let b = img.bool_input[0];
                 [b[0], b[1], b[2], b[3]]
             })
         })
-        .expect("attached");
-    assert_eq!(inputs, (21, [1111, 2222, 3333], [1, 0, 1, 1]), "slave 1 → %IW0, %IX0.0-3; slave 2 → %IW1-3");
+    };
+    let want = (21, [1111, 2222, 3333], [1, 0, 1, 1]);
+    until("slave 1 → %IW0, %IX0.0-3; slave 2 → %IW1-3", Duration::from_secs(10), || {
+        (inputs() == Some(want)).then_some(())
+    })
+    .await;
 
     // Our outputs reach slave 2: %QW0 by FC 16 into register 10, %QX0.0 by FC 5 into coil 3.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -107,9 +118,14 @@ async fn polls_and_writes_two_slaves_behind_one_tcp_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_devices_back_off_and_do_not_delay_a_healthy_one() {
     let (_rt, plc) = start_rt(&[FAST]);
-    let port = free_port();
-    let _slave = spawn_ready(&py("slave.py"), &["--tcp", &port.to_string()]);
-    let late_port = free_port();
+    let (_slave, port) = tcp_slave();
+    // A port held bound but not listening (connections to it are refused) until the late
+    // slave, started and waiting, takes it.
+    let hold = tokio::net::TcpSocket::new_v4().unwrap();
+    hold.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let late_port = hold.local_addr().unwrap().port();
+    let mut late_slave = Script::spawn(&py("slave.py"), &["--standby", "--tcp", &late_port.to_string()]);
+    late_slave.expect("standby");
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     // Accepts and holds connections, never answers.
@@ -162,7 +178,9 @@ async fn dead_devices_back_off_and_do_not_delay_a_healthy_one() {
     assert!(by_name(&st, "missing-slave").last_error.as_deref().is_some_and(|e| e.contains("no reply")));
 
     // A slave appears on the refused port: the device recovers within its back-off.
-    let _late_slave = spawn_ready(&py("slave.py"), &["--tcp", &late_port.to_string()]);
+    drop(hold);
+    late_slave.send("go");
+    late_slave.expect("ready");
     until("the late device to recover", Duration::from_secs(5), || {
         (by_name(&master.status(), "late").state == DeviceState::Ok).then_some(())
     })
@@ -205,9 +223,8 @@ fn pty_pair() -> (Proc, String, String) {
 async fn polls_and_writes_a_pymodbus_rtu_slave_over_a_pty() {
     let (_rt, plc) = start_rt(&[FAST]);
     let (_socat, slave_end, master_end) = pty_pair();
-    let tcp_port = free_port();
-    let _slave =
-        spawn_ready(&py("slave.py"), &["--rtu", &slave_end, "--baud", "19200", "--tcp", &tcp_port.to_string()]);
+    let (_slave, tcp_port) = spawn_ready(&py("slave.py"), &["--rtu", &slave_end, "--baud", "19200", "--tcp", "0"]);
+    let tcp_port: u16 = tcp_port.parse().expect("the slave's TCP port");
     let rtu = format!(
         r#""transport":"rtu","serial_port":"{master_end}","baud_rate":19200,"parity":"N","stop_bits":1,"data_bits":8"#
     );

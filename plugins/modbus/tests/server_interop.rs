@@ -52,7 +52,8 @@ async fn pymodbus_reads_and_writes_every_table() {
     assert!(out.status.success() && log.contains("PASS"), "pymodbus client failed:\n{log}");
 
     // What the client wrote is what the program's image holds.
-    let img = plc.outputs().image;
+    let snap = settled(&plc).await;
+    let img = &snap.image;
     assert_eq!(img.int_memory[5], 1234, "%MW5");
     assert_eq!(&img.int_output[3..6], &[7, 8, 9], "%QW3..5");
     assert_eq!(img.bool_output[0][5], 1, "%QX0.5");
@@ -110,7 +111,8 @@ async fn mbpoll_reads_and_writes_every_table() {
     mbpoll(p, &["-t", "0", "-r", "8194"], &["1"]).await; // %MX0.1
     // A 32-bit value, big-endian word order: %MD0 is references 2049-2050.
     mbpoll(p, &["-t", "4:int", "-B", "-r", "2049"], &["305419896"]).await;
-    let img = plc.outputs().image;
+    let snap = settled(&plc).await;
+    let img = &snap.image;
     assert_eq!(img.int_memory[10], 777);
     assert_eq!(&img.int_output[1..4], &[11, 12, 13]);
     assert_eq!(img.bool_output[0][2], 1);
@@ -206,24 +208,25 @@ async fn partial_md_and_ml_writes_read_modify_write() {
     let mut c = tokio_modbus::client::tcp::connect(server.local_addr()).await.expect("connect");
     let md5 = 2048 + 2 * 5;
     c.write_multiple_registers(md5, &[0x1111, 0x2222]).await.unwrap().unwrap();
-    assert_eq!(plc.outputs().image.dint_memory[5], 0x1111_2222);
+    assert_eq!(settled(&plc).await.image.dint_memory[5], 0x1111_2222);
     c.write_single_register(md5, 0xAAAA).await.unwrap().unwrap();
-    assert_eq!(plc.outputs().image.dint_memory[5], 0xAAAA_2222, "high word replaced, low kept");
+    assert_eq!(settled(&plc).await.image.dint_memory[5], 0xAAAA_2222, "high word replaced, low kept");
     c.write_single_register(md5 + 1, 0xBBBB).await.unwrap().unwrap();
-    assert_eq!(plc.outputs().image.dint_memory[5], 0xAAAA_BBBB, "low word replaced, high kept");
+    assert_eq!(settled(&plc).await.image.dint_memory[5], 0xAAAA_BBBB, "low word replaced, high kept");
     // A write straddling two values: the low word of %MD6 and the high word of %MD7.
     plc.write(&[(shared_abi::image::IecAddress::parse("%MD6").unwrap(), 0x0102_0304)]).unwrap();
     plc.write(&[(shared_abi::image::IecAddress::parse("%MD7").unwrap(), 0x0506_0708)]).unwrap();
     until("%MD6/7 set", Duration::from_secs(2), || (plc.outputs().image.dint_memory[7] == 0x0506_0708).then_some(()))
         .await;
     c.write_multiple_registers(2048 + 13, &[0xCCCC, 0xDDDD]).await.unwrap().unwrap();
-    let img = plc.outputs().image;
+    let snap = settled(&plc).await;
+    let img = &snap.image;
     assert_eq!((img.dint_memory[6], img.dint_memory[7]), (0x0102_CCCC, 0xDDDD_0708));
     // %ML1: the two middle words only.
     let ml1 = 4096 + 4;
     c.write_multiple_registers(ml1, &[1, 2, 3, 4]).await.unwrap().unwrap();
     c.write_multiple_registers(ml1 + 1, &[0xEEEE, 0xFFFF]).await.unwrap().unwrap();
-    assert_eq!(plc.outputs().image.lint_memory[1], 0x0001_EEEE_FFFF_0004);
+    assert_eq!(settled(&plc).await.image.lint_memory[1], 0x0001_EEEE_FFFF_0004);
     assert_eq!(c.read_holding_registers(ml1, 4).await.unwrap().unwrap(), [1, 0xEEEE, 0xFFFF, 4]);
     server.stop().await;
 }

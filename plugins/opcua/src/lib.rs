@@ -7,8 +7,9 @@
 //!   writes them into the PLC, and writes PLC values out when they change.
 //!
 //! ```no_run
-//! # async fn host(plc: std::sync::Arc<dyn openplc_opcua::OpcuaPlc>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn host(port: std::sync::Arc<openplc_port::PlcPort>) -> Result<(), Box<dyn std::error::Error>> {
 //! let data = std::path::Path::new("data");
+//! let plc = openplc_opcua::Plc::from_port(port);
 //! let config = openplc_opcua::Config::from_conf_dir(&data.join("conf"))?;
 //! for w in config.warnings() { tracing::warn!("{w}"); }
 //! let handle = openplc_opcua::start(config, plc, &data.join("opcua")).await?;
@@ -17,28 +18,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The plugin reaches the PLC only through [`OpcuaPlc`].
+//! The plugin reaches the PLC only through the companion's port to rt-core ([`Plc`]).
 
 pub mod client;
 pub mod config;
 pub mod iec;
+#[cfg(any(test, feature = "model"))]
 mod memory_plc;
 pub mod plc;
+mod port;
 pub mod server;
 pub mod wire;
 
 pub use client::{Client, RemoteState, RemoteStatus};
 pub use config::client::ClientConfig;
 pub use config::{ConfigError, ServerConfig};
+#[cfg(any(test, feature = "model"))]
 pub use memory_plc::{MemVar, MemoryPlc, ScanContext};
-pub use plc::{OpcuaPlc, PlcError, ProgramLayout, RawValue, Scan};
+pub use plc::{DebugVars, Plc, PlcError, ProgramLayout, RawValue, Scan};
+pub use port::PortVars;
 pub use server::{Server, ServerStatus, StartError};
 
 use serde::Serialize;
 use std::path::Path;
-use std::sync::Arc;
 
-/// Variables in one [`OpcuaPlc::sample`] call (a quarter of rt-core's shared watch list,
+/// Variables in one [`DebugVars::sample`] call (a quarter of rt-core's shared watch list,
 /// leaving room for the Editor's debugger and other clients).
 pub const MAX_SAMPLE_VARS: usize = 256;
 
@@ -94,9 +98,9 @@ pub struct Handle {
 /// Starts what `config` enables (inside a tokio runtime). `data_dir` keeps the server's
 /// and the client's certificates. The server is listening when this returns; the client's
 /// remote servers are being connected to.
-pub async fn start(config: Config, plc: Arc<dyn OpcuaPlc>, data_dir: &Path) -> Result<Handle, StartError> {
+pub async fn start(config: Config, plc: Plc, data_dir: &Path) -> Result<Handle, StartError> {
     let server = match config.server {
-        Some(cfg) => Some(Server::start(cfg, plc.clone(), data_dir).await?),
+        Some(cfg) => Some(Server::start(cfg, plc.vars.clone(), data_dir).await?),
         None => None,
     };
     let client = match config.client {

@@ -1,15 +1,14 @@
-//! [`MemoryPlc`]: an [`OpcuaPlc`] that is a PLC in memory, for the tests and for trying
-//! the server without rt-core. A thread runs "scans" at a fixed period with rt-core's
-//! order: queued writes applied at the scan start, then the program (a closure), then the
-//! values published. A sample waits for a scan that began after it was asked for, as the
-//! real sampler does.
+//! [`MemoryPlc`] (feature `model`): [`DebugVars`] of a PLC in memory, for tests of what a
+//! real program cannot easily hold (one variable of every IEC type, exotic sizes). A
+//! thread runs "scans" at a fixed period in rt-core's order: queued writes applied at the
+//! scan start, then the program (a closure), then the values published. A sample waits for
+//! a scan that began after it was asked for, as the port's sampler does. The process image
+//! is port's `MemoryImage`.
 
-use crate::plc::{OpcuaPlc, PlcError, ProgramLayout, RawValue, Scan};
+use crate::plc::{DebugVars, PlcError, ProgramLayout, RawValue, Scan};
 use async_trait::async_trait;
-use shared_abi::image::{Area, IecAddress};
 use shared_abi::layout::PlcState;
 use shared_abi::program::VarKind;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -31,8 +30,6 @@ impl MemVar {
 /// What the pretend program sees each scan.
 pub struct ScanContext<'a> {
     pub vars: &'a mut [MemVar],
-    /// Located points (`%I` as the inputs left them, `%Q`/`%M` as the program sets them).
-    pub points: &'a mut HashMap<IecAddress, u64>,
     /// The scan number (1 for the first).
     pub cycle: u64,
 }
@@ -41,15 +38,12 @@ type Program = Box<dyn FnMut(&mut ScanContext<'_>) + Send>;
 
 struct State {
     vars: Vec<MemVar>,
-    points: HashMap<IecAddress, u64>,
     pending_vars: Vec<(u32, Vec<u8>)>,
-    pending_points: Vec<(IecAddress, u64)>,
     program: Option<Program>,
     plc_state: PlcState,
     layout: ProgramLayout,
     /// The values published by the last scan.
     published: Arc<Vec<MemVar>>,
-    published_points: Arc<HashMap<IecAddress, u64>>,
 }
 
 struct Inner {
@@ -78,14 +72,11 @@ impl MemoryPlc {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 vars,
-                points: HashMap::new(),
                 pending_vars: Vec::new(),
-                pending_points: Vec::new(),
                 program: None,
                 plc_state: PlcState::Running,
                 layout,
                 published,
-                published_points: Arc::new(HashMap::new()),
             }),
             cycle: watch::channel(0).0,
             samples: AtomicU64::new(0),
@@ -124,16 +115,6 @@ impl MemoryPlc {
         if let Some(v) = self.lock().vars.get_mut(index as usize) {
             v.bytes = bytes.to_vec();
         }
-    }
-
-    /// A located point's value now.
-    pub fn point(&self, addr: IecAddress) -> u64 {
-        self.lock().points.get(&addr).copied().unwrap_or(0)
-    }
-
-    /// Sets a located point directly (what the program or a field device would do).
-    pub fn set_point(&self, addr: IecAddress, value: u64) {
-        self.lock().points.insert(addr, value);
     }
 
     /// Scans completed.
@@ -177,27 +158,19 @@ fn scan_loop(inner: Weak<Inner>, period: Duration) {
                 v.bytes = bytes;
             }
         }
-        for (addr, value) in std::mem::take(&mut st.pending_points) {
-            st.points.insert(addr, value);
-        }
         let cycle = *inner.cycle.borrow() + 1;
         if let Some(program) = st.program.as_mut() {
-            program(&mut ScanContext { vars: &mut st.vars, points: &mut st.points, cycle });
+            program(&mut ScanContext { vars: &mut st.vars, cycle });
         }
         st.published = Arc::new(st.vars.clone());
-        st.published_points = Arc::new(st.points.clone());
         inner.cycle.send_replace(cycle);
     }
 }
 
 #[async_trait]
-impl OpcuaPlc for MemoryPlc {
+impl DebugVars for MemoryPlc {
     fn program(&self) -> Option<ProgramLayout> {
         Some(self.lock().layout.clone())
-    }
-
-    fn state(&self) -> PlcState {
-        self.lock().plc_state
     }
 
     async fn sample(&self, vars: &[u32], timeout: Duration) -> Result<Scan, PlcError> {
@@ -233,26 +206,6 @@ impl OpcuaPlc for MemoryPlc {
             self.cycle()
         };
         self.wait_for_scan_after(asked_at, timeout).await.map(|_| ())
-    }
-
-    fn read_points(&self, points: &[IecAddress]) -> Result<Vec<u64>, PlcError> {
-        let st = self.lock();
-        Ok(points
-            .iter()
-            .map(|p| match p.area() {
-                Area::Input => st.points.get(p),
-                _ => st.published_points.get(p),
-            })
-            .map(|v| v.copied().unwrap_or(0))
-            .collect())
-    }
-
-    fn write_points(&self, points: &[(IecAddress, u64)]) -> Result<(), PlcError> {
-        for &(addr, value) in points {
-            addr.check_value(value).map_err(|e| PlcError::Rejected(format!("{addr}: {e}")))?;
-        }
-        self.lock().pending_points.extend_from_slice(points);
-        Ok(())
     }
 }
 

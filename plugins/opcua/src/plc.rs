@@ -1,17 +1,29 @@
-//! How the plugin reaches the PLC: one small trait. The companion implements it over its
-//! one port to rt-core; [`crate::MemoryPlc`] implements it in memory for the tests.
+//! How the plugin reaches the PLC: through the companion's one port to rt-core, in two
+//! parts. The process image (the client's located `%I`/`%Q`/`%M` mappings) is port's own
+//! [`ImagePort`]; the debug variables (the server's nodes, the client's debug mappings) are
+//! the small [`DebugVars`] seam below. [`crate::PortVars`] implements it over the port (the
+//! one production implementation); `MemoryPlc` (feature `model`) in memory, for tests of
+//! what a real program cannot easily hold (every IEC type, exotic sizes).
 //!
-//! Everything goes through debug variables (the Editor's OPC-UA configuration names them
-//! by debug index) except the client's optional located points. Reads are *samples*: the
-//! values of a set of variables copied by rt-core at the end of one scan that began after
-//! the request, so a structure's leaves are never torn across scans. Writes are applied by
-//! rt-core at the start of a scan; the call returns once that happened.
+//! Reads are *samples*: the values of a set of variables copied by rt-core at the end of
+//! one scan that began after the request, through the watch list the Editor's debugger
+//! shares, so a structure's leaves are never torn across scans. Writes are rt-core's
+//! `SetVar`, applied at the start of a scan; the call returns once that scan has run.
 
 use async_trait::async_trait;
-use shared_abi::image::IecAddress;
-use shared_abi::layout::PlcState;
+use openplc_port::ImagePort;
 use shared_abi::program::VarKind;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// What the plugin reaches the PLC through.
+#[derive(Clone)]
+pub struct Plc {
+    /// Debug variables: the server's nodes, the client's debug-variable mappings.
+    pub vars: Arc<dyn DebugVars>,
+    /// The process image: the client's located mappings.
+    pub image: Arc<dyn ImagePort>,
+}
 
 /// The running program, as far as the plugin needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,21 +79,21 @@ pub enum PlcError {
     /// rt-core refused it (an unknown variable, a value of the wrong size, a full queue).
     #[error("refused: {0}")]
     Rejected(String),
-    /// The port to rt-core is gone.
+    /// The running program cannot do it (a library built before variable writes existed).
+    #[error("the running program does not support this (rebuild it)")]
+    Unsupported,
+    /// rt-core or the program is gone, or another program was loaded meanwhile.
     #[error("PLC unavailable: {0}")]
     Unavailable(String),
 }
 
-/// The PLC as the OPC-UA plugin sees it. Implementations must be cheap to call from many
-/// tasks at once: the server calls `sample` for every Read request and once per publishing
-/// period for all monitored variables together.
+/// The debug variables of the running program. Implementations must be cheap to call
+/// from many tasks at once: the server calls `sample` for every Read request and once per
+/// publishing period for all monitored variables together.
 #[async_trait]
-pub trait OpcuaPlc: Send + Sync + 'static {
+pub trait DebugVars: Send + Sync + 'static {
     /// The program loaded now (`None`: no program).
     fn program(&self) -> Option<ProgramLayout>;
-
-    /// The PLC's state.
-    fn state(&self) -> PlcState;
 
     /// Values of `vars` (flat debug indices) from one scan that began after this call,
     /// through the watch list the debugger shares. At most [`crate::MAX_SAMPLE_VARS`]
@@ -89,18 +101,10 @@ pub trait OpcuaPlc: Send + Sync + 'static {
     async fn sample(&self, vars: &[u32], timeout: Duration) -> Result<Scan, PlcError>;
 
     /// Writes `value` (exactly the variable's size, the program's layout) into debug
-    /// variable `var` once, at the start of a scan (rt-core's `SetVar`); returns once a
-    /// scan has started with it. The program may overwrite it in that scan, as with any
-    /// variable it assigns.
+    /// variable `var` once, at the start of a scan (rt-core's `SetVar`); returns once that
+    /// scan has run. The program may overwrite it in that scan, as with any variable it
+    /// assigns.
     async fn write_var(&self, var: u32, value: &[u8], timeout: Duration) -> Result<(), PlcError>;
-
-    /// Located points: `%I` from the input image, `%Q`/`%M` from the latest published
-    /// outputs (the client's located mappings).
-    fn read_points(&self, points: &[IecAddress]) -> Result<Vec<u64>, PlcError>;
-
-    /// Located points: `%I` into the input image for the next scan, `%Q`/`%M` queued for
-    /// the start of a later scan; all or nothing.
-    fn write_points(&self, points: &[(IecAddress, u64)]) -> Result<(), PlcError>;
 }
 
 #[cfg(test)]

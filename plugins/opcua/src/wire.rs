@@ -2,8 +2,8 @@
 //! way the server runs them: async-opcua's TCP framing (Hello, Acknowledge, Error, message
 //! chunks) with the server's decoding limits, then, for each chunk, the chunk header and
 //! security header, the security check of an unsecured channel, and the decoding of the
-//! request body into a service request. For the fuzz target (`plugins/opcua/fuzz`) and the
-//! corpus replayed by `cargo test`: whatever the bytes, this returns (no panic, bounded
+//! request body into a service request. For the fuzz target `opcua_decode` (the repository's
+//! `fuzz/`, whose inputs `cargo test` replays): whatever the bytes, this returns (no panic, bounded
 //! memory).
 
 use crate::config::Limits;

@@ -2,7 +2,8 @@
 //! in both directions, a dead server is reported without holding up the live one, and a
 //! restarted server is reconnected to (its inputs subscribed again, every output sent again).
 
-use openplc_opcua::{Config, MemVar, MemoryPlc, OpcuaPlc, RemoteState};
+use openplc_opcua::{Config, MemVar, MemoryPlc, Plc, RemoteState};
+use openplc_port::MemoryImage;
 use serde_json::{Value, json};
 use shared_abi::image::IecAddress;
 use std::path::Path;
@@ -19,22 +20,42 @@ struct Remote {
 }
 
 impl Remote {
-    async fn start(port: u16) -> Remote {
+    /// A remote server process: listening at once, or (`standby`) with its address space
+    /// built, waiting for [`Remote::listen`].
+    async fn spawn(port: u16, standby: bool) -> Remote {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ua_server.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(port.to_string())
+            .args(standby.then_some("--standby"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("python3 runs");
         let stdin = child.stdin.take().expect("stdin");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first =
-            tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("the server starts in time");
-        assert_eq!(first.ok().flatten().as_deref(), Some("ready"));
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         Remote { child, stdin, lines }
+    }
+
+    async fn expect(&mut self, line: &str) {
+        let got = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("the server starts in time");
+        assert_eq!(got.ok().flatten().as_deref(), Some(line));
+    }
+
+    async fn start(port: u16) -> Remote {
+        let mut remote = Remote::spawn(port, false).await;
+        remote.expect("ready").await;
+        remote
+    }
+
+    /// Lets a standby server listen.
+    async fn listen(&mut self) {
+        self.expect("initialized").await;
+        self.stdin.write_all(b"listen\n").await.expect("write");
+        self.expect("ready").await;
     }
 
     async fn ask(&mut self, line: &str) -> String {
@@ -104,6 +125,8 @@ async fn values_flow_both_ways_and_survive_a_server_restart() {
     let port = free_port();
     let dead = free_port();
     let mut remote = Remote::start(port).await;
+    // The server that comes back later builds its address space meanwhile.
+    let mut standby = Remote::spawn(port, true).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("conf");
     std::fs::create_dir_all(&conf).expect("conf");
@@ -119,17 +142,20 @@ async fn values_flow_both_ways_and_survive_a_server_restart() {
     );
     let lamp = IecAddress::parse("%QX0.1").expect("address");
     let raw = IecAddress::parse("%IW3").expect("address");
-    plc.set_point(lamp, 1);
+    let image = Arc::new(MemoryImage::zeroed());
+    let mut outputs: Box<shared_abi::layout::OutputSnapshot> = bytemuck::zeroed_box();
+    outputs.image.set(lamp, 1);
+    image.publish(outputs);
     let cfg = Config::from_conf_dir(&conf).expect("config");
     assert!(cfg.server.is_none());
-    let shared: Arc<dyn OpcuaPlc> = Arc::new(plc.clone());
+    let shared = Plc { vars: Arc::new(plc.clone()), image: image.clone() };
     let handle = openplc_opcua::start(cfg, shared, &dir.path().join("opcua")).await.expect("client starts");
 
     // Remote → PLC, into a debug variable and into the input image.
     assert_eq!(remote.ask("set Level Int16 123").await, "ok");
     assert_eq!(remote.ask("set Raw UInt16 777").await, "ok");
     until!("Level in the PLC", int(&plc, 0) == 123);
-    until!("Raw in %IW3", plc.point(raw) == 777);
+    until!("Raw in %IW3", image.inputs().get(raw) == Some(777));
     // PLC → remote, from a debug variable and from an output.
     until!("Setpoint on the remote", remote_get(&mut remote, "Setpoint").await == json!(4242));
     until!("Lamp on the remote", remote_get(&mut remote, "Lamp").await == json!(true));
@@ -157,7 +183,8 @@ async fn values_flow_both_ways_and_survive_a_server_restart() {
         handle.status().client.iter().any(|s| s.name == "remote" && s.state != RemoteState::Connected)
     );
     // ... and comes back empty: inputs flow again, and outputs are sent again unchanged.
-    let mut remote = Remote::start(port).await;
+    standby.listen().await;
+    let mut remote = standby;
     until!(
         "reconnected",
         handle.status().client.iter().any(|s| s.name == "remote" && s.state == RemoteState::Connected)

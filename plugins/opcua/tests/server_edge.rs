@@ -59,7 +59,10 @@ async fn connections_are_capped_per_source_and_silent_ones_dropped() {
 async fn malformed_messages_close_the_connection_and_nothing_else() {
     // A connection must open its secure channel within hello_timeout_s: the random tails
     // below that look like the start of a frame are closed by that.
-    let r = start_with(None, |c| c["limits"] = json!({ "hello_timeout_s": 1 })).await;
+    let r = start_with(None, |c| {
+        c["limits"] = json!({ "hello_timeout_s": 1, "max_connections_per_source": 32 });
+    })
+    .await;
     let addr = r.handle.server().expect("server").local_addr();
     let url = r.url.as_bytes();
     let hello = |size: u32, recv: u32| {
@@ -89,11 +92,23 @@ async fn malformed_messages_close_the_connection_and_nothing_else() {
         }
         garbage.push(m);
     }
-    for (i, bytes) in garbage.iter().enumerate() {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        let _ = s.write_all(bytes).await;
-        assert!(closed_within(&mut s, Duration::from_secs(10)).await, "case {i} leaves the connection open");
+    // All at once (each may wait out the hello timeout), within the per-source cap, so
+    // none is closed for being one too many.
+    let cases: Vec<_> = garbage
+        .iter()
+        .cloned()
+        .map(|bytes| {
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.expect("connect");
+                let _ = s.write_all(&bytes).await;
+                closed_within(&mut s, Duration::from_secs(10)).await
+            })
+        })
+        .collect();
+    for (i, case) in cases.into_iter().enumerate() {
+        assert!(case.await.expect("case task"), "case {i} leaves the connection open");
     }
+    assert_eq!(r.handle.status().server.expect("status").connections_refused, 0, "every case was served");
     let got = py(&["read", &r.url, NS, "PLC.DINT"]).await;
     assert_eq!(got["PLC.DINT"], json!(["Int32", -2000000000]), "the server still serves");
     r.handle.stop().await;

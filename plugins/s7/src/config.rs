@@ -10,7 +10,7 @@
 //! Errors name the field by its JSON path (`data_blocks[1].mapping.type: …`).
 
 use serde::Deserialize;
-use shared_abi::image::{Area, BUFFER_SIZE, Width};
+use shared_abi::image::{Area, TABLE_CAPACITY, Width};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -487,8 +487,13 @@ fn region(at: &str, size: u64, mapping: &RawMapping, warnings: &mut Vec<String>)
         let names: Vec<&str> = CELL_TYPES.iter().map(|(n, _)| *n).collect();
         err(format!("{at}.mapping.type"), format!("{:?} is not one of {}", mapping.kind, names.join(", ")))
     })?;
-    let start = in_range(&format!("{at}.mapping.start_buffer"), mapping.start_buffer.unwrap_or(0), 0, 1023)? as u16;
-    let reach = ((BUFFER_SIZE - start as usize) * cell.element_bytes()) as u32;
+    let start = in_range(
+        &format!("{at}.mapping.start_buffer"),
+        mapping.start_buffer.unwrap_or(0),
+        0,
+        TABLE_CAPACITY as u64 - 1,
+    )? as u16;
+    let reach = ((TABLE_CAPACITY - start as usize) * cell.element_bytes()) as u32;
     let mut r = Region { cell, start, size };
     if size > reach {
         warnings.push(format!(

@@ -1,145 +1,146 @@
-//! How the S7 server reaches the PLC: one small trait, so the companion implements it
-//! over its one port to rt-core in a few lines, and [`MemoryImage`], an in-memory image
-//! for tests and the fuzzer.
+//! How the S7 server reaches the PLC: only through the port's [`ImagePort`] (the
+//! companion passes its `PlcPort`; tests and the fuzzer pass `openplc_port::MemoryImage`).
+//!
+//! Reads take one view: the outputs and memory of one published scan and the inputs as
+//! the port last published them. Writes go to rt-core's write queue in all-or-nothing
+//! batches, each of at most `WriteRing::CAPACITY` image writes (the most the queue can
+//! ever hold at once), and a request is answered once rt-core has applied them.
+//!
+//! # Requests larger than one batch
+//!
+//! A write request of one PDU can need more image writes than one batch may hold: a bool
+//! mapping takes eight writes per S7 byte, so 930 data bytes (PDU 960) are 7 440 writes
+//! against a queue of 4 096. Such a request is written as a real S7 CPU writes a large
+//! PUT: in consecutive pieces, each consistent on its own, the program possibly running
+//! between two of them. Pieces end at item boundaries, so each item is written whole in
+//! one batch; only an item that alone needs more than a batch (a bool-mapped item over
+//! 512 bytes) is cut, at a multiple of 4 096 writes, which is whole bytes. Each item is
+//! then answered on its own: success once all of its writes were applied, 0x01 (hardware
+//! fault) when a piece it belongs to could not be queued or was not applied in time (the
+//! pieces before it stay written, as on a CPU whose PUT was interrupted).
 
-use shared_abi::image::{Area, IecAddress, InputImage, OutputImage};
+use openplc_port::{ImagePort, PortError, WriteRing};
+use shared_abi::image::{IecAddress, InputImage, OutputImage};
 use shared_abi::layout::PlcState;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// Why a write was not applied. Nothing of the batch was applied in any case but
-/// [`WriteError::Timeout`], where it may still be applied later.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    /// The batch can never be queued (too many points, an input address).
-    #[error("write refused: {0}")]
-    Rejected(String),
-    /// Queued, but not applied within the timeout (or the queue stayed full that long).
-    #[error("not applied within the write timeout")]
-    Timeout,
-    /// rt-core (or the way to it) is gone.
-    #[error("PLC unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// A write in flight; resolves once rt-core has applied the whole batch at the start of a
-/// scan, or with why not.
-pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
-
-/// The PLC as the S7 server sees it.
-pub trait S7Image: Send + Sync + 'static {
-    /// Calls `f` once with the input image and the outputs and memory of one published
-    /// scan: every item of one S7 read request comes from this one view.
-    fn read(&self, f: &mut dyn FnMut(&InputImage, &OutputImage));
-
-    /// Writes `%Q`/`%M` cells (never inputs), all or nothing, applied by rt-core at the
-    /// start of one scan. Resolves once applied, or with an error after at most
-    /// `timeout` (an implementation may retry a full queue until then).
-    fn write<'a>(&'a self, writes: &'a [(IecAddress, u64)], timeout: Duration) -> WriteFuture<'a>;
-
-    /// The PLC's state (S7 CPU state RUN when `Running`, STOP otherwise).
-    fn state(&self) -> PlcState;
-}
-
-/// An image in memory: writes apply at once (as if a scan started right then), the
-/// state is whatever the test sets. Counts the write batches it applied.
-pub struct MemoryImage {
-    cells: Mutex<Cells>,
-    state: AtomicU32,
-    batches: AtomicU64,
-    fail: Mutex<Option<WriteError>>,
-}
-
-struct Cells {
-    inputs: Box<InputImage>,
-    outputs: Box<OutputImage>,
-}
-
-impl Default for MemoryImage {
-    fn default() -> Self {
-        MemoryImage {
-            cells: Mutex::new(Cells {
-                inputs: bytemuck::zeroed_box::<InputImage>(),
-                outputs: bytemuck::zeroed_box::<OutputImage>(),
-            }),
-            state: AtomicU32::new(PlcState::Running as u32),
-            batches: AtomicU64::new(0),
-            fail: Mutex::new(None),
+/// Calls `f` once with the inputs and the outputs of one view of the image; false (and
+/// `f` not called) while the port has no rt-core attached.
+pub fn read(port: &dyn ImagePort, f: impl FnOnce(&InputImage, &OutputImage)) -> bool {
+    let outputs = port.outputs();
+    let mut f = Some(f);
+    port.read_inputs(&mut |inputs| {
+        if let Some(f) = f.take() {
+            f(inputs, &outputs.image)
         }
-    }
+    })
 }
 
-impl MemoryImage {
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// The PLC's state as an S7 client sees it: `Empty` (shown as STOP) while detached.
+pub fn state(port: &dyn ImagePort) -> PlcState {
+    port.state().unwrap_or(PlcState::Empty)
+}
 
-    fn lock(&self) -> MutexGuard<'_, Cells> {
-        // Every method leaves the cells consistent before anything can panic.
-        self.cells.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// The most image writes one all-or-nothing batch holds.
+pub const BATCH: usize = WriteRing::CAPACITY;
 
-    /// Sets any cell, inputs included (what a driver or a program would do).
-    pub fn set(&self, addr: IecAddress, value: u64) {
-        let mut c = self.lock();
-        match addr.area() {
-            Area::Input => c.inputs.set(addr, value),
-            Area::Output | Area::Memory => c.outputs.set(addr, value),
+/// Where a batch may end in a list of writes: after each item's writes (`item_ends`,
+/// ascending, the last one the list's length), and inside an item every [`BATCH`] writes
+/// from its start. Returns the batch ends.
+pub fn batch_ends(item_ends: &[usize]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut batch_start = 0;
+    let mut item_start = 0;
+    for &item_end in item_ends {
+        if item_end - batch_start > BATCH {
+            // The batch so far is full: close it before this item (if it holds anything).
+            if item_start > batch_start {
+                ends.push(item_start);
+                batch_start = item_start;
+            }
+            // An item larger than a batch on its own: whole batches of it.
+            while item_end - batch_start > BATCH {
+                batch_start += BATCH;
+                ends.push(batch_start);
+            }
+        }
+        item_start = item_end;
+    }
+    if item_start > batch_start {
+        ends.push(item_start);
+    }
+    ends
+}
+
+/// Writes `writes` in the batches `ends` describes (see [`batch_ends`]), in order, each
+/// queued whole and waited for before the next. A full queue is retried each scan until
+/// `timeout` has passed since the call. Returns how many writes were applied: all of them,
+/// or the writes before the batch that failed, with why it failed.
+pub async fn write(
+    port: &dyn ImagePort,
+    writes: &[(IecAddress, u64)],
+    ends: &[usize],
+    timeout: Duration,
+) -> Result<(), (usize, PortError)> {
+    let deadline = Instant::now() + timeout;
+    let mut start = 0;
+    for &end in ends {
+        let batch = &writes[start..end];
+        let ticket = loop {
+            match port.write(batch) {
+                Ok(ticket) => break ticket,
+                Err(PortError::WriteQueueFull) => {
+                    let now = port.cycle();
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err((start, PortError::WriteQueueFull));
+                    }
+                    if let Err(e) = port.wait_cycle_after(now, left).await {
+                        return Err((start, e));
+                    }
+                }
+                Err(e) => return Err((start, e)),
+            }
         };
+        let left = deadline.saturating_duration_since(Instant::now());
+        port.wait_applied(ticket, left).await.map_err(|e| (start, e))?;
+        start = end;
     }
-
-    pub fn get(&self, addr: IecAddress) -> u64 {
-        let c = self.lock();
-        match addr.area() {
-            Area::Input => c.inputs.get(addr),
-            Area::Output | Area::Memory => c.outputs.get(addr),
-        }
-        .unwrap_or(0)
-    }
-
-    pub fn set_state(&self, state: PlcState) {
-        self.state.store(state as u32, Ordering::Relaxed);
-    }
-
-    /// Write batches applied so far.
-    pub fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
-    }
-
-    /// Makes every later write fail with `e` (or succeed again with `None`).
-    pub fn fail_writes(&self, e: Option<WriteError>) {
-        *self.fail.lock().unwrap_or_else(|p| p.into_inner()) = e;
-    }
+    Ok(())
 }
 
-impl S7Image for MemoryImage {
-    fn read(&self, f: &mut dyn FnMut(&InputImage, &OutputImage)) {
-        let c = self.lock();
-        f(&c.inputs, &c.outputs)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_requests_are_one_batch() {
+        assert_eq!(batch_ends(&[8, 16, 20]), vec![20]);
+        assert_eq!(batch_ends(&[BATCH]), vec![BATCH]);
+        assert_eq!(batch_ends(&[0, 0]), Vec::<usize>::new(), "nothing to write, no batch");
     }
 
-    fn write<'a>(&'a self, writes: &'a [(IecAddress, u64)], _timeout: Duration) -> WriteFuture<'a> {
-        let result = (|| {
-            if let Some(e) = self.fail.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-                return Err(e);
-            }
-            if let Some((a, _)) = writes.iter().find(|(a, v)| a.area() == Area::Input || a.check_value(*v).is_err()) {
-                return Err(WriteError::Rejected(format!("{a} cannot take this write")));
-            }
-            let mut c = self.lock();
-            for &(a, v) in writes {
-                c.outputs.set(a, v);
-            }
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })();
-        Box::pin(std::future::ready(result))
+    #[test]
+    fn batches_end_at_item_boundaries() {
+        // Three items of 2 000 writes: two fit a batch, the third starts the next.
+        assert_eq!(batch_ends(&[2000, 4000, 6000]), vec![4000, 6000]);
+        // An item with no writes (an item that failed) between others changes nothing.
+        assert_eq!(batch_ends(&[3000, 3000, 5000]), vec![3000, 5000]);
     }
 
-    fn state(&self) -> PlcState {
-        PlcState::from_u32(self.state.load(Ordering::Relaxed))
+    #[test]
+    fn an_item_larger_than_a_batch_is_cut_into_whole_batches() {
+        // 930 bool-mapped bytes: 7 440 writes, one item.
+        assert_eq!(batch_ends(&[7440]), vec![BATCH, 7440]);
+        // After a small item: that item alone, then the big one cut from its own start.
+        assert_eq!(batch_ends(&[8, 8 + 7440]), vec![8, 8 + BATCH, 8 + 7440]);
+        for ends in [batch_ends(&[7440]), batch_ends(&[100, 9000, 9100])] {
+            let mut start = 0;
+            for &e in &ends {
+                assert!(e - start <= BATCH && e > start, "{ends:?}");
+                start = e;
+            }
+        }
     }
 }

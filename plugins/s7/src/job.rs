@@ -9,6 +9,7 @@
 //! that does not parse gets 0x8500 too, a function we do not serve 0x8104.
 
 use crate::config::{MIN_PDU_SIZE, Region};
+use crate::image;
 use crate::map::{AreaMap, area};
 use crate::session::Service;
 use crate::wire::s7::{self, DataItems, ItemSpec, Items, data_ts, error, function, item, ts};
@@ -129,8 +130,9 @@ pub fn read(svc: &Service, pdu_ref: u16, pdu_size: u16, params: &[u8], data: &[u
     }
     s7::begin_ack(out, pdu_ref, 0);
     out.extend_from_slice(&[function::READ_VAR, count as u8]);
+    let items_start = out.len();
     let mut failed = 0;
-    svc.image.read(&mut |inputs, outputs| {
+    let viewed = image::read(&*svc.image, |inputs, outputs| {
         for (i, r) in resolved.iter().enumerate() {
             match r {
                 Err(code) => {
@@ -160,12 +162,21 @@ pub fn read(svc: &Service, pdu_ref: u16, pdu_size: u16, params: &[u8], data: &[u
             }
         }
     });
+    if !viewed {
+        // No rt-core attached (it is being restarted): nothing to read from.
+        out.truncate(items_start);
+        failed = count;
+        for r in &resolved {
+            out.extend_from_slice(&[*r.as_ref().err().unwrap_or(&item::HARDWARE_FAULT), 0, 0, 0]);
+        }
+    }
     s7::finish(out, 2);
     svc.stats.item_errors(failed);
 }
 
-/// Answers write-var: every item that checks out is written in one batch, all or nothing,
-/// and answered once rt-core has applied it.
+/// Answers write-var: every item that checks out is written, all of an item in one
+/// all-or-nothing batch (see [`image`] for requests larger than one batch), and answered
+/// once rt-core has applied it.
 pub async fn write(svc: &Service, pdu_ref: u16, params: &[u8], data: &[u8], out: &mut Vec<u8>) {
     let parsed = Items::parse(params).and_then(|items| Ok((DataItems::parse(data, items.item_count())?, items)));
     let Ok((data_items, items)) = parsed else {
@@ -174,9 +185,12 @@ pub async fn write(svc: &Service, pdu_ref: u16, params: &[u8], data: &[u8], out:
     let count = items.item_count();
     // Bounded by the PDU: at most 8 bit writes per data byte.
     let mut codes: Vec<u8> = Vec::with_capacity(count);
+    // After item i, `item_ends[i]` writes are listed.
+    let mut item_ends: Vec<usize> = Vec::with_capacity(count);
     let mut writes: Vec<(IecAddress, u64)> = Vec::new();
-    svc.image.read(&mut |inputs, outputs| {
+    let viewed = image::read(&*svc.image, |inputs, outputs| {
         for (spec, d) in items.clone().zip(data_items.clone()) {
+            let listed = writes.len();
             let code = match resolve(&svc.map, spec) {
                 Err(code) => code,
                 Ok(a) if !a.region.cell.writable() => item::ACCESS_DENIED,
@@ -198,18 +212,28 @@ pub async fn write(svc: &Service, pdu_ref: u16, params: &[u8], data: &[u8], out:
                     _ => item::SIZE_MISMATCH,
                 },
             };
+            if code != item::SUCCESS {
+                writes.truncate(listed);
+            }
             codes.push(code);
+            item_ends.push(writes.len());
         }
     });
-    if !writes.is_empty()
-        && let Err(e) = svc.image.write(&writes, svc.cfg.write_timeout).await
-    {
-        svc.stats.write_failed();
-        if svc.cfg.logging.errors {
-            tracing::warn!("S7 write of {} image cells failed: {e}", writes.len());
-        }
-        for c in codes.iter_mut().filter(|c| **c == item::SUCCESS) {
-            *c = item::HARDWARE_FAULT;
+    if !viewed {
+        // No rt-core attached (it is being restarted): nothing can be written.
+        codes = items.map(|spec| resolve(&svc.map, spec).err().unwrap_or(item::HARDWARE_FAULT)).collect();
+    } else if !writes.is_empty() {
+        let ends = image::batch_ends(&item_ends);
+        if let Err((applied, e)) = image::write(&*svc.image, &writes, &ends, svc.cfg.write_timeout).await {
+            svc.stats.write_failed();
+            if svc.cfg.logging.errors {
+                tracing::warn!("S7 write: {} of {} image cells not applied: {e}", writes.len() - applied, writes.len());
+            }
+            for (c, &end) in codes.iter_mut().zip(&item_ends) {
+                if *c == item::SUCCESS && end > applied {
+                    *c = item::HARDWARE_FAULT;
+                }
+            }
         }
     }
     svc.stats.item_errors(codes.iter().filter(|&&c| c != item::SUCCESS).count());

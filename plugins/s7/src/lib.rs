@@ -4,7 +4,7 @@
 //! blocks mapped onto image tables, and the PE/PA/MK areas.
 //!
 //! ```no_run
-//! # async fn host(image: std::sync::Arc<dyn openplc_s7::S7Image>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn host(image: std::sync::Arc<dyn openplc_port::ImagePort>) -> Result<(), Box<dyn std::error::Error>> {
 //! let Some(cfg) = openplc_s7::load(std::path::Path::new("data/conf"))? else { return Ok(()) };
 //! for w in &cfg.warnings { tracing::warn!("{w}"); }
 //! let handle = openplc_s7::start(cfg, image).await?;
@@ -13,13 +13,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The server reaches the PLC only through [`S7Image`]; nothing is global, so several
+//! The server reaches the PLC only through the port's `ImagePort` (the companion passes its
+//! `PlcPort`, tests `openplc_port::MemoryImage`); nothing is global, so several
 //! instances can run side by side. The protocol is written here (see the README for
 //! why no crate was kept), as a session state machine ([`session`]) the TCP server
-//! ([`server`]) and the fuzzer ([`fuzzing`]) drive alike.
+//! ([`server`]) and the fuzz target (`fuzz/entries`, `s7_request`) drive alike.
 
 pub mod config;
-pub mod fuzzing;
 pub mod image;
 mod job;
 pub mod map;
@@ -31,10 +31,10 @@ mod userdata;
 pub mod wire;
 
 pub use config::{ConfigError, S7Config};
-pub use image::{MemoryImage, S7Image, WriteError, WriteFuture};
 pub use server::Server;
 pub use stats::ServerStatus;
 
+use openplc_port::ImagePort;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -68,7 +68,7 @@ pub struct Handle {
 
 /// Starts the server `cfg` describes (inside a tokio runtime); it is listening when this
 /// returns. A configuration with `server.enabled: false` starts nothing.
-pub async fn start(cfg: S7Config, image: Arc<dyn S7Image>) -> Result<Handle, StartError> {
+pub async fn start(cfg: S7Config, image: Arc<dyn ImagePort>) -> Result<Handle, StartError> {
     if !cfg.enabled {
         tracing::info!("S7 server disabled by its configuration (server.enabled is false)");
         return Ok(Handle { server: None });

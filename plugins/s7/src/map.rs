@@ -62,10 +62,10 @@ fn pack_bits(bits: &[u8; BITS_PER_BYTE]) -> u64 {
 }
 
 /// The value of element `index` (a bool element is its eight bits, bit 0 lowest).
-/// `index` is below `BUFFER_SIZE` for every region the configuration built.
+/// `index` is below `TABLE_CAPACITY` for every region the configuration built.
 pub fn element(inputs: &InputImage, outputs: &OutputImage, cell: CellType, index: usize) -> u64 {
     use CellType::*;
-    let i = index.min(shared_abi::image::BUFFER_SIZE - 1);
+    let i = index.min(shared_abi::image::TABLE_CAPACITY - 1);
     match cell {
         BoolInput => pack_bits(&inputs.bool_input[i]),
         BoolOutput => pack_bits(&outputs.bool_output[i]),

@@ -9,10 +9,10 @@
 //! shorter than any TPDU) closes the connection at once. No path sleeps.
 
 use crate::config::S7Config;
-use crate::image::S7Image;
 use crate::session::{Close, Service, Session};
 use crate::stats::{ServerStatus, Stats};
 use crate::wire::iso;
+use openplc_port::ImagePort;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -41,7 +41,7 @@ pub struct Server {
 
 impl Server {
     /// Binds `bind_address:port` and starts serving (inside a tokio runtime).
-    pub async fn start(cfg: S7Config, image: Arc<dyn S7Image>) -> io::Result<Server> {
+    pub async fn start(cfg: S7Config, image: Arc<dyn ImagePort>) -> io::Result<Server> {
         let listener = TcpListener::bind((cfg.bind_address.as_str(), cfg.port)).await.map_err(|e| {
             io::Error::new(e.kind(), format!("S7 server cannot listen on {}:{}: {e}", cfg.bind_address, cfg.port))
         })?;

@@ -10,13 +10,14 @@
 //! or a PDU that is not S7, closes it.
 
 use crate::config::{MIN_PDU_SIZE, S7Config};
-use crate::image::S7Image;
+use crate::image;
 use crate::job;
 use crate::map::AreaMap;
 use crate::stats::Stats;
 use crate::userdata::UserdataState;
 use crate::wire::iso::{self, IsoError, Tpdu};
 use crate::wire::s7::{self, PduError, error, function, rosctr};
+use openplc_port::ImagePort;
 use shared_abi::layout::PlcState;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -25,15 +26,15 @@ use std::time::SystemTime;
 pub struct Service {
     pub cfg: S7Config,
     pub map: AreaMap,
-    pub image: Arc<dyn S7Image>,
+    pub image: Arc<dyn ImagePort>,
     pub stats: Stats,
     /// The PLC state last seen and since when (for SZL 0x0424).
     seen: Mutex<(PlcState, SystemTime)>,
 }
 
 impl Service {
-    pub fn new(cfg: S7Config, image: Arc<dyn S7Image>) -> Service {
-        let state = image.state();
+    pub fn new(cfg: S7Config, image: Arc<dyn ImagePort>) -> Service {
+        let state = image::state(&*image);
         Service {
             map: AreaMap::new(&cfg),
             cfg,
@@ -45,7 +46,7 @@ impl Service {
 
     /// When the PLC entered its current state, as far as this server has seen.
     pub fn state_since(&self) -> SystemTime {
-        let now = self.image.state();
+        let now = image::state(&*self.image);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.0 != now {
             *seen = (now, SystemTime::now());

@@ -108,7 +108,7 @@ impl UserdataState {
             identity: &svc.cfg.identity,
             max_pdu: svc.cfg.pdu_size,
             max_connections: svc.cfg.max_clients as u16,
-            state: svc.image.state(),
+            state: crate::image::state(&*svc.image),
             state_since: svc.state_since(),
         };
         let mut list = Vec::new();

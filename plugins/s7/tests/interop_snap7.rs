@@ -3,11 +3,12 @@
 //! historians use) connects with the configured rack/slot, reads identity and state,
 //! reads and writes every area, bits and multi-item requests, and sees the errors; then
 //! python-snap7 3.x (pure Python) and nodes7 (pure JavaScript). Against a running rt-core:
-//! `e2e_rt.rs`.
+//! `e2e_rt.rs`; through the companion with uploaded programs: `companion/tests/s7_e2e.rs`.
 
 mod support;
 
-use openplc_s7::{Handle, MemoryImage, S7Image};
+use openplc_port::MemoryImage;
+use openplc_s7::Handle;
 use serde_json::Value;
 use shared_abi::image::{Area, IecAddress, Width};
 use shared_abi::layout::PlcState;
@@ -65,8 +66,8 @@ async fn client(port: u16, rack: u8, slot: u8, command: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_snap7_reads_and_writes_every_area() {
-    let image = Arc::new(MemoryImage::new());
-    let set = |addr, v| image.set(addr, v);
+    let image = Arc::new(MemoryImage::zeroed());
+    let set = |addr, v| support::set(&image, addr, v);
     set(a(Area::Memory, Width::Word, 0, 0), 0x0102);
     set(a(Area::Memory, Width::Word, 1, 0), 0x0304);
     set(a(Area::Memory, Width::Word, 2, 0), 0xFFFE);
@@ -115,7 +116,7 @@ async fn python_snap7_reads_and_writes_every_area() {
     assert_eq!(r["still_connected"], true);
 
     // The writes reached the image.
-    let get = |addr| image.get(addr);
+    let get = |addr| support::get(&image, addr);
     assert_eq!(get(a(Area::Memory, Width::Word, 3, 0)), 0x1234);
     assert_eq!(get(a(Area::Memory, Width::Word, 4, 0)), 0x56EE, "a partial word keeps its low byte");
     let db1: Vec<u64> = (0..8).map(|b| get(a(Area::Output, Width::Bit, 8, b))).collect();
@@ -126,7 +127,7 @@ async fn python_snap7_reads_and_writes_every_area() {
     assert_eq!(get(a(Area::Output, Width::Bit, 2, 3)), 1, "Q2.3 written as a bit");
     assert_eq!(get(a(Area::Memory, Width::Word, 102, 0)), 0xCAFE);
     assert_eq!(get(a(Area::Input, Width::Bit, 0, 1)), 0, "inputs are not written");
-    assert_eq!(image.state(), PlcState::Running, "plc_stop did not stop the PLC");
+    assert_eq!(openplc_port::ImagePort::state(&*image), Some(PlcState::Running), "plc_stop did not stop the PLC");
 
     let status = handle.status().server.unwrap();
     assert!(status.requests > 20 && status.item_errors >= 4 && status.refused_functions == 1, "{status:?}");
@@ -135,17 +136,17 @@ async fn python_snap7_reads_and_writes_every_area() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_snap7_sees_the_state_and_the_values_change() {
-    let image = Arc::new(MemoryImage::new());
+    let image = Arc::new(MemoryImage::zeroed());
     let (handle, port, _dir) = start(image.clone()).await;
     assert_eq!(client(port, 0, 2, "state").await["state"], "S7CpuStatusRun");
-    image.set_state(PlcState::Stopped);
+    image.set_state(Some(PlcState::Stopped));
     assert_eq!(client(port, 0, 2, "state").await["state"], "S7CpuStatusStop");
 
     // %MW0 counts up while the client polls DB2.DBW0.
     let ticking = image.clone();
     let ticker = tokio::spawn(async move {
         for n in 1u64.. {
-            ticking.set(a(Area::Memory, Width::Word, 0, 0), n & 0xFFFF);
+            support::set(&ticking, a(Area::Memory, Width::Word, 0, 0), n & 0xFFFF);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
@@ -158,7 +159,7 @@ async fn python_snap7_sees_the_state_and_the_values_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_snap7_cannot_connect_to_another_slot() {
-    let image = Arc::new(MemoryImage::new());
+    let image = Arc::new(MemoryImage::zeroed());
     let (handle, port, _dir) = start(image).await;
     let r = client(port, 0, 3, "refuse").await;
     assert!(r["error"].as_str().is_some_and(|e| e.contains("ISO")), "{}", r["error"]);
@@ -175,15 +176,15 @@ async fn nodes7_reads_and_writes() {
         node_path.join("nodes7").exists(),
         "nodes7 is missing: scripts/test-deps installs it into target/node-deps"
     );
-    let image = Arc::new(MemoryImage::new());
-    image.set(a(Area::Memory, Width::Word, 0, 0), 0xFFFE); // INT -2
-    image.set(a(Area::Memory, Width::Word, 1, 0), 0xBEEF);
-    image.set(a(Area::Output, Width::DWord, 0, 0), 0x0001_0002);
-    image.set(a(Area::Output, Width::Bit, 8, 2), 1);
-    image.set(a(Area::Input, Width::Bit, 0, 7), 1);
-    image.set(a(Area::Input, Width::Bit, 1, 0), 1);
-    image.set(a(Area::Output, Width::Bit, 0, 3), 1);
-    image.set(a(Area::Memory, Width::Word, 100, 0), 0x0102);
+    let image = Arc::new(MemoryImage::zeroed());
+    support::set(&image, a(Area::Memory, Width::Word, 0, 0), 0xFFFE); // INT -2
+    support::set(&image, a(Area::Memory, Width::Word, 1, 0), 0xBEEF);
+    support::set(&image, a(Area::Output, Width::DWord, 0, 0), 0x0001_0002);
+    support::set(&image, a(Area::Output, Width::Bit, 8, 2), 1);
+    support::set(&image, a(Area::Input, Width::Bit, 0, 7), 1);
+    support::set(&image, a(Area::Input, Width::Bit, 1, 0), 1);
+    support::set(&image, a(Area::Output, Width::Bit, 0, 3), 1);
+    support::set(&image, a(Area::Memory, Width::Word, 100, 0), 0x0102);
     let (handle, port, _dir) = start(image.clone()).await;
     let run = Command::new("node")
         .arg(support::crate_dir().join("tests/js/nodes7_client.js"))
@@ -204,7 +205,7 @@ async fn nodes7_reads_and_writes() {
     assert_eq!(v["IB1"], 1);
     assert_eq!(v["QB0"], 8);
     assert_eq!(v["MW0"], 0x0102);
-    assert_eq!(image.get(a(Area::Memory, Width::Word, 5, 0)), 4321, "DB2,INT10 is %MW5");
+    assert_eq!(support::get(&image, a(Area::Memory, Width::Word, 5, 0)), 4321, "DB2,INT10 is %MW5");
     handle.stop().await;
 }
 
@@ -217,9 +218,9 @@ async fn python_snap7_3_pure_python_reads_and_writes() {
         py_path.join("snap7").exists(),
         "python-snap7 3.x is missing: scripts/test-deps installs it into target/py-snap7-3"
     );
-    let image = Arc::new(MemoryImage::new());
-    image.set(a(Area::Memory, Width::Word, 0, 0), 0x0102);
-    image.set(a(Area::Memory, Width::Word, 100, 0), 0x0A0B);
+    let image = Arc::new(MemoryImage::zeroed());
+    support::set(&image, a(Area::Memory, Width::Word, 0, 0), 0x0102);
+    support::set(&image, a(Area::Memory, Width::Word, 100, 0), 0x0A0B);
     let (handle, port, _dir) = start(image.clone()).await;
     let run = Command::new("python3")
         .arg(support::crate_dir().join("tests/py/snap7_v3_client.py"))
@@ -237,6 +238,6 @@ async fn python_snap7_3_pure_python_reads_and_writes() {
     assert_eq!(r["mk"], serde_json::json!([0x0A, 0x0B, 0, 0]));
     assert!(r["err_past_end"].as_str().is_some_and(|e| e.contains("(0x05)")), "{}", r["err_past_end"]);
     assert!(r["err_no_db"].as_str().is_some_and(|e| e.contains("(0x0a)")), "{}", r["err_no_db"]);
-    assert_eq!(image.get(a(Area::Memory, Width::Word, 4, 0)), 0xABCD);
+    assert_eq!(support::get(&image, a(Area::Memory, Width::Word, 4, 0)), 0xABCD);
     handle.stop().await;
 }

@@ -3,7 +3,8 @@
 
 mod support;
 
-use openplc_s7::{Handle, MemoryImage, S7Config};
+use openplc_port::MemoryImage;
+use openplc_s7::{Handle, S7Config};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 async fn server(cfg: S7Config) -> (Handle, SocketAddr) {
-    let h = openplc_s7::start(cfg, Arc::new(MemoryImage::new())).await.unwrap();
+    let h = openplc_s7::start(cfg, Arc::new(MemoryImage::zeroed())).await.unwrap();
     let addr = h.local_addr().unwrap();
     (h, addr)
 }
@@ -140,7 +141,7 @@ async fn an_impossible_tpkt_header_closes_at_once() {
 async fn a_disabled_configuration_starts_nothing() {
     let mut cfg = config();
     cfg.enabled = false;
-    let h = openplc_s7::start(cfg, Arc::new(MemoryImage::new())).await.unwrap();
+    let h = openplc_s7::start(cfg, Arc::new(MemoryImage::zeroed())).await.unwrap();
     assert_eq!(h.status(), openplc_s7::Status { enabled: false, server: None });
     assert!(h.local_addr().is_none());
 }

@@ -2,11 +2,15 @@
 
 mod support;
 
-use openplc_s7::session::Close;
+use openplc_port::{ImagePort, MemoryImage, PortError, PortFuture, WriteTicket};
+use openplc_s7::S7Config;
+use openplc_s7::session::{Close, Service, Session};
 use openplc_s7::wire::iso::IsoError;
-use openplc_s7::{S7Image, WriteError};
-use shared_abi::image::{Area, IecAddress, Width};
-use shared_abi::layout::PlcState;
+use shared_abi::image::{Area, IecAddress, InputImage, Width};
+use shared_abi::layout::{OutputSnapshot, PlcState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use support::*;
 
 const CONFIG: &str = r#"{
@@ -83,12 +87,12 @@ async fn pdu_size_is_the_smaller_of_ours_and_the_clients_never_below_240() {
 #[tokio::test]
 async fn reads_every_area_with_per_item_codes() {
     let mut h = Harness::connected(CONFIG, 480).await;
-    h.image.set(a(Area::Output, Width::Bit, 2, 5), 1);
-    h.image.set(a(Area::Memory, Width::Word, 11, 0), 0xBEEF);
-    h.image.set(a(Area::Input, Width::DWord, 1, 0), 0x0102_0304);
-    h.image.set(a(Area::Input, Width::Bit, 0, 3), 1);
-    h.image.set(a(Area::Output, Width::Bit, 7, 0), 1);
-    h.image.set(a(Area::Memory, Width::Word, 3, 0), 0x1234);
+    set(&h.image, a(Area::Output, Width::Bit, 2, 5), 1);
+    set(&h.image, a(Area::Memory, Width::Word, 11, 0), 0xBEEF);
+    set(&h.image, a(Area::Input, Width::DWord, 1, 0), 0x0102_0304);
+    set(&h.image, a(Area::Input, Width::Bit, 0, 3), 1);
+    set(&h.image, a(Area::Output, Width::Bit, 7, 0), 1);
+    set(&h.image, a(Area::Memory, Width::Word, 3, 0), 0x1234);
     let r = h
         .request(&read(&[
             item(2, 3, 1, DB, 0),      // DB1.DBB0..2: %QX0..2 packed
@@ -146,8 +150,8 @@ async fn a_read_of_count_0xffff_is_answered_not_crashed_on() {
 #[tokio::test]
 async fn writes_land_in_the_image_as_one_batch() {
     let mut h = Harness::connected(CONFIG, 480).await;
-    h.image.set(a(Area::Memory, Width::Word, 12, 0), 0x1100);
-    let before = h.image.batches();
+    set(&h.image, a(Area::Memory, Width::Word, 12, 0), 0x1100);
+    let before = h.image.cycle();
     let r = h
         .request(&write(&[
             (item(2, 1, 1, DB, 8), 4, 8, vec![0b1000_0001]), // DB1.DBB1 → %QX1.0 and %QX1.7
@@ -162,24 +166,156 @@ async fn writes_land_in_the_image_as_one_batch() {
         .await;
     assert_eq!(r.params, [5, 8]);
     assert_eq!(r.data, [0xFF, 0xFF, 0xFF, 0xFF, 0x03, 0x03, 0x07, 0x0A]);
-    assert_eq!(h.image.batches(), before + 1, "every good item in one batch");
-    assert_eq!(h.image.get(a(Area::Output, Width::Bit, 1, 0)), 1);
-    assert_eq!(h.image.get(a(Area::Output, Width::Bit, 1, 1)), 0);
-    assert_eq!(h.image.get(a(Area::Output, Width::Bit, 1, 7)), 1);
-    assert_eq!(h.image.get(a(Area::Memory, Width::Word, 10, 0)), 0xABCD);
-    assert_eq!(h.image.get(a(Area::Memory, Width::Word, 11, 0)), 0x2200);
-    assert_eq!(h.image.get(a(Area::Memory, Width::Word, 12, 0)), 0x1102);
-    assert_eq!(h.image.get(a(Area::Output, Width::Bit, 3, 2)), 1);
-    assert_eq!(h.image.get(a(Area::Input, Width::Bit, 0, 0)), 0);
+    assert_eq!(h.image.cycle(), before + 1, "every good item in one batch (the in-memory image counts one per batch)");
+    assert_eq!(get(&h.image, a(Area::Output, Width::Bit, 1, 0)), 1);
+    assert_eq!(get(&h.image, a(Area::Output, Width::Bit, 1, 1)), 0);
+    assert_eq!(get(&h.image, a(Area::Output, Width::Bit, 1, 7)), 1);
+    assert_eq!(get(&h.image, a(Area::Memory, Width::Word, 10, 0)), 0xABCD);
+    assert_eq!(get(&h.image, a(Area::Memory, Width::Word, 11, 0)), 0x2200);
+    assert_eq!(get(&h.image, a(Area::Memory, Width::Word, 12, 0)), 0x1102);
+    assert_eq!(get(&h.image, a(Area::Output, Width::Bit, 3, 2)), 1);
+    assert_eq!(get(&h.image, a(Area::Input, Width::Bit, 0, 0)), 0);
+}
+
+/// CONFIG with writes given up after 50 ms.
+fn quick_timeout(config: &str) -> String {
+    config.replacen(r#""server": {"#, r#""server": { "write_timeout_ms": 50,"#, 1)
 }
 
 #[tokio::test]
 async fn a_write_the_plc_does_not_apply_fails_every_item() {
-    let mut h = Harness::connected(CONFIG, 480).await;
-    h.image.fail_writes(Some(WriteError::Timeout));
-    let r = h.request(&write(&[(item(2, 1, 1, DB, 0), 4, 8, vec![1]), (item(2, 1, 9, DB, 0), 4, 8, vec![1])])).await;
-    assert_eq!(r.data, [0x01, 0x0A]);
-    assert_eq!(h.image.get(a(Area::Output, Width::Bit, 0, 0)), 0);
+    let config = quick_timeout(CONFIG);
+    // Queued but never applied (rt-core stalled), or never queued (its queue stayed full).
+    for stall in [true, false] {
+        let mut h = Harness::connected(&config, 480).await;
+        let flag = if stall { &h.image.stall } else { &h.image.refuse };
+        flag.store(true, Ordering::Release);
+        let r =
+            h.request(&write(&[(item(2, 1, 1, DB, 0), 4, 8, vec![1]), (item(2, 1, 9, DB, 0), 4, 8, vec![1])])).await;
+        assert_eq!(r.data, [0x01, 0x0A], "stall {stall}: hardware fault, and the missing block still named");
+        assert_eq!(get(&h.image, a(Area::Output, Width::Bit, 0, 0)), 0);
+    }
+}
+
+/// A bool-mapped block as large as the image's %MX table, and PDU 960.
+const BIG: &str = r#"{
+  "server": { "pdu_size": 960 },
+  "data_blocks": [ { "db_number": 7, "size_bytes": 1024, "mapping": { "type": "bool_memory", "start_buffer": 0 } } ]
+}"#;
+
+fn mx(byte: u16, bit: u8) -> IecAddress {
+    a(Area::Memory, Width::Bit, byte, bit)
+}
+
+#[tokio::test]
+async fn a_write_larger_than_the_write_queue_goes_in_whole_item_batches() {
+    let mut h = Harness::connected(BIG, 960).await;
+    // One item of 900 bytes: 7 200 bit writes, more than the 4 096 one batch may hold.
+    let data: Vec<u8> = (0..900u32).map(|i| (i * 7 + 1) as u8).collect();
+    let before = h.image.cycle();
+    let r = h.request(&write(&[(item(2, 900, 7, DB, 0), 4, 900 * 8, data.clone())])).await;
+    assert_eq!(r.data, [0xFF]);
+    assert_eq!(h.image.cycle(), before + 2, "two batches: 4 096 writes, then 3 104");
+    for (i, byte) in data.iter().enumerate() {
+        for bit in 0..8 {
+            assert_eq!(get(&h.image, mx(i as u16, bit)), ((byte >> bit) & 1) as u64, "%MX{i}.{bit}");
+        }
+    }
+    // Two items of 400 bytes (3 200 writes each): a batch ends between them, not inside one.
+    let before = h.image.cycle();
+    let r = h
+        .request(&write(&[
+            (item(2, 400, 7, DB, 0), 4, 400 * 8, vec![0x0F; 400]),
+            (item(2, 400, 7, DB, 400 * 8), 4, 400 * 8, vec![0xF0; 400]),
+        ]))
+        .await;
+    assert_eq!(r.data, [0xFF, 0xFF]);
+    assert_eq!(h.image.cycle(), before + 2);
+    assert_eq!((get(&h.image, mx(399, 0)), get(&h.image, mx(400, 0)), get(&h.image, mx(400, 7))), (1, 0, 1));
+}
+
+/// The in-memory image, refusing every batch after the first `accepted` as a queue that
+/// stays full does.
+struct FirstBatchesOnly {
+    inner: MemoryImage,
+    accepted: AtomicUsize,
+}
+
+impl ImagePort for FirstBatchesOnly {
+    fn cycle(&self) -> u64 {
+        self.inner.cycle()
+    }
+    fn state(&self) -> Option<PlcState> {
+        self.inner.state()
+    }
+    fn outputs(&self) -> Arc<OutputSnapshot> {
+        self.inner.outputs()
+    }
+    fn read_inputs(&self, f: &mut dyn FnMut(&InputImage)) -> bool {
+        self.inner.read_inputs(f)
+    }
+    fn update_inputs(&self, f: &mut dyn FnMut(&mut InputImage)) -> Result<(), PortError> {
+        self.inner.update_inputs(f)
+    }
+    fn write(&self, writes: &[(IecAddress, u64)]) -> Result<WriteTicket, PortError> {
+        match self.accepted.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)) {
+            Ok(_) => self.inner.write(writes),
+            Err(_) => Err(PortError::WriteQueueFull),
+        }
+    }
+    fn wait_applied(&self, ticket: WriteTicket, timeout: Duration) -> PortFuture<'_, u64> {
+        self.inner.wait_applied(ticket, timeout)
+    }
+    fn wait_cycle_after(&self, cycle: u64, timeout: Duration) -> PortFuture<'_, u64> {
+        self.inner.wait_cycle_after(cycle, timeout)
+    }
+}
+
+#[tokio::test]
+async fn when_a_later_batch_fails_only_its_items_report_it() {
+    let port = Arc::new(FirstBatchesOnly { inner: MemoryImage::zeroed(), accepted: AtomicUsize::new(1) });
+    let svc = Service::new(S7Config::from_json(&quick_timeout(BIG)).unwrap(), port.clone());
+    let mut session = Session::new(1);
+    let mut out = Vec::new();
+    for frame in [cr(0x0102, 0x0A), dt(&setup(960))] {
+        session.on_frame(&svc, &frame[4..], &mut out).await.unwrap();
+    }
+    out.clear();
+    let request = dt(&write(&[
+        (item(2, 400, 7, DB, 0), 4, 400 * 8, vec![0xFF; 400]),
+        (item(2, 400, 7, DB, 400 * 8), 4, 400 * 8, vec![0xFF; 400]),
+    ]));
+    session.on_frame(&svc, &request[4..], &mut out).await.unwrap();
+    assert_eq!(replies(&out)[0].data, [0xFF, 0x01], "the first item was written, the second was not");
+    let bits = |byte: usize| port.inner.outputs().image.bool_memory[byte][0];
+    assert_eq!((bits(399), bits(400)), (1, 0));
+}
+
+#[tokio::test]
+async fn every_truncation_of_every_request_is_answered_or_closes() {
+    let requests = [
+        setup(960),
+        read(&[item(2, 3, 1, DB, 0), item(4, 1, 2, DB, 16), item(1, 1, 0, PE, 3)]),
+        write(&[(item(2, 3, 2, DB, 0), 4, 24, vec![1, 2, 3]), (item(1, 1, 0, PA, 3), 3, 1, vec![1])]),
+        szl(0x001C, 0),
+        szl_next(1),
+        job(&[0x29, 0, 0, 0, 0, 0, 9, b'P', b'_', b'P', b'R', b'O', b'G', b'R', b'A', b'M'], &[]),
+    ];
+    for pdu in &requests {
+        let mut h = Harness::connected(CONFIG, 480).await;
+        assert_eq!(h.send(&dt(pdu)).await.map(|r| r.len()), Ok(1), "{pdu:02X?} whole is answered");
+        for n in 0..pdu.len() {
+            let mut h = Harness::connected(CONFIG, 480).await;
+            match h.send(&dt(&pdu[..n])).await {
+                Ok(r) => {
+                    assert!(r.len() <= 1, "{pdu:02X?} cut at {n}: {r:?}");
+                    assert!(r.iter().all(|r| r.rosctr == 3 || r.rosctr == 7), "{pdu:02X?} cut at {n}: {r:?}");
+                }
+                Err(Close::Pdu(_)) => {}
+                Err(other) => panic!("{pdu:02X?} cut at {n}: {other}"),
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -205,7 +341,7 @@ async fn plc_control_and_unknown_functions_are_refused_politely() {
     stop.extend_from_slice(b"P_PROGRAM");
     let r = h.request(&job(&stop, &[])).await;
     assert_eq!((r.rosctr, r.error, r.params.as_slice()), (3, 0x8104, &[0x29u8, 0][..]));
-    assert_eq!(h.image.state(), PlcState::Running, "the PLC was not stopped");
+    assert_eq!(ImagePort::state(&*h.image), Some(PlcState::Running), "the PLC was not stopped");
     assert_eq!(h.request(&job(&[0x1D, 0], &[])).await.error, 0x8104);
 }
 
@@ -235,7 +371,7 @@ async fn cpu_state_follows_the_plc() {
     let mut h = Harness::connected(CONFIG, 480).await;
     let run = h.request(&szl(0x0424, 0)).await;
     assert_eq!(run.data[8 + 7], 0x08);
-    h.image.set_state(PlcState::Stopped);
+    h.image.set_state(Some(PlcState::Stopped));
     let stop = h.request(&szl(0x0424, 0)).await;
     assert_eq!(stop.data[8 + 7], 0x04);
     let unknown = h.request(&szl(0x0232, 4)).await;

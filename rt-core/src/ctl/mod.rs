@@ -11,6 +11,7 @@
 
 pub mod points;
 pub mod report;
+pub mod tasks;
 pub mod vars;
 
 use rt_core::program::LoadedProgram;
@@ -45,8 +46,6 @@ pub enum CtlError {
     Run(RunError),
     /// Writing to stdout failed (a closed pipe ends the tool quietly).
     Output(std::io::Error),
-    /// `check` could not run its load (no thread, or the load panicked).
-    CheckThread(std::io::Error),
 }
 
 impl std::fmt::Display for CtlError {
@@ -58,7 +57,6 @@ impl std::fmt::Display for CtlError {
             CtlError::Load(e) => write!(f, "{e}"),
             CtlError::Run(e) => write!(f, "{e}"),
             CtlError::Output(e) => write!(f, "writing the output: {e}"),
-            CtlError::CheckThread(e) => write!(f, "the load check could not run: {e}"),
         }
     }
 }
@@ -117,16 +115,11 @@ pub fn load(shm: &str, path: &str, start: bool, timeout_ms: u64) -> CtlResult {
 pub use shared_abi::program::CHECK_OK;
 
 pub fn check(path: &str) -> CtlResult {
-    // On a thread with the loader's stack: what needs more stack there must fail here.
-    let owned = path.to_string();
-    let checked = std::thread::Builder::new()
-        .name("rt-check".into())
-        .stack_size(rt_core::loader::LOADER_STACK_BYTES)
-        .spawn(move || LoadedProgram::check(std::path::Path::new(&owned)))
-        .map_err(CtlError::CheckThread)?
-        .join()
-        .map_err(|_| CtlError::CheckThread(std::io::Error::other("it panicked")))?
-        .map_err(CtlError::Load)?;
+    // On this (the main) thread, not a thread with the loader's stack: a fault in the
+    // program's constructors is recovered by jumping out of dlopen, which leaves the dynamic
+    // linker's lock held by the faulting thread. Held by the main thread, exit can still take
+    // it again (it is recursive); held by a finished helper thread, exit waits forever.
+    let checked = LoadedProgram::check(std::path::Path::new(path)).map_err(CtlError::Load)?;
     out!(
         "{path}: {CHECK_OK} {}, generator {}, {} debug variables, scan period {} µs",
         shared_abi::program::PROGRAM_ABI_VERSION,

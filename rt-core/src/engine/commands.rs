@@ -52,10 +52,10 @@ impl Engine {
                     CommandStatus::NotRunning
                 }
             }
-            Command::Load { path, start, warm, online } => {
+            Command::Load { path, start, warm, online, image } => {
                 if self.load_pending {
                     CommandStatus::Busy
-                } else if self.request_load(seq, path, start, warm, online) {
+                } else if self.request_load(seq, path, start, warm, online, image) {
                     CommandStatus::Accepted
                 } else {
                     CommandStatus::Busy
@@ -106,9 +106,10 @@ impl Engine {
         start: bool,
         warm: bool,
         online: bool,
+        image: shared_abi::sizes::ImageRequest,
     ) -> bool {
         let program_gen = self.next_program_gen;
-        let request = LoaderRequest::Load { seq, path, start, warm, online, program_gen };
+        let request = LoaderRequest::Load { seq, path, start, warm, online, program_gen, image };
         if self.loader.to_loader.push(request).is_err() {
             return false;
         }

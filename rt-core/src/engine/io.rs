@@ -4,9 +4,9 @@
 
 use super::{Engine, MAX_WRITES_PER_CYCLE, live, stamped};
 use crate::sys;
-use bytemuck::Zeroable;
-use shared_abi::layout::PlcState;
+use shared_abi::layout::{PlcState, WritesApplied};
 use shared_abi::msg::{Event, ImageWrite, RingId, decode_write};
+use shared_abi::sizes::ImageSizes;
 use std::sync::atomic::Ordering;
 
 impl Engine {
@@ -16,13 +16,15 @@ impl Engine {
         // the client writes it under its lease).
         let (snapshot, fresh) = unsafe { self.shm.inputs.read_latest() };
         if fresh || self.inputs_stale {
+            let sizes = program.info().image_sizes;
             let dst = &mut program.image_mut().inputs;
-            let src = &snapshot.image;
             if !self.inputs_stale && snapshot.lines_suffice_from(self.inputs_generation) {
-                // Only the lines that changed since the snapshot the image already holds.
+                // Only the lines that changed since the snapshot the image already holds
+                // (the client marks lines inside the program's tables only).
                 snapshot.copy_changed_lines(dst);
             } else {
-                *dst = *src;
+                // Everything, of the program's tables only.
+                dst.copy_within_sizes(&snapshot.image, &sizes);
             }
             self.inputs_generation = snapshot.generation;
             self.inputs_stale = false;
@@ -32,13 +34,24 @@ impl Engine {
     }
 
     /// Applies queued image writes. Each slot is decoded by `decode_write`, which refuses an
-    /// address out of range or a value too wide for it: reported as `BadMessage`, dropped.
+    /// address out of range or a value too wide for it, and an address past the program's
+    /// table sizes is refused here: reported as `BadMessage`, dropped.
+    ///
+    /// Then, when any were taken, publishes how far the ring is applied and in which cycle
+    /// (one Release store): writers waiting for these writes may be answered now, since the
+    /// scan that sees them follows at once.
     pub(super) fn apply_writes(&mut self) {
+        let mut taken = false;
         for _ in 0..MAX_WRITES_PER_CYCLE {
             let Some(write) = self.rings.writes.pop_with(decode_write) else { break };
+            taken = true;
             match write {
                 Ok(ImageWrite { addr, value }) => {
                     if let Some(program) = self.program.as_mut() {
+                        if !program.info().image_sizes.contains(addr) {
+                            self.emit(Event::BadMessage { ring: RingId::Writes });
+                            continue;
+                        }
                         program.image_mut().set(addr, value);
                         program.widen_extents(addr);
                     }
@@ -46,6 +59,12 @@ impl Engine {
                 }
                 Err(_) => self.emit(Event::BadMessage { ring: RingId::Writes }),
             }
+        }
+        if taken {
+            let h = &self.shm.header;
+            let cycle_low = h.heartbeat.load(Ordering::Relaxed) as u32;
+            let applied = WritesApplied { position: self.shm.writes.consumed(), cycle_low };
+            h.writes_applied.store(applied.pack(), Ordering::Release);
         }
     }
 
@@ -63,15 +82,18 @@ impl Engine {
                 snap.inputs_cycle = inputs_cycle;
                 snap.state = state;
                 snap.program_gen = program.map_or(0, |p| p.info().program_gen);
+                snap.sizes = program.map_or(ImageSizes::ZERO, |p| p.info().image_sizes);
                 match program {
-                    // The safe-state publication is the full one that follows every swap,
-                    // stop and fault; in between only what the program can change is copied.
-                    Some(p) if safe_state => snap.image = p.image().outputs,
+                    // The safe-state publication is the full one (of the program's tables)
+                    // that follows every swap, stop and fault; in between only what the
+                    // program can change is copied.
+                    Some(p) if safe_state => snap.image.copy_within_sizes(&p.image().outputs, &snap.sizes),
                     Some(p) => p.extents().copy(&p.image().outputs, &mut snap.image),
-                    None => snap.image = Zeroable::zeroed(),
+                    // Readers copy nothing past the (zero) sizes.
+                    None => {}
                 }
                 if safe_state {
-                    snap.image.clear_outputs();
+                    snap.image.clear_outputs(&snap.sizes);
                 }
             })
         };

@@ -13,9 +13,11 @@
 //! - [`faults`]: a program that ends a call its own way (ERROR, restart in place).
 //! - [`online`]: an online change's values carried from the old instance at the swap.
 //! - [`stats`]: statistics and overrun reports.
+//! - [`dispatch`]: the base tick of a program whose tasks run on threads of their own.
 
 mod commands;
 mod debug;
+mod dispatch;
 mod faults;
 mod io;
 mod online;
@@ -115,6 +117,8 @@ pub struct Engine {
     shutdown: bool,
     /// A fault that needs a restart in place, requested at the end of the cycle.
     restart: Option<(RestartKind, FaultCause, u64)>,
+    /// Per-task figures of a program whose tasks run on threads of their own.
+    task_books: dispatch::TaskBooks,
 }
 
 impl Engine {
@@ -155,6 +159,7 @@ impl Engine {
             last_overrun_report_ns: 0,
             shutdown: false,
             restart: None,
+            task_books: dispatch::TaskBooks::new(),
         });
         engine.reset_published_state();
         engine
@@ -173,7 +178,7 @@ impl Engine {
         // rt-core's engine, and rt-core makes one).
         unsafe {
             self.shm.program.write(|p| *p = Zeroable::zeroed());
-            self.shm.outputs.write(|o| *o = Zeroable::zeroed());
+            self.shm.outputs.write(|o| bytemuck::bytes_of_mut(o).fill(0));
         }
         self.stats.period_ns = self.idle_period_ns;
         self.publish_stats();
@@ -182,9 +187,15 @@ impl Engine {
 
     /// Asks the loader for a program before the loop starts (`openplc-rt run --load`, or
     /// the program a restart in place reloads, warm).
-    pub fn request_initial_load(&mut self, path: &str, start: bool, warm: bool) -> bool {
+    pub fn request_initial_load(
+        &mut self,
+        path: &str,
+        start: bool,
+        warm: bool,
+        image: shared_abi::sizes::ImageRequest,
+    ) -> bool {
         let path = shared_abi::msg::bounded::<MAX_PATH>(path);
-        self.request_load(0, path, start, warm, false)
+        self.request_load(0, path, start, warm, false, image)
     }
 
     /// Starts in ERROR (a restart in place after a fault): nothing runs until a load.
@@ -230,7 +241,7 @@ impl Engine {
         }
         self.apply_writes();
         if running {
-            self.scan(wake_ns);
+            self.scan(deadline_ns, wake_ns);
         }
         if self.publish_safe_outputs {
             self.publish_outputs(true);
@@ -266,7 +277,10 @@ impl Engine {
         CycleEnd { next_deadline_ns: next, shutdown: self.shutdown, restart }
     }
 
-    fn scan(&mut self, wake_ns: u64) {
+    fn scan(&mut self, deadline_ns: u64, wake_ns: u64) {
+        if self.dispatch(deadline_ns, wake_ns) {
+            return;
+        }
         let tick = self.tick;
         // A variable written once may be a located input: the next cycle gives it back its
         // input's value (the image copies only the lines that changed otherwise).

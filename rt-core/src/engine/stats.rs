@@ -14,6 +14,7 @@ impl Engine {
         self.stats.since_ns = sys::now_ns();
         self.prev_wake_ns = 0;
         self.shm.histogram.reset();
+        self.reset_task_books();
     }
 
     pub(super) fn publish_stats(&self) {

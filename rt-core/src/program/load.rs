@@ -12,11 +12,12 @@ use crate::sys;
 use shared_abi::debug::{
     ForcedValue, Generator, INFO_PATH_BYTES, MAX_GROUPS, ProgramInfo, WatchedValue, fill_text, vars_hash,
 };
-use shared_abi::image::Image;
+use shared_abi::image::{Area, IecAddress, Image, Width};
 use shared_abi::program::{
     PROGRAM_ABI_BASE_SIZE, PROGRAM_ABI_VERSION, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind,
 };
 use shared_abi::retain::{self, RETAIN_BYTES, RetainImage};
+use shared_abi::sizes::{ImageRequest, ImageSizes};
 use std::ffi::{CString, c_void};
 use std::path::Path;
 
@@ -137,7 +138,7 @@ impl LoadedProgram {
     /// Loads `path` in this (throwaway) process exactly as rt-core would, then unloads it:
     /// what `openplc-rt check` runs before a program reaches the real-time process.
     pub fn check(path: &Path) -> Result<Checked, LoadError> {
-        let program = Self::load(path, 1, None)?;
+        let program = Self::load(path, 1, None, ImageRequest::FROM_PROGRAM)?;
         let info = *program.info();
         let generator = program.generator_name();
         program.unload().map_err(|fault| LoadError::Crashed { stage: LoadStage::Destructors, fault })?;
@@ -155,12 +156,17 @@ impl LoadedProgram {
 
     /// Loads, binds and initialises the program at `path` as generation `program_gen`;
     /// `warm`: give back RETAIN values and forces when they are this program's.
-    pub fn load(path: &Path, program_gen: u32, warm: Option<WarmStart<'_>>) -> Result<Box<LoadedProgram>, LoadError> {
+    pub fn load(
+        path: &Path,
+        program_gen: u32,
+        warm: Option<WarmStart<'_>>,
+        image: ImageRequest,
+    ) -> Result<Box<LoadedProgram>, LoadError> {
         // No program code may run before the fault handlers are in place.
         guard::install();
         let mut loading = Loading { library: None, code: CodeRange::default(), faulted: false };
         let abi = Self::open(path, &mut loading)?;
-        let program = Self::start(path, program_gen, warm, &abi, &mut loading)?;
+        let program = Self::start(path, program_gen, warm, image, &abi, &mut loading)?;
         Ok(program)
     }
 
@@ -244,6 +250,7 @@ impl LoadedProgram {
         path: &Path,
         program_gen: u32,
         warm: Option<WarmStart<'_>>,
+        image_request: ImageRequest,
         abi: &ProgramAbi,
         loading: &mut Loading,
     ) -> Result<Box<LoadedProgram>, LoadError> {
@@ -359,9 +366,22 @@ impl LoadedProgram {
             _ => None,
         };
 
+        // Each table as long as `image.conf` asked and never shorter than the program's
+        // located variables reach; a program that lists none gets the former fixed size.
+        let floor = match &located {
+            Some(list) => located_floor(list),
+            None => ImageSizes::LEGACY,
+        };
+        info.image_sizes = image_request.resolve(&floor);
+
+        let tasks = match super::tasks::describe(abi, info.period_ns) {
+            Ok(tasks) => tasks,
+            Err(super::tasks::Refusal::Fault(f)) => return Err(describing(loading, f)),
+            Err(super::tasks::Refusal::Bad(why)) => return Err(refused(why)),
+        };
         let mut program = LoadedProgram {
             entry,
-            extents: OutputExtents::of_program(located.as_deref()),
+            extents: OutputExtents::of_program(located.as_deref(), &info.image_sizes),
             image,
             info,
             vars,
@@ -373,6 +393,8 @@ impl LoadedProgram {
             restored_forces: Vec::new(),
             migration: None,
             faulted: false,
+            tasks,
+            threads: None,
         };
         if let Some(warm) = warm {
             program.restore_retain(warm).map_err(|f| loading.crashed(LoadStage::RestoringRetain, f))?;
@@ -472,4 +494,31 @@ impl LoadedProgram {
         self.restored_forces = forces;
         Ok(())
     }
+}
+
+/// The table sizes a program's located variables need: one past the highest index each
+/// table is located at (every located variable counts, in the image or copied).
+fn located_floor(located: &[shared_abi::program::LocatedInfo]) -> ImageSizes {
+    let mut floor = ImageSizes::ZERO;
+    for l in located {
+        let area = match l.area {
+            0 => Area::Input,
+            1 => Area::Output,
+            2 => Area::Memory,
+            _ => continue,
+        };
+        let width = match l.width {
+            0 => Width::Bit,
+            1 => Width::Byte,
+            2 => Width::Word,
+            3 => Width::DWord,
+            4 => Width::LWord,
+            _ => continue,
+        };
+        let bit = if width == Width::Bit { l.bit } else { 0 };
+        if let Ok(addr) = IecAddress::new(area, width, l.index, bit) {
+            floor.widen(addr);
+        }
+    }
+    floor
 }

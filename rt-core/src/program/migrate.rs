@@ -248,6 +248,11 @@ impl LoadedProgram {
     /// Copies the output image (outputs and memory) of the instance it replaces, so the
     /// outputs keep their values across the swap.
     pub fn take_outputs_of(&mut self, old: &LoadedProgram) {
-        self.image_mut().outputs = old.image().outputs;
+        // Only inside both programs' tables: past the old one's there is nothing to carry,
+        // past the new one's nothing may be written, and a whole table's room (65 536
+        // elements) is megabytes this cycle would copy for nothing.
+        let common = old.info().image_sizes.min(&self.info().image_sizes);
+        let from = &old.image().outputs;
+        self.image_mut().outputs.copy_within_sizes(from, &common);
     }
 }

@@ -14,6 +14,7 @@
 
 mod load;
 mod migrate;
+pub mod tasks;
 
 pub use load::{Checked, LoadError, LoadStage};
 pub use migrate::{Carried, Migration};
@@ -144,6 +145,10 @@ pub struct LoadedProgram {
     migration: Option<Box<Migration>>,
     /// A guarded call into it faulted: never call it again, never unload it.
     faulted: bool,
+    /// Its tasks, when they run on threads of their own.
+    tasks: Option<tasks::ProgramTasks>,
+    /// Those threads (started by the loader, stopped before the library is unloaded).
+    threads: Option<crate::tasks::TaskSet>,
 }
 
 // SAFETY: a LoadedProgram is used by one thread at a time (the loader builds it, then
@@ -156,6 +161,12 @@ impl LoadedProgram {
     /// Unloads the program (its destructors run, guarded). A program that faulted is not
     /// unloaded but left mapped: its destructors must not run.
     pub fn unload(mut self: Box<Self>) -> Result<(), Fault> {
+        // A task thread that does not leave the program keeps its code mapped for good.
+        if let Some(threads) = self.threads.take()
+            && !threads.stop()
+        {
+            self.faulted = true;
+        }
         match self.library.take() {
             Some(library) if self.faulted => {
                 library.leak();
@@ -344,6 +355,11 @@ impl Drop for LoadedProgram {
     fn drop(&mut self) {
         // Normally unloaded explicitly; this is the fallback (a program dropped with its
         // engine, say), with the same rules.
+        if let Some(threads) = self.threads.take()
+            && !threads.stop()
+        {
+            self.faulted = true;
+        }
         if let Some(library) = self.library.take() {
             if self.faulted {
                 library.leak();

@@ -56,8 +56,11 @@ impl Runtime {
 
     pub fn start_on(dir: tempfile::TempDir, shm: String, extra: &[&str]) -> Runtime {
         let log = std::fs::File::create(dir.path().join("rt.log")).unwrap();
+        // Not pinned unless the test names a CPU itself.
+        let cpu: &[&str] = if extra.contains(&"--cpu") { &[] } else { &["--cpu", "none"] };
         let child = Command::new(RT_BIN)
-            .args(["--shm", &shm, "run", "--cpu", "none", "--priority", "10", "--idle-period-us", "2000"])
+            .args(["--shm", &shm, "run", "--priority", "10", "--idle-period-us", "2000"])
+            .args(cpu)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -145,9 +148,22 @@ impl InProcess {
 
     /// Loads and starts a library, cycling until it is swapped in.
     pub fn load_library(&mut self, so: &Path) {
+        self.load_library_sized(so, shared_abi::sizes::ImageRequest::FROM_PROGRAM);
+    }
+
+    /// Loads and starts a fixture build with configured image sizes.
+    pub fn load_fixture_sized(&mut self, defines: &[&str], image: shared_abi::sizes::ImageRequest) {
+        let so = build_fixture(self.dir.path(), "inproc.so", defines);
+        self.load_library_sized(&so, image);
+    }
+
+    /// `load_library` with configured image sizes.
+    pub fn load_library_sized(&mut self, so: &Path, image: shared_abi::sizes::ImageRequest) {
         let before = self.client.status().program_gen;
         let path = shared_abi::msg::bounded(so.to_str().unwrap());
-        self.client.send(shared_abi::msg::Command::Load { path, start: true, warm: false, online: false }).unwrap();
+        self.client
+            .send(shared_abi::msg::Command::Load { path, start: true, warm: false, online: false, image })
+            .unwrap();
         let start = Instant::now();
         while self.client.status().program_gen == before {
             assert!(start.elapsed() < Duration::from_secs(10), "program never swapped in");

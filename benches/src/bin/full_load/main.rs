@@ -2,15 +2,15 @@
 //! to the scan.
 //!
 //! A real companion and rt-core (own data directory, port and shared memory; the demo
-//! program uploaded over HTTPS and built, running at 1 ms on a pinned SCHED_FIFO CPU) take
+//! program uploaded over HTTPS and built, running at 1 ms by default on a pinned SCHED_FIFO CPU) take
 //! at the same time: HTTPS `GET /api/status` and `/api/runtime-logs` from keep-alive
-//! connections, Editor-like debugger clients polling variables, and Modbus TCP clients with
-//! a share of writes. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
+//! connections, Editor-like debugger clients polling variables, Modbus TCP clients with
+//! a share of writes, and (when asked for) python-snap7 S7 clients and OPC-UA clients
+//! subscribing and reading. Meanwhile rt-core's wake-up latency is compared with cyclictest's on
 //! the same CPU in the same windows (see `measure.rs`), with bootstrap intervals, and its
 //! overruns are counted. Everything started is stopped at the end, on error and on Ctrl-C.
 
 mod bundle;
-mod https;
 mod loads;
 mod measure;
 mod report;
@@ -20,6 +20,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use loads::{Load, Target};
 use openplc_benches::cyclictest::Cyclictest;
+/// The HTTPS client (the library's), as `crate::https` for the loads.
+pub(crate) use openplc_benches::https;
 use openplc_benches::process;
 use shared_abi::client::Reader;
 use shared_abi::shm::monotonic_ns;
@@ -48,6 +50,9 @@ pub struct Args {
     /// SCHED_FIFO priority of both.
     #[arg(long, default_value_t = 49)]
     priority: i32,
+    /// The demo program's task period in ms (cyclictest runs at the same period).
+    #[arg(long, default_value_t = 1)]
+    period_ms: u32,
     /// Where cyclictest's wake-ups fall after rt-core's, in µs (default: 200 to 800, a
     /// different distance in each slice; 0 makes them collide, to see what that costs).
     #[arg(long)]
@@ -67,6 +72,32 @@ pub struct Args {
     modbus_clients: u32,
     #[arg(long, default_value_t = 10)]
     modbus_write_percent: u32,
+    /// S7 clients (python-snap7, 10 % writes; 0: none, the default).
+    #[arg(long, default_value_t = 0)]
+    s7_clients: u32,
+    #[arg(long, default_value_t = 10)]
+    s7_write_percent: u32,
+    /// The S7 clients' driver (default: plugins/s7/bench/load.py).
+    #[arg(long)]
+    s7_load_py: Option<PathBuf>,
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// OPC-UA clients, each subscribing to --opcua-vars variables and reading them in a loop
+    /// (0: none; the program then gets that many more variables and a conf/opcua.json).
+    #[arg(long, default_value_t = 0)]
+    opcua_clients: u32,
+    #[arg(long, default_value_t = 100)]
+    opcua_vars: u32,
+    /// The subscriptions' publishing interval (the server's cycle_time_ms).
+    #[arg(long, default_value_t = 100)]
+    opcua_interval_ms: u32,
+    /// Afterwards, the same OPC-UA clients for the same time against an asyncua (Python)
+    /// server with the same variables, standing in for upstream's server.
+    #[arg(long)]
+    opcua_compare_asyncua: bool,
+    /// opcua-load (default: beside this executable).
+    #[arg(long)]
+    opcua_load: Option<PathBuf>,
     /// Browser-monitor pages (the live socket of `/`, every variable, the histogram and the
     /// log each; 0: none).
     #[arg(long, default_value_t = 0)]
@@ -106,7 +137,7 @@ fn beside_this_exe(name: &str, given: &Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The load generators the options ask for. OPC-UA and S7 clients go here.
+/// The load generators the options ask for.
 fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
     let root = openplc_benches::repo_root();
     let mut out: Vec<Box<dyn Load>> = Vec::new();
@@ -131,6 +162,23 @@ fn loads(args: &Args) -> Result<Vec<Box<dyn Load>>> {
             clients: args.modbus_clients,
             write_percent: args.modbus_write_percent,
             binary: beside_this_exe("modbus-load", &args.modbus_load)?,
+        }));
+    }
+    if args.s7_clients > 0 {
+        out.push(Box::new(loads::s7::S7Load {
+            clients: args.s7_clients,
+            write_percent: args.s7_write_percent,
+            python: args.python.clone(),
+            script: args.s7_load_py.clone().unwrap_or_else(|| root.join("plugins/s7/bench/load.py")),
+        }));
+    }
+    if args.opcua_clients > 0 {
+        out.push(Box::new(loads::opcua::OpcuaLoad {
+            clients: args.opcua_clients,
+            vars: args.opcua_vars,
+            interval_ms: args.opcua_interval_ms,
+            binary: beside_this_exe("opcua-load", &args.opcua_load)?,
+            compare_standin: args.opcua_compare_asyncua,
         }));
     }
     if args.monitor_clients > 0 {
@@ -177,8 +225,10 @@ fn run(args: &Args) -> Result<()> {
         rt_binary: beside_this_exe("openplc-rt", &args.rt_binary)?,
         cpu,
         priority: args.priority,
-        period_ms: 1,
+        period_ms: args.period_ms,
         modbus_max_connections: (args.modbus_clients as usize + 8).max(64),
+        s7_max_connections: if args.s7_clients > 0 { args.s7_clients as usize + 8 } else { 0 },
+        opcua: (args.opcua_clients > 0).then_some((args.opcua_vars, args.opcua_interval_ms)),
     };
     let mut stack = Stack::start(&config, work.path(), &runtime)?;
     let observer = stack.observe()?;
@@ -198,6 +248,8 @@ fn run(args: &Args) -> Result<()> {
         api: stack.api.clone(),
         token: stack.token.clone(),
         modbus_port: stack.modbus_port,
+        s7_port: stack.s7_port,
+        opcua_port: stack.opcua_port,
         var_count: stack.var_count,
         runtime: runtime.handle().clone(),
         dir: work.path().to_path_buf(),
@@ -213,7 +265,12 @@ fn run(args: &Args) -> Result<()> {
     let running: Vec<Box<dyn loads::Running>> =
         generators.iter().map(|g| g.start(&target, run_for)).collect::<Result<_>>()?;
 
-    let ct = Cyclictest { binary: args.cyclictest.clone(), cpu: Some(cpu), priority: args.priority, interval_us: 1000 };
+    let ct = Cyclictest {
+        binary: args.cyclictest.clone(),
+        cpu: Some(cpu),
+        priority: args.priority,
+        interval_us: u64::from(args.period_ms) * 1000,
+    };
     let measured = measure::run(&observer, &ct, &plan, work.path(), report::slice_line)?;
     let mut reports = Vec::new();
     for r in running {

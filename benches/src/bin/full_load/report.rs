@@ -66,14 +66,15 @@ pub fn print(s: &Summary) {
     println!();
     println!(
         "full load for {:.0} s; measured {} slices of {} s in ABBA order ({} rt-core alone, {} with cyclictest beside it); \
-         CPU {}, SCHED_FIFO {}, demo program at 1 ms; the host is a shared 2-vCPU VM",
+         CPU {}, SCHED_FIFO {}, demo program at {} ms; the host is a shared 2-vCPU VM",
         s.run_for.as_secs_f64(),
         s.slices.len(),
         a.slice_seconds,
         alone.len(),
         beside.len(),
         s.cpu,
-        a.priority
+        a.priority,
+        a.period_ms
     );
     println!();
     println!(

@@ -23,6 +23,10 @@ pub struct StackConfig {
     pub priority: i32,
     pub period_ms: u32,
     pub modbus_max_connections: usize,
+    /// Connections the S7 server takes; 0 configures none.
+    pub s7_max_connections: usize,
+    /// Variables and publishing interval of the OPC-UA server, when the OPC-UA load is on.
+    pub opcua: Option<(u32, u32)>,
 }
 
 pub struct Stack {
@@ -30,6 +34,8 @@ pub struct Stack {
     pub token: String,
     pub shm: String,
     pub modbus_port: u16,
+    pub s7_port: u16,
+    pub opcua_port: Option<u16>,
     pub var_count: u32,
     pub rt_pid: u32,
     companion: Option<ChildGuard>,
@@ -50,6 +56,8 @@ impl Stack {
     pub fn start(cfg: &StackConfig, dir: &Path, rt: &tokio::runtime::Runtime) -> Result<Stack> {
         let port = free_port()?;
         let modbus_port = free_port()?;
+        let s7_port = free_port()?;
+        let opcua_port = if cfg.opcua.is_some() { Some(free_port()?) } else { None };
         let shm = dir.join("shm").to_string_lossy().into_owned();
         let log = std::fs::File::create(dir.join("companion.log")).context("companion.log")?;
         let mut cmd = Command::new(&cfg.companion);
@@ -69,6 +77,8 @@ impl Stack {
             token: String::new(),
             shm,
             modbus_port,
+            s7_port,
+            opcua_port,
             var_count: 0,
             rt_pid: 0,
             companion: Some(companion),
@@ -106,7 +116,15 @@ impl Stack {
         let r = rt.block_on(api.once(Method::POST, "/api/login", None, Some(Body::json(&login))))?;
         let token = r.ok_json("login")?["access_token"].as_str().context("login: no access_token")?.to_string();
 
-        let zip = bundle::demo_zip(dir, cfg.period_ms, self.modbus_port, cfg.modbus_max_connections)?;
+        let opcua =
+            cfg.opcua.zip(self.opcua_port).map(|((vars, cycle_ms), port)| bundle::OpcuaBundle { port, vars, cycle_ms });
+        let servers = bundle::Servers {
+            modbus_port: self.modbus_port,
+            modbus_max_connections: cfg.modbus_max_connections,
+            opcua,
+            s7: (cfg.s7_max_connections > 0).then_some((self.s7_port, cfg.s7_max_connections)),
+        };
+        let zip = bundle::demo_zip(dir, cfg.period_ms, &servers)?;
         let data = std::fs::read(&zip).context("reading demo.zip")?;
         let upload = Body::multipart_file("file", "program.zip", "application/zip", &data);
         rt.block_on(api.once(Method::POST, "/api/upload-file", Some(&token), Some(upload)))?.ok_json("upload-file")?;
@@ -135,6 +153,16 @@ impl Stack {
             );
         }
         self.var_count = observer.program_info().context("program info")?.var_count;
+        if self.opcua_port.is_some() {
+            wait_for("the OPC-UA server", Duration::from_secs(30), || {
+                let p = get("/api/plugins", Some(&token)).ok()?.ok_json("plugins").ok()?;
+                let opcua = &p["protocols"]["opcua"];
+                if opcua["state"] == "failed" {
+                    eprintln!("full-load: the OPC-UA server did not start: {}", opcua["error"]);
+                }
+                (opcua["state"] == "running").then_some(())
+            })?;
+        }
         self.token = token;
         self.rt_pid = status.rt_pid;
         Ok(())

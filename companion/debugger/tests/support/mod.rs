@@ -102,6 +102,7 @@ impl Server {
                 p.to_str().expect("utf-8 path"),
                 true,
                 openplc_port::LoadKind::Cold,
+                shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false },
                 Duration::from_secs(10),
             )
             .expect("program loads");

@@ -6,10 +6,14 @@ which is how a dead device behind a gateway looks. The same data store can be se
 over TCP (--tcp PORT) and over a serial line in RTU framing (--rtu /dev/pts/N) at once,
 so a test can check over TCP what our master wrote over RTU.
 
-Prints "ready" once every server listens.
+Prints "ready PORT" once every server listens (PORT: the TCP port, which --tcp 0 lets the
+system choose, so no other process can take it between choosing and binding). With
+--standby it first prints "standby" and binds nothing until a line arrives on stdin: the
+test holds the port (bound, not listening: connections are refused) until then.
 """
 import argparse
 import asyncio
+import sys
 
 from pymodbus import FramerType
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
@@ -37,10 +41,14 @@ async def main():
     parser.add_argument("--tcp", type=int)
     parser.add_argument("--rtu")
     parser.add_argument("--baud", type=int, default=19200)
+    parser.add_argument("--standby", action="store_true")
     args = parser.parse_args()
+    if args.standby:
+        print("standby", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     ctx = context()
     servers = []
-    if args.tcp:
+    if args.tcp is not None:
         servers.append(ModbusTcpServer(ctx, address=("127.0.0.1", args.tcp), ignore_missing_devices=True))
     if args.rtu:
         servers.append(
@@ -50,7 +58,8 @@ async def main():
         )
     for s in servers:
         await s.serve_forever(background=True)
-    print("ready", flush=True)
+    port = servers[0].transport.sockets[0].getsockname()[1] if args.tcp is not None else ""
+    print("ready", port, flush=True)
     await asyncio.Event().wait()
 
 

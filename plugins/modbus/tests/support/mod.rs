@@ -45,6 +45,14 @@ pub async fn until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> O
     }
 }
 
+/// The outputs once the cycle under way has ended. A write is answered as soon as rt-core
+/// has applied it, at the start of a cycle, a moment before that cycle's scan publishes:
+/// a test that reads the port's outputs right after a write's reply waits for this first.
+pub async fn settled(plc: &PlcPort) -> std::sync::Arc<shared_abi::layout::OutputSnapshot> {
+    plc.wait_cycle_after(plc.cycle(), Duration::from_secs(5)).await.expect("rt-core ends its cycle");
+    plc.outputs()
+}
+
 /// Kills (and reaps) a child process on drop.
 pub struct Proc(pub Child);
 
@@ -64,33 +72,62 @@ pub fn start_rt(defines: &[&str]) -> (Rt, Arc<PlcPort>) {
     (rt, port)
 }
 
-/// Starts a Python script (stdout piped) and waits for it to print `ready`.
-pub fn spawn_ready(script: &Path, args: &[&str]) -> Proc {
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.trim() == "ready" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("{} never printed ready", script.display()));
-    proc
+/// A Python script started with its stdin and stdout piped, and what it printed.
+pub struct Script {
+    pub proc: Proc,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
-/// A port free right now on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+impl Script {
+    pub fn spawn(script: &Path, args: &[&str]) -> Script {
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Script { proc: Proc(child), lines }
+    }
+
+    /// Waits for a line starting with the word `word`; returns the rest of it, trimmed.
+    pub fn expect(&self, word: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("the script never printed {word:?}"));
+            let mut parts = line.trim().splitn(2, ' ');
+            if parts.next() == Some(word) {
+                return parts.next().unwrap_or("").trim().to_string();
+            }
+        }
+    }
+
+    /// Sends a line to its stdin.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.proc.0.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to the script");
+    }
+}
+
+/// Starts a Python script and waits for it to print `ready`; returns it and what followed
+/// `ready` on that line.
+pub fn spawn_ready(script: &Path, args: &[&str]) -> (Proc, String) {
+    let s = Script::spawn(script, args);
+    let rest = s.expect("ready");
+    (s.proc, rest)
 }
 
 /// Runs a command to completion (killed if it outlives `timeout`); returns its output.

@@ -3,59 +3,45 @@
 //! node's data type (read once per node) before it is written out.
 
 use crate::iec::{self, IecType, TimeMapping};
+use iec_values::IecValue;
 use opcua::client::Session;
 use opcua::types::{AttributeId, Identifier, NodeId, ReadValueId, TimestampsToReturn, Variant, VariantScalarTypeId};
 use shared_abi::image::{IecAddress, Width};
 use std::collections::HashMap;
 
 fn scalar_of(ty: IecType) -> Option<VariantScalarTypeId> {
-    ty.zero(TimeMapping::Duration).scalar_type_id()
+    iec::zero(ty, TimeMapping::Duration).scalar_type_id()
 }
 
 /// A remote value as the mapping's IEC type (TIME accepts Duration or Int64 milliseconds).
-fn cast_to(ty: IecType, value: &Variant) -> Result<(Variant, TimeMapping), String> {
-    if ty == IecType::Time && matches!(value, Variant::Int64(_)) {
-        return Ok((value.clone(), TimeMapping::Int64Ms));
-    }
-    let target = scalar_of(ty).ok_or("no scalar type")?;
-    match value.cast(target) {
-        Variant::Empty => Err(format!("a {:?} value cannot be a {ty:?}", value.scalar_type_id())),
-        v => Ok((v, TimeMapping::Duration)),
-    }
+fn cast_to(ty: IecType, value: &Variant) -> Result<IecValue, String> {
+    let (v, time) = if ty == IecType::Time && matches!(value, Variant::Int64(_)) {
+        (value.clone(), TimeMapping::Int64Ms)
+    } else {
+        let target = scalar_of(ty).ok_or("no scalar type")?;
+        match value.cast(target) {
+            Variant::Empty => return Err(format!("a {:?} value cannot be a {ty}", value.scalar_type_id())),
+            v => (v, TimeMapping::Duration),
+        }
+    };
+    iec::from_variant(ty, time, &v).map_err(|e| e.to_string())
 }
 
 /// Program bytes of a remote value for a debug variable of `size` bytes.
 pub fn to_var(ty: IecType, size: usize, value: &Variant) -> Result<Vec<u8>, String> {
-    let (v, time) = cast_to(ty, value)?;
-    iec::encode(ty, time, size, &v).map_err(|e| e.to_string())
+    iec_values::encode(ty, size, &cast_to(ty, value)?).map_err(|e| e.to_string())
 }
 
 /// The image value (raw bits at the point's width) of a remote value.
 pub fn to_point(ty: IecType, addr: IecAddress, value: &Variant) -> Result<u64, String> {
-    let (v, _) = cast_to(ty, value)?;
-    let raw = match v {
-        Variant::Boolean(b) => b as u64,
-        Variant::SByte(x) => x as u8 as u64,
-        Variant::Byte(x) => x as u64,
-        Variant::Int16(x) => x as u16 as u64,
-        Variant::UInt16(x) => x as u64,
-        Variant::Int32(x) => x as u32 as u64,
-        Variant::UInt32(x) => x as u64,
-        Variant::Int64(x) => x as u64,
-        Variant::UInt64(x) => x,
-        Variant::Float(x) => x.to_bits() as u64,
-        Variant::Double(x) => x.to_bits(),
-        other => return Err(format!("{:?} cannot go into {addr}", other.scalar_type_id())),
-    };
+    let raw = iec_values::to_bits(ty, &cast_to(ty, value)?).map_err(|e| format!("{addr}: {e}"))?;
     let raw = if addr.width() == Width::Bit { (raw != 0) as u64 } else { raw };
     addr.check_value(raw).map_err(|e| format!("{addr}: {e}"))
 }
 
 /// The value of an image point read as `ty`.
 pub fn from_point(ty: IecType, raw: u64) -> Option<Variant> {
-    let bytes = raw.to_le_bytes();
-    let n = (1..=8).find(|&n| ty.fits_size(n))?;
-    iec::decode(ty, TimeMapping::Duration, &bytes[..n])
+    iec::to_variant(ty, TimeMapping::Duration, iec_values::from_bits(ty, raw)?)
 }
 
 /// `value` in the remote node's type, when known and reachable by a cast.

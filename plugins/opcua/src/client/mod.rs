@@ -9,7 +9,7 @@ mod convert;
 use crate::MAX_SAMPLE_VARS;
 use crate::config::client::{Auth, ClientConfig, Direction, Local, Mapping, Remote};
 use crate::config::{Mode, Policy, VarRef};
-use crate::plc::{OpcuaPlc, ProgramLayout};
+use crate::plc::{Plc, ProgramLayout};
 use crate::server::StartError;
 use opcua::client::{ClientBuilder, DataChangeCallback, IdentityToken, Session};
 use opcua::crypto::{PrivateKey, SecurityPolicy, X509};
@@ -18,6 +18,7 @@ use opcua::types::{
     NodeId, ReadValueId, StatusCode, TimestampsToReturn, UserTokenPolicy, Variant, WriteValue,
 };
 use serde::Serialize;
+use shared_abi::image::{Area, IecAddress};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -61,8 +62,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Client {
-    pub async fn start(config: ClientConfig, plc: Arc<dyn OpcuaPlc>, data_dir: &Path) -> Result<Client, StartError> {
-        let layout = plc.program().unwrap_or_default();
+    pub async fn start(config: ClientConfig, plc: Plc, data_dir: &Path) -> Result<Client, StartError> {
+        let layout = plc.vars.program().unwrap_or_default();
         let stop = CancellationToken::new();
         let mut status = Vec::new();
         let mut tasks = Vec::new();
@@ -108,7 +109,7 @@ struct Bound {
 /// One remote server's connection.
 struct Link {
     remote: Remote,
-    plc: Arc<dyn OpcuaPlc>,
+    plc: Plc,
     bound: Vec<Bound>,
     pki: PathBuf,
     status: Arc<Mutex<RemoteStatus>>,
@@ -127,7 +128,7 @@ fn flat(at: VarRef, layout: &ProgramLayout) -> Option<u32> {
 impl Link {
     fn new(
         remote: Remote,
-        plc: Arc<dyn OpcuaPlc>,
+        plc: Plc,
         layout: &ProgramLayout,
         data_dir: &Path,
         status: Arc<Mutex<RemoteStatus>>,
@@ -238,9 +239,11 @@ impl Link {
             // Without a configured server certificate to pin, the server's is taken on
             // first use (as upstream's client does); with one, only that one.
             .trust_server_certs(self.remote.server_cert_pem.is_none())
-            .session_retry_limit(-1)
-            .session_retry_initial(RETRY_FIRST)
-            .session_retry_max(RETRY_MAX)
+            // One attempt per connect, no reconnection inside the session: `run` retries
+            // with its own back-off and reports every failure, and a lost session is rebuilt
+            // whole (subscribed again, every output sent again). async-opcua's own retries
+            // would hold a dead server's first attempt for the whole connect timeout.
+            .session_retry_limit(0)
             .session_timeout(self.remote.session_timeout_ms as u32)
             .keep_alive_interval(Duration::from_secs(2))
             .request_timeout(Duration::from_secs(5))
@@ -424,22 +427,43 @@ impl Link {
         if let Some(n) = lock(&self.sizes).get(&var) {
             return Ok(*n);
         }
-        let scan = self.plc.sample(&[var], Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+        let scan = self.plc.vars.sample(&[var], Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
         let n = scan.values.first().and_then(|v| v.as_ref()).map(|v| v.bytes.len()).ok_or("no such variable")?;
         lock(&self.sizes).insert(var, n);
         Ok(n)
+    }
+
+    /// A located point now: `%I` as the companion last published the inputs, `%Q`/`%M` as
+    /// the last scan published them (`None` while rt-core is not attached).
+    fn read_point(&self, addr: IecAddress) -> Option<u64> {
+        match addr.area() {
+            Area::Input => self.plc.image.inputs(|img| img.get(addr)).flatten(),
+            _ => self.plc.image.outputs().image.get(addr),
+        }
+    }
+
+    /// Writes a located point: `%I` into the inputs of the next scan, `%Q`/`%M` through
+    /// rt-core's write queue (returns once applied).
+    async fn write_point(&self, addr: IecAddress, raw: u64) -> Result<(), String> {
+        if addr.area() == Area::Input {
+            let mut stored = false;
+            self.plc.image.update_inputs(&mut |img| stored = img.set(addr, raw)).map_err(|e| e.to_string())?;
+            return if stored { Ok(()) } else { Err(format!("{addr} is not an input")) };
+        }
+        let ticket = self.plc.image.write(&[(addr, raw)]).map_err(|e| e.to_string())?;
+        self.plc.image.wait_applied(ticket, Duration::from_secs(2)).await.map(drop).map_err(|e| e.to_string())
     }
 
     async fn to_plc(&self, b: &Bound, value: &Variant) -> Result<(), String> {
         match (b.mapping.local, b.var) {
             (Local::Point(addr), _) => {
                 let raw = convert::to_point(b.mapping.ty, addr, value)?;
-                self.plc.write_points(&[(addr, raw)]).map_err(|e| e.to_string())
+                self.write_point(addr, raw).await
             }
             (Local::Var(_), Some(var)) => {
                 let size = self.var_size(var, b.mapping.size).await?;
                 let bytes = convert::to_var(b.mapping.ty, size, value)?;
-                self.plc.write_var(var, &bytes, Duration::from_secs(2)).await.map_err(|e| e.to_string())
+                self.plc.vars.write_var(var, &bytes, Duration::from_secs(2)).await.map_err(|e| e.to_string())
             }
             _ => Err("unresolved".into()),
         }
@@ -456,7 +480,7 @@ impl Link {
         let vars: Vec<u32> = outputs.iter().filter_map(|(_, b)| b.var).collect();
         let mut by_var = HashMap::new();
         for chunk in vars.chunks(MAX_SAMPLE_VARS) {
-            match self.plc.sample(chunk, Duration::from_secs(2)).await {
+            match self.plc.vars.sample(chunk, Duration::from_secs(2)).await {
                 Ok(scan) => {
                     for (v, raw) in chunk.iter().zip(scan.values) {
                         if let Some(raw) = raw {
@@ -473,10 +497,7 @@ impl Link {
         let mut writes = Vec::new();
         for (i, b) in outputs {
             let value = match (b.mapping.local, b.var) {
-                (Local::Point(addr), _) => match self.plc.read_points(&[addr]) {
-                    Ok(v) => convert::from_point(b.mapping.ty, v.first().copied().unwrap_or(0)),
-                    Err(_) => None,
-                },
+                (Local::Point(addr), _) => self.read_point(addr).and_then(|raw| convert::from_point(b.mapping.ty, raw)),
                 (Local::Var(_), Some(var)) => by_var
                     .get(&var)
                     .and_then(|raw| crate::iec::decode(b.mapping.ty, crate::iec::TimeMapping::Duration, raw)),

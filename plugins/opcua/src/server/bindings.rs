@@ -4,7 +4,7 @@
 use crate::MAX_SAMPLE_VARS;
 use crate::config::{NodeDef, Permissions, VarRef};
 use crate::iec::{self, IecType, TimeMapping};
-use crate::plc::{OpcuaPlc, PlcError, ProgramLayout, RawValue, Scan};
+use crate::plc::{DebugVars, PlcError, ProgramLayout, RawValue, Scan};
 use opcua::types::{Array, DataValue, DateTime, NumericRange, StatusCode, Variant};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,7 +40,7 @@ impl Binding {
             return decode_one(&self.vars[0]);
         }
         let elements = self.vars.iter().map(decode_one).collect::<Result<Vec<_>, _>>()?;
-        let scalar = self.ty.zero(time).scalar_type_id().ok_or(StatusCode::BadInternalError)?;
+        let scalar = iec::zero(self.ty, time).scalar_type_id().ok_or(StatusCode::BadInternalError)?;
         Array::new(scalar, elements).map(|a| Variant::Array(Box::new(a))).map_err(|_| StatusCode::BadInternalError)
     }
 
@@ -50,7 +50,7 @@ impl Binding {
             return Err(StatusCode::BadConfigurationError);
         }
         let one =
-            |var: u32, v: &Variant| iec::encode(self.ty, time, self.size, v).map(|b| (var, b)).map_err(|e| e.status());
+            |var: u32, v: &Variant| iec::encode(self.ty, time, self.size, v).map(|b| (var, b)).map_err(iec::status);
         if !self.array {
             return one(self.vars[0], value).map(|w| vec![w]);
         }
@@ -87,7 +87,7 @@ struct Pending {
 
 /// Resolves `nodes` against the running program: indices checked, sizes learnt from one
 /// sample, every type checked against its variable's size.
-pub async fn resolve(nodes: &[NodeDef], plc: &dyn OpcuaPlc, timeout: Duration) -> Result<Resolved, String> {
+pub async fn resolve(nodes: &[NodeDef], plc: &dyn DebugVars, timeout: Duration) -> Result<Resolved, String> {
     let layout = plc.program().filter(|p| p.program_gen != 0).ok_or("no program is loaded")?;
     let mut bindings = HashMap::new();
     let mut pending: Vec<Pending> = Vec::new();
@@ -160,7 +160,7 @@ pub async fn resolve(nodes: &[NodeDef], plc: &dyn OpcuaPlc, timeout: Duration) -
 /// Samples the variables of `nodes` (each node's variables within one scan), in as few
 /// samples as fit. Returns the values by variable, and the first error.
 pub async fn sample_nodes<'a>(
-    plc: &dyn OpcuaPlc,
+    plc: &dyn DebugVars,
     nodes: impl Iterator<Item = &'a Binding>,
     timeout: Duration,
     program_gen: u32,

@@ -54,6 +54,7 @@ impl Drop for Slot {
 pub struct Front {
     pub stats: Arc<FrontStats>,
     stop: CancellationToken,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 impl Front {
@@ -63,7 +64,7 @@ impl Front {
             Arc::new(FrontStats { counts: Mutex::default(), refused: AtomicU64::new(0), accepted: AtomicU64::new(0) });
         let stop = CancellationToken::new();
         let (s, token) = (stats.clone(), stop.clone());
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = token.cancelled() => return,
@@ -100,11 +101,14 @@ impl Front {
                 });
             }
         });
-        Front { stats, stop }
+        Front { stats, stop, accept }
     }
 
-    pub fn stop(&self) {
+    /// Closes every relayed connection and the listening socket; returns once the socket
+    /// is closed (a restart may bind the same port at once).
+    pub async fn stop(self) {
         self.stop.cancel();
+        let _ = self.accept.await;
     }
 }
 

@@ -9,7 +9,7 @@ mod nodes;
 pub mod pki;
 
 use crate::config::{Mode, Policy, Profile, ServerConfig};
-use crate::plc::OpcuaPlc;
+use crate::plc::DebugVars;
 use auth::{Authenticator, PermissionTable, endpoint_token_ids};
 use opcua::crypto::SecurityPolicy;
 use opcua::server::node_manager::memory::InMemoryNodeManagerBuilder;
@@ -46,8 +46,12 @@ pub struct ServerStatus {
     pub connections_refused: u64,
     /// Monitored items sampled for subscriptions now.
     pub monitored_items: usize,
-    /// Client certificates refused so far (file names in `pki/rejected/`, to trust later).
+    /// Client certificates refused so far (file names in `rejected_dir`, to trust later).
     pub rejected_certificates: Vec<String>,
+    /// Where refused client certificates are kept (`<data dir>/opcua/pki/rejected`).
+    pub rejected_dir: String,
+    /// Moving a file from `rejected_dir` here trusts it (kept across restarts and uploads).
+    pub trusted_dir: String,
     pub warnings: Vec<String>,
 }
 
@@ -95,7 +99,7 @@ fn advertised_host(bind: &str) -> String {
 impl Server {
     /// Starts serving `config` over `plc`, keeping certificates under `data_dir`. The PLC
     /// must be running: the variables' sizes are learnt from a first sample.
-    pub async fn start(config: ServerConfig, plc: Arc<dyn OpcuaPlc>, data_dir: &Path) -> Result<Server, StartError> {
+    pub async fn start(config: ServerConfig, plc: Arc<dyn DebugVars>, data_dir: &Path) -> Result<Server, StartError> {
         let mut warnings = config.warnings.clone();
         for p in config.profiles.iter().filter(|p| p.policy == Policy::None && p.username) {
             warnings.push(format!("security profile {:?} takes passwords without encryption", p.name));
@@ -239,13 +243,15 @@ impl Server {
             connections_refused: self.front.stats.refused.load(Ordering::Relaxed),
             monitored_items: self.monitor.len(),
             rejected_certificates: pki::rejected(&self.pki_dir),
+            rejected_dir: self.pki_dir.join("rejected").display().to_string(),
+            trusted_dir: self.pki_dir.join("trusted").display().to_string(),
             warnings: self.warnings.clone(),
         }
     }
 
     /// Closes every connection and stops.
     pub async fn stop(self) {
-        self.front.stop();
+        self.front.stop().await;
         self.monitor.stop();
         self.handle.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;

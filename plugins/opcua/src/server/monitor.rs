@@ -6,7 +6,7 @@
 
 use super::bindings::{self, Binding};
 use crate::iec::TimeMapping;
-use crate::plc::OpcuaPlc;
+use crate::plc::DebugVars;
 use opcua::server::{MonitoredItemHandle, SubscriptionCache, SubscriptionState};
 use opcua::types::{AttributeId, DataValue, DateTime, MonitoringMode, NodeId, NumericRange, StatusCode};
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ struct Item {
 }
 
 pub struct Monitor {
-    plc: Arc<dyn OpcuaPlc>,
+    plc: Arc<dyn DebugVars>,
     time: TimeMapping,
     period: Duration,
     timeout: Duration,
@@ -34,7 +34,7 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(
-        plc: Arc<dyn OpcuaPlc>,
+        plc: Arc<dyn DebugVars>,
         time: TimeMapping,
         period: Duration,
         timeout: Duration,

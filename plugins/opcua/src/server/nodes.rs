@@ -7,7 +7,7 @@ use super::bindings::{self, Binding};
 use super::monitor::Monitor;
 use crate::config::NodeDef;
 use crate::iec::TimeMapping;
-use crate::plc::OpcuaPlc;
+use crate::plc::DebugVars;
 use async_trait::async_trait;
 use opcua::nodes::{ObjectBuilder, VariableBuilder};
 use opcua::server::CreateMonitoredItem;
@@ -31,7 +31,7 @@ pub struct PlcNodesConfig {
     pub namespace_uri: String,
     pub nodes: Vec<NodeDef>,
     pub bindings: HashMap<String, Binding>,
-    pub plc: Arc<dyn OpcuaPlc>,
+    pub plc: Arc<dyn DebugVars>,
     pub time_mapping: TimeMapping,
     pub read_timeout: Duration,
     pub cycle_time: Duration,
@@ -43,7 +43,7 @@ pub struct PlcNodesConfig {
 pub struct PlcNodes {
     namespace: NamespaceMetadata,
     bindings: HashMap<NodeId, Binding>,
-    plc: Arc<dyn OpcuaPlc>,
+    plc: Arc<dyn DebugVars>,
     time: TimeMapping,
     read_timeout: Duration,
     program_gen: u32,
@@ -102,13 +102,13 @@ fn insert(n: &NodeDef, ns: u16, parent: &NodeId, top: bool, c: &PlcNodesConfig, 
                 opcua::types::QualifiedName::new(ns, browse_name.as_str()),
                 display_name.as_str(),
             )
-            .data_type(ty.data_type(c.time_mapping))
+            .data_type(crate::iec::data_type(*ty, c.time_mapping))
             .access_level(access)
             .user_access_level(access)
             .minimum_sampling_interval(c.cycle_time.as_secs_f64() * 1000.0)
             .has_type_definition(VariableTypeId::BaseDataVariableType);
             if let NodeDef::Variable { description, .. } = n {
-                b = b.description(description.as_str()).value(ty.zero(c.time_mapping)).value_rank(-1);
+                b = b.description(description.as_str()).value(crate::iec::zero(*ty, c.time_mapping)).value_rank(-1);
             }
             if let NodeDef::Array { length, .. } = n {
                 b = b.value_rank(1).array_dimensions(&[*length]);
@@ -266,6 +266,7 @@ impl InMemoryNodeManagerImpl for PlcNodes {
                     status = match e {
                         crate::plc::PlcError::Timeout => StatusCode::BadTimeout,
                         crate::plc::PlcError::Rejected(_) => StatusCode::BadNotWritable,
+                        crate::plc::PlcError::Unsupported => StatusCode::BadNotSupported,
                         crate::plc::PlcError::Unavailable(_) => StatusCode::BadNoCommunication,
                     };
                     break;

@@ -7,8 +7,8 @@ Each subcommand prints one JSON object on stdout; the Rust test decides what is 
   browse URL NS                  the browse names under Objects in our namespace, recursively
   subscribe URL NS NODE SECONDS  data-change notifications of NODE for SECONDS
   write URL NS USER PASS NODE TYPE JSON   write (USER "-" = anonymous); status name
-  secure URL NS CERTDIR USER PASS NODE [POLICY MODE]  a secure channel (default Basic256Sha256
-                                 SignAndEncrypt) with that client certificate
+  secure URL NS JSON             secure channels, one after the other in this process: JSON is a
+                                 list of [CERTDIR, USER, PASS, NODE, POLICY, MODE]; a list of results
 """
 
 import asyncio
@@ -198,7 +198,7 @@ async def main(argv):
     if cmd == "write":
         return await write(*argv[1:8])
     if cmd == "secure":
-        return await secure(*argv[1:9])
+        return [await secure(argv[1], argv[2], *attempt) for attempt in json.loads(argv[3])]
     raise SystemExit(f"unknown command {cmd}")
 
 

@@ -1,7 +1,9 @@
 """A remote OPC-UA server (Python asyncua) for the client tests.
 
-usage: ua_server.py PORT
-Prints "ready" once listening, then answers stdin commands one line each:
+usage: ua_server.py PORT [--standby]
+Prints "ready" once listening (with --standby: "initialized" once its address space is
+built, then it waits for a "listen" line before it listens: a restart of the remote server
+without the seconds asyncua takes to initialise), then answers stdin commands one line each:
   set NODE TYPE JSON   -> "ok"
   get NODE             -> JSON value
 """
@@ -17,7 +19,7 @@ NODES = {"Level": ua.VariantType.Int16, "Raw": ua.VariantType.UInt16, "Setpoint"
          "Lamp": ua.VariantType.Boolean, "Ratio": ua.VariantType.Double}
 
 
-async def main(port):
+async def main(port, standby):
     logging.disable(logging.WARNING)
     server = Server()
     await server.init()
@@ -31,6 +33,10 @@ async def main(port):
         await node.set_writable()
         nodes[name] = node
     loop = asyncio.get_running_loop()
+    if standby:
+        print("initialized", flush=True)
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "listen":
+            pass
     async with server:
         print("ready", flush=True)
         while True:
@@ -47,4 +53,4 @@ async def main(port):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), "--standby" in sys.argv[2:]))

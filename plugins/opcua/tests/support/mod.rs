@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use openplc_opcua::server::auth::PasswordHash;
-use openplc_opcua::{Config, Handle, MemVar, MemoryPlc, OpcuaPlc};
+use openplc_opcua::{Config, Handle, MemVar, MemoryPlc, Plc};
+use openplc_port::MemoryImage;
 use serde_json::{Value, json};
 use shared_abi::program::VarKind;
 use std::path::{Path, PathBuf};
@@ -230,7 +231,7 @@ pub async fn start_with(trusted_pem: Option<&str>, patch: impl FnOnce(&mut Value
     let plc = MemoryPlc::new(variables(), Duration::from_millis(10));
     program(&plc);
     let config = Config::from_conf_dir(&conf).expect("config");
-    let shared: Arc<dyn OpcuaPlc> = Arc::new(plc.clone());
+    let shared = Plc { vars: Arc::new(plc.clone()), image: Arc::new(MemoryImage::zeroed()) };
     let handle = openplc_opcua::start(config, shared, &dir.path().join("opcua")).await.expect("server starts");
     let addr = handle.server().expect("server").local_addr();
     let url = format!("opc.tcp://127.0.0.1:{}/openplc/opcua", addr.port());

@@ -1,11 +1,12 @@
 //! Frame builders and an in-memory session driver shared by the S7 plugin's tests.
 #![allow(dead_code)]
 
-pub mod rt;
-
+use openplc_port::{ImagePort, MemoryImage};
+use openplc_s7::S7Config;
 use openplc_s7::session::{Close, Service, Session};
 use openplc_s7::wire::iso;
-use openplc_s7::{MemoryImage, S7Config};
+use shared_abi::image::{Area, IecAddress};
+use shared_abi::layout::OutputSnapshot;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +17,25 @@ pub const MK: u8 = 0x83;
 
 pub fn crate_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Sets any cell of the in-memory image: an input as a driver publishes it, an output or
+/// a marker as a scan publishes it.
+pub fn set(image: &MemoryImage, addr: IecAddress, value: u64) {
+    if addr.area() == Area::Input {
+        image.update_inputs(&mut |i| assert!(i.set(addr, value), "{addr} in the image")).expect("in-memory inputs");
+    } else {
+        let mut next: Box<OutputSnapshot> = bytemuck::zeroed_box();
+        bytemuck::bytes_of_mut(&mut *next).copy_from_slice(bytemuck::bytes_of(&*image.outputs()));
+        assert!(next.image.set(addr, value), "{addr} in the image");
+        image.publish(next);
+    }
+}
+
+/// A cell of the in-memory image as last published.
+pub fn get(image: &MemoryImage, addr: IecAddress) -> u64 {
+    let value = if addr.area() == Area::Input { image.inputs().get(addr) } else { image.outputs().image.get(addr) };
+    value.expect("an address inside the image")
 }
 
 pub fn tpkt(tpdu: &[u8]) -> Vec<u8> {
@@ -155,7 +175,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(cfg: S7Config) -> Harness {
-        let image = Arc::new(MemoryImage::new());
+        let image = Arc::new(MemoryImage::zeroed());
         Harness { svc: Service::new(cfg, image.clone()), image, session: Session::new(1) }
     }
 

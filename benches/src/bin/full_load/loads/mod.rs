@@ -1,13 +1,15 @@
 //! Load generators, one module per interface. `start` launches an interface's clients
 //! against the running stack for a fixed time; `finish` waits for them and reports
-//! throughput and reply latency. Adding a protocol (OPC-UA, S7; browser monitors are
-//! `monitor`) is one module implementing [`Load`], one option and one line in
+//! throughput and reply latency. Adding a protocol (S7; browser monitors are `monitor`,
+//! OPC-UA `opcua`) is one module implementing [`Load`], one option and one line in
 //! `main.rs`'s `loads()`.
 
 pub mod debugger;
 pub mod https;
 pub mod modbus;
 pub mod monitor;
+pub mod opcua;
+pub mod s7;
 
 use crate::https::Api;
 use anyhow::Result;
@@ -19,6 +21,9 @@ pub struct Target {
     pub api: Api,
     pub token: String,
     pub modbus_port: u16,
+    pub s7_port: u16,
+    /// The bundle's OPC-UA server, when the OPC-UA load is on.
+    pub opcua_port: Option<u16>,
     pub var_count: u32,
     pub runtime: tokio::runtime::Handle,
     /// For the generators' own logs.
