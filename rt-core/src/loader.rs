@@ -187,7 +187,13 @@ fn load(
     });
     let mut restart = None;
     let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start, image) {
-        Ok(program) => {
+        Ok(mut program) => {
+            if let Err(e) = crate::residency::settle(shm, &mut program) {
+                log.line(
+                    LogLevel::Warning,
+                    &format!("the image tables' pages are not settled ({e}): the first scans may fault on them"),
+                );
+            }
             let info = program.info();
             let md5 = info.md5_str().unwrap_or("none");
             let retain = match program.retain_summary() {
