@@ -61,13 +61,19 @@ fn install_native_counter(rt: &Runtime) {
     std::fs::write(rt.data_dir().join("plugins.conf"), format!("native_counter,{},0,1\n", so.display())).unwrap();
 }
 
-/// `zip` with `conf/s7comm.json` = `s7comm` and `conf/native_counter.json` added.
+/// Every table the S7 mappings above reach, sized to it.
+const IMAGE_CONF: &str = "format_version=2\nint_input=2 words\nint_output=2 words\nint_memory=10 words\n";
+
+/// `zip` with `conf/s7comm.json` = `s7comm`, `conf/native_counter.json` and `image.conf`
+/// added.
 fn with_conf(rt: &Runtime, zip: &Path, name: &str, s7comm: &str) -> PathBuf {
     let out = rt.dir.path().join(format!("{name}.zip"));
     let stored = zip::CompressionMethod::Stored;
     let extra = [
         ("conf/s7comm.json", s7comm.as_bytes().to_vec(), stored),
         ("conf/native_counter.json", b"{}".to_vec(), stored),
+        // The tables the mappings reach (the programs alone locate fewer of them).
+        ("image.conf", IMAGE_CONF.as_bytes().to_vec(), stored),
     ];
     rewrite_zip(zip, &out, |_, data| Some(data), &extra);
     out

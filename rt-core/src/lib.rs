@@ -23,6 +23,7 @@ pub mod loader;
 pub mod privilege;
 pub mod program;
 pub mod queue;
+pub mod residency;
 pub mod restart;
 pub mod runtime;
 pub mod sys;

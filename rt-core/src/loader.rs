@@ -204,6 +204,12 @@ fn load(
     let mut restart = None;
     let (outcome, message, program) = match LoadedProgram::load(Path::new(path), program_gen, warm_start, image) {
         Ok(mut program) => {
+            if let Err(e) = crate::residency::settle(shm, &mut program) {
+                log.line(
+                    LogLevel::Warning,
+                    &format!("the image tables' pages are not settled ({e}): the first scans may fault on them"),
+                );
+            }
             let carried = match online.then(|| migration(shm, &program)) {
                 Some(Some(m)) => {
                     let n = m.len();

@@ -18,7 +18,7 @@ use crate::{guard, sys, watchdog};
 use shared_abi::layout::{CpuChoice, RT_DMA_LATENCY, RT_FIFO, RT_ISOLATED_CPU, RT_MLOCKED, RT_PINNED, SharedMemory};
 use shared_abi::msg::LogLevel;
 use shared_abi::shm::{RtMapping, ShmError, shm_path};
-use shared_abi::sizes::ImageRequest;
+use shared_abi::sizes::{ImageRequest, ImageSizes};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -193,6 +193,10 @@ pub fn run(opts: RunOptions) -> Result<(), RunError> {
     match sys::lock_memory() {
         Ok(()) => flags |= RT_MLOCKED,
         Err(e) => log.line(LogLevel::Warning, &format!("mlockall failed ({e}): page faults can delay scans; run as root or with CAP_IPC_LOCK / LimitMEMLOCK=infinity")),
+    }
+    // No program yet: none of the image tables' pages are needed until one is loaded.
+    if let Err(e) = crate::residency::release_shared_tables(shm, &ImageSizes::ZERO, created) {
+        log.line(LogLevel::Warning, &format!("the image tables' unused pages stay resident: {e}"));
     }
     let inherited_dma = opts.inherited.as_ref().and_then(|i| i.dma_fd);
     let dma = match inherited_dma {

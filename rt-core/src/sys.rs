@@ -58,6 +58,52 @@ pub fn lock_memory() -> io::Result<()> {
     }
 }
 
+/// The whole pages inside `len` bytes at `start` (none when they hold no whole page).
+fn whole_pages(start: *const u8, len: usize) -> Option<(*mut libc::c_void, usize)> {
+    const PAGE: usize = 4096;
+    let first = (start as usize).div_ceil(PAGE) * PAGE;
+    let end = (start as usize + len) / PAGE * PAGE;
+    (end > first).then_some((first as *mut libc::c_void, end - first))
+}
+
+/// How [`release_pages`] gives pages back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Private memory: the pages read as zero from then on (`MADV_DONTNEED`).
+    Private,
+    /// Shared memory: the pages are freed in the file itself and read as zero in every
+    /// process (`MADV_REMOVE`).
+    Shared,
+}
+
+/// Unlocks the whole pages inside `len` bytes at `start` and gives them back to the system:
+/// from then on they read as zero and are neither resident nor locked until touched. Only
+/// for memory nobody reads past a value it rewrites first (the image tables past the sizes
+/// of the running program).
+pub fn release_pages(start: *const u8, len: usize, how: Release) -> io::Result<()> {
+    let Some((addr, len)) = whole_pages(start, len) else { return Ok(()) };
+    let advice = match how {
+        Release::Private => libc::MADV_DONTNEED,
+        Release::Shared => libc::MADV_REMOVE,
+    };
+    // SAFETY: `addr..addr+len` is whole pages inside a mapping of this process (the caller's
+    // range); munlock and madvise change residency only, and the zero content they leave
+    // is a valid value of the Pod tables there, which the caller guarantees no one reads.
+    let done = unsafe { libc::munlock(addr, len) == 0 && libc::madvise(addr, len, advice) == 0 };
+    if done { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Faults in and locks the pages holding `len` bytes at `start`, so that code touching them
+/// later (the scan) never takes a page fault on them.
+pub fn lock_pages(start: *const u8, len: usize) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: mlock only faults in and pins pages of a range inside a mapping of this
+    // process; it reads and writes nothing.
+    if unsafe { libc::mlock(start.cast(), len) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Keeps the C allocator to one arena and returns large blocks to the system when freed:
 /// under `mlockall` every page an arena ever held stays locked, and glibc would give each
 /// thread that allocates (the loader, the watchdog, main) an arena of its own. The scan

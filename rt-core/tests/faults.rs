@@ -209,7 +209,7 @@ fn check_catches_what_the_real_load_would_hit() {
     }
     let good = check(&build_fixture(dir.path(), "good.so", &[]));
     assert!(good.status.success(), "{good:?}");
-    assert!(String::from_utf8_lossy(&good.stdout).contains("loads, program ABI 1, generator other, 7 debug variables"));
+    assert!(String::from_utf8_lossy(&good.stdout).contains("loads, program ABI 2, generator other, 7 debug variables"));
 }
 
 /// The STruC++ fixture changed so that its program's constructor ends itself the way the

@@ -40,6 +40,12 @@ impl<T: Pod> SeqLock<T> {
         bytemuck::bytes_of_mut(self.data.get_mut()).fill(0);
     }
 
+    /// Where the protected value lies, for its writer's calls on the pages themselves
+    /// (locking them in memory, giving unused ones back): never read or written through.
+    pub fn memory(&self) -> *const T {
+        self.data.get()
+    }
+
     /// The current version: even and stable when no write is under way.
     pub fn version(&self) -> u64 {
         self.seq.load(Ordering::Acquire)

@@ -49,6 +49,12 @@ impl<T: Pod> TripleBuffer<T> {
         }
     }
 
+    /// Where the three buffers lie, for calls on the pages themselves (locking them in
+    /// memory, giving unused ones back): never read or written through.
+    pub fn memory(&self) -> [*const T; 3] {
+        [self.buffers[0].get(), self.buffers[1].get(), self.buffers[2].get()]
+    }
+
     /// How many snapshots the writer has published.
     pub fn published(&self) -> u64 {
         self.published.0.load(Ordering::Acquire)

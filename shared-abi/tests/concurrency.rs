@@ -2,7 +2,7 @@
 //! shared-memory file (the way rt-core and the companion see it), and checks that nothing
 //! is lost, torn, duplicated or reordered.
 
-use shared_abi::image::IecAddress;
+use shared_abi::image::{IecAddress, InputImage};
 use shared_abi::layout::OutputSnapshot;
 use shared_abi::msg::ImageWrite;
 use shared_abi::ring::PushError;
@@ -10,6 +10,15 @@ use shared_abi::shm::{ClientMapping, RtMapping};
 use shared_abi::sizes::ImageSizes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
+
+/// Taken by the tests whose threads spin against each other: two of them at once are five
+/// spinning threads, and on a 2-CPU machine a writer waiting for its readers can then wait
+/// for minutes. Each is quick alone.
+static SPINNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    SPINNING.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn pair() -> (tempfile::TempDir, RtMapping, ClientMapping) {
     let dir = tempfile::tempdir().unwrap();
@@ -30,6 +39,7 @@ fn message(seq: u64) -> ImageWrite {
 
 #[test]
 fn ring_delivers_millions_in_order_across_mappings() {
+    let _turn = take_turn();
     const N: u64 = 3_000_000;
     let (_dir, rt, client) = pair();
     let producer = thread::spawn(move || {
@@ -98,7 +108,8 @@ fn oversized_messages_are_refused_not_truncated() {
     assert!(client.shm().writes.is_empty());
 }
 
-/// The tables of the program these snapshots come from (what readers copy).
+/// The tables of the program these snapshots come from (what readers copy, and in the
+/// input tests the lines the client copies and the reader compares).
 const SIZES: ImageSizes = ImageSizes::LEGACY;
 const N: usize = 1024;
 
@@ -122,6 +133,7 @@ fn consistent(snapshot: &OutputSnapshot) -> bool {
 
 #[test]
 fn seqlock_readers_never_accept_a_torn_snapshot() {
+    let _turn = take_turn();
     const WRITES: u64 = 100_000;
     const READERS: usize = 2;
     let (_dir, rt, client) = pair();
@@ -180,6 +192,7 @@ fn seqlock_readers_never_accept_a_torn_snapshot() {
 
 #[test]
 fn triple_buffer_hands_over_whole_snapshots_newest_first() {
+    let _turn = take_turn();
     const PUBLISHES: u64 = 300_000;
     let (_dir, rt, client) = pair();
     let done = AtomicBool::new(false);
@@ -253,6 +266,20 @@ fn a_new_writer_starts_from_what_the_reader_sees() {
 /// A reader that keeps its own copy of the inputs the way rt-core keeps the program's
 /// image: only the changed lines when the snapshot says they suffice, else everything.
 /// Each fresh snapshot carries the whole image too, so the copy is checked against it.
+/// Publishes a program with the tables `SIZES`, as rt-core does at a swap: the client then
+/// compares and copies the lines of those tables (with no program, of every table).
+fn run_a_program(rt: &RtMapping) {
+    let shm = rt.shm();
+    // SAFETY: the test stands in for rt-core, the program info's only writer.
+    unsafe {
+        shm.program.write(|p| {
+            p.program_gen = 1;
+            p.image_sizes = SIZES;
+        })
+    };
+    shm.header.program_gen.store(1, Ordering::Release);
+}
+
 struct InputReader {
     image: Box<shared_abi::image::InputImage>,
     held: u64,
@@ -276,11 +303,12 @@ impl InputReader {
             snap.copy_changed_lines(&mut self.image);
             self.partial += 1;
         } else {
-            *self.image = snap.image;
+            self.image.copy_within_sizes(&snap.image, &SIZES);
             self.full += 1;
         }
+        let (mine, theirs) = (bytemuck::bytes_of(&*self.image), bytemuck::bytes_of(&snap.image));
         assert!(
-            bytemuck::bytes_of(&*self.image) == bytemuck::bytes_of(&snap.image),
+            InputImage::ranges_within(&SIZES).iter().all(|&(o, n)| mine[o..o + n] == theirs[o..o + n]),
             "generation {} taken from {}: the reader's copy differs",
             snap.generation,
             self.held
@@ -301,6 +329,7 @@ fn changed_input_lines_suffice_whatever_snapshots_the_reader_skips() {
     let dir = tempfile::tempdir().unwrap();
     let name = dir.path().join("shm").to_str().unwrap().to_string();
     let rt = RtMapping::open(&name).unwrap();
+    run_a_program(&rt);
     let mut client = shared_abi::client::RtClient::open(&name).unwrap();
     let mut reader = InputReader::new();
     let mut rng = 7u64;
@@ -324,10 +353,12 @@ fn changed_input_lines_suffice_whatever_snapshots_the_reader_skips() {
 
 #[test]
 fn changed_input_lines_suffice_across_threads() {
+    let _turn = take_turn();
     const UPDATES: u64 = 200_000;
     let dir = tempfile::tempdir().unwrap();
     let name = dir.path().join("shm").to_str().unwrap().to_string();
     let rt = RtMapping::open(&name).unwrap();
+    run_a_program(&rt);
     let mut client = shared_abi::client::RtClient::open(&name).unwrap();
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let finished = done.clone();

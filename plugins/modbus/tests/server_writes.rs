@@ -63,7 +63,8 @@ async fn writes_from_many_connections_land_in_one_scan_and_read_back() {
     assert_eq!(st.writes_applied, u64::from(CLIENTS), "{st:?}");
     assert_eq!(st.write_scans, 1, "one scan applied every connection's write: {st:?}");
     assert_eq!((st.exceptions, st.write_timeouts, st.write_busy), (0, 0, 0), "{st:?}");
-    let img = settled(&plc).await.image;
+    let snap = settled(&plc).await;
+    let img = &snap.image;
     let expected: Vec<u16> = (0..CLIENTS).map(|i| 1000 + i).collect();
     assert_eq!(&img.int_memory[10..10 + usize::from(CLIENTS)], &expected[..], "%MW10..%MW17 in rt-core's image");
     server.stop().await;

@@ -615,9 +615,9 @@ mod tests {
             "1..=65536",
         );
         bad(
-            r#"{"data_blocks": [{"db_number": 1, "size_bytes": 4, "mapping": {"type": "int_memory", "start_buffer": 1024}}]}"#,
+            r#"{"data_blocks": [{"db_number": 1, "size_bytes": 4, "mapping": {"type": "int_memory", "start_buffer": 65536}}]}"#,
             "data_blocks[0].mapping.start_buffer",
-            "0..=1023",
+            "0..=65535",
         );
         bad(
             r#"{"data_blocks": [{"db_number": 1, "size_bytes": 4, "mapping": {"type": "int_memory"}},
@@ -633,10 +633,10 @@ mod tests {
     #[test]
     fn a_region_past_the_image_is_cut_with_a_warning() {
         let cfg = S7Config::from_json(
-            r#"{"data_blocks": [{"db_number": 3, "size_bytes": 100, "mapping": {"type": "lint_memory", "start_buffer": 1020}}]}"#,
+            r#"{"data_blocks": [{"db_number": 3, "size_bytes": 100, "mapping": {"type": "lint_memory", "start_buffer": 65532}}]}"#,
         )
         .unwrap();
-        assert_eq!(cfg.data_blocks[0].region.size, 32, "4 LINTs of 8 bytes remain from element 1020");
+        assert_eq!(cfg.data_blocks[0].region.size, 32, "4 LINTs of 8 bytes remain from element 65532");
         assert!(cfg.warnings[0].contains("only 32 bytes are served"), "{:?}", cfg.warnings);
     }
 

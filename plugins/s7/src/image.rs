@@ -22,17 +22,19 @@
 use openplc_port::{ImagePort, PortError, WriteRing};
 use shared_abi::image::{IecAddress, InputImage, OutputImage};
 use shared_abi::layout::PlcState;
+use shared_abi::sizes::ImageSizes;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Calls `f` once with the inputs and the outputs of one view of the image; false (and
-/// `f` not called) while the port has no rt-core attached.
-pub fn read(port: &dyn ImagePort, f: impl FnOnce(&InputImage, &OutputImage)) -> bool {
+/// Calls `f` once with the inputs, the outputs and the table sizes of one view of the
+/// image (the sizes of the program that published those outputs); false (and `f` not
+/// called) while the port has no rt-core attached.
+pub fn read(port: &dyn ImagePort, f: impl FnOnce(&InputImage, &OutputImage, &ImageSizes)) -> bool {
     let outputs = port.outputs();
     let mut f = Some(f);
     port.read_inputs(&mut |inputs| {
         if let Some(f) = f.take() {
-            f(inputs, &outputs.image)
+            f(inputs, &outputs.image, &outputs.sizes)
         }
     })
 }

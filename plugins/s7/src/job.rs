@@ -2,7 +2,8 @@
 //!
 //! Each item is answered on its own, with the return code an S7 CPU gives: an area or
 //! data block the configuration does not serve is 0x0A (object does not exist), a range
-//! past its end, a misaligned or empty one 0x05 (address out of range), an unknown
+//! past its end (or past the running program's table: its `image.conf` sizes), a
+//! misaligned or empty one 0x05 (address out of range), an unknown
 //! transport size 0x06, write data of the wrong length 0x07, a write to an input 0x03.
 //! A read whose reply would not fit the negotiated PDU is refused whole with header
 //! error 0x8500, as a CPU does, before anything is read or allocated for it; a request
@@ -132,9 +133,13 @@ pub fn read(svc: &Service, pdu_ref: u16, pdu_size: u16, params: &[u8], data: &[u
     out.extend_from_slice(&[function::READ_VAR, count as u8]);
     let items_start = out.len();
     let mut failed = 0;
-    let viewed = image::read(&*svc.image, |inputs, outputs| {
+    let viewed = image::read(&*svc.image, |inputs, outputs, sizes| {
         for (i, r) in resolved.iter().enumerate() {
             match r {
+                Ok(a) if !a.region.inside(sizes, a.byte, a.len) => {
+                    failed += 1;
+                    out.extend_from_slice(&[item::ADDRESS_OUT_OF_RANGE, 0, 0, 0]);
+                }
                 Err(code) => {
                     failed += 1;
                     out.extend_from_slice(&[*code, 0, 0, 0]);
@@ -188,11 +193,12 @@ pub async fn write(svc: &Service, pdu_ref: u16, params: &[u8], data: &[u8], out:
     // After item i, `item_ends[i]` writes are listed.
     let mut item_ends: Vec<usize> = Vec::with_capacity(count);
     let mut writes: Vec<(IecAddress, u64)> = Vec::new();
-    let viewed = image::read(&*svc.image, |inputs, outputs| {
+    let viewed = image::read(&*svc.image, |inputs, outputs, sizes| {
         for (spec, d) in items.clone().zip(data_items.clone()) {
             let listed = writes.len();
             let code = match resolve(&svc.map, spec) {
                 Err(code) => code,
+                Ok(a) if !a.region.inside(sizes, a.byte, a.len) => item::ADDRESS_OUT_OF_RANGE,
                 Ok(a) if !a.region.cell.writable() => item::ACCESS_DENIED,
                 Ok(a) => match a.bit {
                     Some(bit) if d.bytes.len() == 1 => {

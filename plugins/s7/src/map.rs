@@ -10,6 +10,7 @@
 
 use crate::config::{CellType, Region, S7Config};
 use shared_abi::image::{BITS_PER_BYTE, IecAddress, InputImage, OutputImage, Width};
+use shared_abi::sizes::{ImageSizes, Table};
 
 /// S7 area codes (the `area` byte of an S7ANY address).
 pub mod area {
@@ -98,6 +99,14 @@ impl Region {
     /// Whether bytes `start..start+len` lie inside the region.
     pub fn contains(&self, start: usize, len: usize) -> bool {
         start.checked_add(len).is_some_and(|end| end <= self.size as usize)
+    }
+
+    /// Whether every element that bytes `start..start+len` touch lies inside the running
+    /// program's table (`sizes`): the configuration may map more than the program's image
+    /// holds, and an element past it is out of range as a byte past the region is.
+    pub fn inside(&self, sizes: &ImageSizes, start: usize, len: usize) -> bool {
+        let last = self.start as usize + (start + len.max(1) - 1) / self.cell.element_bytes();
+        Table::of(self.cell.area(), self.cell.width()).is_some_and(|t| last < sizes.get(t))
     }
 
     /// Copies region bytes `start..start + out.len()` (which the caller checked with

@@ -177,6 +177,36 @@ async fn writes_land_in_the_image_as_one_batch() {
     assert_eq!(get(&h.image, a(Area::Input, Width::Bit, 0, 0)), 0);
 }
 
+#[tokio::test]
+async fn a_mapping_past_the_running_programs_table_is_out_of_range() {
+    let mut h = Harness::connected(CONFIG, 480).await;
+    set(&h.image, a(Area::Memory, Width::Word, 11, 0), 0xBEEF);
+    // The running program's %MW table holds %MW0..%MW11: DB2 (%MW10..%MW19) reaches past it.
+    let mut next: Box<OutputSnapshot> = bytemuck::zeroed_box();
+    bytemuck::bytes_of_mut(&mut *next).copy_from_slice(bytemuck::bytes_of(&*h.image.outputs()));
+    next.sizes.set(shared_abi::sizes::Table::IntMemory, 12);
+    h.image.publish(next);
+    let r = h
+        .request(&read(&[
+            item(4, 2, 2, DB, 0),  // DB2.DBW0..2 = %MW10..%MW11: inside
+            item(4, 1, 2, DB, 32), // DB2.DBW4 = %MW12: past the table
+            item(2, 3, 2, DB, 24), // DB2.DBB3..5: its last byte is %MW12's
+        ]))
+        .await;
+    let expected: Vec<u8> = [vec![0xFF, 4, 0, 32, 0, 0, 0xBE, 0xEF], vec![0x05, 0, 0, 0], vec![0x05, 0, 0, 0]].concat();
+    assert_eq!(r.data, expected);
+    let before = h.image.cycle();
+    let r = h
+        .request(&write(&[
+            (item(4, 1, 2, DB, 32), 4, 16, vec![0, 7]),       // %MW12: past the table
+            (item(4, 1, 2, DB, 16), 4, 16, vec![0x12, 0x34]), // %MW11: inside
+        ]))
+        .await;
+    assert_eq!(r.data, [0x05, 0xFF]);
+    assert_eq!(h.image.cycle(), before + 1, "the good item written");
+    assert_eq!(get(&h.image, a(Area::Memory, Width::Word, 11, 0)), 0x1234);
+}
+
 /// CONFIG with writes given up after 50 ms.
 fn quick_timeout(config: &str) -> String {
     config.replacen(r#""server": {"#, r#""server": { "write_timeout_ms": 50,"#, 1)

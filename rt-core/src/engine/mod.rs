@@ -33,7 +33,7 @@ use bytemuck::Zeroable;
 use debug::DebugPublisher;
 use heapless::Vec as FixedVec;
 use shared_abi::debug::ForcedValue;
-use shared_abi::layout::{PlcState, SharedMemory};
+use shared_abi::layout::{OutputSnapshot, PlcState, SharedMemory};
 use shared_abi::msg::{Event, FaultCause, MAX_PATH};
 use shared_abi::shm::{CommandConsumer, EventProducer, LogProducer, RtEnds, WriteConsumer};
 use shared_abi::stats::Stats;
@@ -178,7 +178,9 @@ impl Engine {
         // rt-core's engine, and rt-core makes one).
         unsafe {
             self.shm.program.write(|p| *p = Zeroable::zeroed());
-            self.shm.outputs.write(|o| bytemuck::bytes_of_mut(o).fill(0));
+            // The head only (its sizes zero): no table is read past them, and writing the
+            // tables would bring back pages `residency` gave back.
+            self.shm.outputs.write(|o| bytemuck::bytes_of_mut(o)[..OutputSnapshot::HEAD_BYTES].fill(0));
         }
         self.stats.period_ns = self.idle_period_ns;
         self.publish_stats();

@@ -3,7 +3,6 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use bytemuck::Zeroable;
 use libloading::{Library, Symbol};
 use openplc_builder::{BuildLine, BuildOptions, BuildReport, build};
 use shared_abi::image::Image;
@@ -127,7 +126,7 @@ impl Program {
         // SAFETY: the entry takes nothing and returns a pointer to a static in the library.
         let abi = unsafe { entry() };
         assert!(!abi.is_null(), "oplc_program_entry returned NULL");
-        Program { abi, image: Box::new(Image::zeroed()), _lib: lib }
+        Program { abi, image: bytemuck::allocation::zeroed_box(), _lib: lib }
     }
 
     pub fn abi(&self) -> &ProgramAbi {
