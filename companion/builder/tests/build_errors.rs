@@ -34,9 +34,11 @@ fn a_c_syntax_error_reaches_the_caller_with_the_compilers_line() {
 
     let error_lines: Vec<_> = lines.iter().filter(|l| l.level == Level::Error).collect();
     assert!(error_lines.iter().any(|l| l.text.contains("POUS.c") && l.text.contains("error")), "{lines:#?}");
-    // Progress lines come first, in file order, and nothing is built after the failure.
+    // Progress lines come first, in file order; a unit already started on another job may
+    // still be reported, nothing is started once the failure is seen (the library is not
+    // linked, below).
     let labels: Vec<_> = lines.iter().filter(|l| l.text.starts_with("Compiling ")).map(|l| l.text.as_str()).collect();
-    assert_eq!(labels, ["Compiling Config0.c", "Compiling Res0.c"]);
+    assert!(labels.starts_with(&["Compiling Config0.c", "Compiling Res0.c"]), "{labels:?}");
     assert!(!out.exists(), "no library is left behind");
     let leftovers: Vec<_> = fs::read_dir(out.parent().expect("parent")).expect("list").collect();
     assert_eq!(leftovers.len(), 1, "only the bundle directory remains");
