@@ -51,7 +51,8 @@ pub fn parse(text: &str) -> Result<ClientMessage, MessageError> {
     }
     let mut msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
         let mut why = e.to_string();
-        why.truncate(120);
+        // The message may quote the frame: cut between characters, never inside one.
+        why.truncate(why.floor_char_boundary(120));
         MessageError::Malformed(why)
     })?;
     if let ClientMessage::Watch(w) = &mut msg {
@@ -67,6 +68,19 @@ pub fn parse(text: &str) -> Result<ClientMessage, MessageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_quoting_multibyte_text_is_cut_between_characters() {
+        // Found by the fuzzer: serde's message quotes the unknown tag, and byte 120 fell
+        // inside a two-byte character.
+        let frame = format!(r#"{{"t":"aut{}"}}"#, "ù".repeat(80));
+        match parse(&frame) {
+            Err(MessageError::Malformed(why)) => {
+                assert!(why.len() <= 120 && why.starts_with("unknown variant"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn messages_decode_strictly() {
