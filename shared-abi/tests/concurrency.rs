@@ -134,7 +134,7 @@ fn consistent(snapshot: &OutputSnapshot) -> bool {
 #[test]
 fn seqlock_readers_never_accept_a_torn_snapshot() {
     let _turn = take_turn();
-    const WRITES: u64 = 100_000;
+    const WRITES: u64 = 30_000;
     const READERS: usize = 2;
     let (_dir, rt, client) = pair();
     let done = AtomicBool::new(false);
