@@ -52,7 +52,8 @@ pub fn parse(text: &str) -> Result<ClientMessage, MessageError> {
     let mut msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
         let mut why = e.to_string();
         // The message may quote the frame: cut between characters, never inside one.
-        why.truncate(why.floor_char_boundary(120));
+        let cut = (0..=why.len().min(120)).rev().find(|&i| why.is_char_boundary(i)).unwrap_or(0);
+        why.truncate(cut);
         MessageError::Malformed(why)
     })?;
     if let ClientMessage::Watch(w) = &mut msg {
