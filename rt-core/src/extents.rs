@@ -55,25 +55,9 @@ impl OutputExtents {
     pub fn of_program(located: Option<&[LocatedInfo]>, sizes: &ImageSizes) -> OutputExtents {
         let Some(located) = located else { return OutputExtents::all_of(sizes) };
         let mut e = OutputExtents::NONE;
-        for l in located.iter().filter(|l| l.in_image == 1) {
-            let area = match l.area {
-                1 => Area::Output,
-                2 => Area::Memory,
-                _ => continue,
-            };
-            let width = match l.width {
-                0 => Width::Bit,
-                1 => Width::Byte,
-                2 => Width::Word,
-                3 => Width::DWord,
-                4 => Width::LWord,
-                _ => continue,
-            };
-            if let Ok(addr) = IecAddress::new(area, width, l.index, if width == Width::Bit { l.bit } else { 0 })
-                && sizes.contains(addr)
-            {
-                e.widen(addr);
-            }
+        let bound = located.iter().filter(|l| l.in_image == 1).filter_map(LocatedInfo::address);
+        for addr in bound.filter(|a| a.area() != Area::Input && sizes.contains(*a)) {
+            e.widen(addr);
         }
         e
     }

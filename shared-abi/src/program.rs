@@ -61,6 +61,29 @@ pub struct LocatedInfo {
     pub size: u16,
 }
 
+impl LocatedInfo {
+    /// The image address the adapter describes (its area, width, index and, for a bit, the
+    /// bit), or `None` for codes or an index no address has.
+    pub fn address(&self) -> Option<crate::image::IecAddress> {
+        use crate::image::{Area, IecAddress, Width};
+        let area = match self.area {
+            0 => Area::Input,
+            1 => Area::Output,
+            2 => Area::Memory,
+            _ => return None,
+        };
+        let width = match self.width {
+            0 => Width::Bit,
+            1 => Width::Byte,
+            2 => Width::Word,
+            3 => Width::DWord,
+            4 => Width::LWord,
+            _ => return None,
+        };
+        IecAddress::new(area, width, self.index, if width == Width::Bit { self.bit } else { 0 }).ok()
+    }
+}
+
 /// `oplc_program_abi_t`. Every function pointer may be null only where noted.
 #[repr(C)]
 pub struct ProgramAbi {

@@ -137,6 +137,10 @@ fn seqlock_readers_never_accept_a_torn_snapshot() {
     const WRITES: u64 = 100_000;
     const READERS: usize = 2;
     let (_dir, rt, client) = pair();
+    // Version 0 first, before any reader starts: a fresh snapshot (no sizes) is not one the
+    // readers' check knows.
+    // SAFETY: this thread is the only writer of the outputs seqlock until the writer below.
+    unsafe { rt.shm().outputs.write(|snap| fill(snap, 0)) };
     let done = AtomicBool::new(false);
     let successes: [AtomicU64; READERS] = [AtomicU64::new(0), AtomicU64::new(0)];
     thread::scope(|s| {
@@ -148,7 +152,13 @@ fn seqlock_readers_never_accept_a_torn_snapshot() {
                 // writes, wait until each reader has completed another read.
                 if v % 500 == 0 {
                     let seen: Vec<u64> = successes.iter().map(|c| c.load(Ordering::Acquire)).collect();
+                    let since = std::time::Instant::now();
                     while successes.iter().zip(&seen).any(|(c, &n)| c.load(Ordering::Acquire) == n) {
+                        // A reader that failed its checks has stopped: fail, never hang.
+                        if since.elapsed().as_secs() >= 60 {
+                            done.store(true, Ordering::Release);
+                            panic!("a reader stopped reading");
+                        }
                         // Three threads on as few as two CPUs: give the readers the CPU.
                         thread::yield_now();
                     }

@@ -112,8 +112,8 @@ impl PchSpec {
         args.extend(["-o".into(), header.with_file_name(format!("{}.gch", self.header)).into()]);
         args.extend(["-MD".into(), "-MF".into(), depfile.into()]);
         Job {
-            label: format!("Precompiling {}", self.what),
-            step: format!("precompiling {}", self.what),
+            label: format!("Precompiling the {}", self.what),
+            step: format!("precompiling the {}", self.what),
             program: self.program(opts).to_string(),
             args,
         }
@@ -152,7 +152,7 @@ pub(crate) fn matiec(bundle: &Path, at: &Paths, flags: &[String], includes: &[Pa
         flags: flags.to_vec(),
         includes: includes.to_vec(),
         guarded_only: false,
-        what: format!("the MatIEC library headers ({lib}/{HEADER})"),
+        what: format!("MatIEC library headers ({lib}/{HEADER})"),
     })
 }
 
@@ -188,7 +188,7 @@ pub(crate) fn strucpp(generated_hpp: &[u8], flags: &[String], includes: &[PathBu
         flags: flags.to_vec(),
         includes: includes.to_vec(),
         guarded_only: true,
-        what: "the STruC++ runtime headers".into(),
+        what: "STruC++ runtime headers".into(),
     })
 }
 
@@ -240,12 +240,12 @@ pub(crate) fn precompile_later(job: Background, log: Option<BackgroundLog>) {
             Ok(bytes) => BuildLine {
                 level: Level::Info,
                 text: format!(
-                    "Precompiled {what} for the next builds ({:.1} MiB, {:.1} s)",
+                    "Precompiled the {what} for the next builds ({:.1} MiB, {:.1} s)",
                     bytes as f64 / (1 << 20) as f64,
                     started.elapsed().as_secs_f64()
                 ),
             },
-            Err(why) => BuildLine { level: Level::Warning, text: format!("Could not precompile {what}: {why}") },
+            Err(why) => BuildLine { level: Level::Warning, text: format!("Could not precompile the {what}: {why}") },
         };
         if let Some(log) = &log {
             (log.0)(line);

@@ -286,7 +286,7 @@ fn matiec_units_use_the_precompiled_library_headers() {
     assert!(lines.iter().any(|l| l.text.starts_with("! ") && l.text.ends_with("pch/iec_std_lib.h.gch")), "{lines:#?}");
     assert!(
         lines.iter().any(|l| l.text
-            == "The precompiled the MatIEC library headers (lib/iec_std_lib.h) was used by 1 of 1 compiled units"),
+            == "The precompiled MatIEC library headers (lib/iec_std_lib.h) was used by 1 of 1 compiled units"),
         "{lines:#?}"
     );
     assert_eq!(counter_after_three_scans(&report.library), 6);

@@ -51,7 +51,9 @@ pub fn parse(text: &str) -> Result<ClientMessage, MessageError> {
     }
     let mut msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
         let mut why = e.to_string();
-        why.truncate(120);
+        // The message may quote the frame: cut between characters, never inside one.
+        let cut = (0..=why.len().min(120)).rev().find(|&i| why.is_char_boundary(i)).unwrap_or(0);
+        why.truncate(cut);
         MessageError::Malformed(why)
     })?;
     if let ClientMessage::Watch(w) = &mut msg {
@@ -67,6 +69,19 @@ pub fn parse(text: &str) -> Result<ClientMessage, MessageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_quoting_multibyte_text_is_cut_between_characters() {
+        // Found by the fuzzer: serde's message quotes the unknown tag, and byte 120 fell
+        // inside a two-byte character.
+        let frame = format!(r#"{{"t":"aut{}"}}"#, "ù".repeat(80));
+        match parse(&frame) {
+            Err(MessageError::Malformed(why)) => {
+                assert!(why.len() <= 120 && why.starts_with("unknown variant"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn messages_decode_strictly() {

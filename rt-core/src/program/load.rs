@@ -12,7 +12,7 @@ use crate::sys;
 use shared_abi::debug::{
     ForcedValue, Generator, INFO_PATH_BYTES, MAX_GROUPS, ProgramInfo, WatchedValue, fill_text, vars_hash,
 };
-use shared_abi::image::{Area, IecAddress, Image, Width};
+use shared_abi::image::Image;
 use shared_abi::program::{
     PROGRAM_ABI_BASE_SIZE, PROGRAM_ABI_VERSION, PROGRAM_ENTRY_SYMBOL, ProgramAbi, ProgramEntry, VarKind,
 };
@@ -500,25 +500,8 @@ impl LoadedProgram {
 /// table is located at (every located variable counts, in the image or copied).
 fn located_floor(located: &[shared_abi::program::LocatedInfo]) -> ImageSizes {
     let mut floor = ImageSizes::ZERO;
-    for l in located {
-        let area = match l.area {
-            0 => Area::Input,
-            1 => Area::Output,
-            2 => Area::Memory,
-            _ => continue,
-        };
-        let width = match l.width {
-            0 => Width::Bit,
-            1 => Width::Byte,
-            2 => Width::Word,
-            3 => Width::DWord,
-            4 => Width::LWord,
-            _ => continue,
-        };
-        let bit = if width == Width::Bit { l.bit } else { 0 };
-        if let Ok(addr) = IecAddress::new(area, width, l.index, bit) {
-            floor.widen(addr);
-        }
+    for addr in located.iter().filter_map(shared_abi::program::LocatedInfo::address) {
+        floor.widen(addr);
     }
     floor
 }
