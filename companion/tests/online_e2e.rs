@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{Runtime, rewrite_zip, wait_for, zip_bundle_dir};
+use common::{Runtime, rewrite_zip, wait_for};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -34,15 +34,14 @@ fn names(v: &Value) -> Vec<String> {
     n
 }
 
-/// Applies text edits (file, [(from, to)]) to a bundle's entries.
-fn edited(src: &Path, out: &Path, edits: &[(&str, &[(&str, &str)])]) {
+/// Applies text edits (file, from, to) to a bundle's entries, every occurrence.
+fn edited(src: &Path, out: &Path, edits: &[(&str, &str, &str)]) {
     rewrite_zip(
         src,
         out,
         |name, data| {
-            let Some((_, reps)) = edits.iter().find(|(f, _)| *f == name) else { return Some(data) };
             let mut text = String::from_utf8(data).unwrap();
-            for (from, to) in *reps {
+            for (_, from, to) in edits.iter().filter(|(f, ..)| *f == name) {
                 assert!(text.contains(from), "{name} has no {from:?}");
                 text = text.replace(from, to);
             }
@@ -52,9 +51,19 @@ fn edited(src: &Path, out: &Path, edits: &[(&str, &[(&str, &str)])]) {
     );
 }
 
+/// What `/api/retain-status` reports of the RETAIN variables after the online change.
+#[derive(Debug, PartialEq)]
+struct RetainCounts {
+    kept: u64,
+    converted: u64,
+    truncated: u64,
+    added: u64,
+    dropped: u64,
+}
+
 /// The common checks: the count continues across the online change, the report names what
-/// changed, V_UDINT (RETAIN) is kept.
-fn check_online_change(rt: &Runtime, token: &str, prefix: &str, v1: &Path, v2: &Path, retained: bool) {
+/// changed, and the RETAIN variables are counted as `retained` says.
+fn check_online_change(rt: &Runtime, token: &str, prefix: &str, v1: &Path, v2: &Path, retained: RetainCounts) {
     let counter = format!("{prefix}V_UDINT");
     deploy(rt, token, v1, "");
     let before = wait_for("V_UDINT to count", T, || value(rt, token, &counter).as_u64().filter(|&v| v >= 3_000_000));
@@ -75,12 +84,17 @@ fn check_online_change(rt: &Runtime, token: &str, prefix: &str, v1: &Path, v2: &
     assert_eq!(names(&change["names"]["added"]), [format!("{prefix}V_LINT2")]);
     assert_eq!(change["truncated"], 1, "V_DINT (1000 per scan) no longer fits an INT: {change:#}");
     assert!(change["tick"].as_u64().unwrap() >= scans_before, "{change:#}");
-    // V_UDINT is RETAIN in both (MatIEC): carried as is.
     let retain = &status["retain"];
-    if retained {
-        assert_eq!((retain["migrated"].as_bool(), retain["kept"].as_u64()), (Some(true), Some(1)), "{retain:#}");
-        assert_eq!((retain["converted"].as_u64(), retain["dropped"].as_u64()), (Some(0), Some(0)), "{retain:#}");
-    }
+    assert_eq!(retain["migrated"], true, "{retain:#}");
+    let count = |what: &str| retain[what].as_u64().unwrap_or_else(|| panic!("no {what}: {retain:#}"));
+    let counts = RetainCounts {
+        kept: count("kept"),
+        converted: count("converted"),
+        truncated: count("truncated"),
+        added: count("added"),
+        dropped: count("dropped"),
+    };
+    assert_eq!(counts, retained, "{retain:#}");
     wait_for("the online change in the runtime log", T, || rt.log().contains("Online change to program").then_some(()));
 
     // ?clean=1: cold, V_UDINT starts over.
@@ -90,124 +104,82 @@ fn check_online_change(rt: &Runtime, token: &str, prefix: &str, v1: &Path, v2: &
     assert!(fresh < after, "started over: {fresh}");
 }
 
+/// The type and name changes of every v2: V_DINT DINT -> INT (converted, truncated),
+/// V_UINT UINT -> UDINT (converted), V_LINT renamed V_LINT2 (dropped, added).
+const MATIEC_V2: &[(&str, &str, &str)] = &[
+    ("POUS.h", "__DECLARE_VAR(DINT,V_DINT)", "__DECLARE_VAR(INT,V_DINT)"),
+    ("POUS.h", "__DECLARE_VAR(UINT,V_UINT)", "__DECLARE_VAR(UDINT,V_UINT)"),
+    ("POUS.h", "V_LINT)", "V_LINT2)"),
+    ("POUS.c", "V_LINT", "V_LINT2"),
+    ("debug.c", "V_DINT), DINT_ENUM", "V_DINT), INT_ENUM"),
+    ("debug.c", "V_UINT), UINT_ENUM", "V_UINT), UDINT_ENUM"),
+    ("debug.c", "V_LINT)", "V_LINT2)"),
+    ("VARIABLES.csv", "V_DINT;DINT;DINT", "V_DINT;INT;INT"),
+    ("VARIABLES.csv", "V_UINT;UINT;UINT", "V_UINT;UDINT;UDINT"),
+    ("VARIABLES.csv", "V_LINT", "V_LINT2"),
+];
+
 #[test]
 fn a_matiec_upload_is_an_online_change_that_keeps_the_count() {
     let rt = Runtime::start(&[]);
     let token = rt.bootstrap("admin", "admin-pass");
     let plain = rt.dir.path().join("plain.zip");
     common::demo_bundle(&plain, &["--period-ms", "10"]);
+    // V_UDINT, V_DINT and V_LINT RETAIN (MatIEC's init flag and VARIABLES.csv's column).
     let v1 = rt.dir.path().join("v1.zip");
-    let retain: &[(&str, &str)] = &[("__INIT_VAR(data__->V_UDINT,0,retain)", "__INIT_VAR(data__->V_UDINT,0,1)")];
-    let retain_csv = "V_UDINT;UDINT;UDINT;0;";
-    edited(&plain, &v1, &[("POUS.c", retain), ("VARIABLES.csv", &[(retain_csv, "V_UDINT;UDINT;UDINT;1;")])]);
+    let mut retain = Vec::new();
+    for (var, ty) in [("V_UDINT", "UDINT"), ("V_DINT", "DINT"), ("V_LINT", "LINT")] {
+        retain.push((
+            "POUS.c",
+            format!("__INIT_VAR(data__->{var},0,retain)"),
+            format!("__INIT_VAR(data__->{var},0,1)"),
+        ));
+        retain.push(("VARIABLES.csv", format!("{var};{ty};{ty};0;"), format!("{var};{ty};{ty};1;")));
+    }
+    edited(&plain, &v1, &common::edits(&retain));
     let v2 = rt.dir.path().join("v2.zip");
-    edited(
-        &v1,
-        &v2,
-        &[
-            (
-                "POUS.h",
-                &[
-                    ("__DECLARE_VAR(DINT,V_DINT)", "__DECLARE_VAR(INT,V_DINT)"),
-                    ("__DECLARE_VAR(UINT,V_UINT)", "__DECLARE_VAR(UDINT,V_UINT)"),
-                    ("V_LINT)", "V_LINT2)"),
-                ],
-            ),
-            ("POUS.c", &[("V_LINT", "V_LINT2")]),
-            (
-                "debug.c",
-                &[
-                    ("V_DINT), DINT_ENUM", "V_DINT), INT_ENUM"),
-                    ("V_UINT), UINT_ENUM", "V_UINT), UDINT_ENUM"),
-                    ("V_LINT)", "V_LINT2)"),
-                ],
-            ),
-            (
-                "VARIABLES.csv",
-                &[
-                    ("V_DINT;DINT;DINT", "V_DINT;INT;INT"),
-                    ("V_UINT;UINT;UINT", "V_UINT;UDINT;UDINT"),
-                    ("V_LINT", "V_LINT2"),
-                ],
-            ),
-        ],
-    );
-    check_online_change(&rt, &token, "CONFIG0.RES0.INSTANCE0.", &v1, &v2, true);
-}
-
-fn strucpp_zip(rt: &Runtime, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
-    let src = rt.dir.path().join(format!("{name}-src"));
-    let fixture = common::repo_root().join("companion/builder/tests/fixtures/strucpp-demo");
-    copy_dir(&fixture, &src);
-    for (file, reps) in edits {
-        let path = src.join(file);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        for (from, to) in *reps {
-            assert!(text.contains(from), "{file} has no {from:?}");
-            text = text.replace(from, to);
-        }
-        std::fs::write(&path, text).unwrap();
-    }
-    let out = rt.dir.path().join(format!("{name}.zip"));
-    zip_bundle_dir(&src, &out, &["README.md"]);
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+    edited(&v1, &v2, MATIEC_V2);
+    // V_UDINT kept; V_DINT converted (and truncated); V_LINT dropped, V_LINT2 added (RETAIN:
+    // the rename keeps its flag).
+    let retained = RetainCounts { kept: 1, converted: 1, truncated: 1, added: 1, dropped: 1 };
+    check_online_change(&rt, &token, "CONFIG0.RES0.INSTANCE0.", &v1, &v2, retained);
 }
 
 #[test]
 fn a_strucpp_upload_is_an_online_change_that_keeps_the_count() {
     let rt = Runtime::start(&[]);
     let token = rt.bootstrap("admin", "admin-pass");
-    // The fixture declares no RETAIN variable: V_UDINT is carried as a plain variable.
-    let v1 = strucpp_zip(&rt, "v1", &[]);
-    let v2 = strucpp_zip(
-        &rt,
-        "v2",
-        &[
-            (
-                "generated.hpp",
-                &[
-                    ("IEC_DINT V_DINT;", "IEC_INT V_DINT;"),
-                    ("IEC_UINT V_UINT;", "IEC_UDINT V_UINT;"),
-                    ("V_LINT", "V_LINT2"),
-                ],
-            ),
-            ("pou_MAIN.cpp", &[("V_LINT", "V_LINT2")]),
-            (
-                "generated_debug.cpp",
-                &[
-                    ("V_DINT, TAG_DINT", "V_DINT, TAG_INT"),
-                    ("V_UINT, TAG_UINT", "V_UINT, TAG_UDINT"),
-                    ("V_LINT", "V_LINT2"),
-                ],
-            ),
-            (
-                "debug-map.json",
-                &[
-                    (
-                        "\"INSTANCE0.V_DINT\",\n      \"type\": \"DINT\",\n      \"size\": 4",
-                        "\"INSTANCE0.V_DINT\",\n      \"type\": \"INT\",\n      \"size\": 2",
-                    ),
-                    (
-                        "\"INSTANCE0.V_UINT\",\n      \"type\": \"UINT\",\n      \"size\": 2",
-                        "\"INSTANCE0.V_UINT\",\n      \"type\": \"UDINT\",\n      \"size\": 4",
-                    ),
-                    ("INSTANCE0.V_LINT", "INSTANCE0.V_LINT2"),
-                ],
-            ),
-        ],
-    );
-    check_online_change(&rt, &token, "INSTANCE0.", &v1, &v2, false);
+    // COUNTER, V_UDINT, V_DINT and V_LINT RETAIN in v1; the same in v2 with V_DINT an INT and
+    // V_LINT renamed V_LINT2.
+    let retain_v1 =
+        common::strucpp_retain(&[("COUNTER", "UINT"), ("V_UDINT", "UDINT"), ("V_DINT", "DINT"), ("V_LINT", "LINT")]);
+    let retain_v2 =
+        common::strucpp_retain(&[("COUNTER", "UINT"), ("V_UDINT", "UDINT"), ("V_DINT", "INT"), ("V_LINT2", "LINT")]);
+    let v1 = common::strucpp_bundle(rt.dir.path(), "v1", &common::edits(&retain_v1));
+    // The renames first: the RETAIN table names V_LINT2 already.
+    let mut v2_edits = vec![
+        ("generated.hpp", "IEC_DINT V_DINT;", "IEC_INT V_DINT;"),
+        ("generated.hpp", "IEC_UINT V_UINT;", "IEC_UDINT V_UINT;"),
+        ("generated.hpp", "V_LINT", "V_LINT2"),
+        ("pou_MAIN.cpp", "V_LINT", "V_LINT2"),
+        ("generated_debug.cpp", "V_DINT, TAG_DINT", "V_DINT, TAG_INT"),
+        ("generated_debug.cpp", "V_UINT, TAG_UINT", "V_UINT, TAG_UDINT"),
+        ("generated_debug.cpp", "V_LINT", "V_LINT2"),
+        (
+            "debug-map.json",
+            "\"INSTANCE0.V_DINT\",\n      \"type\": \"DINT\",\n      \"size\": 4",
+            "\"INSTANCE0.V_DINT\",\n      \"type\": \"INT\",\n      \"size\": 2",
+        ),
+        (
+            "debug-map.json",
+            "\"INSTANCE0.V_UINT\",\n      \"type\": \"UINT\",\n      \"size\": 2",
+            "\"INSTANCE0.V_UINT\",\n      \"type\": \"UDINT\",\n      \"size\": 4",
+        ),
+        ("debug-map.json", "INSTANCE0.V_LINT", "INSTANCE0.V_LINT2"),
+    ];
+    v2_edits.extend(common::edits(&retain_v2));
+    let v2 = common::strucpp_bundle(rt.dir.path(), "v2", &v2_edits);
+    // COUNTER and V_UDINT kept; V_DINT converted (and truncated); V_LINT dropped, V_LINT2 added.
+    let retained = RetainCounts { kept: 2, converted: 1, truncated: 1, added: 1, dropped: 1 };
+    check_online_change(&rt, &token, "INSTANCE0.", &v1, &v2, retained);
 }
