@@ -52,7 +52,7 @@ fn rig(program: &Path, dir: tempfile::TempDir, image: ImageRequest) -> Rig {
     std::thread::spawn(move || loader::run(shm, ends, log, Arc::new(AtomicBool::new(false))));
     let mut client = RtClient::open(&name).expect("client");
     let path = shared_abi::msg::bounded(program.to_str().expect("utf-8 path"));
-    client.send(Command::Load { path, start: true, warm: false, image }).expect("load");
+    client.send(Command::Load { path, start: true, warm: false, online: false, image }).expect("load");
     let deadline = Instant::now() + Duration::from_secs(30);
     while shm.header.program_gen.load(Ordering::Acquire) == 0 {
         assert!(Instant::now() < deadline, "program never loaded");

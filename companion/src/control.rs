@@ -154,7 +154,7 @@ async fn load_current(app: &App, retain: RetainStart) -> Outcome {
     let md5 = app.programs.store.state().md5;
     let library = program.library();
     let image = crate::program::image_conf::configured_for_library(&library);
-    let request = LoadRequest { path: &library, start: true, retain, md5: md5.as_deref(), image };
+    let request = LoadRequest { path: &library, start: true, retain, md5: md5.as_deref(), online: None, image };
     match app.plc.load(request, LOAD_TIMEOUT).await {
         Ok(_) => {
             if app.plc.state().phase == Phase::SafeMode {

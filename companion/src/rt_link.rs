@@ -5,6 +5,7 @@
 //! into the runtime log.
 
 use crate::logs::{Level, LogHub};
+use crate::program::online::{Matched, OnlineChange};
 use crate::retain::RetainBackend;
 use crate::retain::status::{LastStart, Layout};
 use openplc_port::{LoadKind, LogSink, PlcPort, PortError};
@@ -31,6 +32,9 @@ pub struct LoadRequest<'a> {
     pub start: bool,
     pub retain: RetainStart,
     pub md5: Option<&'a str>,
+    /// An online change: the running program's values carried into the new one at the swap
+    /// as matched (`retain` is then `Cold`: what is not carried starts at its initial value).
+    pub online: Option<&'a Matched>,
     /// The table sizes the program's `image.conf` configured (zero without one): rt-core
     /// never sizes a table below what the program's located variables reach.
     pub image: ImageSizes,
@@ -264,9 +268,10 @@ impl RtLink {
         // Warm even without saved values: rt-core then gives back what its live copy in the
         // shared memory holds for this program (RETAIN values and forces after rt-core was
         // restarted), and the staged file values only when there is no live copy.
-        let kind = match request.retain {
-            RetainStart::Warm => LoadKind::Warm { staged: saved.as_deref() },
-            RetainStart::Cold => LoadKind::Cold,
+        let kind = match (request.online, request.retain) {
+            (Some(matched), _) => LoadKind::Online { plan: &matched.plan },
+            (None, RetainStart::Warm) => LoadKind::Warm { staged: saved.as_deref() },
+            (None, RetainStart::Cold) => LoadKind::Cold,
         };
         let without = self.plugins_without_image_sizes.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if !without.is_empty() {
@@ -277,11 +282,19 @@ impl RtLink {
         }
         let image = ImageRequest { configured: request.image, square: !without.is_empty() };
         let loaded = self.port.load(path, request.start, kind, image, timeout).await?;
+        let online = request.online.map(|matched| OnlineChange {
+            summary: matched.summary.clone(),
+            report: self.port.swap_report().filter(|r| r.program_gen == loaded.program_gen).unwrap_or_default(),
+        });
+        if let Some(change) = &online {
+            self.logs.log(if change.done() { Level::Info } else { Level::Warning }, change.describe());
+        }
         *self.last_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastStart {
             kind: request.retain,
             program_gen: loaded.program_gen,
             stored: saved.as_deref().map(Layout::of),
             live,
+            online,
         });
         if let (RetainStart::Cold, Some(store)) = (request.retain, store) {
             let md5 = request.md5.map(str::to_string);

@@ -218,7 +218,14 @@ impl Supervisor {
             return;
         };
         let image = crate::program::image_conf::configured_for_library(&library);
-        let request = LoadRequest { path: &library, start: run, retain: RetainStart::Warm, md5: md5.as_deref(), image };
+        let request = LoadRequest {
+            path: &library,
+            start: run,
+            retain: RetainStart::Warm,
+            md5: md5.as_deref(),
+            online: None,
+            image,
+        };
         match self.plc.load(request, PROGRAM_LOAD_TIMEOUT).await {
             Ok(r) => self.logs.info(format!(
                 "Loaded the last program (#{}){}",

@@ -8,7 +8,7 @@
 mod clients;
 mod common;
 
-use common::{Runtime, rewrite_zip, wait_for, zip_bundle_dir};
+use common::{Runtime, rewrite_zip, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,36 +34,6 @@ fn demo(rt: &Runtime) -> PathBuf {
     let zip = rt.dir.path().join("demo.zip");
     common::demo_bundle(&zip, &["--period-ms", "10"]);
     zip
-}
-
-/// The STruC++ fixture with `change` applied, zipped as the Editor zips it.
-fn strucpp_variant(rt: &Runtime, name: &str, change: impl FnOnce(&Path)) -> PathBuf {
-    let dir = rt.dir.path().join(name);
-    copy_dir(&common::repo_root().join("companion/builder/tests/fixtures/strucpp-demo"), &dir);
-    change(&dir);
-    let zip = rt.dir.path().join(format!("{name}.zip"));
-    zip_bundle_dir(&dir, &zip, &["README.md"]);
-    zip
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
-fn edit(dir: &Path, file: &str, from: &str, to: &str) {
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{file} has no {from:?}");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
 #[test]
@@ -150,27 +120,10 @@ fn matiec_retain(rt: &Runtime) -> PathBuf {
     out
 }
 
-/// The STruC++ fixture with COUNTER, V_UDINT and TEXT RETAIN (as STruC++ declares them).
+/// The STruC++ fixture with COUNTER, V_UDINT and TEXT RETAIN.
 fn strucpp_retain(rt: &Runtime) -> PathBuf {
-    strucpp_variant(rt, "strucpp-retain", |dir| {
-        edit(
-            dir,
-            "generated.hpp",
-            "    Program_MAIN();\n    void run() override;\n",
-            "    Program_MAIN();\n    void run() override;\n\n    static const RetainVarInfo retain_table[3];\n    \
-             const RetainVarInfo *getRetainVars() const override { return retain_table; }\n    \
-             size_t getRetainCount() const override { return 3; }\n",
-        );
-        edit(
-            dir,
-            "pou_MAIN.cpp",
-            "void Program_MAIN::run()",
-            "const RetainVarInfo Program_MAIN::retain_table[] = {\n    \
-             {\"COUNTER\", offsetof(Program_MAIN, COUNTER), sizeof(IEC_UINT)},\n    \
-             {\"V_UDINT\", offsetof(Program_MAIN, V_UDINT), sizeof(IEC_UDINT)},\n    \
-             {\"TEXT\", offsetof(Program_MAIN, TEXT), sizeof(IEC_STRING)},\n};\n\nvoid Program_MAIN::run()",
-        );
-    })
+    let retain = common::strucpp_retain(&[("COUNTER", "UINT"), ("V_UDINT", "UDINT"), ("TEXT", "STRING")]);
+    common::strucpp_bundle(rt.dir.path(), "strucpp-retain", &common::edits(&retain))
 }
 
 /// A cold start of a running program with RETAIN variables: refused while running, then
@@ -276,23 +229,25 @@ fn a_two_task_strucpp_program_reports_each_task() {
     let token = rt.bootstrap("admin", "admin-pass");
     // The fixture with a second task FAST every 25 ms at priority 1 (STruC++'s tables and
     // the program.st declaration the Editor compiled them from).
-    let zip = strucpp_variant(&rt, "two-tasks", |dir| {
-        edit(dir, "generated.hpp", "TaskInstance tasks_storage[1];", "TaskInstance tasks_storage[2];");
-        edit(dir, "generated.hpp", "ProgramBase *task_programs_storage[1];", "ProgramBase *task_programs_storage[2];");
-        edit(
-            dir,
-            "configuration.cpp",
-            "    resources_storage[0] = ResourceInstance(\"RES0\", \"PLC\", &tasks_storage[0], 1);",
-            "    task_programs_storage[1] = &INSTANCE0;\n    tasks_storage[1] = TaskInstance(\"FAST\", 25000000LL, 1, \
-             &task_programs_storage[1], 1);\n    resources_storage[0] = ResourceInstance(\"RES0\", \"PLC\", &tasks_storage[0], 2);",
-        );
-        edit(
-            dir,
-            "program.st",
-            "    TASK task0(INTERVAL := T#10ms,PRIORITY := 0);",
-            "    TASK task0(INTERVAL := T#10ms,PRIORITY := 0);\n    TASK fast(INTERVAL := T#25ms,PRIORITY := 1);",
-        );
-    });
+    let zip = common::strucpp_bundle(
+        rt.dir.path(),
+        "two-tasks",
+        &[
+            ("generated.hpp", "TaskInstance tasks_storage[1];", "TaskInstance tasks_storage[2];"),
+            ("generated.hpp", "ProgramBase *task_programs_storage[1];", "ProgramBase *task_programs_storage[2];"),
+            (
+                "configuration.cpp",
+                "    resources_storage[0] = ResourceInstance(\"RES0\", \"PLC\", &tasks_storage[0], 1);",
+                "    task_programs_storage[1] = &INSTANCE0;\n    tasks_storage[1] = TaskInstance(\"FAST\", 25000000LL, 1, \
+                 &task_programs_storage[1], 1);\n    resources_storage[0] = ResourceInstance(\"RES0\", \"PLC\", &tasks_storage[0], 2);",
+            ),
+            (
+                "program.st",
+                "    TASK task0(INTERVAL := T#10ms,PRIORITY := 0);",
+                "    TASK task0(INTERVAL := T#10ms,PRIORITY := 0);\n    TASK fast(INTERVAL := T#25ms,PRIORITY := 1);",
+            ),
+        ],
+    );
     deploy(&rt, &token, &zip);
     wait_for("scans", T, || (rt.scan_count(&token) > 3).then_some(()));
     let stats = rt.get("/status?include_stats=true", &token).json()["timing_stats"].clone();

@@ -1,6 +1,6 @@
 //! RETAIN variables through the real companion and rt-core: the demo with `V_UDINT`
 //! declared `VAR RETAIN` (as MatIEC generates it) keeps its value across a killed rt-core
-//! and a power cut (both processes killed), and a new upload starts it cold.
+//! and a power cut (both processes killed), and a clean upload starts it cold.
 
 mod common;
 
@@ -93,9 +93,12 @@ fn retain_values_survive_restarts_and_a_new_upload_starts_cold() {
     let after = v_udint(&rt, &token);
     assert!(after >= before, "carried on after the power cut from {before}: {after}");
 
-    // A new upload is a cold start: V_UDINT is 100 000 × the scans since the load (the
-    // scan count restarts with each program), not the saved value plus that.
-    deploy(&rt, &token, &zip);
+    // A clean upload (`?clean=1`) is a cold start: V_UDINT is 100 000 × the scans since the
+    // load (the scan count restarts with each program), not the saved value plus that. (An
+    // ordinary upload is an online change that carries the value on: see online_e2e.)
+    assert_eq!(rt.upload_with(&zip, &token, "?clean=1", &[]).status, 200);
+    assert_eq!(rt.wait_build(&token)["status"], "SUCCESS");
+    rt.wait_status(&token, "STATUS:RUNNING");
     let fresh = v_udint(&rt, &token);
     let scans = rt.scan_count(&token);
     assert!(fresh <= 100_000 * scans, "started over: {fresh} after {scans} scans");

@@ -9,6 +9,7 @@ use shared_abi::client::{ClientError, Observer, Reader, RtClient, Status};
 use shared_abi::debug::{DebugValues, ForceTable, LoadResult, ProgramInfo};
 use shared_abi::image::{Area, IecAddress, InputImage};
 use shared_abi::layout::{OutputSnapshot, PlcState, SharedMemory, WriteRing};
+use shared_abi::migrate::{MigratePlan, SwapReport};
 use shared_abi::msg::{Command, Event, LogLevel, LogLine, MAX_WRITES_PER_CYCLE};
 use shared_abi::retain::RetainImage;
 use shared_abi::seqlock::READER_ATTEMPTS;
@@ -46,6 +47,11 @@ pub enum LoadKind<'a> {
     /// is its own, else `staged` (values from the RETAIN file) when they are its own, else
     /// its initial values.
     Warm { staged: Option<&'a RetainImage> },
+    /// An online change: the running program's values carried into the new one at the
+    /// swap as `plan` says (the client matched the variables by name and type); the new
+    /// program runs the very next cycle. rt-core starts it cold instead when the running
+    /// program is not the one the plan was made for (see [`PlcPort::swap_report`]).
+    Online { plan: &'a MigratePlan },
 }
 
 impl<'a> LoadKind<'a> {
@@ -56,7 +62,14 @@ impl<'a> LoadKind<'a> {
     fn staged(self) -> Option<&'a RetainImage> {
         match self {
             LoadKind::Warm { staged } => staged,
-            LoadKind::Cold => None,
+            LoadKind::Cold | LoadKind::Online { .. } => None,
+        }
+    }
+
+    fn plan(self) -> Option<&'a MigratePlan> {
+        match self {
+            LoadKind::Online { plan } => Some(plan),
+            _ => None,
         }
     }
 }
@@ -281,6 +294,12 @@ impl PlcPort {
         self.with_observer(|o| o.forces().ok()).flatten()
     }
 
+    /// What the last program swap did: cold or online, the swap cycle, and for an online
+    /// change how many values were carried, converted and truncated.
+    pub fn swap_report(&self) -> Option<SwapReport> {
+        self.with_observer(|o| o.swap_report().ok()).flatten()
+    }
+
     /// The running program's RETAIN values as rt-core last published them.
     pub fn retain_saved(&self) -> Option<Box<RetainImage>> {
         self.with_observer(|o| o.retain_saved().ok()).flatten()
@@ -399,10 +418,11 @@ impl PlcPort {
             return Err(PortError::TooLarge { what: "program path" });
         }
         let path = shared_abi::msg::bounded::<MAX_PATH>(path);
-        let command = Command::Load { path, start, warm: kind.is_warm(), image };
+        let command = Command::Load { path, start, warm: kind.is_warm(), online: kind.plan().is_some(), image };
         let mut client = lock(&self.client);
         let client = client.as_mut().ok_or(PortError::NotAttached)?;
         client.stage_retain(kind.staged());
+        client.stage_plan(kind.plan());
         let seq = client.send(command).map_err(|e| match e {
             ClientError::RingFull => PortError::CommandQueueFull,
             _ => PortError::TooLarge { what: "program path" },

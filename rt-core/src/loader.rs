@@ -6,12 +6,13 @@
 //! After a fault that needs a restart in place (see `restart`) it touches nothing more: the
 //! dynamic loader's lock may be held, and the main thread replaces the process shortly.
 
-use crate::program::{LoadedProgram, RetainSource, WarmStart};
+use crate::program::{LoadedProgram, Migration, RetainSource, WarmStart};
 use crate::queue::{LoaderEnds, LoaderReply, LoaderRequest};
 use crate::restart::{self, RestartKind};
 use crate::tasks::{self, TaskPolicy};
 use shared_abi::debug::{ForceTable, LoadOutcome, fill_text};
 use shared_abi::layout::SharedMemory;
+use shared_abi::migrate::MigratePlan;
 use shared_abi::msg::{LogLevel, LogLine};
 use shared_abi::retain::RetainImage;
 use shared_abi::shm::LogProducer;
@@ -70,8 +71,8 @@ pub fn run_with(
         while let Ok(request) = ends.requests.pop() {
             idle = false;
             match request {
-                LoaderRequest::Load { seq, path, start, warm, program_gen, image } => {
-                    let loaded = load(shm, &mut log, seq, &path, warm, program_gen, image);
+                LoaderRequest::Load { seq, path, start, warm, online, program_gen, image } => {
+                    let loaded = load(shm, &mut log, seq, &path, warm, online, program_gen, image);
                     let reply = match loaded.and_then(|p| start_tasks(shm, p, &policy, &mut log)) {
                         Some(program) => LoaderReply::Loaded { program, start },
                         None => LoaderReply::Failed,
@@ -168,16 +169,31 @@ impl Copies {
     }
 }
 
+/// The staged migration plan, checked against `program`; `None` when it does not read or
+/// names no program (the swap then starts the program cold and says why).
+fn migration(shm: &SharedMemory, program: &LoadedProgram) -> Option<Migration> {
+    let mut plan: Box<MigratePlan> = bytemuck::zeroed_box();
+    let read = shm.migrate_plan.read(&mut plan, 64).is_ok() && plan.old_program_gen != 0;
+    read.then(|| Migration::new(&plan, program))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn load(
     shm: &SharedMemory,
     log: &mut Log,
     seq: u32,
     path: &str,
     warm: bool,
+    online: bool,
     program_gen: u32,
     image: shared_abi::sizes::ImageRequest,
 ) -> Option<Box<LoadedProgram>> {
-    log.line(LogLevel::Info, &format!("loading {path}{}", if warm { " (warm)" } else { "" }));
+    let how = match (online, warm) {
+        (true, _) => " (online change)",
+        (false, true) => " (warm)",
+        (false, false) => "",
+    };
+    log.line(LogLevel::Info, &format!("loading {path}{how}"));
     let started = std::time::Instant::now();
     let (copies, live, staged, forces) = Copies::read(shm);
     let warm_start = warm.then(|| WarmStart {
@@ -194,6 +210,15 @@ fn load(
                     &format!("the image tables' pages are not settled ({e}): the first scans may fault on them"),
                 );
             }
+            let carried = match online.then(|| migration(shm, &program)) {
+                Some(Some(m)) => {
+                    let n = m.len();
+                    program.attach_migration(m);
+                    format!(", {n} variables to carry over at the swap")
+                }
+                Some(None) => ", no migration plan staged: it starts cold".to_string(),
+                None => String::new(),
+            };
             let info = program.info();
             let md5 = info.md5_str().unwrap_or("none");
             let retain = match program.retain_summary() {
@@ -211,7 +236,7 @@ fn load(
             let restored = program.restored_forces().len();
             let forced = if restored > 0 { format!(", {restored} forced variables restored") } else { String::new() };
             let message = format!(
-                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}{forced}; image {}",
+                "loaded {path} in {:.1} ms: scan period {} µs, {} debug variables, md5 {md5}{retain}{forced}{carried}; image {}",
                 started.elapsed().as_secs_f64() * 1e3,
                 info.period_ns / 1000,
                 info.var_count,

@@ -14,6 +14,8 @@ pub enum LoaderRequest {
         path: heapless::String<MAX_PATH>,
         start: bool,
         warm: bool,
+        /// An online change: the loader attaches the staged migration plan to the program.
+        online: bool,
         program_gen: u32,
         image: shared_abi::sizes::ImageRequest,
     },

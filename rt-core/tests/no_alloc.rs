@@ -141,7 +141,7 @@ fn the_scan_path_allocates_nothing() {
         // Every table at 1024, so the writes below (%MW7) land inside them.
         let image =
             shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
-        client.send(Command::Load { path: p, start: true, warm: false, image }).unwrap();
+        client.send(Command::Load { path: p, start: true, warm: false, online: false, image }).unwrap();
         let target = shm.header.program_gen.load(Ordering::Acquire);
         // Keep cycling (counted) while the loader works: the swap happens inside a cycle.
         for _ in 0..20_000 {
@@ -291,7 +291,7 @@ fn the_dispatcher_and_the_task_threads_allocate_nothing() {
         let p = shared_abi::msg::bounded(path.to_str().unwrap());
         let image =
             shared_abi::sizes::ImageRequest { configured: shared_abi::sizes::ImageSizes::LEGACY, square: false };
-        client.send(Command::Load { path: p, start: true, warm: false, image }).unwrap();
+        client.send(Command::Load { path: p, start: true, warm: false, online: false, image }).unwrap();
         let target = shm.header.program_gen.load(Ordering::Acquire);
         for _ in 0..20_000 {
             cycle(engine);

@@ -208,6 +208,13 @@ pub trait Reader {
         Ok(f)
     }
 
+    /// What the last program swap did (an online change's counts, the swap cycle).
+    fn swap_report(&self) -> Result<crate::migrate::SwapReport, ClientError> {
+        let mut r = crate::migrate::SwapReport::zeroed();
+        self.shm().swap.read(&mut r, READ_ATTEMPTS).map_err(|_| ClientError::Torn("swap report"))?;
+        Ok(r)
+    }
+
     fn load_result(&self) -> Result<LoadResult, ClientError> {
         let mut r = LoadResult::zeroed();
         self.shm().load_result.read(&mut r, READ_ATTEMPTS).map_err(|_| ClientError::Torn("load result"))?;
@@ -383,7 +390,7 @@ impl RtClient {
         }
         let path = crate::msg::bounded::<MAX_PATH>(path);
         let begin = Instant::now();
-        let seq = self.send(Command::Load { path, start, warm, image })?;
+        let seq = self.send(Command::Load { path, start, warm, online: false, image })?;
         match self.wait_result(seq, timeout)? {
             CommandStatus::Accepted => {}
             other => return Err(ClientError::Refused(other)),
@@ -512,6 +519,21 @@ impl RtClient {
                     r.program_gen = 0;
                     r.count = 0;
                     r.len = 0;
+                }
+            })
+        };
+    }
+
+    /// Stages the migration plan for the next online `Load` (`None`: none, so an online
+    /// load starts cold).
+    pub fn stage_plan(&mut self, plan: Option<&crate::migrate::MigratePlan>) {
+        // SAFETY: the client lease makes us the only writer of the staged plan.
+        unsafe {
+            self.mapping.shm().migrate_plan.write(|p| match plan {
+                Some(v) => *p = *v,
+                None => {
+                    p.old_program_gen = 0;
+                    p.count = 0;
                 }
             })
         };

@@ -30,6 +30,7 @@ pub const INPUT_LINES: usize = core::mem::size_of::<InputImage>() / INPUT_LINE_B
 /// Words of the `InputSnapshot::changed` bitmap.
 pub const INPUT_LINE_WORDS: usize = INPUT_LINES.div_ceil(64);
 const _: () = assert!(core::mem::size_of::<InputImage>().is_multiple_of(INPUT_LINE_BYTES));
+use crate::migrate::{MigratePlan, SwapReport};
 use crate::pad::CachePadded;
 use crate::retain::RetainImage;
 use crate::ring::Ring;
@@ -46,7 +47,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -353,6 +354,10 @@ pub struct SharedMemory {
     pub forces: SeqLock<ForceTable>,
     /// Per-task statistics and histograms (a program whose tasks run on threads of their own).
     pub tasks: TaskTable,
+    /// The migration plan for the next online `Load` (written by the client under its lease).
+    pub migrate_plan: SeqLock<MigratePlan>,
+    /// What the last program swap did (written by rt-core's scan thread).
+    pub swap: SeqLock<SwapReport>,
     /// Read/written only through atomics; keeps the two ends of the file apart.
     pub tail_guard: CachePadded<AtomicU64>,
 }
@@ -384,6 +389,8 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SharedMemory, retain_restore) as u64,
         offset_of!(SharedMemory, forces) as u64,
         offset_of!(SharedMemory, tasks) as u64,
+        offset_of!(SharedMemory, migrate_plan) as u64,
+        offset_of!(SharedMemory, swap) as u64,
     ];
     // FNV-1a over the little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -413,8 +420,8 @@ const _: () = {
     assert!(align_of::<SharedMemory>() == 64);
     assert!(OutputSnapshot::HEAD_BYTES.is_multiple_of(8));
     // Room for 65 536 elements in every table: three input buffers (1.5 MiB each) and the
-    // published outputs (2.8 MiB) are most of the file. Mapped and locked once, at start.
-    assert!(LAYOUT_SIZE < 8 * 1024 * 1024);
+    // published outputs (2.8 MiB) are most of the file, the online change's plan 0.25 MiB.
+    assert!(LAYOUT_SIZE < 9 * 1024 * 1024);
 };
 
 /// Why a mapping cannot be used.

@@ -11,6 +11,7 @@
 //! - [`tasks`]: per-task statistics and histograms of a program whose tasks run on threads.
 //! - [`debug`]: the watch list, watched values and program information.
 //! - [`layout`]: the file itself, its header, and who writes which region.
+//! - [`migrate`]: the online-change plan a client stages and the swap report rt-core writes.
 //! - [`program`]: the C ABI every program library exports (see `include/openplc_abi.h`).
 //! - [`shm`] (feature `std`): opening the file as rt-core, as the client, or as an observer.
 //! - [`client`] (feature `std`): the typed API the companion and the control tool drive rt-core with.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod debug;
 pub mod image;
 pub mod layout;
+pub mod migrate;
 pub mod msg;
 mod pad;
 pub mod plugin;

@@ -36,10 +36,13 @@ pub enum Command {
     /// Load a program library off the scan thread and swap it in at a cycle boundary.
     /// The outcome is reported in `SharedMemory::load_result`. `warm`: give the program
     /// the RETAIN values staged in `SharedMemory::retain_restore` (when they are its own);
-    /// otherwise it starts cold, with its initial values. `image`: the table sizes the
+    /// otherwise it starts cold, with its initial values. `online`: an online change, which
+    /// carries the running program's values into the new one at the swap as the plan staged
+    /// in `SharedMemory::migrate_plan` says (the swap is reported in `SharedMemory::swap`).
+    /// `image`: the table sizes the
     /// upload configured (rt-core never sizes a table below what the program's located
     /// variables reach) and whether every table must have one length.
-    Load { path: String<MAX_PATH>, start: bool, warm: bool, image: crate::sizes::ImageRequest },
+    Load { path: String<MAX_PATH>, start: bool, warm: bool, online: bool, image: crate::sizes::ImageRequest },
     /// Drop the program (state EMPTY).
     Unload,
     /// Force a debug variable. `big_endian` values are converted to native order by
@@ -373,12 +376,14 @@ mod tests {
                 path: bounded("/x/y.so"),
                 start: true,
                 warm: false,
+                online: true,
                 image: crate::sizes::ImageRequest::FROM_PROGRAM,
             },
             Command::Load {
                 path: bounded(&"p".repeat(MAX_PATH)),
                 start: true,
                 warm: true,
+                online: false,
                 image: crate::sizes::ImageRequest { configured: crate::sizes::ImageSizes::FULL, square: true },
             },
             Command::Force { var: 3, value: Vec::from_slice(&[1, 2]).unwrap(), big_endian: true },

@@ -194,9 +194,18 @@ impl ImageSizes {
 
     /// Table by table, the larger of the two.
     pub fn max(&self, other: &ImageSizes) -> ImageSizes {
+        self.zip(other, usize::max)
+    }
+
+    /// Table by table, the smaller of the two.
+    pub fn min(&self, other: &ImageSizes) -> ImageSizes {
+        self.zip(other, usize::min)
+    }
+
+    fn zip(&self, other: &ImageSizes, pick: fn(usize, usize) -> usize) -> ImageSizes {
         let mut out = ImageSizes::ZERO;
         for t in Table::ALL {
-            out.set(t, self.get(t).max(other.get(t)));
+            out.set(t, pick(self.get(t), other.get(t)));
         }
         out
     }

@@ -32,6 +32,7 @@ extern unsigned long long common_ticktime__;
 extern unsigned long greatest_tick_count__;
 /* glueVars.c */
 extern void updateTime(void);
+extern TIME __CURRENT_TIME;
 /* debug.c */
 extern char plc_program_md5[];
 extern uint16_t get_var_count(void);
@@ -206,15 +207,27 @@ static void copy_out(void)
     }
 }
 
+/* No tick has run since init: the first one sets the program time from its tick number. */
+static bool time_unset;
+
 static int32_t adapter_init(void)
 {
     config_init__();
+    time_unset = true;
     return 0;
 }
 
 /* Every task runs inside config_run__, gated by tick; program time advances once per call. */
 static void adapter_run_tick(uint64_t tick)
 {
+    if (time_unset) {
+        /* An online change continues the tick count of the program it replaces: the
+         * program time (TON, TOF, TP) continues with it. After a cold start tick is 0. */
+        unsigned long long ns = (unsigned long long)tick * common_ticktime__;
+        __CURRENT_TIME.tv_sec = (long)(ns / 1000000000ULL);
+        __CURRENT_TIME.tv_nsec = (long)(ns % 1000000000ULL);
+        time_unset = false;
+    }
     if (greatest_tick_count__ != 0) {
         tick %= greatest_tick_count__;
     }

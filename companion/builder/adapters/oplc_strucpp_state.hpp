@@ -50,6 +50,8 @@ Loc locs[LOCATED_SLOTS];
 uint32_t *retain_vars; /* the debug variables of the RETAIN descriptors */
 uint32_t retain_total;
 int64_t clock_ns;
+/* No tick has run since init: the first one sets the clock from its tick number. */
+bool clock_unset;
 bool tables_ok;
 
 uint64_t gcd(uint64_t a, uint64_t b)

@@ -36,6 +36,12 @@ void adapter_run_tick(uint64_t tick)
     bool failed = false;
 
     copy_in();
+    if (clock_unset) {
+        /* An online change continues the tick count of the program it replaces: the
+         * program time continues with it (tick 0 after a cold start, so 0 then). */
+        clock_ns = static_cast<int64_t>(tick * period_ns);
+        clock_unset = false;
+    }
     strucpp::__CURRENT_TIME_NS = clock_ns;
     try {
         run_tasks(tick);

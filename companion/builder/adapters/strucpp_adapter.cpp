@@ -145,6 +145,7 @@ int32_t adapter_bind_image(oplc_image_t *image)
 int32_t adapter_init()
 {
     clock_ns = 0;
+    clock_unset = true;
     return tables_ok ? 0 : -2;
 }
 

@@ -66,7 +66,8 @@ pub async fn set_switch(
 }
 
 /// `GET /api/retain-status` → `{"retain": {start, format, store, blob_bytes, stored_bytes,
-/// result, restored, …}}` (upstream's fields; see [`crate::retain::status`]).
+/// result, restored, …}, "online_change": {…}|null}` (upstream's fields; see
+/// [`crate::retain::status`]; `online_change`: see [`crate::program::online`]).
 pub async fn retain_status(State(app): State<Arc<App>>, _v: Viewer) -> Json<Value> {
     let port = app.plc.port();
     let current = port.status().map(|s| s.program_gen).unwrap_or(0);
@@ -76,5 +77,7 @@ pub async fn retain_status(State(app): State<Arc<App>>, _v: Viewer) -> Json<Valu
         .map(|r| Layout::of(&r));
     let store = app.plc.retain_store().map(|s| s.describe());
     let last = app.plc.last_start();
-    Json(json!({ "retain": retain_json(store.as_deref(), program, last.as_ref()) }))
+    // The last upload's online change, when it loaded the program now running.
+    let online = last.as_ref().and_then(|l| l.online.as_ref()).map(|c| c.json()).unwrap_or(Value::Null);
+    Json(json!({ "retain": retain_json(store.as_deref(), program, last.as_ref()), "online_change": online }))
 }

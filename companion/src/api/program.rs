@@ -37,7 +37,8 @@ fn receive_fail(e: ReceiveError) -> ApiError {
 }
 
 /// What the upload's query asks of the build: `?clean=1` (upstream's parameter; also `true`
-/// or `yes`) compiles everything, nothing taken from the build cache.
+/// or `yes`) compiles everything, nothing taken from the build cache, and starts the new
+/// program cold (no online change).
 fn build_request(query: Option<&str>) -> BuildRequest {
     let clean = query.unwrap_or_default().split('&').any(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));

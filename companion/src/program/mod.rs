@@ -7,6 +7,7 @@
 
 pub mod compiler;
 pub mod image_conf;
+pub mod online;
 pub mod rt_access;
 pub mod snapshot;
 pub mod store;
@@ -248,13 +249,15 @@ impl Programs {
         }
     }
 
-    /// Starts building the saved upload `id` in the background.
+    /// Starts building the saved upload `id` in the background; it replaces the running
+    /// program by an online change when their variables match.
     pub fn spawn_build(self: &Arc<Self>, ticket: BuildTicket, id: String) {
         self.spawn_build_with(ticket, id, BuildRequest::default());
     }
 
     /// Starts building the saved upload `id` in the background, as `request` asks (`clean`:
-    /// nothing taken from the build cache).
+    /// nothing taken from the build cache, and the new program starts cold: no online
+    /// change).
     pub fn spawn_build_with(self: &Arc<Self>, mut ticket: BuildTicket, id: String, request: BuildRequest) {
         ticket.used = true;
         {
@@ -350,15 +353,32 @@ impl Programs {
         // Busy until the deploy hook has applied the upload's plugin configuration too, so
         // the plugin watcher starts the new set once, not once per half-applied step.
         let _deploying = self.plc.busy_guard();
-        // A new upload starts cold, as upstream: its RETAIN variables take their initial
-        // values, and the store forgets the previous program's. It runs unless the run/stop
-        // switch says STOP (then the Editor's own start-plc is refused the same way).
+        // An online change when the running program's variables match the new one's: their
+        // values carry over at the swap. Otherwise (or with `?clean=1`) a cold start, as
+        // upstream: RETAIN variables take their initial values, and the store forgets the
+        // previous program's. It runs unless the run/stop switch says STOP (then the
+        // Editor's own start-plc is refused the same way).
+        let matched = if request.clean { None } else { self.plan_online(record.sources()).await };
+        if let Some(m) = &matched {
+            self.push(
+                Level::Info,
+                &format!(
+                    "Online change: {} variables carried ({} converted), {} new, {} dropped, {} refused",
+                    m.summary.carried(),
+                    m.summary.converted.len(),
+                    m.summary.added.len(),
+                    m.summary.dropped.len(),
+                    m.summary.refused.len()
+                ),
+            );
+        }
         let start = self.switch.allows_run();
         let request = LoadRequest {
             path: &record.library(),
             start,
             retain: RetainStart::Cold,
             md5: built.md5.as_deref(),
+            online: matched.as_ref(),
             image: configured.unwrap_or(ImageSizes::ZERO),
         };
         let loaded = self.plc.load(request, LOAD_TIMEOUT).await.map_err(|e| DeployError::Rejected(Box::new(e)))?;
@@ -388,6 +408,49 @@ impl Programs {
                 .await;
         }
         Ok(())
+    }
+
+    /// Matches the running program's variables with those of the bundle in `src`; `None`
+    /// (with the reason in the log) when no online change is possible: nothing running, in
+    /// ERROR, not the program deployed last (its names are unknown), unreadable names, or
+    /// not one variable in common.
+    async fn plan_online(&self, src: PathBuf) -> Option<online::Matched> {
+        let port = self.plc.port();
+        let status = port.status()?;
+        if status.program_gen == 0 || status.state == shared_abi::layout::PlcState::Error {
+            return None;
+        }
+        let info = port.program_info().filter(|i| i.program_gen == status.program_gen)?;
+        let running = self.store.current()?;
+        let deployed = self.store.state().md5;
+        if let (Some(d), Some(r)) = (deployed.as_deref(), info.md5_str())
+            && !d.eq_ignore_ascii_case(r)
+        {
+            self.logs.info("No online change: the running program is not the one deployed last");
+            return None;
+        }
+        let old_src = running.sources();
+        let matched = tokio::task::spawn_blocking(move || {
+            let old = crate::variables::VarMap::load(&old_src, &info)?;
+            let new = online::bundle_variables(&src)?;
+            Ok::<_, String>(online::match_variables(info.program_gen, &old.vars, &new))
+        })
+        .await;
+        match matched {
+            Ok(Ok(m)) if m.summary.carried() > 0 => Some(m),
+            Ok(Ok(_)) => {
+                self.logs.info("No online change: the new program has no variable of the running one");
+                None
+            }
+            Ok(Err(e)) => {
+                self.logs.info(format!("No online change: {e}"));
+                None
+            }
+            Err(e) => {
+                self.logs.warn(format!("No online change: {e}"));
+                None
+            }
+        }
     }
 
     fn finish(&self, id: &str, result: Result<(), DeployError>) {

@@ -3,10 +3,10 @@
 //!
 //! The companion records each load (warm or cold, what the store handed back, the live copy
 //! rt-core found in the shared memory); the program's own layout is what rt-core publishes
-//! for it once it has scanned. rt-core restores values whose MD5 and layout match the
-//! program's exactly; it does not yet migrate a changed layout, so `kept`, `converted`,
-//! `truncated`, `added`, `dropped` and `refused` are 0 until that exists (upstream's format-1
-//! report has them at 0 too).
+//! for it once it has scanned. A warm load restores values whose MD5 and layout match the
+//! program's exactly (`kept` … `refused` are then 0, as in upstream's format-1 report); an
+//! online change (an upload while the old program runs) carries them from the running
+//! instance by name, and the counts say how (`migrated`: true).
 
 use serde_json::{Value, json};
 use shared_abi::retain::RetainImage;
@@ -52,6 +52,8 @@ pub struct LastStart {
     pub stored: Option<Layout>,
     /// The live copy rt-core found in the shared memory (a restarted rt-core prefers it).
     pub live: Option<Layout>,
+    /// An online change (an upload that carried the running program's values over).
+    pub online: Option<crate::program::online::OnlineChange>,
 }
 
 /// Upstream's restore results (`strucpp::retain::LoadResult`), those this runtime can give.
@@ -74,6 +76,9 @@ impl RestoreResult {
 /// `program` the layout rt-core published for the running program, when it has RETAIN
 /// variables and has scanned; `last` the last load, when it was of that program.
 pub fn retain_json(store: Option<&str>, program: Option<Layout>, last: Option<&LastStart>) -> Value {
+    if let (Some(program), Some(change)) = (program, last.and_then(|l| l.online.as_ref()).filter(|c| c.done())) {
+        return migrated_json(store, program, &change.report);
+    }
     let (Some(store), Some(program)) = (store, program) else {
         // As upstream with no store or no retained variables: nothing is kept.
         return json!({
@@ -124,6 +129,30 @@ pub fn retain_json(store: Option<&str>, program: Option<Layout>, last: Option<&L
     out
 }
 
+/// The `retain` object after an online change: the RETAIN values were carried from the
+/// running instance (with or without a store), counted by rt-core at the swap. A RETAIN
+/// variable whose type could not be converted counts as dropped (old) and added (new).
+fn migrated_json(store: Option<&str>, program: Layout, r: &shared_abi::migrate::SwapReport) -> Value {
+    json!({
+        "start": "warm",
+        "format": 1,
+        "store": store.unwrap_or(""),
+        "blob_bytes": program.bytes,
+        "stored_bytes": 0,
+        "result": RestoreResult::Ok as u8,
+        "result_name": RestoreResult::Ok.name(),
+        "restored": r.retain_copied > 0,
+        "migrated": true,
+        "kept": r.retain_copied - r.retain_converted.min(r.retain_copied),
+        "converted": r.retain_converted,
+        "truncated": r.retain_truncated,
+        "added": r.retain_added,
+        "dropped": r.retain_dropped,
+        "refused": 0,
+        "program_layout": format!("{:016x}", program.layout_hash),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +174,7 @@ mod tests {
     #[test]
     fn a_warm_start_reports_what_came_back() {
         let program = layout(7, b'a', 4);
-        let warm = |stored, live| LastStart { kind: RetainStart::Warm, program_gen: 2, stored, live };
+        let warm = |stored, live| LastStart { kind: RetainStart::Warm, program_gen: 2, stored, live, online: None };
 
         let v = retain_json(Some("store"), Some(program), Some(&warm(Some(program), None)));
         assert_eq!(
@@ -179,7 +208,13 @@ mod tests {
     #[test]
     fn a_cold_start_restores_nothing() {
         let program = layout(7, b'a', 4);
-        let cold = LastStart { kind: RetainStart::Cold, program_gen: 3, stored: Some(program), live: Some(program) };
+        let cold = LastStart {
+            kind: RetainStart::Cold,
+            program_gen: 3,
+            stored: Some(program),
+            live: Some(program),
+            online: None,
+        };
         let v = retain_json(Some("store"), Some(program), Some(&cold));
         assert_eq!(
             (v["start"].as_str(), v["stored_bytes"].as_u64(), v["restored"].as_bool()),

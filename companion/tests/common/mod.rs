@@ -404,3 +404,64 @@ pub fn zip_bundle_dir(src: &Path, out: &Path, skip: &[&str]) {
     add(&mut w, src, src, skip);
     w.finish().unwrap();
 }
+
+/// The STruC++ demo fixture copied to `work/name`, with `edits` (file, from, to) applied, each
+/// `from` required and every occurrence replaced, zipped as the Editor zips it
+/// (`work/name.zip`).
+pub fn strucpp_bundle(work: &Path, name: &str, edits: &[(&str, &str, &str)]) -> PathBuf {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_dir(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let dir = work.join(name);
+    copy_dir(&repo_root().join("companion/builder/tests/fixtures/strucpp-demo"), &dir);
+    for (file, from, to) in edits {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
+    let zip = work.join(format!("{name}.zip"));
+    zip_bundle_dir(&dir, &zip, &["README.md"]);
+    zip
+}
+
+/// The edits that declare `vars` (name, IEC type) of the STruC++ fixture's MAIN program
+/// RETAIN, as STruC++ generates a program with RETAIN variables: a table of name, offset and
+/// size. Pass them to [`strucpp_bundle`] as `(file, &from, &to)`.
+pub fn strucpp_retain(vars: &[(&str, &str)]) -> [(&'static str, String, String); 2] {
+    let n = vars.len();
+    let entries: String = vars
+        .iter()
+        .map(|(name, ty)| format!("    {{\"{name}\", offsetof(Program_MAIN, {name}), sizeof(IEC_{ty})}},\n"))
+        .collect();
+    [
+        (
+            "generated.hpp",
+            "    Program_MAIN();\n    void run() override;\n".into(),
+            format!(
+                "    Program_MAIN();\n    void run() override;\n\n    static const RetainVarInfo retain_table[{n}];\n    \
+                 const RetainVarInfo *getRetainVars() const override {{ return retain_table; }}\n    \
+                 size_t getRetainCount() const override {{ return {n}; }}\n"
+            ),
+        ),
+        (
+            "pou_MAIN.cpp",
+            "void Program_MAIN::run()".into(),
+            format!("const RetainVarInfo Program_MAIN::retain_table[] = {{\n{entries}}};\n\nvoid Program_MAIN::run()"),
+        ),
+    ]
+}
+
+/// [`strucpp_retain`]'s edits as [`strucpp_bundle`] takes them.
+pub fn edits<'a>(owned: &'a [(&'static str, String, String)]) -> Vec<(&'static str, &'a str, &'a str)> {
+    owned.iter().map(|(f, from, to)| (*f, from.as_str(), to.as_str())).collect()
+}

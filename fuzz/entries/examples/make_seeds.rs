@@ -694,6 +694,7 @@ fn shm_messages(s: &mut Seeds) {
                 path: bounded("/var/lib/openplc/programs/7/program.so"),
                 start: true,
                 warm: false,
+                online: false,
                 image: shared_abi::sizes::ImageRequest::FROM_PROGRAM,
             },
         },

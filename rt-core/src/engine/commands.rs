@@ -2,6 +2,7 @@
 //! program swap, forces, variable writes, statistics resets and shutdown. A faulted program
 //! is never called again: forcing, releasing and writing are refused while in ERROR.
 
+use super::online::{Carry, online_report};
 use super::{Engine, MAX_COMMANDS_PER_CYCLE, RETAIN_PUBLISH_NS, live, stamped};
 use crate::force;
 use crate::program::LoadedProgram;
@@ -9,6 +10,7 @@ use crate::queue::{LoaderReply, LoaderRequest};
 use crate::sys;
 use bytemuck::Zeroable;
 use shared_abi::layout::PlcState;
+use shared_abi::migrate::{SwapOutcome, SwapReport};
 use shared_abi::msg::{Command, CommandStatus, Event, MAX_PATH, RingId, decode_command};
 use std::sync::atomic::Ordering;
 
@@ -50,10 +52,10 @@ impl Engine {
                     CommandStatus::NotRunning
                 }
             }
-            Command::Load { path, start, warm, image } => {
+            Command::Load { path, start, warm, online, image } => {
                 if self.load_pending {
                     CommandStatus::Busy
-                } else if self.request_load(seq, path, start, warm, image) {
+                } else if self.request_load(seq, path, start, warm, online, image) {
                     CommandStatus::Accepted
                 } else {
                     CommandStatus::Busy
@@ -103,10 +105,11 @@ impl Engine {
         path: heapless::String<MAX_PATH>,
         start: bool,
         warm: bool,
+        online: bool,
         image: shared_abi::sizes::ImageRequest,
     ) -> bool {
         let program_gen = self.next_program_gen;
-        let request = LoaderRequest::Load { seq, path, start, warm, program_gen, image };
+        let request = LoaderRequest::Load { seq, path, start, warm, online, program_gen, image };
         if self.loader.to_loader.push(request).is_err() {
             return false;
         }
@@ -124,42 +127,80 @@ impl Engine {
         }
     }
 
-    /// Swaps a freshly loaded program in at this cycle boundary.
-    fn install(&mut self, program: Box<LoadedProgram>, start: bool) {
+    /// Swaps a freshly loaded program in at this cycle boundary: cold (initial values, or a
+    /// warm load's RETAIN values and forces), or as an online change (see `online`).
+    fn install(&mut self, mut program: Box<LoadedProgram>, start: bool) {
+        let started_ns = sys::now_ns();
         // The outgoing program's last RETAIN values, for a companion that stores them.
         if self.state == PlcState::Running {
             self.publish_retain();
+        }
+        let program_gen = program.info().program_gen;
+        let mut report = SwapReport { program_gen, outcome: SwapOutcome::Cold as u32, ..SwapReport::default() };
+        let mut online = None;
+        let mut new_fault = None;
+        if program.has_migration() {
+            match self.carry_over(&mut program, started_ns) {
+                Carry::Done { carried, forces, dropped_forces } => {
+                    report = online_report(program_gen, self.tick, &carried, forces.len() as u32, dropped_forces);
+                    online = Some(forces);
+                }
+                Carry::Refused(why) => {
+                    report.outcome = SwapOutcome::OnlineRefused as u32;
+                    report.refusal = why as u32;
+                }
+                Carry::NewFaulted(fault) => new_fault = Some(fault),
+            }
         }
         self.retain_every = (RETAIN_PUBLISH_NS / program.period_ns().max(1)).max(1);
         if let Some(old) = self.program.replace(program) {
             self.retire(old);
         }
-        // Forces belonged to the old program's variables; a warm start may bring back the
-        // new one's (already applied by the loader). Copied, not moved: the loader's vector
-        // is freed with the program, on the loader thread.
-        self.forces.clear();
         self.set_vars.clear();
-        if let Some(p) = self.program.as_deref() {
-            let restored = p.restored_forces();
-            let _ = self.forces.extend_from_slice(&restored[..restored.len().min(self.forces.capacity())]);
+        self.forces.clear();
+        match &online {
+            // The old program's forces, carried to the same variables of the new one.
+            Some(carried) => self.forces.clone_from(carried),
+            None => {
+                // Forces belonged to the old program's variables; a warm start may bring back
+                // the new one's (already applied by the loader). Copied, not moved: the
+                // loader's vector is freed with the program, on the loader thread.
+                if let Some(p) = self.program.as_deref() {
+                    let restored = p.restored_forces();
+                    let _ = self.forces.extend_from_slice(&restored[..restored.len().min(self.forces.capacity())]);
+                }
+                self.tick = 0;
+            }
         }
-        self.tick = 0;
         self.after_program_change();
         let Some(program) = self.program.as_deref() else { return };
         let info = *program.info();
         // SAFETY: the engine is the single writer of the program info.
         unsafe { self.shm.program.write(|p| *p = info) };
         self.shm.header.period_ns.store(info.period_ns, Ordering::Release);
-        self.reset_stats();
         let cycle = self.shm.header.heartbeat.load(Ordering::Relaxed);
         self.emit(Event::ProgramSwapped { program_gen: info.program_gen, cycle });
         for i in 0..self.forces.len() {
             let var = self.forces[i].var;
             self.emit(Event::Forced { var, forced: true });
         }
-        self.set_state(if start { PlcState::Running } else { PlcState::Stopped });
-        if !start {
-            self.publish_safe_outputs = true;
+        if online.is_some() {
+            // The scan count, statistics and outputs carry on: no glitch, no safe state
+            // (unless it is not to run).
+            self.retain_addresses_stale = true;
+            self.debug.variables_moved();
+            self.set_state(if start { PlcState::Running } else { PlcState::Stopped });
+            self.publish_safe_outputs = !start;
+        } else {
+            self.reset_stats();
+            self.set_state(if start { PlcState::Running } else { PlcState::Stopped });
+            if !start {
+                self.publish_safe_outputs = true;
+            }
+        }
+        self.publish_swap(report, started_ns);
+        if let Some(fault) = new_fault {
+            self.program_faulted(fault, started_ns);
         }
         // Last: clients treat the new generation as "the swap is complete".
         self.shm.header.program_gen.store(info.program_gen, Ordering::Release);

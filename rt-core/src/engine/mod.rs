@@ -11,6 +11,7 @@
 //! - [`io`]: inputs, image writes, outputs and RETAIN values.
 //! - [`debug`]: the watched debug values.
 //! - [`faults`]: a program that ends a call its own way (ERROR, restart in place).
+//! - [`online`]: an online change's values carried from the old instance at the swap.
 //! - [`stats`]: statistics and overrun reports.
 //! - [`dispatch`]: the base tick of a program whose tasks run on threads of their own.
 
@@ -19,6 +20,7 @@ mod debug;
 mod dispatch;
 mod faults;
 mod io;
+mod online;
 mod stats;
 
 use faults::{live, stamped};
@@ -195,7 +197,7 @@ impl Engine {
         image: shared_abi::sizes::ImageRequest,
     ) -> bool {
         let path = shared_abi::msg::bounded::<MAX_PATH>(path);
-        self.request_load(0, path, start, warm, image)
+        self.request_load(0, path, start, warm, false, image)
     }
 
     /// Starts in ERROR (a restart in place after a fault): nothing runs until a load.

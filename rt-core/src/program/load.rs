@@ -391,6 +391,7 @@ impl LoadedProgram {
             retained,
             retain_source: RetainSource::Initial,
             restored_forces: Vec::new(),
+            migration: None,
             faulted: false,
             tasks,
             threads: None,

@@ -13,9 +13,11 @@
 //! mapping stays until rt-core restarts.
 
 mod load;
+mod migrate;
 pub mod tasks;
 
 pub use load::{Checked, LoadError, LoadStage};
+pub use migrate::{Carried, Migration};
 
 use crate::extents::OutputExtents;
 use crate::guard::{self, CodeRange, Fault};
@@ -139,6 +141,8 @@ pub struct LoadedProgram {
     retain_source: RetainSource,
     /// Forces given back at load, for the engine to keep applying.
     restored_forces: Vec<ForcedValue>,
+    /// An online change's migration (see `migrate`), kept until the program is unloaded.
+    migration: Option<Box<Migration>>,
     /// A guarded call into it faulted: never call it again, never unload it.
     faulted: bool,
     /// Its tasks, when they run on threads of their own.

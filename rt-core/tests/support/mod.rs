@@ -161,7 +161,9 @@ impl InProcess {
     pub fn load_library_sized(&mut self, so: &Path, image: shared_abi::sizes::ImageRequest) {
         let before = self.client.status().program_gen;
         let path = shared_abi::msg::bounded(so.to_str().unwrap());
-        self.client.send(shared_abi::msg::Command::Load { path, start: true, warm: false, image }).unwrap();
+        self.client
+            .send(shared_abi::msg::Command::Load { path, start: true, warm: false, online: false, image })
+            .unwrap();
         let start = Instant::now();
         while self.client.status().program_gen == before {
             assert!(start.elapsed() < Duration::from_secs(10), "program never swapped in");
@@ -174,8 +176,18 @@ impl InProcess {
 /// The STruC++-shaped fixture bundle of the builder's tests, copied into `dir/name` and
 /// changed by `edits` (file, [(from, to)]) , then built with the real STruC++ adapter.
 pub fn build_strucpp(dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
+    build_edited("companion/builder/tests/fixtures/strucpp-demo", dir, name, edits)
+}
+
+/// The MatIEC-shaped demo bundle (scripts/demo-bundle), copied and changed by `edits` as
+/// for [`build_strucpp`], then built with the real MatIEC adapter.
+pub fn build_matiec(dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
+    build_edited("scripts/demo-bundle", dir, name, edits)
+}
+
+fn build_edited(bundle: &str, dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) -> PathBuf {
     let src = dir.join(format!("{name}-src"));
-    copy_dir(&repo_root().join("companion/builder/tests/fixtures/strucpp-demo"), &src);
+    copy_dir(&repo_root().join(bundle), &src);
     for (file, replacements) in edits {
         let path = src.join(file);
         let mut text = std::fs::read_to_string(&path).unwrap();
@@ -191,7 +203,7 @@ pub fn build_strucpp(dir: &Path, name: &str, edits: &[(&str, &[(&str, &str)])]) 
         lines.push(l.to_string())
     }) {
         panic!(
-            "the STruC++ fixture does not build: {e}
+            "the {bundle} fixture does not build: {e}
 {lines:#?}"
         );
     }
