@@ -78,15 +78,21 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// The demo program extended to bind every point of the 13 MatIEC-locatable tables. Its
 /// 27,648 located variables take gcc minutes, so the library is kept in `target/` and
-/// rebuilt only when the generator or the demo sources change.
+/// rebuilt only when the generator, the demo sources, the adapters or the program ABI's
+/// header change (a library of an older ABI is refused at load).
 pub fn all_points_program(dir: &Path, period_ms: u32) -> Result<PathBuf, Error> {
     let root = repo_root();
     let cache = root.join(format!("target/bench-programs/all-points-{period_ms}ms.so"));
-    let newest_source = [root.join("benches/make-all-points-bundle"), root.join("scripts/demo-bundle")]
-        .iter()
-        .flat_map(|p| walk(p))
-        .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
-        .max();
+    let newest_source = [
+        root.join("benches/make-all-points-bundle"),
+        root.join("scripts/demo-bundle"),
+        root.join("companion/builder/adapters"),
+        root.join("shared-abi/include"),
+    ]
+    .iter()
+    .flat_map(|p| walk(p))
+    .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
+    .max();
     let cached = cache.metadata().and_then(|m| m.modified()).ok();
     if let (Some(c), Some(s)) = (cached, newest_source)
         && c > s

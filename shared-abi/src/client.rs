@@ -11,7 +11,7 @@
 use crate::debug::{DebugValues, LoadOutcome, LoadResult, MAX_WATCH, ProgramInfo, WatchList};
 use crate::image::{IecAddress, InputImage};
 use crate::layout::{
-    INPUT_LINE_BYTES, INPUT_LINE_WORDS, INPUT_LINES, InputSnapshot, OutputSnapshot, PlcState, SharedMemory,
+    INPUT_LINE_BYTES, INPUT_LINE_WORDS, InputSnapshot, OutputSnapshot, PlcState, SharedMemory, input_table_lines,
 };
 use crate::msg::{Command, CommandEnvelope, CommandStatus, Event, ImageWrite, LogLine, MAX_PATH};
 use crate::ring::PushError;
@@ -107,7 +107,7 @@ fn status_of(shm: &SharedMemory, rt_alive: bool) -> Status {
 fn changed_lines(old: &InputImage, new: &InputImage, sizes: &ImageSizes) -> [u64; INPUT_LINE_WORDS] {
     let mut changed = [0u64; INPUT_LINE_WORDS];
     let (old, new) = (bytemuck::bytes_of(old), bytemuck::bytes_of(new));
-    for range in table_lines(sizes) {
+    for range in input_table_lines(sizes) {
         for i in range {
             let at = i * INPUT_LINE_BYTES..(i + 1) * INPUT_LINE_BYTES;
             if old.get(at.clone()) != new.get(at) {
@@ -116,16 +116,6 @@ fn changed_lines(old: &InputImage, new: &InputImage, sizes: &ImageSizes) -> [u64
         }
     }
     changed
-}
-
-/// The lines of an input image that hold the program's tables (each table's prefix,
-/// rounded out to whole lines): all a publish compares and copies.
-fn table_lines(sizes: &ImageSizes) -> [core::ops::Range<usize>; 5] {
-    InputImage::ranges_within(sizes).map(|(offset, len)| {
-        let first = offset / INPUT_LINE_BYTES;
-        let end = (offset + len).div_ceil(INPUT_LINE_BYTES);
-        if len == 0 { first..first } else { first..end.min(INPUT_LINES) }
-    })
 }
 
 /// Copies `lines` of `src` into `dst` (two input images' bytes).
@@ -470,7 +460,7 @@ impl RtClient {
         // never read (rt-core copies changed lines, all inside them, or those tables).
         // After taking over or a swap, every line: no buffer is left short of a table the
         // new program may have.
-        let lines = table_lines(if self.publish_all { &ImageSizes::FULL } else { &sizes });
+        let lines = input_table_lines(if self.publish_all { &ImageSizes::FULL } else { &sizes });
         copy_lines(bytemuck::bytes_of(&*self.inputs), bytemuck::bytes_of_mut(&mut self.published.image), &lines);
         self.publish_all = false;
         // SAFETY: the client lease makes us the only writer of the input buffer; the back

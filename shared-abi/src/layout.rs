@@ -311,22 +311,42 @@ impl InputSnapshot {
         self.changed_since != 0 && self.changed_since <= held && held < self.generation
     }
 
-    /// Copies the `changed` lines of `image` into `dst` (an image that holds a snapshot
-    /// for which `lines_suffice_from` is true).
-    pub fn copy_changed_lines(&self, dst: &mut InputImage) {
+    /// Copies the `changed` lines of `image` that hold the tables `sizes` names into `dst`
+    /// (an image that holds a snapshot for which `lines_suffice_from` is true). Only the
+    /// bitmap's words over those tables are read: a few words for a program of 1024-element
+    /// tables, not the whole bitmap the largest tables need.
+    pub fn copy_changed_lines(&self, dst: &mut InputImage, sizes: &ImageSizes) {
         let (dst, src) = (bytemuck::bytes_of_mut(dst), bytemuck::bytes_of(&self.image));
-        for (w, &word) in self.changed.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let at = (w * 64 + bits.trailing_zeros() as usize) * INPUT_LINE_BYTES;
-                bits &= bits - 1;
-                if let (Some(d), Some(s)) = (dst.get_mut(at..at + INPUT_LINE_BYTES), src.get(at..at + INPUT_LINE_BYTES))
-                {
-                    d.copy_from_slice(s);
+        for lines in input_table_lines(sizes) {
+            for w in lines.start / 64..lines.end.div_ceil(64) {
+                // This table's lines of word `w` only (its first and last word may hold others).
+                let from = lines.start.saturating_sub(w * 64);
+                let to = lines.end - w * 64;
+                let below_to = if to >= 64 { u64::MAX } else { (1u64 << to) - 1 };
+                let mut bits = self.changed.get(w).copied().unwrap_or(0) & below_to & (u64::MAX << from);
+                while bits != 0 {
+                    let at = (w * 64 + bits.trailing_zeros() as usize) * INPUT_LINE_BYTES;
+                    bits &= bits - 1;
+                    if let (Some(d), Some(s)) =
+                        (dst.get_mut(at..at + INPUT_LINE_BYTES), src.get(at..at + INPUT_LINE_BYTES))
+                    {
+                        d.copy_from_slice(s);
+                    }
                 }
             }
         }
     }
+}
+
+/// The lines of an input image that hold the tables `sizes` names (each table's prefix,
+/// rounded out to whole lines): all a publish compares and marks, and all a reader of the
+/// `changed` bitmap needs to look at.
+pub fn input_table_lines(sizes: &ImageSizes) -> [core::ops::Range<usize>; 5] {
+    InputImage::ranges_within(sizes).map(|(offset, len)| {
+        let first = (offset / INPUT_LINE_BYTES).min(INPUT_LINES);
+        let end = (offset + len).div_ceil(INPUT_LINE_BYTES);
+        if len == 0 { first..first } else { first..end.min(INPUT_LINES) }
+    })
 }
 
 /// The whole shared-memory file.
@@ -580,5 +600,35 @@ mod tests {
         assert_eq!(control.result_of(5), Some(1));
         control.record(5 + RESULT_SLOTS as u32, 3);
         assert_eq!(control.result_of(5), None, "a reused slot no longer answers for the old seq");
+    }
+
+    /// The changed lines inside the tables are copied, at both ends of each table (a
+    /// table's first and last words may be shared with lines outside it); a bit marked
+    /// outside the tables is never followed.
+    #[test]
+    fn changed_lines_are_copied_inside_the_program_tables_only() {
+        use crate::sizes::Table;
+        let mut sizes = ImageSizes::ZERO;
+        sizes.set(Table::IntInput, 100); // 200 bytes: lines 0..4 of its table
+        sizes.set(Table::BoolInput, 1); // 8 bytes: one line
+        let mut snap: std::boxed::Box<InputSnapshot> = bytemuck::zeroed_box();
+        bytemuck::bytes_of_mut(&mut snap.image).fill(0xAB);
+        let tables = input_table_lines(&sizes);
+        let ints = tables.iter().find(|l| l.len() == 4).expect("the INT table's lines").clone();
+        let bools = tables.iter().find(|l| l.len() == 1).expect("the BOOL table's line").clone();
+        let outside = ints.end; // the line just past the INT table's prefix
+        for line in [ints.start, ints.end - 1, bools.start, outside] {
+            snap.changed[line / 64] |= 1 << (line % 64);
+        }
+        let mut dst: std::boxed::Box<InputImage> = bytemuck::zeroed_box();
+        snap.copy_changed_lines(&mut dst, &sizes);
+        let bytes = bytemuck::bytes_of(&*dst);
+        let line = |i: usize| &bytes[i * INPUT_LINE_BYTES..(i + 1) * INPUT_LINE_BYTES];
+        for copied in [ints.start, ints.end - 1, bools.start] {
+            assert!(line(copied).iter().all(|&b| b == 0xAB), "line {copied} copied");
+        }
+        for kept in [ints.start + 1, outside] {
+            assert!(line(kept).iter().all(|&b| b == 0), "line {kept} left alone");
+        }
     }
 }

@@ -311,7 +311,7 @@ impl InputReader {
             return false;
         }
         if self.held != 0 && snap.lines_suffice_from(self.held) {
-            snap.copy_changed_lines(&mut self.image);
+            snap.copy_changed_lines(&mut self.image, &SIZES);
             self.partial += 1;
         } else {
             self.image.copy_within_sizes(&snap.image, &SIZES);

@@ -129,6 +129,11 @@ impl Engine {
 
     /// Swaps a freshly loaded program in at this cycle boundary: cold (initial values, or a
     /// warm load's RETAIN values and forces), or as an online change (see `online`).
+    ///
+    /// Never inlined: its frame holds the carried forces inline (tens of KiB), and inlined
+    /// into `run_cycle` that frame's stack probe would run every cycle, not once per load.
+    #[cold]
+    #[inline(never)]
     fn install(&mut self, mut program: Box<LoadedProgram>, start: bool) {
         let started_ns = sys::now_ns();
         // The outgoing program's last RETAIN values, for a companion that stores them.

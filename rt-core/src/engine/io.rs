@@ -21,7 +21,7 @@ impl Engine {
             if !self.inputs_stale && snapshot.lines_suffice_from(self.inputs_generation) {
                 // Only the lines that changed since the snapshot the image already holds
                 // (the client marks lines inside the program's tables only).
-                snapshot.copy_changed_lines(dst);
+                snapshot.copy_changed_lines(dst, &sizes);
             } else {
                 // Everything, of the program's tables only.
                 dst.copy_within_sizes(&snapshot.image, &sizes);
