@@ -103,6 +103,15 @@ impl Histogram {
         (us <= self.buckets.len()).then(|| self.buckets[us..].iter().sum::<u64>() + self.overflow)
     }
 
+    /// Periods of `period_us` a periodic task with these wake-ups loses to lateness alone: a
+    /// wake-up `L` µs late has let `floor(L / period)` deadlines pass. A sample in the
+    /// overflow counts as late as the range (a lower bound).
+    pub fn periods_lost(&self, period_us: usize) -> u64 {
+        let period = period_us.max(1);
+        let in_range: u64 = self.buckets.iter().enumerate().map(|(us, &n)| n * (us / period) as u64).sum();
+        in_range + self.overflow * (self.buckets.len() / period) as u64
+    }
+
     /// Adds another histogram of the same tool. A wider one's extra buckets go to the overflow.
     pub fn add(&mut self, other: &Histogram) {
         for (i, &n) in other.buckets.iter().enumerate() {
@@ -174,6 +183,15 @@ mod tests {
         assert_eq!(h.quantile(0.99), Some(Quantile::Us(10)));
         assert_eq!(h.quantile(0.999), Some(Quantile::Beyond(100)));
         assert_eq!(Histogram::new(10).quantile(0.5), None);
+    }
+
+    #[test]
+    fn periods_lost_count_whole_periods_of_lateness() {
+        // 999 µs late loses nothing, 1000 and 1999 one period each, 2500 two; the overflow
+        // (past 10 000 µs) at least ten.
+        let h = hist(&[(20, 5000), (999, 1), (1000, 1), (1999, 1), (2500, 1)], 10_000, 1);
+        assert_eq!(h.periods_lost(1000), 1 + 1 + 2 + 10);
+        assert_eq!(hist(&[(20, 5000)], 10_000, 0).periods_lost(1000), 0);
     }
 
     #[test]
