@@ -14,6 +14,11 @@
 //! `nobody`) can read it wherever it lives, and cannot change it. The library leaves the
 //! folder by a copy beside its destination and a rename, so a reader sees the old library or
 //! the new one, never a part; anything left of a failed build goes with the folder.
+//!
+//! A folder is locked (`flock`) for as long as its build lives. A process killed mid-build
+//! (a companion stopped with SIGKILL, a crash) cannot remove its folder, so the first build
+//! of every process removes the folders of that parent whose lock is free and that are
+//! older than a minute: builds that died, never one that runs.
 
 use crate::BuildError;
 use crate::sandbox::Identity;
@@ -21,7 +26,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Most bytes of a bundle the builder copies (an upload inflates to 50 MiB at most).
 const MAX_BUNDLE_BYTES: u64 = 256 << 20;
@@ -35,8 +42,17 @@ pub(crate) const TMP: &str = "tmp";
 pub(crate) const LOG: &str = "log";
 pub(crate) const PCH: &str = "pch";
 
+/// Every build folder's name starts with this.
+const PREFIX: &str = "openplc-build-";
+/// A folder whose lock is free is left alone this long after it was made: its build may
+/// have created it and not yet taken the lock.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
 pub(crate) struct BuildFolder {
+    // Dropped first: the folder is removed while it is still locked.
     dir: tempfile::TempDir,
+    /// The folder's own lock, held for the life of the build.
+    _lock: File,
     owner: Option<Identity>,
 }
 
@@ -45,11 +61,16 @@ impl BuildFolder {
     /// `owner` when given.
     pub fn create(parent: Option<&Path>, owner: Option<Identity>) -> Result<BuildFolder, BuildError> {
         let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        static SWEPT: Once = Once::new();
+        SWEPT.call_once(|| remove_stale(&parent));
         let dir = tempfile::Builder::new()
-            .prefix("openplc-build-")
+            .prefix(PREFIX)
             .tempdir_in(&parent)
             .map_err(|e| BuildError::io(format!("cannot create a build folder in {}", parent.display()), e))?;
-        let folder = BuildFolder { dir, owner };
+        let lock = File::open(dir.path())
+            .and_then(|d| d.try_lock().map_err(io::Error::from).map(|()| d))
+            .map_err(|e| BuildError::io(format!("cannot lock the build folder {}", dir.path().display()), e))?;
+        let folder = BuildFolder { dir, _lock: lock, owner };
         folder.own(folder.host())?;
         for sub in [SRC, OUT, BIN, TMP, LOG, PCH] {
             folder.make_dir(&folder.host().join(sub))?;
@@ -259,6 +280,28 @@ fn partial_path(dir: &Path, dest: &Path) -> PathBuf {
     dir.join(format!(".{name}.partial-{}-{n}", std::process::id()))
 }
 
+/// Removes the build folders in `parent` that no build holds (see the module's comment).
+/// Best effort: a folder that cannot be read or removed is left as it is.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        // Not followed if it is a link: only a real folder is ever removed.
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let old = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > STALE_AFTER);
+        if !meta.is_dir() || !old {
+            continue;
+        }
+        let Ok(dir) = File::open(&path) else { continue };
+        if dir.try_lock().is_ok() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +337,35 @@ mod tests {
         folder.place("program.so", &dest).expect("placed");
         assert_eq!(fs::read(&dest).expect("read"), b"\x7fELF...");
         assert_eq!(fs::read_dir(dest_dir.path()).expect("list").count(), 1, "only the library");
+    }
+
+    /// Left by a killed build: old and unlocked, removed. Unlocked but young (its build may
+    /// not have locked it yet), or old but locked (its build runs): kept.
+    #[test]
+    fn only_the_folders_of_builds_that_died_are_removed() {
+        let parent = tempfile::tempdir().expect("temp");
+        let made_long_ago = |path: &Path| {
+            let long_ago = std::time::SystemTime::now() - 2 * STALE_AFTER;
+            File::open(path).expect("open").set_modified(long_ago).expect("set the time");
+        };
+        let dead = parent.path().join(format!("{PREFIX}dead"));
+        fs::create_dir_all(dead.join("out")).expect("mkdir");
+        fs::write(dead.join("out/program.so"), b"left behind").expect("write");
+        made_long_ago(&dead);
+        let young = parent.path().join(format!("{PREFIX}young"));
+        fs::create_dir(&young).expect("mkdir");
+        let other = parent.path().join("someone-else");
+        fs::create_dir(&other).expect("mkdir");
+        made_long_ago(&other);
+        let running = BuildFolder::create(Some(parent.path()), None).expect("folder");
+        made_long_ago(running.host());
+
+        remove_stale(parent.path());
+        assert!(!dead.exists(), "the dead build's folder is removed");
+        assert!(young.exists() && other.exists(), "a young folder and others' are kept");
+        assert!(running.host().join(SRC).is_dir(), "the running build's folder is kept");
+        let path = running.host().to_path_buf();
+        drop(running);
+        assert!(!path.exists(), "a build removes its own folder");
     }
 }
