@@ -31,6 +31,16 @@ fn s7comm_json(port: u16, max_clients: usize) -> String {
     )
 }
 
+/// Room in every table for what the loads address (the Modbus clients' `%MW1000`… and coils
+/// 200…, the S7 areas): the 1024 elements every table had before per-program sizes, in
+/// upstream's `image.conf` form.
+const IMAGE_CONF: &str = "format_version=2\n\
+    bool_input=8192 bits\nbool_output=8192 bits\nbool_memory=8192 bits\n\
+    byte_input=1024 bytes\nbyte_output=1024 bytes\n\
+    int_input=1024 words\nint_output=1024 words\nint_memory=1024 words\n\
+    dint_input=1024 dwords\ndint_output=1024 dwords\ndint_memory=1024 dwords\n\
+    lint_input=1024 lwords\nlint_output=1024 lwords\nlint_memory=1024 lwords\n";
+
 /// Where the bench's protocol servers listen.
 pub struct Servers {
     pub modbus_port: u16,
@@ -83,6 +93,8 @@ pub fn demo_zip(dir: &Path, period_ms: u32, servers: &Servers) -> Result<PathBuf
     }
     zip.start_file("conf/modbus_slave.json", stored)?;
     zip.write_all(serde_json::to_string_pretty(&conf)?.as_bytes())?;
+    zip.start_file("image.conf", stored)?;
+    zip.write_all(IMAGE_CONF.as_bytes())?;
     if let Some((port, max_clients)) = servers.s7 {
         zip.start_file("conf/s7comm.json", stored)?;
         zip.write_all(s7comm_json(port, max_clients).as_bytes())?;
