@@ -23,6 +23,11 @@ impl Quantile {
     }
 }
 
+/// A percentile for a table: the number, or `-` without samples.
+pub fn show(q: Option<Quantile>) -> String {
+    q.map_or("-".into(), |q| q.to_string())
+}
+
 impl std::fmt::Display for Quantile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -14,6 +14,7 @@ pub mod histogram;
 pub mod https;
 pub mod process;
 pub mod programs;
+pub mod slice_rt;
 
 pub use error::Error;
 pub use programs::{all_points_program, demo_program, repo_root, strucpp_demo_program, strucpp_tasks_program};

@@ -20,13 +20,12 @@ use clap::Parser;
 use openplc_benches::Error;
 use openplc_benches::compare::{Comparison, compare};
 use openplc_benches::cyclictest::{self, Cyclictest};
-use openplc_benches::histogram::{Histogram, Quantile};
-use openplc_benches::process::{self, ChildGuard, wait_for};
-use shared_abi::client::{Reader, RtClient};
-use shared_abi::layout::RT_FIFO;
+use openplc_benches::histogram::{Histogram, Quantile, show};
+use openplc_benches::process;
+use openplc_benches::slice_rt::{SliceRt, beside_this_exe, unexpected};
+use shared_abi::client::Reader;
 use shared_abi::msg::Command;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -64,42 +63,23 @@ pub(crate) struct Args {
 /// One rt-core slice: start, load, warm up, reset, measure, read the histogram, stop.
 /// Returns the histogram, the scans done and the CPU rt-core ran on.
 fn rt_slice(args: &Args, rt_binary: &Path, program: &Path, dir: &Path) -> Result<(Histogram, u64, usize), Error> {
-    let shm = dir.join("shm").to_string_lossy().into_owned();
-    let cpu_arg = args.cpu.map_or("auto".to_string(), |c| c.to_string());
-    let log = std::fs::File::create(dir.join("rt.log")).map_err(Error::io("rt.log"))?;
-    let mut cmd = Process::new(rt_binary);
-    cmd.args(["--shm", &shm, "run", "--cpu", &cpu_arg, "--priority", &args.priority.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let _rt = ChildGuard::spawn("openplc-rt", &mut cmd)?;
-    let mut client = wait_for("openplc-rt", Duration::from_secs(10), || RtClient::open(&shm).ok())?;
-    let unexpected = |what, e: shared_abi::client::ClientError| Error::Unexpected { what, detail: e.to_string() };
-    client.load(&program.to_string_lossy(), true, Duration::from_secs(10)).map_err(|e| unexpected("loading", e))?;
-    let status = client.status();
+    let mut rt = SliceRt::start(rt_binary, dir, args.cpu, args.priority, program)?;
+    let status = rt.client.status();
     if status.period_ns != 1_000_000 {
         return Err(Error::Unexpected {
             what: "the program's period",
             detail: format!("{} ns; the comparison needs 1 ms", status.period_ns),
         });
     }
-    let cpu = usize::try_from(status.scan_cpu).ok().filter(|_| status.rt_flags & RT_FIFO != 0).ok_or_else(|| {
-        Error::Unexpected {
-            what: "rt-core's scan thread",
-            detail: "not pinned at SCHED_FIFO (run as root, as cyclictest needs too)".into(),
-        }
-    })?;
+    let cpu = rt.scan_cpu()?;
+    let client = &mut rt.client;
     process::pause(Duration::from_millis(500))?;
-    client.command(Command::ResetStats, Duration::from_secs(5)).map_err(|e| unexpected("reset-stats", e))?;
+    client.command(Command::ResetStats, Duration::from_secs(5)).map_err(unexpected("reset-stats"))?;
     process::pause(Duration::from_secs(args.seconds))?;
     let h = Histogram::of_snapshot(&client.histogram());
-    let scans = client.stats().map_err(|e| unexpected("stats", e))?.scan_count;
+    let scans = client.stats().map_err(unexpected("stats"))?.scan_count;
     let _ = client.command(Command::Shutdown, Duration::from_secs(2));
     Ok((h, scans, cpu))
-}
-
-pub(crate) fn show(q: Option<Quantile>) -> String {
-    q.map_or("-".into(), |q| q.to_string())
 }
 
 fn main() {
@@ -208,18 +188,4 @@ fn report(rt: &[Histogram], ct: &[Histogram]) {
         "  maxima are the host's (several-ms stalls of the VM, realtime-baseline.md): compare them only within a run"
     );
     println!("{}", c.tokens(""));
-}
-
-/// A binary built beside this one (`target/release/…`).
-fn beside_this_exe(name: &str) -> Result<PathBuf, Error> {
-    let exe = std::env::current_exe().map_err(Error::io("this executable's path"))?;
-    let path = exe.with_file_name(name);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(Error::Unexpected {
-            what: "binary",
-            detail: format!("{} is missing (cargo build --release)", path.display()),
-        })
-    }
 }

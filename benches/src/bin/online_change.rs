@@ -16,15 +16,14 @@ use clap::Parser;
 use openplc_benches::Error;
 use openplc_benches::compare::compare;
 use openplc_benches::cyclictest::Cyclictest;
-use openplc_benches::histogram::{Histogram, Quantile};
-use openplc_benches::process::{self, ChildGuard, wait_for};
-use shared_abi::client::{Reader, RtClient};
-use shared_abi::layout::RT_FIFO;
+use openplc_benches::histogram::{Histogram, show};
+use openplc_benches::process::{self, wait_for};
+use openplc_benches::slice_rt::{SliceRt, beside_this_exe, unexpected};
+use shared_abi::client::Reader;
 use shared_abi::migrate::{MigrateEntry, MigratePlan, SwapOutcome};
 use shared_abi::msg::Command;
 use shared_abi::sizes::ImageRequest;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -57,26 +56,10 @@ struct Slice {
     cpu: usize,
 }
 
-fn unexpected(what: &'static str) -> impl FnOnce(shared_abi::client::ClientError) -> Error {
-    move |e| Error::Unexpected { what, detail: e.to_string() }
-}
-
 fn rt_slice(args: &Args, rt_binary: &Path, builds: &[PathBuf; 2], dir: &Path) -> Result<Slice, Error> {
-    let shm = dir.join("shm").to_string_lossy().into_owned();
-    let cpu_arg = args.cpu.map_or("auto".to_string(), |c| c.to_string());
-    let log = std::fs::File::create(dir.join("rt.log")).map_err(Error::io("rt.log"))?;
-    let mut cmd = Process::new(rt_binary);
-    cmd.args(["--shm", &shm, "run", "--cpu", &cpu_arg, "--priority", &args.priority.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let _rt = ChildGuard::spawn("openplc-rt", &mut cmd)?;
-    let mut client = wait_for("openplc-rt", Duration::from_secs(10), || RtClient::open(&shm).ok())?;
-    client.load(&builds[0].to_string_lossy(), true, Duration::from_secs(10)).map_err(unexpected("loading"))?;
-    let status = client.status();
-    let cpu = usize::try_from(status.scan_cpu).ok().filter(|_| status.rt_flags & RT_FIFO != 0).ok_or_else(|| {
-        Error::Unexpected { what: "rt-core's scan thread", detail: "not at SCHED_FIFO (run as root)".into() }
-    })?;
+    let mut rt = SliceRt::start(rt_binary, dir, args.cpu, args.priority, &builds[0])?;
+    let cpu = rt.scan_cpu()?;
+    let client = &mut rt.client;
     process::pause(Duration::from_millis(500))?;
     client.command(Command::ResetStats, Duration::from_secs(5)).map_err(unexpected("reset-stats"))?;
     let vars = client.program_info().map_err(unexpected("program info"))?.var_count;
@@ -110,10 +93,6 @@ fn rt_slice(args: &Args, rt_binary: &Path, builds: &[PathBuf; 2], dir: &Path) ->
     Ok(Slice { hist, swaps_ns, max_scan_ns: stats.scan_time.max_ns, skipped: stats.skipped_periods, cpu })
 }
 
-fn show(q: Option<Quantile>) -> String {
-    q.map_or("-".into(), |q| q.to_string())
-}
-
 fn main() {
     let args = Args::parse();
     process::install_interrupt_handler();
@@ -127,10 +106,7 @@ fn run(args: &Args) -> Result<(), Error> {
     let work = tempfile::Builder::new().prefix("oplc-online").tempdir().map_err(Error::io("temp dir"))?;
     let rt_binary = match &args.rt_binary {
         Some(p) => p.clone(),
-        None => {
-            let exe = std::env::current_exe().map_err(Error::io("this executable's path"))?;
-            exe.with_file_name("openplc-rt")
-        }
+        None => beside_this_exe("openplc-rt")?,
     };
     eprintln!("online-change: building the demo program at 1 ms (two copies to swap between)");
     let first = openplc_benches::demo_program(work.path(), (PERIOD_US / 1000) as u32)?;

@@ -6,7 +6,7 @@ use crate::Args;
 use crate::loads::Report;
 use crate::measure::{Kind, Slice};
 use openplc_benches::compare::{Comparison, Estimate, Value, compare};
-use openplc_benches::histogram::{Histogram, Quantile};
+use openplc_benches::histogram::{Histogram, show};
 use shared_abi::stats::Stats;
 use std::time::Duration;
 
@@ -18,10 +18,6 @@ pub struct Summary<'a> {
     pub before: &'a Stats,
     pub after: &'a Stats,
     pub run_for: Duration,
-}
-
-fn show(q: Option<Quantile>) -> String {
-    q.map_or("-".into(), |q| q.to_string())
 }
 
 pub fn slice_line(s: &Slice) {

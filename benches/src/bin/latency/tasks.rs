@@ -6,38 +6,28 @@
 //! tasks' priorities and intervals (1 ms at P − 1, 50 ms at P − 2; P the dispatcher's).
 //! Slices alternate ABBA as in the single-thread mode; each task gets its own comparison.
 
-use super::{Args, show};
+use super::Args;
 use openplc_benches::Error;
 use openplc_benches::compare::compare;
 use openplc_benches::cyclictest::Cyclictest;
-use openplc_benches::histogram::Histogram;
-use openplc_benches::process::{self, ChildGuard, wait_for};
-use shared_abi::client::{Reader, RtClient};
+use openplc_benches::histogram::{Histogram, show};
+use openplc_benches::process;
+use openplc_benches::slice_rt::{SliceRt, unexpected};
+use shared_abi::client::Reader;
 use shared_abi::msg::Command;
 use std::path::Path;
-use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
 const TASKS: [(&str, u64); 2] = [("FAST", 1000), ("SLOW", 50_000)];
 
 /// One rt-core slice: the tasks' histograms and the CPU they ran on.
 fn rt_slice(args: &Args, rt_binary: &Path, program: &Path, dir: &Path) -> Result<([Histogram; 2], usize), Error> {
-    let shm = dir.join("shm").to_string_lossy().into_owned();
-    let cpu_arg = args.cpu.map_or("auto".to_string(), |c| c.to_string());
-    let log = std::fs::File::create(dir.join("rt.log")).map_err(Error::io("rt.log"))?;
-    let mut cmd = Process::new(rt_binary);
-    cmd.args(["--shm", &shm, "run", "--cpu", &cpu_arg, "--priority", &args.priority.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let _rt = ChildGuard::spawn("openplc-rt", &mut cmd)?;
-    let mut client = wait_for("openplc-rt", Duration::from_secs(10), || RtClient::open(&shm).ok())?;
-    let unexpected = |what, e: shared_abi::client::ClientError| Error::Unexpected { what, detail: e.to_string() };
-    client.load(&program.to_string_lossy(), true, Duration::from_secs(10)).map_err(|e| unexpected("loading", e))?;
+    let mut rt = SliceRt::start(rt_binary, dir, args.cpu, args.priority, program)?;
+    let client = &mut rt.client;
     process::pause(Duration::from_millis(500))?;
-    client.command(Command::ResetStats, Duration::from_secs(5)).map_err(|e| unexpected("reset-stats", e))?;
+    client.command(Command::ResetStats, Duration::from_secs(5)).map_err(unexpected("reset-stats"))?;
     process::pause(Duration::from_secs(args.seconds))?;
-    let records = client.task_records().map_err(|e| unexpected("task records", e))?;
+    let records = client.task_records().map_err(unexpected("task records"))?;
     let mut hists = Vec::new();
     let mut cpu = None;
     for (name, _) in TASKS {
