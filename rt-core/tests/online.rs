@@ -109,7 +109,11 @@ fn online_change_continues_the_count(v1: PathBuf, v2: PathBuf, vars: u32, timer:
     let new_gen = p.client.status().program_gen;
     assert_eq!(report.outcome(), SwapOutcome::Online, "{report:?}");
     assert_eq!(report.program_gen, new_gen);
-    assert_eq!((report.copied, report.converted, report.truncated, report.failed), (vars - 1, 2, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.carried.copied, report.carried.converted, report.carried.truncated, report.carried.failed),
+        (vars - 1, 2, 1, 0),
+        "{report:?}"
+    );
     assert_eq!((report.forces_kept, report.forces_dropped), (1, 1), "{report:?}");
 
     // Every cycle scanned once, on both sides of the swap: the scan count goes up by one

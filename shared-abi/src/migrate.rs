@@ -196,16 +196,10 @@ impl OnlineRefusal {
     }
 }
 
-/// What the last program swap did, written by rt-core's scan thread at the swap.
+/// What an online change carried, counted by rt-core at the swap.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct SwapReport {
-    /// The program swapped in.
-    pub program_gen: u32,
-    /// `SwapOutcome` as u32.
-    pub outcome: u32,
-    /// `OnlineRefusal` as u32.
-    pub refusal: u32,
+pub struct Carried {
     /// Plan entries applied (value written into the new program).
     pub copied: u32,
     /// Of those, values that changed type.
@@ -223,6 +217,20 @@ pub struct SwapReport {
     pub retain_truncated: u32,
     pub retain_added: u32,
     pub retain_dropped: u32,
+}
+
+/// What the last program swap did, written by rt-core's scan thread at the swap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SwapReport {
+    /// The program swapped in.
+    pub program_gen: u32,
+    /// `SwapOutcome` as u32.
+    pub outcome: u32,
+    /// `OnlineRefusal` as u32.
+    pub refusal: u32,
+    /// What the online change carried (all zero after a cold swap).
+    pub carried: Carried,
     /// Forced variables still forced in the new program, and those released (their
     /// variable is gone or changed type).
     pub forces_kept: u32,

@@ -132,7 +132,8 @@ pub fn retain_json(store: Option<&str>, program: Option<Layout>, last: Option<&L
 /// The `retain` object after an online change: the RETAIN values were carried from the
 /// running instance (with or without a store), counted by rt-core at the swap. A RETAIN
 /// variable whose type could not be converted counts as dropped (old) and added (new).
-fn migrated_json(store: Option<&str>, program: Layout, r: &shared_abi::migrate::SwapReport) -> Value {
+fn migrated_json(store: Option<&str>, program: Layout, report: &shared_abi::migrate::SwapReport) -> Value {
+    let r = &report.carried;
     json!({
         "start": "warm",
         "format": 1,

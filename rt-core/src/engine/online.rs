@@ -10,12 +10,12 @@
 
 use super::{Engine, stamped};
 use crate::guard::Fault;
-use crate::program::{Carried, LoadedProgram};
+use crate::program::LoadedProgram;
 use crate::sys;
 use heapless::Vec as FixedVec;
 use shared_abi::debug::ForcedValue;
 use shared_abi::layout::PlcState;
-use shared_abi::migrate::{OnlineRefusal, SwapOutcome, SwapReport};
+use shared_abi::migrate::{Carried, OnlineRefusal, SwapOutcome, SwapReport};
 
 use super::MAX_FORCES;
 
@@ -95,15 +95,7 @@ pub(super) fn online_report(program_gen: u32, tick: u64, carried: &Carried, kept
     SwapReport {
         program_gen,
         outcome: SwapOutcome::Online as u32,
-        copied: carried.copied,
-        converted: carried.converted,
-        truncated: carried.truncated,
-        failed: carried.failed,
-        retain_copied: carried.retain_copied,
-        retain_converted: carried.retain_converted,
-        retain_truncated: carried.retain_truncated,
-        retain_added: carried.retain_added,
-        retain_dropped: carried.retain_dropped,
+        carried: *carried,
         forces_kept: kept,
         forces_dropped: dropped,
         tick,

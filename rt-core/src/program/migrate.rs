@@ -11,7 +11,7 @@
 use super::LoadedProgram;
 use crate::guard::Fault;
 use shared_abi::debug::{FORCE_VALUE_BYTES, ForcedValue, WatchedValue};
-use shared_abi::migrate::{Converted, MAX_MIGRATE_BYTES, MigrateEntry, MigratePlan, ValueType, convert};
+use shared_abi::migrate::{Carried, Converted, MAX_MIGRATE_BYTES, MigrateEntry, MigratePlan, ValueType, convert};
 use shared_abi::program::VarKind;
 
 /// One plan entry that names a variable of the new program as it is.
@@ -25,22 +25,6 @@ struct Checked {
     new_size: u16,
     new_kind: VarKind,
     retain: bool,
-}
-
-/// What the swap carried.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Carried {
-    pub copied: u32,
-    pub converted: u32,
-    pub truncated: u32,
-    pub failed: u32,
-    pub retain_copied: u32,
-    pub retain_converted: u32,
-    pub retain_truncated: u32,
-    /// RETAIN variables of the new program not carried.
-    pub retain_added: u32,
-    /// RETAIN variables of the old program not carried.
-    pub retain_dropped: u32,
 }
 
 pub struct Migration {

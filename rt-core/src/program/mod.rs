@@ -17,7 +17,7 @@ mod migrate;
 pub mod tasks;
 
 pub use load::{Checked, LoadError, LoadStage};
-pub use migrate::{Carried, Migration};
+pub use migrate::Migration;
 
 use crate::extents::OutputExtents;
 use crate::guard::{self, CodeRange, Fault};
