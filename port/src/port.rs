@@ -12,7 +12,7 @@ use shared_abi::layout::{OutputSnapshot, PlcState, SharedMemory, WriteRing};
 use shared_abi::migrate::{MigratePlan, SwapReport};
 use shared_abi::msg::{Command, Event, LogLevel, LogLine, MAX_WRITES_PER_CYCLE};
 use shared_abi::retain::RetainImage;
-use shared_abi::seqlock::READER_ATTEMPTS;
+use shared_abi::seqlock::{READER_ATTEMPTS, SeqLock};
 use shared_abi::sizes::ImageRequest;
 use shared_abi::stats::{HistogramSnapshot, Stats};
 use shared_abi::tasks::TaskRecords;
@@ -82,8 +82,8 @@ pub struct PlcPort {
     client: Mutex<Option<RtClient>>,
     /// Read-only view of the same shared memory, for reads and waits.
     observer: RwLock<Option<Arc<Observer>>>,
-    /// The outputs last copied, keyed by the seqlock version they were copied at.
-    outputs: Mutex<Option<(u64, Arc<OutputSnapshot>)>>,
+    /// The outputs last copied, and the copy before them to copy the next into.
+    outputs: Mutex<OutputCopies>,
     log: LogSink,
     ticker: OnceLock<Ticker>,
     sampler: OnceLock<Sampler>,
@@ -148,10 +148,42 @@ fn empty_outputs() -> Arc<OutputSnapshot> {
     zeroed_arc()
 }
 
-/// An all-zero snapshot made in place: the 2.8 MiB never pass through the stack, and the
-/// allocator's zeroed pages are only touched where a copy writes.
+/// An all-zero snapshot made in place (the 2.8 MiB never pass through the stack). It writes
+/// every page: a millisecond and more on a VM, so a reader makes one only when it has no
+/// copy to reuse.
 fn zeroed_arc() -> Arc<OutputSnapshot> {
     bytemuck::allocation::zeroed_arc()
+}
+
+/// The published outputs as the port last copied them, keyed by the seqlock version they
+/// were copied at, and the copy before, whose memory the next copy reuses once no caller
+/// holds it any more (usually: a caller holds one for a request).
+#[derive(Default)]
+struct OutputCopies {
+    latest: Option<(u64, Arc<OutputSnapshot>)>,
+    spare: Option<Arc<OutputSnapshot>>,
+}
+
+impl OutputCopies {
+    /// The latest copy if it is of `version`.
+    fn of(&self, version: u64) -> Option<Arc<OutputSnapshot>> {
+        self.latest.as_ref().filter(|(v, _)| *v == version).map(|(_, snap)| snap.clone())
+    }
+
+    /// A new copy of the published outputs: into the spare when nobody holds it, else into
+    /// a fresh one. The copy it replaces becomes the spare.
+    fn renew(&mut self, seqlock: &SeqLock<OutputSnapshot>) -> Option<Arc<OutputSnapshot>> {
+        let mut copy = self.spare.take().filter(|spare| Arc::strong_count(spare) == 1).unwrap_or_else(zeroed_arc);
+        // Torn (rt-core died mid-publish): the partial copy is dropped.
+        let version = shared_abi::layout::reread_outputs(seqlock, Arc::get_mut(&mut copy)?, READER_ATTEMPTS).ok()?;
+        self.spare = self.latest.replace((version, copy.clone())).map(|(_, old)| old);
+        Some(copy)
+    }
+
+    /// The last good copy (all zero, `cycle` 0, before the first).
+    fn last_good(&self) -> Arc<OutputSnapshot> {
+        self.latest.as_ref().map(|(_, snap)| snap.clone()).unwrap_or_else(empty_outputs)
+    }
 }
 
 impl PlcPort {
@@ -162,7 +194,7 @@ impl PlcPort {
             me: me.clone(),
             client: Mutex::new(None),
             observer: RwLock::new(None),
-            outputs: Mutex::new(None),
+            outputs: Mutex::new(OutputCopies::default()),
             log,
             ticker: OnceLock::new(),
             sampler: OnceLock::new(),
@@ -183,7 +215,7 @@ impl PlcPort {
     pub fn attach(&self, client: RtClient, observer: Observer) {
         *lock(&self.client) = Some(client);
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(observer));
-        *lock(&self.outputs) = None;
+        *lock(&self.outputs) = OutputCopies::default();
     }
 
     /// Drops the lease (another client may take it) and the observer. Waits under way fail
@@ -310,26 +342,14 @@ impl PlcPort {
     /// is cheap enough for every protocol read. While detached, or if rt-core died
     /// mid-publish, the last good copy (all zero, `cycle` 0, before the first).
     pub fn outputs(&self) -> Arc<OutputSnapshot> {
-        let mut cache = lock(&self.outputs);
+        let mut copies = lock(&self.outputs);
         let fresh = self.with_observer(|obs| {
             let seqlock = &obs.shm().outputs;
-            if let Some((version, snap)) = cache.as_ref()
-                && *version == seqlock.version()
-            {
-                return Some(snap.clone());
-            }
-            // Only the program's tables are copied (the rest stays zero): the cost of a
-            // copy follows the program, not the 2.8 MiB the layout has room for.
-            let mut copy: Arc<OutputSnapshot> = zeroed_arc();
-            let version = shared_abi::layout::read_outputs(seqlock, Arc::get_mut(&mut copy)?, READER_ATTEMPTS).ok()?;
-            let snap = copy;
-            *cache = Some((version, snap.clone()));
-            Some(snap)
+            // Only the program's tables are copied: the cost of a copy follows the
+            // program, not the 2.8 MiB the layout has room for.
+            copies.of(seqlock.version()).or_else(|| copies.renew(seqlock))
         });
-        match fresh.flatten() {
-            Some(snap) => snap,
-            None => cache.as_ref().map(|(_, s)| s.clone()).unwrap_or_else(empty_outputs),
-        }
+        fresh.flatten().unwrap_or_else(|| copies.last_good())
     }
 
     pub(crate) fn read_debug(&self, out: &mut DebugValues) -> Result<(), PortError> {
