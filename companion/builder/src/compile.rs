@@ -149,7 +149,8 @@ pub(crate) fn compile_and_link(
     steps.mark("cache lookup");
 
     let compile: Vec<&Job> = to_compile.iter().map(|i| &jobs[*i]).collect();
-    runner::run(&compile, opts.jobs, dispatcher, (deadline, opts.timeout), on_line)?;
+    let starts = longest_first(&slots, &to_compile, at, (&root, host));
+    runner::run_starting(&compile, &starts, opts.jobs, dispatcher, (deadline, opts.timeout), on_line)?;
     steps.mark("compile");
 
     // Link, and meanwhile store what was compiled.
@@ -170,6 +171,29 @@ pub(crate) fn compile_and_link(
     steps.mark("link");
     let compiled = compiled.iter().map(|s| s.unit.name.clone()).collect();
     Ok(Compiled { reused, compiled, pch_to_make })
+}
+
+/// The order to start the compilations in (positions in `to_compile`): the longest first,
+/// so that no long one starts last while the other CPUs idle. The builder's own units (the
+/// runtime adapter, the RETAIN table, the MD5) go first: the STruC++ adapter reads the
+/// program's header and the adapter's own, the longest compilation of a program. The
+/// bundle's units follow, the largest first. Their output is still shown in file order.
+fn longest_first(slots: &[Slot], to_compile: &[usize], at: &Paths, (root, host): (&Path, &Path)) -> Vec<usize> {
+    let size = |slot: &Slot| {
+        let rel = slot.unit.source.strip_prefix(root).ok()?;
+        std::fs::metadata(host.join(rel)).map(|m| m.len()).ok()
+    };
+    let mut order: Vec<(bool, std::cmp::Reverse<u64>, usize)> = to_compile
+        .iter()
+        .enumerate()
+        .map(|(position, &i)| {
+            let slot = &slots[i];
+            let ours = slot.unit.source.starts_with(&at.out);
+            (!ours, std::cmp::Reverse(size(slot).unwrap_or(0)), position)
+        })
+        .collect();
+    order.sort();
+    order.into_iter().map(|(_, _, position)| position).collect()
 }
 
 fn open_cache(opts: &BuildOptions, on_line: &mut dyn FnMut(BuildLine)) -> Option<Cache> {

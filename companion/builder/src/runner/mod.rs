@@ -90,11 +90,13 @@ struct JobState {
     first_error: Option<String>,
     /// The compiler said the device is full.
     no_space: bool,
+    /// Never started (the run stopped first): nothing more will come from it.
+    skipped: bool,
 }
 
 impl JobState {
     fn finished(&self) -> bool {
-        self.started && self.open_streams == 0 && self.status.is_some()
+        self.skipped || (self.started && self.open_streams == 0 && self.status.is_some())
     }
 
     fn failed(&self) -> bool {
@@ -110,10 +112,26 @@ pub(crate) fn run(
     jobs: &[&Job],
     parallel: usize,
     starter: &mut dyn Starter,
+    limit: (Instant, Duration),
+    on_line: &mut dyn FnMut(BuildLine),
+) -> Result<(), BuildError> {
+    let in_order: Vec<usize> = (0..jobs.len()).collect();
+    run_starting(jobs, &in_order, parallel, starter, limit, on_line)
+}
+
+/// [`run`], starting the jobs in the order `starts` gives (a permutation of their indices:
+/// the longest first, say), their lines still reaching `on_line` in job order.
+pub(crate) fn run_starting(
+    jobs: &[&Job],
+    starts: &[usize],
+    parallel: usize,
+    starter: &mut dyn Starter,
     (deadline, timeout): (Instant, Duration),
     on_line: &mut dyn FnMut(BuildLine),
 ) -> Result<(), BuildError> {
     let mut states: Vec<JobState> = jobs.iter().map(|_| JobState::default()).collect();
+    // Jobs `starts` leaves out are never started.
+    let starts: Vec<usize> = starts.iter().copied().filter(|&i| i < jobs.len()).collect();
     let mut next = 0;
     let mut running = 0;
     let mut cursor = 0;
@@ -121,28 +139,33 @@ pub(crate) fn run(
     let mut budget = Budget { left: MAX_LINES, dropped: 0 };
 
     loop {
-        while !stop && running < parallel.max(1) && next < jobs.len() {
-            if let Err(err) = starter.start(next, jobs[next]) {
+        while !stop && running < parallel.max(1) && next < starts.len() {
+            let job = starts[next];
+            if let Err(err) = starter.start(job, jobs[job]) {
                 abandon(&mut states, starter);
                 deliver(&mut states, &mut cursor, on_line);
                 return Err(err);
             }
-            let state = &mut states[next];
+            let state = &mut states[job];
             state.started = true;
             state.open_streams = 2;
-            state.pending.push(BuildLine { level: Level::Info, text: jobs[next].label.clone() });
+            state.pending.push(BuildLine { level: Level::Info, text: jobs[job].label.clone() });
             running += 1;
             next += 1;
         }
         deliver(&mut states, &mut cursor, on_line);
-        if running == 0 && (stop || next == jobs.len()) {
+        if running == 0 && (stop || next == starts.len()) {
+            abandon(&mut states, starter);
+            deliver(&mut states, &mut cursor, on_line);
             break;
         }
 
         let Some(event) = starter.next_event(deadline) else {
             // The step still running when time ran out: the earliest unfinished job, named
             // before the killed jobs finish and the cursor moves past them.
-            let step = jobs.get(cursor.min(jobs.len().saturating_sub(1))).map(|j| j.step.clone());
+            let running_step = (cursor..jobs.len()).find(|&i| states[i].started);
+            let step =
+                jobs.get(running_step.unwrap_or(cursor.min(jobs.len().saturating_sub(1)))).map(|j| j.step.clone());
             abandon(&mut states, starter);
             deliver(&mut states, &mut cursor, on_line);
             return Err(BuildError::TimedOut { step: step.unwrap_or_default(), limit: timeout });
@@ -246,6 +269,10 @@ fn abandon(states: &mut [JobState], starter: &mut dyn Starter) {
             None => break,
         }
     }
+    // What never started never will: the lines of later jobs may be delivered.
+    for state in states.iter_mut().filter(|s| !s.started) {
+        state.skipped = true;
+    }
 }
 
 /// A status as the job's own: a shell or bubblewrap reports a child killed by signal N as
@@ -326,5 +353,76 @@ mod tests {
         assert_eq!(unwrap_shell_status(ExitStatus::from_raw(137 << 8)).signal(), Some(9));
         assert_eq!(unwrap_shell_status(ExitStatus::from_raw(1 << 8)).code(), Some(1));
         assert_eq!(unwrap_shell_status(ExitStatus::from_raw(0)).code(), Some(0));
+    }
+
+    /// Jobs that end in the order they were started, each saying one line; `failing` exits 1.
+    struct Scripted {
+        failing: Option<usize>,
+        started: Vec<usize>,
+        events: std::collections::VecDeque<Event>,
+    }
+
+    impl Starter for Scripted {
+        fn start(&mut self, index: usize, _job: &Job) -> Result<(), BuildError> {
+            self.started.push(index);
+            let fails = self.failing == Some(index);
+            let text = if fails { format!("x.c:1:1: error: job {index}") } else { format!("job {index} said") };
+            self.events.push_back(Event::Line { job: index, stderr: fails, text });
+            self.events.push_back(Event::Closed { job: index });
+            self.events.push_back(Event::Closed { job: index });
+            let status = ExitStatus::from_raw(if fails { 1 << 8 } else { 0 });
+            self.events.push_back(Event::Exited { job: index, status: Ok(status) });
+            Ok(())
+        }
+        fn next_event(&mut self, _until: Instant) -> Option<Event> {
+            self.events.pop_front()
+        }
+        fn kill(&mut self) {}
+    }
+
+    fn jobs(n: usize) -> Vec<Job> {
+        (0..n)
+            .map(|i| Job {
+                label: format!("Compiling {i}"),
+                step: format!("compiling {i}"),
+                program: "cc".into(),
+                args: vec![],
+            })
+            .collect()
+    }
+
+    fn run_scripted(failing: Option<usize>, starts: &[usize]) -> (Result<(), BuildError>, Vec<usize>, Vec<String>) {
+        let jobs = jobs(4);
+        let refs: Vec<&Job> = jobs.iter().collect();
+        let mut starter = Scripted { failing, started: Vec::new(), events: Default::default() };
+        let mut lines = Vec::new();
+        let limit = (Instant::now() + Duration::from_secs(60), Duration::from_secs(60));
+        let result = run_starting(&refs, starts, 1, &mut starter, limit, &mut |l| lines.push(l.text));
+        (result, starter.started, lines)
+    }
+
+    #[test]
+    fn jobs_start_in_the_order_given_and_are_shown_in_job_order() {
+        let (result, started, lines) = run_scripted(None, &[3, 1, 2, 0]);
+        assert!(result.is_ok());
+        assert_eq!(started, [3, 1, 2, 0]);
+        let expected: Vec<String> = (0..4).flat_map(|i| [format!("Compiling {i}"), format!("job {i} said")]).collect();
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn a_failure_stops_later_starts_and_its_lines_still_reach_the_caller() {
+        // Job 2 starts second and fails: 1 and 0, earlier in job order, never start.
+        let (result, started, lines) = run_scripted(Some(2), &[3, 2, 1, 0]);
+        assert_eq!(started, [3, 2]);
+        match result {
+            Err(BuildError::CompilerFailed { step, exit_code, first_error, .. }) => {
+                assert_eq!(step, "compiling 2");
+                assert_eq!(exit_code, Some(1));
+                assert_eq!(first_error.as_deref(), Some("x.c:1:1: error: job 2"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lines, ["Compiling 2", "x.c:1:1: error: job 2", "Compiling 3", "job 3 said"]);
     }
 }
