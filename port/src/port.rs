@@ -259,6 +259,15 @@ impl PlcPort {
         self.with_observer(|o| o.shm().header.heartbeat.load(Ordering::Acquire)).unwrap_or(0)
     }
 
+    /// The cycle a request arriving now is after (see [`shared_abi::layout::arrival_cycle`]):
+    /// what to pass as `arrival` to [`PlcPort::sample`] and [`crate::Lease::wait`] for values
+    /// of the first scan that begins after now. Between cycles, which is nearly always,
+    /// that is the very next scan; [`PlcPort::cycle`] as `arrival` would wait for the one
+    /// after it. 0 while detached.
+    pub fn arrival(&self) -> u64 {
+        self.with_observer(|o| shared_abi::layout::arrival_cycle(&o.shm().header)).unwrap_or(0)
+    }
+
     /// The loop period in force, ns; 0 while detached.
     pub fn period_ns(&self) -> u64 {
         self.with_observer(|o| o.shm().header.period_ns.load(Ordering::Acquire)).unwrap_or(0)

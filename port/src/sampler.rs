@@ -345,8 +345,9 @@ impl Lease {
         &self.vars
     }
 
-    /// Waits for the first sample that holds every leased variable, taken in a scan that
-    /// began after loop cycle `arrival`, of program `program_gen`.
+    /// Waits for the first sample that holds every leased variable, stamped with a cycle
+    /// later than `arrival`, of program `program_gen`. [`PlcPort::arrival`] as `arrival`:
+    /// the first scan that begins after now.
     pub async fn wait(&self, program_gen: u32, arrival: u64, timeout: Duration) -> Result<Arc<Sample>, SampleError> {
         let deadline = Instant::now() + timeout;
         let mut rx = self.shared.tx.subscribe();
@@ -416,8 +417,9 @@ impl Lease {
 }
 
 impl PlcPort {
-    /// The bytes of `vars` (flat debug indices) taken in a scan after loop cycle `arrival`,
-    /// through the shared watch list; `None` for a variable the program lacks.
+    /// The bytes of `vars` (flat debug indices) taken in a scan stamped later than
+    /// `arrival` (see [`PlcPort::arrival`]), through the shared watch list; `None` for a
+    /// variable the program lacks.
     pub async fn sample(
         &self,
         vars: &[u32],

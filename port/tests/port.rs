@@ -311,6 +311,51 @@ fn samples_come_from_a_later_scan_through_the_shared_watch_list() {
     assert_eq!(empty.port().sample_blocking(&[0], 0, DEADLINE), Err(SampleError::NoProgram));
 }
 
+/// rt-core stopped between two cycles: every cycle begun has ended.
+fn pause_between_cycles(rt: &Rt, port: &PlcPort) -> u64 {
+    for _ in 0..100 {
+        rt.pause();
+        let ended = port.cycle();
+        if port.arrival() + 1 == ended {
+            return ended;
+        }
+        // Stopped inside a cycle (its scan takes microseconds of the 2 ms): again.
+        rt.resume();
+        port.wait_cycle_after_blocking(ended, DEADLINE).unwrap();
+    }
+    panic!("rt-core never stopped between two cycles");
+}
+
+/// A request that arrives between two cycles is answered by the very next scan, not the
+/// one after it: that scan begins after the request.
+#[test]
+fn a_sample_asked_for_between_cycles_comes_from_the_next_scan() {
+    let rt = Rt::with_fixture(&[]);
+    let port = rt.port();
+    let program_gen = port.program_info().unwrap().program_gen;
+    // Variable 0 in the watch list already, as for a debugger polling it.
+    port.sample_blocking(&[0], port.arrival(), DEADLINE).unwrap();
+    for _ in 0..100 {
+        let next = pause_between_cycles(&rt, &port);
+        let arrival = port.arrival();
+        assert_eq!(arrival + 1, next, "between cycles, the next scan is after the request");
+        // Let exactly that scan run: stop again once it has ended, before another begins.
+        rt.resume();
+        port.wait_cycle_after_blocking(next, DEADLINE).unwrap();
+        let after = pause_between_cycles(&rt, &port);
+        if after != next + 1 {
+            rt.resume();
+            continue; // another cycle ran too: its values replaced the ones wanted
+        }
+        let lease = port.sampler().lease(&[0]).unwrap();
+        let sample = lease.wait_blocking(program_gen, arrival, DEADLINE).unwrap();
+        assert_eq!(sample.cycle, next, "the first scan that began after the request");
+        rt.resume();
+        return;
+    }
+    panic!("rt-core never stopped after exactly one cycle");
+}
+
 #[test]
 fn drain_hands_over_rt_cores_events() {
     let rt = Rt::with_fixture(&[]);

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"OPLC-SHM");
 
 /// Bumped on any change of the layout below; attachers refuse any other version.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 
 /// Command results kept, indexed by `seq % RESULT_SLOTS`.
 pub const RESULT_SLOTS: usize = 64;
@@ -170,6 +170,20 @@ pub struct Header {
     /// cycle's scan, so a writer can be answered as soon as the scan that sees its writes
     /// has started.
     pub writes_applied: AtomicU64,
+    /// Loop iterations begun: stored (Release) as a cycle wakes, before it takes commands
+    /// and inputs. It equals `heartbeat` between cycles and is one more while a cycle
+    /// runs, so a reader knows whether the next cycle (numbered `heartbeat`, the stamp of
+    /// the values it publishes) begins after this moment: see [`arrival_cycle`].
+    pub cycles_begun: AtomicU64,
+}
+
+/// The cycle a request arriving now is *after*: values stamped with a later cycle come
+/// from a scan that began after it. Between cycles that is `heartbeat - 1` (the next
+/// cycle, numbered `heartbeat`, has not begun); while one runs it is that cycle. Read from
+/// `cycles_begun` alone, so no torn pair: `cycles_begun - 1` in both cases. Before any
+/// cycle, 0 (a scan numbered 0 is not waited for but 1 is: conservative).
+pub fn arrival_cycle(header: &Header) -> u64 {
+    header.cycles_begun.load(Ordering::Acquire).saturating_sub(1)
 }
 
 /// `Header::writes_applied`: the write ring's consumer position after a cycle's writes were

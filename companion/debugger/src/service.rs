@@ -149,9 +149,10 @@ impl Debugger {
         self.port.sampler().watched()
     }
 
-    /// rt-core's loop counter now: the stamp a command gets when it arrives.
+    /// The stamp a command gets when it arrives: its values come from the first scan that
+    /// begins after it.
     pub fn arrival(&self) -> u64 {
-        self.port.cycle()
+        self.port.arrival()
     }
 
     /// The family spoken for `info`'s program.

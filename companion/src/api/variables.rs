@@ -88,7 +88,7 @@ pub async fn values(
         return Err(ApiError::BadRequest(format!("At most {MAX_PER_REQUEST} variables per request")));
     }
     let port = app.plc.port();
-    let sampled = port.sample(&wanted, port.cycle(), READ_TIMEOUT).await.map_err(|e| match e {
+    let sampled = port.sample(&wanted, port.arrival(), READ_TIMEOUT).await.map_err(|e| match e {
         SampleError::Timeout(_) => unavailable("No scan completed in time (is the PLC running?)"),
         other => unavailable(other.to_string()),
     })?;

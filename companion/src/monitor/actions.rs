@@ -117,7 +117,7 @@ async fn variable(app: &Arc<App>, index: u32) -> Result<(u32, Arc<VarMap>, Varia
 async fn layout(app: &App, program_gen: u32, index: u32) -> Result<(VarKind, usize), ApiError> {
     let port = app.plc.port();
     let lease = port.sampler().lease(&[index]).map_err(|e| conflict(e.to_string()))?;
-    let sample = lease.wait(program_gen, port.cycle(), PROBE_TIMEOUT).await.map_err(|e| conflict(e.to_string()))?;
+    let sample = lease.wait(program_gen, port.arrival(), PROBE_TIMEOUT).await.map_err(|e| conflict(e.to_string()))?;
     match sample.get(index) {
         Some(Sampled::Bytes { kind, raw }) => Ok((kind, raw.len())),
         Some(Sampled::Missing) | None => Err(ApiError::NotFound(format!("No variable {index} in the running program"))),

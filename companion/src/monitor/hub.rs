@@ -198,7 +198,7 @@ async fn tick(app: &Arc<App>, seq: u64, union: &[u32], want_histogram: bool, pre
     if union.is_empty() {
         return frame;
     }
-    let arrival = port.cycle();
+    let arrival = port.arrival();
     match port.sample(union, arrival, SAMPLE_TIMEOUT).await {
         Ok(raw) => {
             frame.values = union

@@ -63,7 +63,7 @@ impl DebugVars for PortVars {
         if vars.len() > crate::MAX_SAMPLE_VARS {
             return Err(PlcError::Rejected(format!("{} variables in one sample", vars.len())));
         }
-        let arrival = self.port.cycle();
+        let arrival = self.port.arrival();
         if !self.port.rt_alive() {
             return Err(sample_error(SampleError::RtDown));
         }

@@ -225,6 +225,10 @@ impl Engine {
     /// Does one cycle's work for the deadline `deadline_ns`, woken at `wake_ns`, and
     /// returns the next deadline. Missed periods are skipped, not caught up.
     pub fn run_cycle(&mut self, deadline_ns: u64, wake_ns: u64) -> CycleEnd {
+        {
+            let h = &self.shm.header;
+            h.cycles_begun.store(h.heartbeat.load(Ordering::Relaxed) + 1, Ordering::Release);
+        }
         let latency = wake_ns.saturating_sub(deadline_ns);
         self.stats.latency.record(latency);
         self.shm.histogram.record(latency);
