@@ -155,7 +155,7 @@ pub(crate) fn run_starting(
         }
         deliver(&mut states, &mut cursor, on_line);
         if running == 0 && (stop || next == starts.len()) {
-            abandon(&mut states, starter);
+            skip_unstarted(&mut states);
             deliver(&mut states, &mut cursor, on_line);
             break;
         }
@@ -269,7 +269,11 @@ fn abandon(states: &mut [JobState], starter: &mut dyn Starter) {
             None => break,
         }
     }
-    // What never started never will: the lines of later jobs may be delivered.
+    skip_unstarted(states);
+}
+
+/// What never started never will: the lines of the jobs after it may be delivered.
+fn skip_unstarted(states: &mut [JobState]) {
     for state in states.iter_mut().filter(|s| !s.started) {
         state.skipped = true;
     }
